@@ -228,3 +228,20 @@ def slice_in_bounds(offset: Any, size: Any, bo_size: Any, ops: Any = U64) -> Any
     return ops.land(
         ops.lnot(ops.add_overflows(offset, size)), ops.ule(ops.add(offset, size), bo_size)
     )
+
+
+# --------------------------------------------------------------------------
+# Activation (qaic_control.c encode_activate overflow checks)
+
+
+def activate_queue_size_ok(queue_size: Any, ops: Any = U32) -> Any:
+    """The driver's acceptance test for an activate ``queue_size`` (else -EINVAL).
+
+    Rejects 0, a (64 + 4) * queue_size that overflows u32, and a
+    size + 256 + 4096 that overflows u32 (the round-up would wrap).
+    """
+    per = ops.const(DBC_REQ_ELEM_SIZE + DBC_RSP_ELEM_SIZE)
+    raw = ops.mul(per, queue_size)
+    mul_ok = ops.ule(queue_size, ops.udiv(ops.const(ops.mask), per))
+    add_ok = ops.lnot(ops.add_overflows(raw, ops.const(DBC_Q_GAP + DBC_Q_BUF_ALIGN)))
+    return ops.land(ops.ne(queue_size, ops.const(0)), mul_ok, add_ok)
