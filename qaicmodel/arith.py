@@ -38,6 +38,11 @@ __all__ = [
     "sem_encode",
     "sem_valid",
     "slice_in_bounds",
+    "activate_queue_size_ok",
+    "SEM_VAL_MASK",
+    "SEM_INDEX_MASK",
+    "SEM_CMD_MAX",
+    "SEM_FLAGS_MASK",
 ]
 
 # Request element and response element sizes (aic100.rst struct request_elem /
