@@ -43,6 +43,14 @@ __all__ = [
     "SEM_INDEX_MASK",
     "SEM_CMD_MAX",
     "SEM_FLAGS_MASK",
+    "U512",
+    "wrap_slot",
+    "sem_decode",
+    "REQ_LAYOUT",
+    "req_elem_valid",
+    "req_elem_pack",
+    "req_elem_unpack",
+    "slice_segments",
 ]
 
 # Request element and response element sizes (aic100.rst struct request_elem /
@@ -250,3 +258,196 @@ def activate_queue_size_ok(queue_size: Any, ops: Any = U32) -> Any:
     mul_ok = ops.ule(queue_size, ops.udiv(ops.const(ops.mask), per))
     add_ok = ops.lnot(ops.add_overflows(raw, ops.const(DBC_Q_GAP + DBC_Q_BUF_ALIGN)))
     return ops.land(ops.ne(queue_size, ops.const(0)), mul_ok, add_ok)
+
+
+# --------------------------------------------------------------------------
+# Additions for the proofs (issue #5).  Same rules as above: everything goes
+# through ``ops``; the hosts and the device should call these too.
+
+#: 512-bit ops: one whole 64-byte request element as a little-endian integer.
+U512 = IntOps(512)
+
+
+def wrap_slot(tail: Any, k: Any, nelem: Any, i: Any, ops: Any = U32) -> Any:
+    """Ring slot that element ``i`` (0-based) of a ``k``-element wrap copy lands in.
+
+    The first ``first`` elements go to tail, tail+1, ...; the rest to 0, 1, ...
+    (qaic_data.c ``copy_exec_reqs``: two memcpy calls split by :func:`wrap_split`).
+    """
+    first, _second = wrap_split(tail, k, nelem, ops)
+    return ops.ite(ops.ult(i, first), ops.add(tail, i), ops.sub(i, first))
+
+
+def sem_decode(word: Any, ops: Any = U32) -> tuple[Any, Any, Any, Any, Any]:
+    """Inverse of :func:`sem_encode` on its fields: (val, index, presync, cmd, flags).
+
+    Bit positions as in :func:`sem_encode` (aic100.rst "Request FIFO", sem_cmd).
+    """
+    return (
+        ops.band(word, ops.const(SEM_VAL_MASK)),
+        ops.band(ops.lshr(word, 16), ops.const(SEM_INDEX_MASK)),
+        ops.band(ops.lshr(word, 22), ops.const(1)),
+        ops.band(ops.lshr(word, 24), ops.const(0x7)),
+        ops.band(ops.lshr(word, 29), ops.const(SEM_FLAGS_MASK)),
+    )
+
+
+#: ``struct request_elem`` (aic100.rst "Request FIFO"; qaic_data.c ``struct dbc_req``):
+#: (field name as in ``wire.RequestElem``, byte offset, size in bytes), little-endian.
+REQ_LAYOUT: tuple[tuple[str, int, int], ...] = (
+    ("req_id", 0, 2),
+    ("seq_id", 2, 1),
+    ("pcie_dma_cmd", 3, 1),
+    ("reserved0", 4, 4),
+    ("pcie_dma_source_addr", 8, 8),
+    ("pcie_dma_dest_addr", 16, 8),
+    ("pcie_dma_len", 24, 4),
+    ("reserved1", 28, 4),
+    ("doorbell_addr", 32, 8),
+    ("doorbell_attr", 40, 1),
+    ("reserved2", 41, 1),
+    ("reserved3", 42, 2),
+    ("doorbell_data", 44, 4),
+    ("sem_cmd0", 48, 4),
+    ("sem_cmd1", 52, 4),
+    ("sem_cmd2", 56, 4),
+    ("sem_cmd3", 60, 4),
+)
+
+
+def req_elem_valid(fields: Any, ops: Any = U512) -> Any:
+    """Every field value fits its width in :data:`REQ_LAYOUT` (a wire-record invariant)."""
+    return ops.land(*[
+        ops.ule(f, ops.const((1 << (8 * size)) - 1))
+        for f, (_name, _off, size) in zip(fields, REQ_LAYOUT, strict=True)
+    ])
+
+
+def req_elem_pack(fields: Any, ops: Any = U512) -> Any:
+    """The 64-byte element as a little-endian 512-bit integer (use ``U512``).
+
+    ``fields`` are in :data:`REQ_LAYOUT` order.  ``int.from_bytes(elem.pack(),
+    "little")`` of ``wire.RequestElem`` equals this (tested); each field is
+    masked to its width, so an out-of-range value is truncated here and
+    :func:`req_elem_valid` is what rules that out.
+    """
+    word = ops.const(0)
+    for f, (_name, off, size) in zip(fields, REQ_LAYOUT, strict=True):
+        word = ops.bor(word, ops.shl(ops.band(f, ops.const((1 << (8 * size)) - 1)), 8 * off))
+    return word
+
+
+def req_elem_unpack(word: Any, ops: Any = U512) -> tuple[Any, ...]:
+    """Fields of a 512-bit little-endian element, in :data:`REQ_LAYOUT` order."""
+    return tuple(
+        ops.band(ops.lshr(word, 8 * off), ops.const((1 << (8 * size)) - 1))
+        for _name, off, size in REQ_LAYOUT
+    )
+
+
+def slice_segments(seg_addrs: Any, seg_lens: Any, offset: Any, size: Any,
+                   ops: Any = U64) -> list[tuple[Any, Any, Any]]:
+    """The DMA pieces of the slice [offset, offset+size) of a BO, one per BO segment.
+
+    ``seg_addrs``/``seg_lens`` are the BO's DMA segments in order (its sg table;
+    the BO's byte ``p`` lives in the segment covering it).  Returns, for every
+    BO segment, ``(used, dma_addr, length)``: ``used`` is true when the slice
+    overlaps that segment, and then the overlap starts at bus address
+    ``dma_addr`` and is ``length`` bytes long.  Each used piece becomes one
+    request element (qaic_data.c ``clone_range_of_sgt_for_slice`` +
+    ``encode_reqs``).  All offsets are u64 (the driver's ``int total_len`` is
+    the > 2 GiB bug this function must not have).  Zero-length segments are
+    never used (the driver skips them).  A size-0 slice uses no segment; the
+    driver's one-page no-transfer request for it is the caller's business.
+    """
+    out: list[tuple[Any, Any, Any]] = []
+    start = ops.const(0)
+    end_slice = ops.add(offset, size)
+    for addr, ln in zip(seg_addrs, seg_lens, strict=True):
+        end = ops.add(start, ln)
+        lo = ops.ite(ops.ule(offset, start), start, offset)
+        hi = ops.umin(end, end_slice)
+        used = ops.ult(lo, hi)
+        out.append((used,
+                    ops.ite(used, ops.add(addr, ops.sub(lo, start)), ops.const(0)),
+                    ops.ite(used, ops.sub(hi, lo), ops.const(0))))
+        start = end
+    return out
+
+
+# --------------------------------------------------------------------------
+# Host DMA path (qaic_data.c; appended by the host engineer).  Both hosts call
+# these, so the proofs are about the code the hosts run.
+
+PAGE_SIZE = 4096
+REQ_ID_MASK = 0xFFFF
+
+
+def page_align(size: Any, ops: Any = U64) -> Any:
+    """PAGE_ALIGN(size) on a u64 (qaic_create_bo_ioctl): wraps to 0 near 2**64."""
+    return ops.band(ops.add(size, ops.const(PAGE_SIZE - 1)), ops.const(~(PAGE_SIZE - 1)))
+
+
+def req_id_next(req_id: Any, ops: Any = U32) -> Any:
+    """``dbc->next_req_id++`` assigned to a __le16 field: ids wrap modulo 2**16."""
+    return ops.band(ops.add(req_id, ops.const(1)), ops.const(REQ_ID_MASK))
+
+
+def drain_count(head: Any, tail: Any, budget: Any, nelem: Any, ops: Any = U32) -> Any:
+    """Responses one drain pass consumes: min(budget, (tail - head) mod nelem).
+
+    qaic_data.c dbc_irq_threaded_fn: ``while (head != tail) { if (!event_count) break; ...}``.
+    """
+    return ops.umin(budget, ring_occupancy(head, tail, nelem, ops))
+
+
+def slice_span(offset: Any, size: Any, seg_len: Any, ops: Any = U64) -> tuple[Any, Any, Any, Any]:
+    """The DMA segments a slice covers when a BO is cut into ``seg_len``-byte segments.
+
+    qaic_data.c clone_range_of_sgt_for_slice: a slice of size 0 still maps
+    PAGE_SIZE bytes (``size = size ? size : PAGE_SIZE``); the first segment is
+    the one holding ``offset``, the last the first one whose end is >= offset+size.
+    Returns (first segment index, number of segments, offset into the first,
+    length taken from the last).  Only meaningful when :func:`slice_span_ok`.
+    """
+    eff = ops.ite(ops.eq(size, ops.const(0)), ops.const(PAGE_SIZE), size)
+    end = ops.add(offset, eff)
+    first = ops.udiv(offset, seg_len)
+    last = ops.udiv(ops.sub(end, ops.const(1)), seg_len)
+    nents = ops.add(ops.sub(last, first), ops.const(1))
+    first_off = ops.sub(offset, ops.mul(first, seg_len))
+    last_len = ops.sub(end, ops.mul(last, seg_len))
+    return first, nents, first_off, last_len
+
+
+def slice_span_ok(offset: Any, size: Any, bo_size: Any, ops: Any = U64) -> Any:
+    """clone_range_of_sgt_for_slice finds both a first and a last segment (else -EINVAL).
+
+    offset must lie inside the BO and offset + max(size, PAGE_SIZE) must not pass its end.
+    """
+    eff = ops.ite(ops.eq(size, ops.const(0)), ops.const(PAGE_SIZE), size)
+    return ops.land(
+        ops.ult(offset, bo_size),
+        ops.lnot(ops.add_overflows(offset, eff)),
+        ops.ule(ops.add(offset, eff), bo_size),
+    )
+
+
+def partial_split(resize: Any, first_len: Any, seg_len: Any, ops: Any = U64) -> tuple[Any, Any]:
+    """copy_partial_exec_reqs for a slice whose first element is ``first_len`` bytes and
+    whose others are ``seg_len`` (the last may be shorter): (first_n, last_bytes).
+
+    The driver loop subtracts element lengths while ``last_bytes > len``; first_n
+    elements are sent whole and one more carries ``last_bytes``.  Valid for
+    resize < slice size (the caller only uses it then) and for resize 0.
+    """
+    r = ops.sub(resize, first_len)
+    k = ops.udiv(ops.sub(r, ops.const(1)), seg_len)
+    within_first = ops.ule(resize, first_len)
+    first_n = ops.ite(within_first, ops.const(0), ops.add(k, ops.const(1)))
+    last_bytes = ops.ite(within_first, resize, ops.sub(r, ops.mul(k, seg_len)))
+    return first_n, last_bytes
+
+
+__all__ += ["PAGE_SIZE", "REQ_ID_MASK", "page_align", "req_id_next", "drain_count", "slice_span",
+            "slice_span_ok", "partial_split"]

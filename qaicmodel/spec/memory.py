@@ -49,6 +49,18 @@ class HostMemory:
         self._next = addr + (size + PAGE - 1) // PAGE * PAGE + PAGE
         return addr
 
+    def map_array(self, arr: np.ndarray, align: int = PAGE) -> int:
+        """Map an existing 1-D ``uint8`` array (e.g. a view into a larger buffer) at a
+        fresh bus address, like :meth:`alloc`; the caller keeps the array, so host
+        code and DMA see the same bytes.  (Added for the hosts' BO segments.)"""
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 1 \
+                or arr.shape[0] == 0:
+            raise ArgumentError("map_array wants a non-empty 1-D uint8 numpy array")
+        addr = (self._next + align - 1) // align * align
+        self._insert(addr, arr)
+        self._next = addr + (arr.shape[0] + PAGE - 1) // PAGE * PAGE + PAGE
+        return addr
+
     def free(self, addr: int) -> None:
         i = bisect.bisect_left(self._starts, addr)
         if i == len(self._starts) or self._starts[i] != addr:

@@ -543,3 +543,69 @@ register(Policy(
     default="truncate",
     rationale="The driver passes the user's db_data through unmasked for 8/16-bit doorbells.",
 ))
+
+# Added while reading the seed line by line for the device model (device.py).
+
+register(Policy(
+    id="sem-reserved-cmd",
+    area=_DB,
+    source=f"{SEED} Request FIFO, sem_cmd",
+    quote="7 is reserved.",
+    question="What does the device do with an enabled semaphore command 7?",
+    alternatives={
+        "error": "no transfer, no semaphore op, no doorbell; an error response if a "
+                 "completion was requested",
+        "ignore": "the command is treated as NOP; the rest of the request runs normally",
+    },
+    default="error",
+    rationale="The driver rejects cmd > 6 (invalid_sem, -EINVAL) so it never relies on "
+              "either; treating a reserved encoding like the other malformed cases "
+              "(multiple presyncs) keeps the device's error handling uniform.",
+))
+
+register(Policy(
+    id="completion-code-values",
+    area=_DB,
+    source=f"{SEED} Response FIFO, completion_code",
+    quote="status of this request. 0 is success. Non-zero is an error.",
+    question="Which non-zero codes does the device write for which error?",
+    alternatives={
+        "distinct": "one model-defined code per error kind (device.CC_* constants)",
+        "one": "every error is written as 1",
+    },
+    default="distinct",
+    rationale="The values are undocumented; the driver only logs a non-zero status and "
+              "still completes the BO, so no host may depend on the value.",
+))
+
+register(Policy(
+    id="inactive-dbc-regs",
+    area=_DB,
+    source=f"{SEED} DMA Bridge",
+    quote="Each DBC contains 4 registers in hardware",
+    question="What does a host read of a register of a channel that is not active return?",
+    alternatives={
+        "zero": "0 (the registers are reset when the channel is released)",
+        "all-ones": "0xFFFFFFFF, as an unclaimed PCIe read (the driver treats it as a "
+                    "link error)",
+    },
+    default="zero",
+    rationale="The document is silent; the driver never reads an unassigned channel "
+              "(its IRQ handler returns early), so it relies on neither.",
+))
+
+register(Policy(
+    id="presync-non-wait",
+    area=_DB,
+    source=f"{SEED} Request FIFO, sem_cmd",
+    quote="1 is presync, which gates the DMA transfer.",
+    question="What does a presync command that is not a condition (init, increment, "
+             "decrement) do?",
+    alternatives={
+        "apply": "the operation is performed before the transfer",
+        "ignore": "only conditions gate; a presync init/inc/dec does nothing",
+    },
+    default="apply",
+    rationale="Bit 22 is described as choosing when 'the semaphore operation is done' "
+              "(before or after the transfer); the open compiler only emits presync waits.",
+))

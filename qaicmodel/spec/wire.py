@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from qaicmodel.errors import DecodeError
+from qaicmodel.errors import ArgumentError, DecodeError
 
 __all__ = [
     "Dir",
@@ -109,10 +109,7 @@ def _u(bits: int) -> Any:
 
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
-            raise DecodeError(
-                f"{attribute.name}={value!r} does not fit in {bits} unsigned bits",
-                rule="FIELD-RANGE",
-            )
+            raise ArgumentError(f"{attribute.name}={value!r} does not fit in {bits} unsigned bits")
 
     return check
 
@@ -137,7 +134,7 @@ class SemCmd:
     ) -> SemCmd:
         for name, v, bits in (("op", op, 3), ("index", index, 5), ("value", value, 12)):
             if not 0 <= int(v) < (1 << bits):
-                raise DecodeError(f"sem {name}={v} does not fit in {bits} bits", rule="FIELD-RANGE")
+                raise ArgumentError(f"sem {name}={v} does not fit in {bits} bits")
         w = (int(value) | int(index) << 16 | int(op) << 24
              | (SEM_PRESYNC if presync else 0) | (SEM_TODEV_FENCE if todev_fence else 0)
              | (SEM_FROMDEV_FENCE if fromdev_fence else 0) | (SEM_ENABLE if enable else 0))

@@ -1,0 +1,125 @@
+"""``Z3Ops(width)``: the :class:`qaicmodel.arith.IntOps` method set on z3 bit-vectors.
+
+Every function in :mod:`qaicmodel.arith` takes an ``ops`` object.  Given an
+``IntOps`` it computes on Python ints (what the hosts and the device run);
+given a ``Z3Ops`` the *same* function builds a z3 term, so a proof is about the
+code that runs, not about a re-typed copy of it (issue #5).
+
+Semantics match ``IntOps`` exactly, including the SMT-LIB conventions for
+division by zero (``x / 0 = all ones``, ``x % 0 = x``) that ``IntOps`` copies;
+``tests/test_proofs.py`` checks the two agree on random concrete inputs.
+Comparisons are unsigned (``ULT``/``ULE``), shifts logical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import z3
+
+__all__ = ["Z3Ops", "Z16", "Z32", "Z64", "as_int"]
+
+
+class Z3Ops:
+    """Unsigned ``width``-bit arithmetic on z3 ``BitVec`` terms."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.mask = (1 << width) - 1
+
+    # -- helpers
+    def _bv(self, v: Any) -> Any:
+        """Lift a Python int to a constant of this width; pass z3 terms through."""
+        if isinstance(v, bool):
+            raise TypeError("a Python bool is not a bit-vector value")
+        if isinstance(v, int):
+            return z3.BitVecVal(v & self.mask, self.width)
+        return v
+
+    def var(self, name: str) -> Any:
+        """A fresh symbolic value of this width (used by the proofs)."""
+        return z3.BitVec(name, self.width)
+
+    # values
+    def const(self, v: int) -> Any:
+        return z3.BitVecVal(v & self.mask, self.width)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return self._bv(a) + self._bv(b)
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return self._bv(a) - self._bv(b)
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return self._bv(a) * self._bv(b)
+
+    def udiv(self, a: Any, b: Any) -> Any:
+        return z3.UDiv(self._bv(a), self._bv(b))
+
+    def urem(self, a: Any, b: Any) -> Any:
+        return z3.URem(self._bv(a), self._bv(b))
+
+    def band(self, a: Any, b: Any) -> Any:
+        return self._bv(a) & self._bv(b)
+
+    def bor(self, a: Any, b: Any) -> Any:
+        return self._bv(a) | self._bv(b)
+
+    def shl(self, a: Any, n: Any) -> Any:
+        return self._bv(a) << self._bv(n)
+
+    def lshr(self, a: Any, n: Any) -> Any:
+        return z3.LShR(self._bv(a), self._bv(n))
+
+    # predicates
+    def ult(self, a: Any, b: Any) -> Any:
+        return z3.ULT(self._bv(a), self._bv(b))
+
+    def ule(self, a: Any, b: Any) -> Any:
+        return z3.ULE(self._bv(a), self._bv(b))
+
+    def eq(self, a: Any, b: Any) -> Any:
+        return self._bv(a) == self._bv(b)
+
+    def ne(self, a: Any, b: Any) -> Any:
+        return self._bv(a) != self._bv(b)
+
+    def land(self, *cs: Any) -> Any:
+        return z3.And(*[z3.BoolVal(c) if isinstance(c, bool) else c for c in cs])
+
+    def lor(self, *cs: Any) -> Any:
+        return z3.Or(*[z3.BoolVal(c) if isinstance(c, bool) else c for c in cs])
+
+    def lnot(self, c: Any) -> Any:
+        return z3.Not(z3.BoolVal(c) if isinstance(c, bool) else c)
+
+    def ite(self, c: Any, a: Any, b: Any) -> Any:
+        c = z3.BoolVal(c) if isinstance(c, bool) else c
+        if isinstance(a, tuple):
+            return tuple(self.ite(c, x, y) for x, y in zip(a, b, strict=True))
+        if z3.is_bool(a) or z3.is_bool(b) or isinstance(a, bool):
+            a = z3.BoolVal(a) if isinstance(a, bool) else a
+            b = z3.BoolVal(b) if isinstance(b, bool) else b
+            return z3.If(c, a, b)
+        return z3.If(c, self._bv(a), self._bv(b))
+
+    def umin(self, a: Any, b: Any) -> Any:
+        a, b = self._bv(a), self._bv(b)
+        return z3.If(z3.ULE(a, b), a, b)
+
+    def add_overflows(self, a: Any, b: Any) -> Any:
+        """True when ``a + b`` does not fit in ``width`` bits (check_add_overflow)."""
+        return z3.Not(z3.BVAddNoOverflow(self._bv(a), self._bv(b), False))
+
+
+Z16 = Z3Ops(16)
+Z32 = Z3Ops(32)
+Z64 = Z3Ops(64)
+
+
+def as_int(model: Any, term: Any) -> int | bool:
+    """Evaluate ``term`` in a z3 model as a Python int (or bool)."""
+    v = model.eval(term, model_completion=True)
+    if z3.is_bool(v):
+        return bool(z3.is_true(v))
+    return v.as_long()

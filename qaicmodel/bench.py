@@ -1,0 +1,214 @@
+"""``qaicmodel bench [--json]``: host-side cost of the DMA path, impl vs spec vs a plain copy.
+
+What is measured (issue #3 "bench"):
+  B1  *large slice*: one BO of 1000 DMA segments (``sg_max_segment`` 4096, one slice
+      entry covering it) -> 1000 request elements per execute.  Per element:
+      (EXECUTE_BO time + every host interrupt-side step until the BO completed) / 1000.
+  B2  *one-element BO*: a 4 KiB BO with one slice, execute + drain, in microseconds.
+  B3  *floor*: a bare numpy copy of the same 1000 x 64 request bytes into a ring
+      (``REQ_DTYPE`` slice assignment), per element.
+  B4  host time only: ``time.perf_counter_ns`` wraps each host call (``execute`` and the
+      host actor's ``step``); device-model and workload steps run between them untimed.
+  B5  each figure is the median over repetitions inside this one run; the ratios
+      (impl/copy, spec/impl) are computed from those medians.
+Targets (printed, not enforced): impl <= 3x copy per element on large slices; impl
+>= 50x faster than spec; one-element round trip < 2 us of host time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qaicmodel import scenario as sc
+from qaicmodel.errors import NotModelledError
+
+__all__ = ["SEGMENTS", "run_bench", "add_args", "run_cli", "SPEC_HOST", "IMPL_HOST"]
+
+SEGMENTS = 1000
+PAGE = 4096
+QUEUE = 2048  # > SEGMENTS: the whole slice fits, responses never stall
+SPEC_HOST = sc.DEFAULT_HOST
+IMPL_HOST = "qaicmodel.impl.host:ImplHost"
+TARGETS = {"impl_over_copy_max": 3.0, "spec_over_impl_min": 50.0, "one_elem_us_max": 2.0}
+
+
+class _Rig:
+    """One device + one host + one channel, set up through the scenario runner's seam."""
+
+    def __init__(self, host_cls: type, nsegs: int) -> None:
+        from qaicmodel.spec import uapi
+
+        self.r = sc.Runner(sc.DeviceConfig(sg_max_segment=PAGE), host_cls=host_cls)
+        self.host = self.r.host
+        self.uid = self.host.open()
+        self.r.users["bench"] = self.uid
+        self.dbc = sc._activate(self.r, "bench", QUEUE, 0)
+        size = nsegs * PAGE
+        self.handle = self.host.create_bo(self.uid, size)
+        hdr = uapi.AttachSliceHdr(count=1, dbc_id=self.dbc, handle=self.handle, dir=1,
+                                  size=size)
+        self.host.attach_slice(self.uid, hdr,
+                               [uapi.SliceEntry(size=size, offset=0, dev_addr=0x10_0000)])
+        self.nsegs = nsegs
+        self.device = self.r.device
+
+    def round_trip(self) -> int:
+        """Host nanoseconds for one execute + drain of the BO (B1, B4)."""
+        from qaicmodel.spec.device import Advance
+
+        host, dev = self.host, self.device
+        t0 = time.perf_counter_ns()
+        host.execute(self.uid, self.dbc, [(self.handle, 1)])
+        host_ns = time.perf_counter_ns() - t0
+        while True:
+            acts = dev.enabled()
+            if acts:
+                # advance in-flight work before consuming more: keeps the device model's
+                # per-step cost flat (its time is not measured anyway)
+                adv = [a for a in acts if isinstance(a, Advance)]
+                dev.step(adv[0] if adv else acts[0])
+                continue
+            hacts = host.enabled()
+            if hacts:
+                t0 = time.perf_counter_ns()
+                host.step(hacts[0])
+                host_ns += time.perf_counter_ns() - t0
+                continue
+            break
+        if not host.wait_check(self.uid, self.dbc, self.handle, 0):
+            raise NotModelledError("bench: the BO did not complete (host or device model bug)")
+        return host_ns
+
+
+def _median_ns(fn: Callable[[], int], reps: int) -> float:
+    fn()  # warm-up (first-call costs, caches)
+    return float(statistics.median(fn() for _ in range(reps)))
+
+
+def copy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
+    """B3: median ns to copy n request elements into a ring with numpy."""
+    import numpy as np
+
+    from qaicmodel.spec.wire import REQ_DTYPE
+
+    ring = np.zeros(QUEUE, dtype=REQ_DTYPE)
+    reqs = np.zeros(n, dtype=REQ_DTYPE)
+    reqs["req_id"] = 7
+    reqs["pcie_dma_len"] = PAGE
+
+    def once() -> int:
+        t0 = time.perf_counter_ns()
+        ring[0:n] = reqs
+        return time.perf_counter_ns() - t0
+
+    return _median_ns(once, reps)
+
+
+def machine() -> dict[str, Any]:
+    import numpy as np
+
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "implementation":
+            platform.python_implementation(), "numpy": np.__version__}
+
+
+def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = False
+              ) -> dict[str, Any]:
+    """Every figure of B1-B5 from one run; ``quick`` cuts repetitions (tests)."""
+    spec_cls, impl_cls = sc.load_host(spec), sc.load_host(impl)
+    reps_large = {"impl": 3 if quick else 15, "spec": 1 if quick else 3}
+    reps_one = {"impl": 20 if quick else 300, "spec": 5 if quick else 60}
+    large: dict[str, float] = {}
+    one: dict[str, float] = {}
+    for name, cls in (("impl", impl_cls), ("spec", spec_cls)):
+        rig = _Rig(cls, SEGMENTS)
+        large[name] = _median_ns(rig.round_trip, reps_large[name]) / SEGMENTS
+        rig1 = _Rig(cls, 1)
+        one[name] = _median_ns(rig1.round_trip, reps_one[name])
+    copy_ns = copy_floor_ns(reps=101 if quick else 2001) / SEGMENTS
+    impl_over_copy = large["impl"] / copy_ns if copy_ns else float("inf")
+    spec_over_impl = large["spec"] / large["impl"] if large["impl"] else float("inf")
+    one_us = one["impl"] / 1000
+    return {
+        "format": "qaicmodel-bench/1",
+        "machine": machine(),
+        "hosts": {"impl": impl, "spec": spec},
+        "large_slice": {
+            "elements": SEGMENTS,
+            "copy_ns_per_elem": round(copy_ns, 2),
+            "impl_ns_per_elem": round(large["impl"], 1),
+            "spec_ns_per_elem": round(large["spec"], 1),
+            "impl_over_copy": round(impl_over_copy, 2),
+            "spec_over_impl": round(spec_over_impl, 1),
+        },
+        "one_element": {"impl_us": round(one_us, 2), "spec_us": round(one["spec"] / 1000, 2),
+                        "spec_over_impl": round(one["spec"] / one["impl"], 1)
+                        if one["impl"] else None},
+        "targets": {
+            "impl_over_copy_max": TARGETS["impl_over_copy_max"],
+            "impl_over_copy_met": impl_over_copy <= TARGETS["impl_over_copy_max"],
+            "spec_over_impl_min": TARGETS["spec_over_impl_min"],
+            "spec_over_impl_met": spec_over_impl >= TARGETS["spec_over_impl_min"],
+            "one_elem_us_max": TARGETS["one_elem_us_max"],
+            "one_elem_us_met": one_us < TARGETS["one_elem_us_max"],
+        },
+        "quick": quick,
+    }
+
+
+def text(rep: dict[str, Any]) -> str:
+    m, ls, oe, t = rep["machine"], rep["large_slice"], rep["one_element"], rep["targets"]
+
+    def ok(flag: bool) -> str:
+        return "met" if flag else "MISSED"
+
+    rows = [
+        ("measurement", "value", "target"),
+        ("plain numpy copy, ns/element (floor)", f"{ls['copy_ns_per_elem']}", ""),
+        ("impl host, ns/element (1000-seg slice)", f"{ls['impl_ns_per_elem']}", ""),
+        ("spec host, ns/element (1000-seg slice)", f"{ls['spec_ns_per_elem']}", ""),
+        ("impl / copy", f"{ls['impl_over_copy']}x",
+         f"<= {t['impl_over_copy_max']:g}x ({ok(t['impl_over_copy_met'])})"),
+        ("spec / impl", f"{ls['spec_over_impl']}x",
+         f">= {t['spec_over_impl_min']:g}x ({ok(t['spec_over_impl_met'])})"),
+        ("impl one-element BO round trip, us", f"{oe['impl_us']}",
+         f"< {t['one_elem_us_max']:g} ({ok(t['one_elem_us_met'])})"),
+        ("spec one-element BO round trip, us", f"{oe['spec_us']}", ""),
+    ]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    out = [f"| {a:<{w0}} | {b:>{w1}} | {c} |" for a, b, c in rows]
+    out.insert(1, f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|---|")
+    out.append("")
+    out.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, {m['implementation']} "
+               f"{m['python']}, numpy {m['numpy']}")
+    out.append("host time only (device-model steps excluded); medians; ratios from this run")
+    return "\n".join(out)
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
+    p.add_argument("--spec", default=SPEC_HOST, metavar="MODULE:CLASS",
+                   help="the reference host to compare against")
+    p.add_argument("--impl", default=IMPL_HOST, metavar="MODULE:CLASS",
+                   help="the fast host to measure")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    sys.stderr.write("qaicmodel bench: measuring (host time only) ...\n")
+    rep = run_bench(spec=args.spec, impl=args.impl, quick=args.quick)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(text(rep))
+    return 0

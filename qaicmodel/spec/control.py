@@ -1,0 +1,305 @@
+"""The control plane, composed: host client + QSM + SSR/RAS clients + boot, over one Device.
+
+``ControlPlane(device, host)`` is what the scenario runner calls for its
+``activate``, ``deactivate``, ``close`` and ``ssr`` steps, so those travel as
+NNC / SSR messages byte for byte (docs/design.md "Module map").
+
+Rules:
+  * construction boots the device (boot.py: PBL -> BHI -> SBL/Sahara -> AMSS)
+    and probes QAIC_CONTROL (manage.py M8): only version 5.0 goes ONLINE;
+  * activate = MANAGE with one ACTIVATE_FROM_USR (the scenario format says so);
+    deactivate = MANAGE with PASSTHROUGH{DEACTIVATE command} + DEACTIVATE_FROM_USR,
+    as the open UMD does (userspace.md §5.2; no deactivate wire transaction
+    exists, control-path.md §2.3);
+  * close = terminate + release of the user's channels (control-path.md §2.4);
+  * ssr(dbc) = the workload crashes; the SSR stages run end to end
+    (ssr.py), the host never re-activates;
+  * reset = SoC reset: every activation is lost, the device boots again;
+  * a RAS UE or a failed crashdump requests a SoC reset, done after the message
+    that caused it has been handled (no re-entry).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from qaicmodel.errors import ArgumentError, IoctlError
+from qaicmodel.spec import boot, manage, nnc, qsm, ssr
+from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.ras import HostRas
+
+__all__ = ["ControlPlane", "HostHooks"]
+
+#: Model firmware images pulled over Sahara at boot (ids from sahara.c's AIC100 table).
+MODEL_IMAGES = {i: f"model image {name}".encode() for i, name in boot.AIC100_IMAGES.items()}
+
+
+class HostHooks:
+    """Adapter from the control plane to the host data path (qaicmodel.spec.hostapi).
+
+    Calls ``host.dbc_assign(dbc, uid, nelem, req_q, rsp_q)`` and
+    ``host.dbc_release(dbc)``; ``dbc_disable`` / ``dbc_enable`` / ``dbc_ssr`` are
+    called only when the host has them.
+    """
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.ssr_dbc: int | None = None
+
+    def _call(self, name: str, *args: Any) -> None:
+        fn = getattr(self.host, name, None) if self.host is not None else None
+        if fn is not None:
+            fn(*args)
+
+    def assign(self, dbc: int, user: manage.User, nelem: int, req_q: int, rsp_q: int) -> None:
+        self._call("dbc_assign", dbc, user.host_uid, nelem, req_q, rsp_q)
+
+    def release(self, dbc: int) -> None:
+        if self.ssr_dbc == dbc:
+            self._call("dbc_ssr", dbc)  # waiters see -EPIPE (ssr-ras-boot.md §1.10)
+        self._call("dbc_release", dbc)
+
+    def disable(self, dbc: int) -> None:
+        self._call("dbc_disable", dbc)
+
+    def enable(self, dbc: int, user: manage.User) -> None:
+        self._call("dbc_enable", dbc, user.host_uid)
+
+
+class ControlPlane:
+    """Host control path + QSM over one DMA Bridge ``device`` (and optionally a data-path host)."""
+
+    def __init__(self, device: Any, host: Any = None, *, policies: Policies | None = None,
+                 crc_required: bool = False, version: tuple[int, int] = (5, 0),
+                 num_nsp: int = qsm.NUM_NSP, ddr_size: int = qsm.DDR_MAX,
+                 sg_max_segment: int | None = None, ext_msg_len: int = nnc.MAX_H2D,
+                 boot_now: bool = True) -> None:
+        self.device = device
+        self.host = host
+        self.policies = policies if policies is not None else getattr(device, "policies",
+                                                                      Policies())
+        self.qsm = qsm.Qsm(device, policies=self.policies, num_nsp=num_nsp, ddr_size=ddr_size,
+                           crc_required=crc_required, version=version)
+        self.hooks = HostHooks(host)
+        self.client = manage.ControlClient(self._transport, device.host_mem,
+                                           num_dbc=device.num_dbc, hooks=self.hooks,
+                                           ext_msg_len=ext_msg_len,
+                                           sg_max_segment=sg_max_segment,
+                                           policies=self.policies)
+        self.client.on_dbc_state = self._state_changed
+        self.state_log: list[tuple[int, ssr.DbcState]] = []
+        self.host_ssr = ssr.HostSsr(num_dbc=device.num_dbc, release=self._ssr_release,
+                                    set_state=self.client.set_state,
+                                    get_state=lambda d: self.client.dbc[d].state,
+                                    soc_reset=self._request_reset)
+        self.ras = HostRas(self.policies, self._request_reset)
+        self.nnc_log: list[tuple[str, bytes]] = []
+        self.ssr_log: list[tuple[str, bytes]] = []
+        self.resets = 0
+        self._reset_requested = False
+        self._by_uid: dict[Any, manage.User] = {}
+        self.ee: list[Any] = []
+        self.chunk_tag = 100
+        if boot_now:
+            self.boot()
+
+    # -- plumbing --------------------------------------------------------------------
+    def _transport(self, wrappers: list[bytes]) -> list[bytes]:
+        msg = b"".join(wrappers)
+        self.nnc_log.append(("tx", msg))
+        replies = self.qsm.receive(msg)
+        for r in replies:
+            self.nnc_log.append(("rx", r))
+        return replies
+
+    def _state_changed(self, dbc: int, state: ssr.DbcState) -> None:
+        self.state_log.append((dbc, state))
+
+    def _ssr_release(self, dbc: int) -> None:
+        self.hooks.ssr_dbc = dbc
+        try:
+            self.client.release_dbc(dbc)
+        finally:
+            self.hooks.ssr_dbc = None
+
+    def _request_reset(self) -> None:
+        self._reset_requested = True
+
+    def _after(self) -> None:
+        if self._reset_requested:
+            self._reset_requested = False
+            self.reset()
+
+    @property
+    def dev_state(self) -> boot.DevState:
+        return self.client.dev_state
+
+    # -- boot / reset ------------------------------------------------------------------
+    def boot(self) -> str:
+        """PBL -> SBL (Sahara) -> AMSS, then the QAIC_CONTROL probe (version check)."""
+        self.ee, ok = boot.boot_device(MODEL_IMAGES)
+        if not ok:
+            return "EIO"
+        return self.client.probe()
+
+    def reset(self) -> str:
+        """SoC reset (MHI BAR + 0xb0 = BIT(0)): local cleanup, device state lost, reboot."""
+        self.resets += 1
+        self.client.reset()
+        self.host_ssr.reset()
+        self.qsm.reset()
+        return self.boot()
+
+    # -- users -------------------------------------------------------------------------
+    def open(self, host_uid: Any = None) -> manage.User:
+        if self.dev_state != boot.DevState.ONLINE:
+            raise IoctlError("ENODEV", "device is not ONLINE")
+        u = self.client.open(host_uid)
+        if host_uid is not None:
+            self._by_uid[host_uid] = u
+        return u
+
+    def user_for(self, host_uid: Any) -> manage.User:
+        """The control-plane user of a data-path host user (opened lazily)."""
+        u = self._by_uid.get(host_uid)
+        if u is None or u.closed:
+            u = self.open(host_uid)
+        return u
+
+    def close(self, user: manage.User) -> None:
+        """Terminate + release_dbc of the user's channels (qaic_release_usr)."""
+        self.client.close(user)
+        self._by_uid = {k: v for k, v in self._by_uid.items() if v is not user}
+        self._after()
+
+    # -- MANAGE ------------------------------------------------------------------------
+    def manage(self, user: manage.User, length: int, count: int, data: bytes
+               ) -> manage.ManageResult:
+        r = self.client.manage(user, length, count, data)
+        self._after()
+        return r
+
+    def _manage_ok(self, user: manage.User, *trans: bytes) -> manage.ManageResult:
+        ln, cnt, data = manage.user_message(*trans)
+        r = self.manage(user, ln, cnt, data)
+        if r.result != "ok":
+            raise IoctlError(r.result, "MANAGE refused")
+        return r
+
+    def activate(self, user: manage.User, queue_size: int, options: int = 0, *,
+                 elf_id: int | None = None, num_nsp: int = 0) -> int:
+        """MANAGE with ACTIVATE_FROM_USR (and an ACTIVATE command when ``elf_id`` is given)."""
+        trans = [manage.usr_activate(queue_size, 0, options, 0)]
+        if elf_id is not None:
+            trans.insert(0, manage.usr_passthrough(qsm.command(qsm.Cmd.ACTIVATE_REQ, elf_id,
+                                                               num_nsp)))
+        r = self._manage_ok(user, *trans)
+        for t in manage.parse_user_result(r.data, r.count):
+            if t["type"] == nnc.TransType.ACTIVATE_FROM_DEV:
+                return int(t["dbc_id"])
+        raise IoctlError("EINVAL", "no activate response")
+
+    def deactivate(self, user: manage.User, dbc: int) -> None:
+        """MANAGE with PASSTHROUGH{DEACTIVATE dbc} + DEACTIVATE_FROM_USR{dbc}."""
+        if not isinstance(dbc, int) or not 0 <= dbc < 1 << 32:
+            raise ArgumentError(f"dbc_id {dbc!r} is not a u32")
+        self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc)),
+                        manage.usr_deactivate(dbc))
+
+    def status(self, user: manage.User) -> dict[str, Any]:
+        r = self._manage_ok(user, manage.usr_status())
+        return manage.parse_user_result(r.data, r.count)[0]
+
+    def load(self, user: manage.User, image: bytes) -> int:
+        """Load an image into DDR: PASSTHROUGH{LOAD_ELF size} + DMA_XFER of a user buffer."""
+        if not image:
+            raise ArgumentError("image must not be empty")
+        buf = self.device.host_mem.alloc(len(image))
+        self.device.host_mem.write(buf, image)
+        try:
+            tag = self.chunk_tag
+            size = len(image)
+            r = self._manage_ok(
+                user,
+                manage.usr_passthrough(qsm.command(qsm.Cmd.LOAD_ELF_REQ, tag, 0,
+                                                   size & 0xFFFFFFFF, size >> 32)),
+                manage.usr_dma_xfer(tag, buf, size))
+        finally:
+            self.device.host_mem.free(buf)
+        return self._cmd_result(r, qsm.Cmd.LOAD_ELF_RESP)
+
+    def unload(self, user: manage.User, elf_id: int) -> None:
+        r = self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.UNLOAD_ELF_REQ,
+                                                                     elf_id)))
+        self._cmd_result(r, qsm.Cmd.UNLOAD_ELF_RESP)
+
+    @staticmethod
+    def _cmd_result(r: manage.ManageResult, want: int) -> int:
+        for t in manage.parse_user_result(r.data, r.count):
+            if t["type"] == nnc.TransType.PASSTHROUGH_FROM_DEV:
+                cmd, args = qsm.parse_command(t["data"])
+                if cmd == want:
+                    st = nnc.status_s32(args[0])
+                    if st:
+                        raise IoctlError("ECANCELED", f"QSM status {st}")
+                    return args[1]
+        raise IoctlError("EINVAL", "no command response")
+
+    # -- SSR / RAS ---------------------------------------------------------------------
+    def ssr(self, dbc: int) -> list[int]:
+        """The workload on ``dbc`` crashes; run every SSR stage.  Returns the events sent."""
+        msgs = self.qsm.crash(dbc)
+        s = self.qsm.ssr[dbc]
+        steps = 0
+        while msgs and not self._reset_requested:
+            steps += 1
+            if steps > 10_000:
+                raise ArgumentError("SSR exchange did not terminate")
+            nxt: list[bytes] = []
+            for m in msgs:
+                self.ssr_log.append(("rx", m))
+                for reply in self.host_ssr.on_message(m):
+                    self.ssr_log.append(("tx", reply))
+                    nxt.extend(self.qsm.ssr_receive(reply))
+                if self._reset_requested:
+                    break
+            msgs = nxt
+        events = list(s.events_sent)
+        self._after()
+        return events
+
+    def ras_event(self, data: bytes) -> None:
+        """A RAS message arrives on QAIC_STATUS (UE -> SoC reset)."""
+        self.ras.on_message(data)
+        self._after()
+
+    # -- views -------------------------------------------------------------------------
+    def owner(self, dbc: int) -> int | None:
+        u = self.client.dbc[dbc].usr
+        return None if u is None else u.handle
+
+    def dbc_state(self, dbc: int) -> ssr.DbcState:
+        return self.client.dbc[dbc].state
+
+    def check(self) -> list[str]:
+        """Cross-side invariants: host and QSM agree on who owns what; no leaks."""
+        errs = self.qsm.check()
+        for i, d in enumerate(self.client.dbc):
+            a = self.qsm.act.get(i)
+            if d.in_use and a is None:
+                errs.append(f"host holds dbc {i} that QSM does not have active")
+            if a is not None and d.in_use and d.usr is not None and a.owner[1] != d.usr.handle:
+                errs.append(f"dbc {i}: host owner {d.usr.handle} != QSM owner {a.owner[1]}")
+            if a is not None and not self.device.ch[i].active:
+                errs.append(f"dbc {i} active in QSM but not on the DMA Bridge")
+            if d.in_use and d.buf is None:
+                errs.append(f"dbc {i} in use without a FIFO chunk")
+        bufs = [d.buf for d in self.client.dbc if d.buf is not None]
+        if len(bufs) != len(set(bufs)):
+            errs.append("two DBCs share a FIFO chunk")
+        return errs
+
+
+def _u32(data: bytes, off: int) -> int:
+    return struct.unpack_from("<I", data, off)[0]

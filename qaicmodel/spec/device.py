@@ -1,0 +1,906 @@
+"""The DMA Bridge device model: 16 channels, their FIFOs, semaphores, DMA, doorbells, MSIs.
+
+Sources: aic100.rst (seed 003) "DMA Bridge", "Request FIFO", "Response FIFO";
+control-path.md §2 (FIFO layout, register block), §4.2 (MSI vectors);
+userspace.md §7 (processing order), §8 (semaphore protocol).
+
+Rules (each names its source; open points read ``self.policies``):
+  R1  Registers are FIFO indexes; REQ_HP and RSP_TP are device-owned, REQ_TP and
+      RSP_HP host-owned ("DMA Bridge").  A host write to a device-owned register
+      is violation HOST-WRITE-DEVICE-REG and has no effect.
+  R2  The request FIFO is at ``req_q``, element i at ``req_q + 64 i``; the
+      response FIFO at ``rsp_q``, element i at ``rsp_q + 4 i`` ("DMA Bridge":
+      "FIFO base address + register * element size").
+  R3  Ring capacity: ``ring-full-rule`` (n-1 with one slot kept free, or n).
+      A REQ_TP write adding more than the free space is HOST-REQ-OVERRUN; an
+      RSP_HP write freeing more than the device wrote is HOST-RSP-OVERREAD; a
+      value >= nelem is HOST-REG-OUT-OF-RANGE (``tail-out-of-range``).
+  R4  A request is processed in steps ("Request FIFO": "Overall, a request is
+      processed in 4 steps"; userspace.md §7 adds the fence first):
+      FENCE -> PRESYNC -> DMA -> POSTSYNC -> DOORBELL -> RESPONSE -> DONE
+      (``fence-scope`` may move FENCE after PRESYNC).  Each step is one
+      :class:`Advance` action, so a scheduler interleaves them.
+  R5  Which requests may advance: ``processing-order`` -- "fifo" lets only
+      the oldest in-flight request move; "rule-permitted" lets any move, except
+      that semaphore steps on one semaphore index happen in FIFO order (a
+      request may run a semaphore command on index i only when every earlier
+      request using i has finished its semaphore steps) -- userspace.md §7 and
+      the fence comment of qaic_data.c ``encode_reqs``.
+  R6  Semaphores: 32 per channel, 12-bit values; commands 0 NOP, 1 init,
+      2 inc, 3 dec, 4 wait-equal, 5 wait-greater-or-equal, 6 "P", 7 reserved
+      ("Request FIFO", sem_cmd).  Open points: ``sem-inc-amount``,
+      ``sem-overflow``, ``sem-underflow``, ``sem-p-decrements``,
+      ``sem-enable-bit``, ``sem-reserved-cmd``, ``presync-non-wait``,
+      ``presync-multiple``.
+  R7  Fences: bit 30 waits for to-device transfers, bit 29 for from-device
+      transfers ("Request FIFO", sem_cmd); ``fence-scope``,
+      ``fence-without-enable``.
+  R8  Transfers: direction 0 none, 1 to device (host -> DDR), 2 from device
+      (DDR -> host), 3 illegal ("Request FIFO", pcie_dma_cmd);
+      ``illegal-direction``, ``linked-list``, ``dma-fault``.
+  R9  Doorbell: written after the postsync step when attr bit 7 is set; width
+      32/16/8 by bits 1:0, naturally aligned, only the low bits of the data are
+      valid ("Request FIFO", doorbell_attr / doorbell_data);
+      ``doorbell-reserved-len``, ``doorbell-misaligned``, ``doorbell-data-width``.
+  R10 A response {req_id, completion_code} is written only when bit 4 is set
+      ("Response FIFO"); ``response-order``, ``response-ring-full``,
+      ``completion-code-values``.
+  R11 MSI: a channel's MSI is due when its response FIFO goes from empty to
+      non-empty, or when a completed request has the force-MSI bit ("Response
+      FIFO"; ``msi-empty-transition``, ``force-msi``).  A separate
+      :class:`RaiseMsi` action raises it on vector dbc+1 (vector 0 in single-MSI
+      mode; control-path.md §4.2).
+  R12 No threads, no clocks: :meth:`Device.enabled` lists what can happen now,
+      :meth:`Device.step` does one of them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import attrs
+
+from qaicmodel import arith
+from qaicmodel.errors import ArgumentError, LocalProtocolError
+from qaicmodel.spec import regs
+from qaicmodel.spec.intc import Intc
+from qaicmodel.spec.memory import DevMemory, DmaFault, HostMemory
+from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.wire import (
+    REQ_SIZE,
+    RSP_SIZE,
+    DbLen,
+    Dir,
+    RequestElem,
+    ResponseElem,
+    SemCmd,
+    SemOp,
+)
+
+__all__ = [
+    "Device",
+    "Channel",
+    "InFlight",
+    "Stage",
+    "Consume",
+    "Advance",
+    "RaiseMsi",
+    "Action",
+    "HostViolation",
+    "DeviceStats",
+    "NUM_SEMS",
+    "SEM_MAX",
+    "CC_SUCCESS",
+    "CC_ILLEGAL_DIR",
+    "CC_LINKED_LIST",
+    "CC_MULTI_PRESYNC",
+    "CC_SEM_RESERVED",
+    "CC_BAD_DOORBELL",
+    "CC_DMA_FAULT",
+    "CC_NAMES",
+]
+
+NUM_SEMS = 32  # 5-bit semaphore index (aic100.rst sem_cmd bits 20:16)
+SEM_MAX = 0xFFF  # 12-bit semaphore values (aic100.rst sem_cmd bits 11:0)
+
+# Completion codes.  aic100.rst "Response FIFO" only says "0 is success.
+# Non-zero is an error."; the non-zero values are the model's own (policy
+# ``completion-code-values``).
+CC_SUCCESS = 0
+CC_ILLEGAL_DIR = 1
+CC_LINKED_LIST = 2
+CC_MULTI_PRESYNC = 3
+CC_SEM_RESERVED = 4
+CC_BAD_DOORBELL = 5
+CC_DMA_FAULT = 6
+CC_NAMES = {
+    CC_SUCCESS: "success",
+    CC_ILLEGAL_DIR: "illegal transfer direction",
+    CC_LINKED_LIST: "linked-list transfer not modelled",
+    CC_MULTI_PRESYNC: "more than one presync semaphore",
+    CC_SEM_RESERVED: "reserved semaphore command 7",
+    CC_BAD_DOORBELL: "doorbell length reserved or address misaligned",
+    CC_DMA_FAULT: "DMA touched unmapped memory",
+}
+
+
+class Stage(enum.IntEnum):
+    """Where an in-flight request is (aic100.rst "Request FIFO" steps; userspace.md §7)."""
+
+    FENCE = 0
+    PRESYNC = 1
+    DMA = 2
+    POSTSYNC = 3
+    DOORBELL = 4
+    RESPONSE = 5
+    DONE = 6
+
+
+#: stage order per ``fence-scope`` (the fence acts before or after the presync)
+_PLANS = {
+    "earlier-before-presync": (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
+                               Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+    "earlier-before-dma": (Stage.PRESYNC, Stage.FENCE, Stage.DMA, Stage.POSTSYNC,
+                           Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+    "all-outstanding": (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
+                        Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+}
+#: when a request failed validation it goes straight to its response step
+_ERROR_PLAN = (Stage.RESPONSE, Stage.DONE)
+
+
+# -- actions ------------------------------------------------------------------
+
+
+@attrs.frozen(order=True)
+class Consume:
+    """The device reads the request element at REQ_HP and advances REQ_HP."""
+
+    dbc: int
+
+
+@attrs.frozen(order=True)
+class Advance:
+    """In-flight request ``seq`` of channel ``dbc`` completes its current step."""
+
+    dbc: int
+    seq: int
+
+
+@attrs.frozen(order=True)
+class RaiseMsi:
+    """The channel's due MSI is sent to the interrupt controller."""
+
+    dbc: int
+
+
+Action = Consume | Advance | RaiseMsi
+
+
+class HostViolation(NamedTuple):
+    """A rule the host broke, recorded (the device keeps going)."""
+
+    rule: str
+    message: str
+    dbc: int | None = None
+    source: str = "aic100.rst DMA Bridge"
+
+
+@attrs.define
+class DeviceStats:
+    """Counters over the device's life (all channels)."""
+
+    consumed: int = 0
+    completed: int = 0
+    responses: int = 0
+    responses_dropped: int = 0
+    errors: int = 0  # responses / completions with a non-zero code
+    empty_transitions: int = 0
+    msi_forced: int = 0
+    msi_raised: int = 0
+    bytes_requested: int = 0
+    bytes_moved: int = 0
+    dma_faults: int = 0
+    doorbells: int = 0
+    ring_faults: int = 0
+
+
+# -- per-channel state --------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class InFlight:
+    """A consumed request on its way through the steps (R4)."""
+
+    seq: int
+    slot: int
+    elem: RequestElem
+    plan: tuple[Stage, ...]
+    pos: int = 0
+    code: int = CC_SUCCESS
+    wants_response: bool = False
+    dir: Dir = Dir.NONE
+    xfer: bool = False  # a DMA step happens (direction 1 or 2, no error)
+    dma_done: bool = False
+    fence_todev: bool = False
+    fence_fromdev: bool = False
+    pre: list[SemCmd] = attrs.field(factory=list)  # presync commands still to run
+    post: list[SemCmd] = attrs.field(factory=list)  # postsync commands still to run
+    sem_indices: frozenset[int] = frozenset()
+    moved: int = 0
+
+    @property
+    def stage(self) -> Stage:
+        return self.plan[self.pos]
+
+    @property
+    def sems_done(self) -> bool:
+        """Past every semaphore step (POSTSYNC) -- R5's FIFO rule keys on this."""
+        return self.stage > Stage.POSTSYNC or self.plan is _ERROR_PLAN
+
+    @property
+    def fence_passed(self) -> bool:
+        return Stage.FENCE not in self.plan[self.pos:]
+
+
+@attrs.define(eq=False)
+class Channel:
+    """One DBC: its registers, FIFO geometry, semaphores and in-flight requests."""
+
+    dbc: int
+    active: bool = False
+    nelem: int = 0
+    req_q: int = 0
+    rsp_q: int = 0
+    req_hp: int = 0
+    req_tp: int = 0
+    rsp_hp: int = 0
+    rsp_tp: int = 0
+    req_count: int = 0  # unconsumed requests, as the device counts them (R3)
+    rsp_count: int = 0  # responses written and not yet freed by the host (R3)
+    sems: list[int] = attrs.field(factory=lambda: [0] * NUM_SEMS)
+    inflight: dict[int, InFlight] = attrs.field(factory=dict)  # seq -> record, in seq order
+    next_seq: int = 0
+    msi_due: bool = False
+    # per-channel counters (the machine's MSI invariant)
+    consumed: int = 0
+    responses: int = 0
+    empty_transitions: int = 0
+    msi_forced: int = 0
+    msi_raised: int = 0
+    wanted_responses: int = 0  # completed requests whose response was written or dropped
+
+    def reset(self) -> None:
+        self.active = False
+        self.nelem = self.req_q = self.rsp_q = 0
+        self.req_hp = self.req_tp = self.rsp_hp = self.rsp_tp = 0
+        self.req_count = self.rsp_count = 0
+        self.sems = [0] * NUM_SEMS
+        self.inflight = {}
+        self.msi_due = False
+
+
+class _Ctx(NamedTuple):
+    """Per-channel facts the advance guards need, computed once per query."""
+
+    sem_first: dict[int, int]  # sem index -> oldest seq still owing a semaphore step on it
+    undone_min: dict[Dir, int]  # direction -> oldest seq whose transfer is not done
+    started_undone: dict[Dir, int]  # direction -> transfers past their fence, not done
+    resp_first: int  # oldest seq that still owes a response
+
+
+_BIG = 1 << 62
+
+
+class Device:
+    """One AIC100 DMA Bridge (docs/design.md "Device API")."""
+
+    def __init__(
+        self,
+        num_dbc: int = regs.NUM_DBC,
+        policies: Policies | None = None,
+        single_msi: bool = False,
+        host_mem: HostMemory | None = None,
+        dev_mem: DevMemory | None = None,
+        *,
+        strict: bool = False,
+    ) -> None:
+        if not isinstance(num_dbc, int) or isinstance(num_dbc, bool) or not 1 <= num_dbc <= regs.NUM_DBC:
+            raise ArgumentError(f"num_dbc must be 1..{regs.NUM_DBC}, got {num_dbc!r}")
+        if policies is not None and not isinstance(policies, Policies):
+            raise ArgumentError(f"policies must be a Policies, not {type(policies).__name__}")
+        self.num_dbc = num_dbc
+        self.policies = policies if policies is not None else Policies()
+        self.single_msi = bool(single_msi)
+        self.host_mem = host_mem if host_mem is not None else HostMemory()
+        self.dev_mem = dev_mem if dev_mem is not None else DevMemory()
+        self.strict = strict
+        self.intc = Intc(1 if self.single_msi else num_dbc + 1, self.policies)
+        self.ch = [Channel(i) for i in range(num_dbc)]
+        self.violations: list[HostViolation] = []
+        self.stats = DeviceStats()
+        #: callables receiving every device event as a tuple (kind, dbc, ...)
+        self.observers: list[Callable[[tuple[Any, ...]], None]] = []
+        p = self.policies
+        self._plan = _PLANS[p["fence-scope"]]
+        self._keep_one_free = p["ring-full-rule"] == "keep-one-free"
+
+    # -- helpers --------------------------------------------------------------
+    def _emit(self, *event: Any) -> None:
+        for fn in self.observers:
+            fn(event)
+
+    def _violation(self, rule: str, message: str, dbc: int | None = None,
+                   source: str = "aic100.rst DMA Bridge") -> None:
+        v = HostViolation(rule, message, dbc, source)
+        self.violations.append(v)
+        self._emit("violation", dbc, rule, message)
+        if self.strict:
+            raise LocalProtocolError(message, rule=rule)
+
+    def _chan(self, dbc: Any) -> Channel:
+        if not isinstance(dbc, int) or isinstance(dbc, bool) or not 0 <= dbc < self.num_dbc:
+            raise ArgumentError(f"dbc {dbc!r} out of range 0..{self.num_dbc - 1}")
+        return self.ch[dbc]
+
+    def vector(self, dbc: int) -> int:
+        """MSI vector of channel ``dbc``: dbc+1, or 0 in single-MSI mode (control-path.md §4.2)."""
+        self._chan(dbc)
+        return 0 if self.single_msi else dbc + 1
+
+    def _capacity(self, ch: Channel) -> int:
+        """Elements a ring holds (R3, policy ring-full-rule)."""
+        return ch.nelem - 1 if self._keep_one_free else ch.nelem
+
+    def req_slot_addr(self, dbc: int, idx: int) -> int:
+        """Bus address of request element ``idx`` (R2)."""
+        ch = self._chan(dbc)
+        if not ch.active or not 0 <= idx < ch.nelem:
+            raise ArgumentError(f"dbc {dbc} is not active or slot {idx!r} out of range")
+        return ch.req_q + idx * REQ_SIZE
+
+    def rsp_slot_addr(self, dbc: int, idx: int) -> int:
+        """Bus address of response element ``idx`` (R2)."""
+        ch = self._chan(dbc)
+        if not ch.active or not 0 <= idx < ch.nelem:
+            raise ArgumentError(f"dbc {dbc} is not active or slot {idx!r} out of range")
+        return ch.rsp_q + idx * RSP_SIZE
+
+    def _cc(self, code: int) -> int:
+        """Completion code as written (policy completion-code-values)."""
+        if code and self.policies["completion-code-values"] == "one":
+            return 1
+        return code
+
+    # -- control plane ----------------------------------------------------------
+    def activate(self, dbc: int, req_q: int, rsp_q: int, nelem: int) -> None:
+        """QSM assigns channel ``dbc`` with FIFOs in donated host memory (control-path.md §2.1)."""
+        ch = self._chan(dbc)
+        if ch.active:
+            raise ArgumentError(f"dbc {dbc} is already active")
+        for name, v in (("req_q", req_q), ("rsp_q", rsp_q), ("nelem", nelem)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ArgumentError(f"activate: {name} must be a non-negative int, got {v!r}")
+        if nelem < 2 or not arith.activate_queue_size_ok(nelem):
+            raise ArgumentError(f"activate: nelem {nelem} is not a usable queue size (>= 2)")
+        if not self.host_mem.mapped(req_q, nelem * REQ_SIZE):
+            raise ArgumentError(f"activate: request FIFO 0x{req_q:x}+{nelem * REQ_SIZE} is not "
+                                "mapped host memory")
+        if not self.host_mem.mapped(rsp_q, nelem * RSP_SIZE):
+            raise ArgumentError(f"activate: response FIFO 0x{rsp_q:x}+{nelem * RSP_SIZE} is not "
+                                "mapped host memory")
+        ch.reset()
+        ch.active, ch.nelem, ch.req_q, ch.rsp_q = True, nelem, req_q, rsp_q
+        self._emit("activate", dbc, req_q, rsp_q, nelem)
+
+    def deactivate(self, dbc: int) -> None:
+        """Release the channel: in-flight work is dropped, registers and semaphores read 0."""
+        ch = self._chan(dbc)
+        ch.reset()
+        self._emit("deactivate", dbc)
+
+    # -- registers (R1, R3) -----------------------------------------------------
+    def readl(self, dbc: int, reg: int) -> int:
+        ch = self._chan(dbc)
+        if reg not in regs.REG_NAMES:
+            raise ArgumentError(f"register offset {reg!r} is not one of 0x0, 0x4, 0x8, 0xC")
+        if not ch.active:
+            # policy inactive-dbc-regs
+            return 0xFFFFFFFF if self.policies["inactive-dbc-regs"] == "all-ones" else 0
+        return {regs.REQ_HP: ch.req_hp, regs.REQ_TP: ch.req_tp,
+                regs.RSP_HP: ch.rsp_hp, regs.RSP_TP: ch.rsp_tp}[reg]
+
+    def writel(self, dbc: int, reg: int, val: int) -> None:
+        ch = self._chan(dbc)
+        if reg not in regs.REG_NAMES:
+            raise ArgumentError(f"register offset {reg!r} is not one of 0x0, 0x4, 0x8, 0xC")
+        if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 0xFFFFFFFF:
+            raise ArgumentError(f"register value {val!r} is not a u32")
+        name = regs.REG_NAMES[reg]
+        self._emit("writel", dbc, reg, val)
+        if reg in regs.DEVICE_OWNED:
+            self._violation("HOST-WRITE-DEVICE-REG",
+                            f"host wrote 0x{val:x} to device-owned {name} of dbc {dbc} "
+                            "(\"Read only by the host\")", dbc)
+            return
+        if not ch.active:
+            self._violation("HOST-INACTIVE-DBC",
+                            f"host wrote {name} of dbc {dbc}, which is not active", dbc)
+            return
+        if val >= ch.nelem:
+            self._violation("HOST-REG-OUT-OF-RANGE",
+                            f"{name} write {val} of dbc {dbc} is not an index below nelem "
+                            f"{ch.nelem}", dbc)
+            if self.policies["tail-out-of-range"] == "ignore":
+                return
+            val %= ch.nelem
+        if reg == regs.REQ_TP:
+            self._write_req_tp(ch, val)
+        else:
+            self._write_rsp_hp(ch, val)
+
+    def _write_req_tp(self, ch: Channel, val: int) -> None:
+        """Host adds requests (aic100.rst "Host increments this register")."""
+        n = ch.nelem
+        added = arith.ring_occupancy(ch.req_tp, val, n)
+        if self._keep_one_free:
+            free = arith.fifo_space(ch.req_hp, ch.req_tp, n)
+        else:
+            free = n - ch.req_count
+        if added > free:
+            self._violation("HOST-REQ-OVERRUN",
+                            f"REQ_TP {ch.req_tp} -> {val} adds {added} elements but only {free} "
+                            f"slots are free (REQ_HP {ch.req_hp}, nelem {n}); unconsumed "
+                            "requests are overwritten", ch.dbc, "qaic_data.c fifo_space_avail")
+        ch.req_tp = val
+        if self._keep_one_free:
+            ch.req_count = arith.ring_occupancy(ch.req_hp, val, n)
+        else:
+            # the device counts modulo n: a rewrite of the same value adds nothing
+            total = ch.req_count + added
+            ch.req_count = (total - 1) % n + 1 if total else 0
+
+    def _write_rsp_hp(self, ch: Channel, val: int) -> None:
+        """Host frees responses ("Indicates the latest item in the FIFO the host has consumed")."""
+        n = ch.nelem
+        freed = arith.ring_occupancy(ch.rsp_hp, val, n)
+        if freed > ch.rsp_count:
+            self._violation("HOST-RSP-OVERREAD",
+                            f"RSP_HP {ch.rsp_hp} -> {val} frees {freed} responses but the device "
+                            f"wrote only {ch.rsp_count} (RSP_TP {ch.rsp_tp})", ch.dbc,
+                            "aic100.rst Response FIFO")
+        ch.rsp_hp = val
+        if self._keep_one_free:
+            ch.rsp_count = arith.ring_occupancy(val, ch.rsp_tp, n)
+        else:
+            ch.rsp_count = (ch.rsp_count - freed) % n if freed > ch.rsp_count else ch.rsp_count - freed
+
+    def bar_read(self, off: int) -> int:
+        """A 32-bit read of BAR2 at ``off`` (control-path.md §2.2: base 0x20000, 4 KiB per DBC)."""
+        where = regs.decode_offset(off, self.num_dbc)
+        if where is None:
+            self._violation("HOST-BAR-UNMAPPED", f"host read BAR2 offset 0x{off:x}, not a DBC "
+                            "register", None)
+            return 0
+        return self.readl(*where)
+
+    def bar_write(self, off: int, val: int) -> None:
+        where = regs.decode_offset(off, self.num_dbc)
+        if where is None:
+            self._violation("HOST-BAR-UNMAPPED", f"host wrote 0x{val:x} to BAR2 offset 0x{off:x}, "
+                            "not a DBC register", None)
+            return
+        self.writel(where[0], where[1], val)
+
+    # -- semaphores (R6) --------------------------------------------------------
+    def _active(self, cmd: SemCmd) -> bool:
+        """Is this sem_cmd word a command at all? (policy sem-enable-bit)"""
+        if self.policies["sem-enable-bit"] == "enable-gates":
+            return cmd.enable and cmd.op is not SemOp.NOP
+        return cmd.op is not SemOp.NOP
+
+    def _sem_apply(self, ch: Channel, op: SemOp, index: int, value: int, dry: bool = False) -> bool:
+        """Run one semaphore command; False (and no change) when it must wait."""
+        p = self.policies
+        s = ch.sems[index]
+        amount = 1 if p["sem-inc-amount"] == "by-one" else value
+        new = s
+        if op is SemOp.NOP or op is SemOp.RESERVED:
+            return True
+        if op is SemOp.INIT:
+            new = value
+        elif op is SemOp.INC:
+            new = s + amount
+            if new > SEM_MAX:
+                new = SEM_MAX if p["sem-overflow"] == "saturate" else new & SEM_MAX
+        elif op is SemOp.DEC:
+            new = s - amount
+            if new < 0:
+                under = p["sem-underflow"]
+                if under == "block":
+                    return False
+                new = 0 if under == "saturate" else new & SEM_MAX
+        elif op is SemOp.WAIT_EQ:
+            return s == value
+        elif op is SemOp.WAIT_GE:
+            return s >= value
+        elif op is SemOp.P:
+            if s == 0:
+                return False
+            if p["sem-p-decrements"] == "decrement":
+                new = s - 1
+        if not dry and new != s:
+            ch.sems[index] = new
+            self._emit("sem", ch.dbc, index, s, new)
+        return True
+
+    def nsp_sem(self, dbc: int, index: int, op: int, val: int = 0) -> bool:
+        """The workload (NSP firmware) acting on one of the channel's semaphores.
+
+        Same command numbering and policies as the bridge's sem_cmd (R6).  For
+        the waits (4, 5, 6) it returns whether the condition holds now (6 also
+        decrements when it does); for the others True, or False when a
+        ``sem-underflow=block`` decrement cannot go.
+        """
+        ch = self._chan(dbc)
+        if not ch.active:
+            raise ArgumentError(f"nsp_sem: dbc {dbc} is not active")
+        if not isinstance(index, int) or not 0 <= index < NUM_SEMS:
+            raise ArgumentError(f"nsp_sem: semaphore index {index!r} out of range 0..31")
+        if not isinstance(op, int) or not 0 <= op <= 6:
+            raise ArgumentError(f"nsp_sem: command {op!r} is not 0..6")
+        if not isinstance(val, int) or not 0 <= val <= SEM_MAX:
+            raise ArgumentError(f"nsp_sem: value {val!r} is not 0..4095")
+        return self._sem_apply(ch, SemOp(op), index, val)
+
+    # -- consuming a request ----------------------------------------------------
+    def _classify(self, ch: Channel, seq: int, slot: int, elem: RequestElem) -> InFlight:
+        """Decide, at consume time, what this request will do (R6-R10)."""
+        p = self.policies
+        rec = InFlight(seq=seq, slot=slot, elem=elem, plan=self._plan)
+        rec.wants_response = elem.completion
+        d = elem.dir
+        error = CC_SUCCESS
+        if d is Dir.ILLEGAL:  # policy illegal-direction
+            rule = p["illegal-direction"]
+            if rule == "as-none":
+                d = Dir.NONE
+            else:
+                error = CC_ILLEGAL_DIR
+                if rule == "error-always":
+                    rec.wants_response = True
+        if not error and d in (Dir.TO_DEV, Dir.FROM_DEV) and not elem.bulk \
+                and p["linked-list"] == "error":
+            error = CC_LINKED_LIST
+        cmds = [s for s in elem.sems if self._active(s)]
+        reserved = [s for s in cmds if s.op is SemOp.RESERVED]
+        if reserved:
+            if not error and p["sem-reserved-cmd"] == "error":
+                error = CC_SEM_RESERVED
+            cmds = [s for s in cmds if s.op is not SemOp.RESERVED]
+        pre = [s for s in cmds if s.presync]
+        post = [s for s in cmds if not s.presync]
+        if len(pre) > 1:
+            rule = p["presync-multiple"]
+            if rule == "error" and not error:
+                error = CC_MULTI_PRESYNC
+            elif rule == "first-only":
+                pre = pre[:1]
+        if p["presync-non-wait"] == "ignore":
+            pre = [s for s in pre if s.op in (SemOp.WAIT_EQ, SemOp.WAIT_GE, SemOp.P)]
+        if error:
+            rec.code = error
+            rec.plan = _ERROR_PLAN
+            return rec
+        rec.dir = d
+        rec.xfer = d in (Dir.TO_DEV, Dir.FROM_DEV)
+        gate_all = p["fence-without-enable"] == "honoured"
+        words = [s for s in elem.sems if gate_all or self._active(s)]
+        rec.fence_todev = any(s.todev_fence for s in words)
+        rec.fence_fromdev = any(s.fromdev_fence for s in words)
+        rec.pre, rec.post = pre, post
+        rec.sem_indices = frozenset(s.index for s in pre + post)
+        return rec
+
+    def _consume(self, ch: Channel) -> None:
+        slot = ch.req_hp
+        seq = ch.next_seq
+        ch.next_seq += 1
+        ch.req_hp = arith.ring_advance(ch.req_hp, 1, ch.nelem)
+        ch.req_count -= 1
+        ch.consumed += 1
+        self.stats.consumed += 1
+        try:
+            raw = self.host_mem.read(ch.req_q + slot * REQ_SIZE, REQ_SIZE)
+        except DmaFault:
+            # the host unmapped its own FIFO: nothing can be read, nothing is done
+            self.stats.ring_faults += 1
+            self._emit("ring_fault", ch.dbc, slot)
+            return
+        elem = RequestElem.unpack(raw)
+        for v in elem.violations():
+            self._violation(v.rule, f"request element {slot} of dbc {ch.dbc}: {v.field}: "
+                            f"{v.message}", ch.dbc, v.source)
+        if elem.db_write and self.policies["doorbell-data-width"] == "violation":
+            width = elem.db_len.nbytes
+            if width and elem.doorbell_data >> (8 * width):
+                self._violation("REQ-DB-DATA-WIDTH",
+                                f"request element {slot} of dbc {ch.dbc}: doorbell_data "
+                                f"0x{elem.doorbell_data:x} has bits above the {8 * width}-bit "
+                                "doorbell length", ch.dbc, "aic100.rst Request FIFO")
+        rec = self._classify(ch, seq, slot, elem)
+        ch.inflight[seq] = rec
+        if rec.xfer:
+            self.stats.bytes_requested += elem.pcie_dma_len
+        self._emit("consume", ch.dbc, seq, slot, elem)
+        self._skip_trivial(ch, rec)
+
+    # -- stage guards and effects ------------------------------------------------
+    def _ctx(self, ch: Channel) -> _Ctx:
+        sem_first: dict[int, int] = {}
+        undone_min: dict[Dir, int] = {Dir.TO_DEV: _BIG, Dir.FROM_DEV: _BIG}
+        started: dict[Dir, int] = {Dir.TO_DEV: 0, Dir.FROM_DEV: 0}
+        resp_first = _BIG
+        for rec in ch.inflight.values():
+            if rec.sem_indices and not rec.sems_done:
+                for i in rec.sem_indices:
+                    sem_first.setdefault(i, rec.seq)
+            if rec.xfer and not rec.dma_done:
+                if undone_min[rec.dir] == _BIG:
+                    undone_min[rec.dir] = rec.seq
+                if rec.fence_passed:
+                    started[rec.dir] += 1
+            if rec.wants_response and resp_first == _BIG:
+                resp_first = rec.seq
+        return _Ctx(sem_first, undone_min, started, resp_first)
+
+    def _fence_ok(self, rec: InFlight, ctx: _Ctx) -> bool:
+        """R7: every fenced direction has no blocking transfer (policy fence-scope)."""
+        scope = self.policies["fence-scope"]
+        for d, on in ((Dir.TO_DEV, rec.fence_todev), (Dir.FROM_DEV, rec.fence_fromdev)):
+            if not on:
+                continue
+            if scope == "all-outstanding":
+                if ctx.started_undone[d]:
+                    return False
+            elif ctx.undone_min[d] < rec.seq:
+                return False
+        return True
+
+    def _sem_step_ok(self, ch: Channel, rec: InFlight, cmd: SemCmd, ctx: _Ctx) -> bool:
+        if self.policies["processing-order"] == "rule-permitted" \
+                and ctx.sem_first.get(cmd.index, rec.seq) != rec.seq:
+            return False  # R5: an earlier request still owes a step on this semaphore
+        return self._sem_apply(ch, cmd.op, cmd.index, cmd.value, dry=True)
+
+    def _response_ok(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
+        if self.policies["response-order"] == "request-order" and ctx.resp_first != rec.seq:
+            return False
+        if ch.rsp_count >= self._capacity(ch):
+            return self.policies["response-ring-full"] == "drop"
+        return True
+
+    def _can_advance(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
+        st = rec.stage
+        if st is Stage.FENCE:
+            return self._fence_ok(rec, ctx)
+        if st is Stage.PRESYNC:
+            return self._sem_step_ok(ch, rec, rec.pre[0], ctx)
+        if st is Stage.POSTSYNC:
+            return self._sem_step_ok(ch, rec, rec.post[0], ctx)
+        if st is Stage.RESPONSE:
+            return self._response_ok(ch, rec, ctx)
+        return st is not Stage.DONE  # DMA and DOORBELL always may go
+
+    def _trivial(self, rec: InFlight) -> bool:
+        """Stages with nothing to do are passed without an action of their own."""
+        st = rec.stage
+        return (
+            (st is Stage.FENCE and not (rec.fence_todev or rec.fence_fromdev))
+            or (st is Stage.PRESYNC and not rec.pre)
+            or (st is Stage.DMA and not rec.xfer)
+            or (st is Stage.POSTSYNC and not rec.post)
+            or (st is Stage.DOORBELL and not rec.elem.db_write)
+            or (st is Stage.RESPONSE and not rec.wants_response)
+        )
+
+    def _skip_trivial(self, ch: Channel, rec: InFlight) -> None:
+        """Pass empty stages; under processing-order=fifo only the oldest request moves (R5)."""
+        fifo = self.policies["processing-order"] == "fifo"
+        while True:
+            if fifo and next(iter(ch.inflight)) != rec.seq:
+                return
+            while rec.stage is not Stage.DONE and self._trivial(rec):
+                rec.pos += 1
+            if rec.stage is not Stage.DONE:
+                return
+            self._finish(ch, rec)
+            if not (fifo and ch.inflight):
+                return
+            rec = next(iter(ch.inflight.values()))  # the next request may now move
+
+    def _do_stage(self, ch: Channel, rec: InFlight) -> None:
+        st = rec.stage
+        if st is Stage.PRESYNC or st is Stage.POSTSYNC:
+            todo = rec.pre if st is Stage.PRESYNC else rec.post
+            cmd = todo.pop(0)
+            applied = self._sem_apply(ch, cmd.op, cmd.index, cmd.value)
+            assert applied, "guard checked the semaphore command"
+            if todo:
+                return  # more semaphore commands in this step
+        elif st is Stage.DMA:
+            self._dma(ch, rec)
+        elif st is Stage.DOORBELL:
+            self._doorbell(ch, rec)
+        elif st is Stage.RESPONSE:
+            self._respond(ch, rec)
+        rec.pos += 1
+        self._skip_trivial(ch, rec)
+
+    def _host_prefix(self, addr: int, length: int) -> int:
+        """Bytes from ``addr`` that lie in one mapped host region (for dma-fault=partial)."""
+        for start, size in self.host_mem.regions():
+            if start <= addr < start + size:
+                return min(length, start + size - addr)
+        return 0
+
+    def _dma(self, ch: Channel, rec: InFlight) -> None:
+        """R8: move pcie_dma_len bytes between host memory and device DDR."""
+        e = rec.elem
+        length = e.pcie_dma_len
+        src, dst = e.pcie_dma_source_addr, e.pcie_dma_dest_addr
+        to_dev = rec.dir is Dir.TO_DEV
+        host_addr = src if to_dev else dst
+        dev_addr = dst if to_dev else src
+        host_ok = self._host_prefix(host_addr, length)
+        dev_ok = max(0, min(length, DevMemory.LIMIT - dev_addr))
+        n = min(host_ok, dev_ok)
+        if n < length:
+            rec.code = rec.code or CC_DMA_FAULT
+            self.stats.dma_faults += 1
+            if self.policies["dma-fault"] == "error":
+                n = 0
+        if n:
+            if to_dev:
+                self.dev_mem.write(dst, self.host_mem.view(src, n).tobytes())
+            else:
+                self.host_mem.write(dst, self.dev_mem.read(src, n))
+        rec.moved = n
+        rec.dma_done = True
+        self.stats.bytes_moved += n
+        self._emit("dma", ch.dbc, rec.seq, rec.dir, src, dst, length, n)
+
+    def _doorbell(self, ch: Channel, rec: InFlight) -> None:
+        """R9: write doorbell_data (truncated to its width) at doorbell_addr in device memory."""
+        e = rec.elem
+        p = self.policies
+        dl = e.db_len
+        if dl is DbLen.RESERVED:
+            if p["doorbell-reserved-len"] == "skip-error":
+                rec.code = rec.code or CC_BAD_DOORBELL
+                return
+            dl = DbLen.W32
+        width = dl.nbytes
+        addr = e.doorbell_addr
+        if addr % width:
+            rule = p["doorbell-misaligned"]
+            if rule == "skip-error":
+                rec.code = rec.code or CC_BAD_DOORBELL
+                return
+            if rule == "align-down":
+                addr -= addr % width
+        try:
+            self.dev_mem.write_u(addr, width, e.doorbell_data)
+        except DmaFault:
+            rec.code = rec.code or CC_BAD_DOORBELL
+            return
+        self.stats.doorbells += 1
+        self._emit("doorbell", ch.dbc, rec.seq, addr, width, e.doorbell_data & ((1 << 8 * width) - 1))
+
+    def _respond(self, ch: Channel, rec: InFlight) -> None:
+        """R10/R11: write {req_id, completion_code} at RSP_TP; MSI on empty -> non-empty."""
+        ch.wanted_responses += 1
+        code = self._cc(rec.code)
+        if ch.rsp_count >= self._capacity(ch):  # guard allowed it: policy response-ring-full=drop
+            self.stats.responses_dropped += 1
+            self._emit("response_dropped", ch.dbc, rec.seq, rec.elem.req_id, code)
+            return
+        slot = ch.rsp_tp
+        rsp = ResponseElem(rec.elem.req_id, code)
+        self.host_mem.write(ch.rsp_q + slot * RSP_SIZE, rsp.pack())
+        was_empty = ch.rsp_count == 0
+        ch.rsp_tp = arith.ring_advance(ch.rsp_tp, 1, ch.nelem)
+        ch.rsp_count += 1
+        ch.responses += 1
+        self.stats.responses += 1
+        if code:
+            self.stats.errors += 1
+        if was_empty:
+            ch.empty_transitions += 1
+            self.stats.empty_transitions += 1
+        if was_empty or self.policies["msi-empty-transition"] == "every-response":
+            ch.msi_due = True
+        self._emit("response", ch.dbc, rec.seq, slot, rsp)
+
+    def _finish(self, ch: Channel, rec: InFlight) -> None:
+        del ch.inflight[rec.seq]
+        self.stats.completed += 1
+        if rec.elem.force_msi and self.policies["force-msi"] == "honoured":
+            ch.msi_due = True
+            ch.msi_forced += 1
+            self.stats.msi_forced += 1
+        self._emit("done", ch.dbc, rec.seq, rec.elem.req_id, self._cc(rec.code))
+
+    # -- the actor interface (R12) ------------------------------------------------
+    def _candidates(self, ch: Channel) -> list[InFlight]:
+        recs = list(ch.inflight.values())
+        if self.policies["processing-order"] == "fifo":
+            return recs[:1]
+        return recs
+
+    def _advances(self, ch: Channel) -> list[Advance]:
+        if not ch.inflight:
+            return []
+        ctx = self._ctx(ch)
+        return [Advance(ch.dbc, r.seq) for r in self._candidates(ch) if self._can_advance(ch, r, ctx)]
+
+    def enabled(self) -> list[Action]:
+        """Every device action possible now, in a deterministic order (channel, then kind, then seq)."""
+        out: list[Action] = []
+        for ch in self.ch:
+            if not ch.active:
+                continue
+            if ch.req_count > 0:
+                out.append(Consume(ch.dbc))
+            out.extend(self._advances(ch))
+            if ch.msi_due:
+                out.append(RaiseMsi(ch.dbc))
+        return out
+
+    def is_enabled(self, action: Any) -> bool:
+        if not isinstance(action, (Consume, Advance, RaiseMsi)):
+            return False
+        if not 0 <= action.dbc < self.num_dbc:
+            return False
+        ch = self.ch[action.dbc]
+        if not ch.active:
+            return False
+        if isinstance(action, Consume):
+            return ch.req_count > 0
+        if isinstance(action, RaiseMsi):
+            return ch.msi_due
+        rec = ch.inflight.get(action.seq)
+        if rec is None or rec not in self._candidates(ch):
+            return False
+        return self._can_advance(ch, rec, self._ctx(ch))
+
+    def step(self, action: Action) -> None:
+        """Perform one enabled action (ArgumentError if it is not enabled now)."""
+        if not self.is_enabled(action):
+            raise ArgumentError(f"device action {action!r} is not enabled")
+        ch = self.ch[action.dbc]
+        if isinstance(action, Consume):
+            self._consume(ch)
+        elif isinstance(action, RaiseMsi):
+            ch.msi_due = False
+            ch.msi_raised += 1
+            self.stats.msi_raised += 1
+            v = self.vector(ch.dbc)
+            self.intc.raise_(v)
+            self._emit("msi", ch.dbc, v)
+        else:
+            self._do_stage(ch, ch.inflight[action.seq])
+
+    def quiescent(self) -> bool:
+        """Nothing can happen without an outside action (host or workload)."""
+        return not self.enabled()
+
+    def idle(self) -> bool:
+        """No unconsumed request, no in-flight request and no due MSI on any channel."""
+        return all(not (c.req_count or c.inflight or c.msi_due) for c in self.ch if c.active)
+
+    def blocked(self, dbc: int) -> list[tuple[int, Stage]]:
+        """(seq, stage) of every in-flight request of ``dbc`` (for reports and `dump`)."""
+        return [(r.seq, r.stage) for r in self._chan(dbc).inflight.values()]

@@ -1,0 +1,614 @@
+"""Host side of the control path: DRM_IOCTL_QAIC_MANAGE and the control-channel client.
+
+Rules (control-path.md §1.4-§1.9, §2, which read qaic_control.c; the check
+order below is the driver's):
+  M1 ioctl: user ``len`` > 4096 -> EINVAL; device not ONLINE -> ENODEV;
+     unreadable user buffer -> EFAULT; then ``len`` > 4096 or ``count`` > 512
+     -> EINVAL;
+  M2 encode_message: count 0 or len < 8 -> EINVAL; per transaction: consumed
+     > len - 8, hdr.len < 8, consumed + hdr.len > len, unknown type -> EINVAL;
+     consumed != len at the end -> EINVAL (encode_* rules at each function);
+  M3 every message gets ``seq = next_seq++`` (never reset), magic, handle,
+     partition (-1; terminate: 0) and, while CRC generation is on, CRC-32;
+     sending when OFFLINE -> ENODEV; no response -> ETIMEDOUT; a response
+     failing the CRC check (once enabled) -> EPIPE;
+  M4 responses are matched by sequence number only; an unmatched response, or
+     one with a bad magic, is dropped silently;
+  M5 a lone DMA_XFER_CONT answer continues the DMA transfer (chunk id and
+     transferred size must match, else EINVAL); an encode failure while a chunk
+     id is active is replaced by an abort message;
+  M6 decode_message: hdr.len < 8 or > 4096 -> EINVAL; per-transaction bounds
+     against the full hdr.len; unknown type -> EINVAL; decode_* rules; length
+     sum mismatch -> EINVAL; activate/status refused (status != 0) ->
+     ECANCELED, device-assigned dbc_id >= num_dbc -> ENODEV;
+  M7 copy-back: on success *or ECANCELED* the decoded transactions (up to
+     4096 bytes, possibly more than the user sent) replace the user's buffer
+     and ``len``/``count``; nothing on other errors;
+  M8 version: the probe-time status query must answer 5.0 (minor <= 0) for
+     the device to go ONLINE; its status_flags bit 0 decides CRC for good.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+
+from qaicmodel import arith
+from qaicmodel.errors import ArgumentError
+from qaicmodel.spec import nnc
+from qaicmodel.spec.boot import DevState
+from qaicmodel.spec.crc import nnc_crc
+from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.ssr import DbcState
+
+__all__ = ["ManageResult", "User", "HostDbc", "DataPathHooks", "ControlClient",
+           "usr_passthrough", "usr_dma_xfer", "usr_activate", "usr_deactivate", "usr_status",
+           "user_message", "parse_user_result", "MAX_MSG", "MAX_COUNT"]
+
+MAX_MSG = 4096  # QAIC_MANAGE_MAX_MSG_LENGTH
+MAX_COUNT = MAX_MSG // 8  # 512
+DMA_RESERVE = 1024  # "save 1K for follow-up transactions"
+#: The biggest FIFO chunk the model will allocate (a model limit: ENOMEM beyond).
+MODEL_DMA_LIMIT = 64 << 20
+
+_TH = struct.Struct("<II")
+
+
+# --------------------------------------------------------------------------
+# uapi manage transactions (qaic_accel.h, control-path.md §3.3)
+
+
+def usr_passthrough(data: bytes, *, length: int | None = None) -> bytes:
+    """``qaic_manage_trans_passthrough`` (type 1)."""
+    ln = 8 + len(data) if length is None else length
+    return _TH.pack(nnc.TransType.PASSTHROUGH_FROM_USR, ln) + data
+
+
+def usr_dma_xfer(tag: int, addr: int, size: int, pad: int = 0) -> bytes:
+    """``qaic_manage_trans_dma_xfer`` (type 5, 32 bytes)."""
+    return _TH.pack(nnc.TransType.DMA_XFER_FROM_USR, 32) + struct.pack("<IIQQ", tag, pad,
+                                                                        addr, size)
+
+
+def usr_activate(queue_size: int, eventfd: int = 0, options: int = 0, pad: int = 0) -> bytes:
+    """``qaic_manage_trans_activate_to_dev`` (type 7, 24 bytes)."""
+    return _TH.pack(nnc.TransType.ACTIVATE_FROM_USR, 24) + struct.pack(
+        "<IIII", queue_size, eventfd, options, pad)
+
+
+def usr_deactivate(dbc_id: int, pad: int = 0) -> bytes:
+    """``qaic_manage_trans_deactivate`` (type 10, 16 bytes)."""
+    return _TH.pack(nnc.TransType.DEACTIVATE_FROM_USR, 16) + struct.pack("<II", dbc_id, pad)
+
+
+def usr_status(length: int = 8) -> bytes:
+    """``qaic_manage_trans_status_to_dev`` (type 12, 8 bytes; ``length`` may lie)."""
+    return _TH.pack(nnc.TransType.STATUS_FROM_USR, length)
+
+
+def user_message(*trans: bytes) -> tuple[int, int, bytes]:
+    """(len, count, data) of a ``qaic_manage_msg`` holding ``trans``."""
+    data = b"".join(trans)
+    return len(data), len(trans), data
+
+
+def parse_user_result(data: bytes, count: int) -> list[dict[str, Any]]:
+    """Read back the transactions the driver copied to the user (types 3, 8, 14)."""
+    out, off = [], 0
+    for _ in range(count):
+        if off + 8 > len(data):
+            break
+        t, ln = _TH.unpack_from(data, off)
+        d: dict[str, Any] = {"type": t, "len": ln}
+        if t == nnc.TransType.PASSTHROUGH_FROM_DEV:
+            d["data"] = data[off + 8: off + ln]
+        elif t == nnc.TransType.ACTIVATE_FROM_DEV and off + 24 <= len(data):
+            d["status"], d["dbc_id"], d["options"] = struct.unpack_from("<IIQ", data, off + 8)
+        elif t == nnc.TransType.STATUS_FROM_DEV and off + 24 <= len(data):
+            (d["major"], d["minor"], d["status"],
+             d["status_flags"]) = struct.unpack_from("<HHIQ", data, off + 8)
+        else:
+            break  # deactivate responses write nothing; the count still includes them
+        out.append(d)
+        off += max(ln, 8)
+    return out
+
+
+# --------------------------------------------------------------------------
+# host bookkeeping
+
+
+@attrs.define
+class User:
+    """One open DRM file (``struct qaic_user``)."""
+
+    handle: int
+    host_uid: Any = None
+    chunk_id: int = 0
+    closed: bool = False
+
+    def next_chunk(self) -> int:
+        """atomic_inc_return on a u32; 0 is skipped."""
+        self.chunk_id = (self.chunk_id + 1) & 0xFFFFFFFF
+        if self.chunk_id == 0:
+            self.chunk_id = 1
+        return self.chunk_id
+
+
+@attrs.define
+class HostDbc:
+    """The control fields of ``qdev->dbc[i]``: owner (``usr``), ``in_use``, FIFO chunk, state."""
+
+    usr: User | None = None
+    in_use: bool = False
+    buf: int | None = None
+    total_size: int = 0
+    nelem: int = 0
+    state: DbcState = DbcState.IDLE
+
+
+class DataPathHooks(Protocol):
+    """What the control plane tells the host data path (hostapi)."""
+
+    def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None: ...
+    def release(self, dbc: int) -> None: ...
+    def disable(self, dbc: int) -> None: ...
+    def enable(self, dbc: int, user: User) -> None: ...
+
+
+class NullHooks:
+    def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None:
+        pass
+
+    def release(self, dbc: int) -> None:
+        pass
+
+    def disable(self, dbc: int) -> None:
+        pass
+
+    def enable(self, dbc: int, user: User) -> None:
+        pass
+
+
+@attrs.frozen
+class ManageResult:
+    """What MANAGE returns: ``result`` ("ok" or an errno name) and the user struct after."""
+
+    result: str
+    len: int
+    count: int
+    data: bytes
+
+
+@attrs.define
+class _Res:
+    """``struct ioctl_resources``."""
+
+    buf: int | None = None
+    total_size: int = 0
+    nelem: int = 0
+    rsp_q: int = 0
+    dma_chunk_id: int = 0
+    xferred: int = 0
+    dma_trans: tuple[int, int, int, int] | None = None  # (tag, pad, addr, size)
+
+
+class _Err(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+Transport = Callable[[list[bytes]], list[bytes]]
+
+
+class ControlClient:
+    """The driver's control-channel side (qaic_control.c), one per device.
+
+    ``transport(wrappers)`` queues one message (its MHI chain) and returns the
+    device's reply messages; they go through :meth:`deliver` like the DL callback.
+    """
+
+    def __init__(self, transport: Transport, host_mem: Any, *, num_dbc: int = 16,
+                 hooks: DataPathHooks | None = None, ext_msg_len: int = nnc.MAX_H2D,
+                 sg_max_segment: int | None = None, policies: Policies | None = None) -> None:
+        if not 24 + 16 + 32 <= ext_msg_len <= nnc.MAX_H2D:
+            raise ArgumentError("ext_msg_len must be 72..65536")
+        self.transport = transport
+        self.policies = policies if policies is not None else Policies()
+        self.host_mem = host_mem
+        self.num_dbc = num_dbc
+        self.hooks: DataPathHooks = hooks if hooks is not None else NullHooks()
+        self.ext_msg_len = ext_msg_len
+        self.sg_max_segment = sg_max_segment
+        self.dev_state = DevState.OFFLINE
+        self.next_seq = 0
+        self.gen_crc = True  # qaic_control_open: generate, do not check
+        self.check_crc = False
+        self.dbc = [HostDbc() for _ in range(num_dbc)]
+        self.users: dict[int, User] = {}
+        self._pending: dict[int, bytes | None] = {}
+        self.sent: list[bytes] = []
+        self.dropped: list[bytes] = []
+        self.leaked_bufs: list[int] = []
+        self.violations: list[str] = []
+        self.on_dbc_state: Callable[[int, DbcState], None] | None = None
+
+    # -- users (IDA: smallest free handle) -------------------------------------
+    def open(self, host_uid: Any = None) -> User:
+        h = 0
+        while h in self.users:
+            h += 1
+        u = User(h, host_uid)
+        self.users[h] = u
+        return u
+
+    # -- DBC bookkeeping (qaic_data.c) ---------------------------------------------
+    def set_state(self, dbc: int, state: DbcState) -> None:
+        if 0 <= dbc < self.num_dbc and self.dbc[dbc].state != state:
+            self.dbc[dbc].state = state
+            if self.on_dbc_state is not None:
+                self.on_dbc_state(dbc, state)
+
+    def release_dbc(self, dbc: int) -> None:
+        """release_dbc: no-op unless in use; waiters woken, FIFOs freed, BOs unsliced."""
+        d = self.dbc[dbc]
+        if not d.in_use:
+            return
+        self.hooks.release(dbc)
+        if d.buf is not None:
+            self.host_mem.free(d.buf)
+        d.buf, d.total_size, d.nelem, d.usr, d.in_use = None, 0, 0, None, False
+
+    def _save_dbc_buf(self, dbc: int, res: _Res, usr: User) -> None:
+        d = self.dbc[dbc]
+        if res.buf is None:
+            return
+        if d.in_use:  # wait_event_interruptible would block; the driver overwrites after
+            self.violations.append(f"HOST-DBC-REASSIGNED: device assigned dbc {dbc} still "
+                                   "in use on the host")
+            self.release_dbc(dbc)
+        d.buf, d.total_size, d.nelem, d.usr, d.in_use = (res.buf, res.total_size, res.nelem,
+                                                         usr, True)
+        self.hooks.assign(dbc, usr, res.nelem, res.buf, res.rsp_q)
+        self.set_state(dbc, DbcState.ASSIGNED)
+        res.buf = None
+
+    def _free_dbc_buf(self, res: _Res) -> None:
+        if res.buf is not None:
+            self.host_mem.free(res.buf)
+        res.buf = None
+
+    # -- transport -----------------------------------------------------------------
+    def deliver(self, data: bytes) -> bool:
+        """DL callback + resp_worker: hand a reply to its waiter, or drop it."""
+        if len(data) < nnc.HDR_SIZE or len(data) > nnc.MAX_D2H:
+            self.dropped.append(data)  # MHI error: the 4 KiB receive buffer overflowed
+            return False
+        magic, seq = struct.unpack_from("<II", data, 4)
+        if magic != nnc.MAGIC or seq not in self._pending or self._pending[seq] is not None:
+            self.dropped.append(data)
+            return False
+        self._pending[seq] = data
+        return True
+
+    def _xfer(self, msg: nnc.Message) -> bytes:
+        """msg_xfer: queue, wait, check CRC.  Raises _Err with the errno name."""
+        if self.dev_state == DevState.OFFLINE:
+            raise _Err("ENODEV")
+        wrappers = nnc.chain(msg)
+        self.sent.append(b"".join(wrappers))
+        self._pending[msg.seq] = None
+        for reply in self.transport(wrappers):
+            self.deliver(reply)
+        buf = self._pending.pop(msg.seq)
+        if buf is None:
+            raise _Err("ETIMEDOUT")
+        if self.check_crc:
+            ln = struct.unpack_from("<I", buf, 12)[0]
+            if struct.unpack_from("<I", buf, 0)[0] != nnc_crc(buf, ln):
+                raise _Err("EPIPE")
+        return buf
+
+    def _send(self, usr: User | None, trans: list[Any], *, partition: int | None = None
+              ) -> bytes:
+        seq = self.next_seq
+        self.next_seq = (self.next_seq + 1) & 0xFFFFFFFF
+        handle = usr.handle if usr is not None else 0
+        part = nnc.NO_PARTITION if partition is None else partition
+        m = nnc.Message(tuple(trans), seq=seq, handle=handle, partition_id=part)
+        if self.gen_crc:
+            m = m.with_crc()
+        return self._xfer(m)
+
+    # -- MANAGE ------------------------------------------------------------------------
+    def manage(self, usr: User | None, length: int, count: int, data: bytes) -> ManageResult:
+        """DRM_IOCTL_QAIC_MANAGE (qaic_manage_ioctl).  ``data`` is the user buffer."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise ArgumentError("manage data must be bytes")
+        for name, v in (("len", length), ("count", count)):
+            if not isinstance(v, int) or not 0 <= v < 1 << 32:
+                raise ArgumentError(f"manage {name} must be a u32, got {v!r}")
+        if length > MAX_MSG:
+            return ManageResult("EINVAL", length, count, bytes(data))
+        if usr is None or usr.closed or self.dev_state != DevState.ONLINE:
+            return ManageResult("ENODEV", length, count, bytes(data))
+        if len(data) < length:
+            return ManageResult("EFAULT", length, count, bytes(data))
+        buf = bytearray(MAX_MSG)
+        buf[:length] = data[:length]
+        ret, out_len, out_count = self._manage(usr, length, count, buf)
+        if ret in ("ok", "ECANCELED"):
+            return ManageResult(ret, out_len, out_count, bytes(buf[:out_len]))
+        return ManageResult(ret, length, count, bytes(data))
+
+    def _manage(self, usr: User | None, length: int, count: int, buf: bytearray
+                ) -> tuple[str, int, int]:
+        if length > MAX_MSG or count > MAX_COUNT:
+            return "EINVAL", length, count
+        res = _Res()
+        try:
+            while True:
+                rsp = self._manage_xfer(usr, length, count, buf, res)
+                rcount = struct.unpack_from("<I", rsp, 16)[0]
+                if rcount == 1:
+                    t = struct.unpack_from("<I", rsp.ljust(40, b"\0"), 32)[0]
+                    if t == nnc.TransType.DMA_XFER_CONT:
+                        chunk, _pad, xferred = struct.unpack_from("<IIQ", rsp.ljust(56, b"\0"),
+                                                                  40)
+                        if chunk == res.dma_chunk_id and xferred == res.xferred:
+                            continue
+                        raise _Err("EINVAL")
+                out_len, out_count = self._decode_message(usr, rsp, res, buf)
+                return "ok", out_len, out_count
+        except _Err as e:
+            if e.name == "ECANCELED":
+                return "ECANCELED", self._out_len, self._out_count
+            return e.name, length, count
+        finally:
+            self._free_dbc_buf(res)
+
+    def _manage_xfer(self, usr: User | None, length: int, count: int, buf: bytearray,
+                     res: _Res) -> bytes:
+        try:
+            trans = self._encode_message(usr, length, count, buf, res)
+        except _Err:
+            if not res.dma_chunk_id:
+                raise
+            # abort_dma_cont: a lone zero-pair dma_xfer with the chunk id
+            trans = [nnc.DmaXfer(tag=0, pairs=(), dma_chunk_id=res.dma_chunk_id)]
+        return self._send(usr, trans)
+
+    # -- encode (user -> wire) ---------------------------------------------------------
+    def _encode_message(self, usr: User | None, length: int, count: int, buf: bytearray,
+                        res: _Res) -> list[Any]:
+        if res.dma_chunk_id:
+            return [self._encode_dma(usr, res.dma_trans, nnc.HDR_SIZE, res)]  # type: ignore[arg-type]
+        if count == 0 or length < 8:
+            raise _Err("EINVAL")
+        out: list[Any] = []
+        msg_len = nnc.HDR_SIZE
+        used = 0
+        try:
+            for _ in range(count):
+                if used > length - 8:
+                    raise _Err("EINVAL")
+                ttype, tlen = _TH.unpack_from(buf, used)
+                if tlen < 8 or used + tlen > length:
+                    raise _Err("EINVAL")
+                body = bytes(buf[used + 8: used + tlen])
+                t = self._encode_one(usr, ttype, tlen, body, msg_len, res)
+                if t is not None:
+                    out.append(t)
+                    msg_len += t.len
+                used += tlen
+            if used != length:
+                raise _Err("EINVAL")
+        except _Err:
+            self._free_dbc_buf(res)
+            raise
+        return out
+
+    def _encode_one(self, usr: User | None, ttype: int, tlen: int, body: bytes, msg_len: int,
+                    res: _Res) -> Any:
+        T = nnc.TransType
+        if ttype == T.PASSTHROUGH_FROM_USR:
+            if tlen % 8:
+                raise _Err("EINVAL")
+            if msg_len + tlen > nnc.MAX_H2D:
+                raise _Err("ENOSPC")
+            return nnc.Passthrough(T.PASSTHROUGH_TO_DEV, body)
+        if ttype == T.DMA_XFER_FROM_USR:
+            fields = struct.unpack_from("<IIQQ", body.ljust(24, b"\0"))
+            return self._encode_dma(usr, fields, msg_len, res)
+        if ttype == T.ACTIVATE_FROM_USR:
+            if msg_len + 40 > MAX_MSG:
+                raise _Err("ENOSPC")
+            qs, _eventfd, options, pad = struct.unpack_from("<IIII", body.ljust(16, b"\0"))
+            if qs == 0 or pad:
+                raise _Err("EINVAL")
+            if not arith.activate_queue_size_ok(qs):
+                raise _Err("EINVAL")
+            size = arith.dbc_buf_size(qs)
+            if size > MODEL_DMA_LIMIT:
+                raise _Err("ENOMEM")
+            if res.buf is not None:  # a second activate replaces the saved pointer
+                self.leaked_bufs.append(res.buf)
+            b = self.host_mem.alloc(size)
+            res.buf, res.total_size, res.nelem = b, size, qs
+            res.rsp_q = b + arith.dbc_rsp_offset(qs)
+            return nnc.ActivateToDev(b, res.rsp_q, qs, qs, size, options)
+        if ttype == T.DEACTIVATE_FROM_USR:
+            dbc, pad = struct.unpack_from("<II", body.ljust(8, b"\0"))
+            if dbc >= self.num_dbc or pad:
+                raise _Err("EINVAL")
+            d = self.dbc[dbc]
+            if usr is None or d.usr is not usr:  # disable_dbc
+                raise _Err("EPERM")
+            d.usr = None
+            self.hooks.disable(dbc)
+            return None  # no wire transaction exists
+        if ttype == T.STATUS_FROM_USR:
+            if msg_len + tlen > MAX_MSG:
+                raise _Err("ENOSPC")
+            return nnc.StatusToDev(len=tlen)  # the user's len, 8 bytes on the wire
+        raise _Err("EINVAL")
+
+    def _segments(self, start: int, length: int) -> list[tuple[int, int]]:
+        """Pin + map [start, start+length): identity IOMMU, split at sg_max_segment."""
+        if not self.host_mem.mapped(start, length):
+            raise _Err("EFAULT")
+        step = self.sg_max_segment or length
+        return [(a, min(step, start + length - a)) for a in range(start, start + length, step)]
+
+    def _encode_dma(self, usr: User | None, fields: tuple[int, int, int, int], msg_len: int,
+                    res: _Res) -> nnc.DmaXfer:
+        if msg_len + 24 + 16 > nnc.MAX_H2D:
+            raise _Err("ENOMEM")
+        tag, _pad, addr, size = fields
+        if addr + res.xferred >= 1 << 64 or size < res.xferred:
+            raise _Err("EINVAL")
+        remaining = size - res.xferred
+        start = addr + res.xferred
+        if remaining == 0 or start + remaining >= 1 << 64:
+            raise _Err("EINVAL")
+        segs = self._segments(start, remaining)
+        budget = self.ext_msg_len - msg_len - 24
+        n = len(segs)
+        for i in range(len(segs)):
+            budget -= 16
+            if budget < DMA_RESERVE:
+                n = i
+                break
+        pairs = tuple(segs[:n])
+        res.xferred += sum(s for _, s in pairs)
+        need_cont = n < len(segs)
+        chunk = res.dma_chunk_id
+        if not chunk and need_cont and usr is not None:
+            chunk = res.dma_chunk_id = usr.next_chunk()
+        res.dma_trans = fields
+        return nnc.DmaXfer(tag=tag, pairs=pairs, dma_chunk_id=chunk)
+
+    # -- decode (wire -> user) -----------------------------------------------------------
+    _out_len = 0
+    _out_count = 0
+
+    def _decode_message(self, usr: User | None, rsp: bytes, res: _Res, buf: bytearray
+                        ) -> tuple[int, int]:
+        T = nnc.TransType
+        wire = rsp.ljust(MAX_MSG, b"\0")
+        hdr_len, count = struct.unpack_from("<II", wire, 12)
+        if hdr_len < 8 or hdr_len > MAX_MSG:
+            raise _Err("EINVAL")
+        self._out_len, self._out_count = 0, count
+        msg_len = 0
+        for _ in range(count):
+            if msg_len > hdr_len - 8:
+                raise _Err("EINVAL")
+            off = nnc.HDR_SIZE + msg_len
+            if off + 8 > MAX_MSG:
+                raise _Err("EINVAL")
+            ttype, tlen = _TH.unpack_from(wire, off)
+            if tlen < 8 or msg_len + tlen > hdr_len:
+                raise _Err("EINVAL")
+            body = wire[off + 8: off + tlen]
+            o = self._out_len
+            if ttype == T.PASSTHROUGH_FROM_DEV:
+                if tlen % 8:
+                    raise _Err("EINVAL")
+                if o + tlen > MAX_MSG:
+                    raise _Err("ENOSPC")
+                buf[o:o + tlen] = _TH.pack(ttype, tlen) + body
+                self._out_len += tlen
+                msg_len += tlen
+            elif ttype == T.ACTIVATE_FROM_DEV:
+                if o + tlen > MAX_MSG:
+                    raise _Err("ENOSPC")
+                status, dbc, options = struct.unpack_from("<IIQ", body.ljust(16, b"\0"))
+                buf[o:o + 24] = _TH.pack(ttype, tlen) + struct.pack("<IIQ", status, dbc, options)
+                self._out_len += tlen
+                msg_len += tlen
+                if res.buf is None:
+                    raise _Err("EINVAL")
+                if dbc >= self.num_dbc:
+                    raise _Err("ENODEV")
+                if status:
+                    raise _Err("ECANCELED")
+                if usr is not None:
+                    self._save_dbc_buf(dbc, res, usr)
+            elif ttype == T.DEACTIVATE_FROM_DEV:
+                status, dbc = struct.unpack_from("<II", body.ljust(8, b"\0"))
+                if dbc >= self.num_dbc:
+                    raise _Err("ENODEV")
+                if status:
+                    self.dbc[dbc].usr = usr  # enable_dbc for the *caller*
+                    if usr is not None:
+                        self.hooks.enable(dbc, usr)
+                    raise _Err("ECANCELED")
+                self.release_dbc(dbc)
+                self.set_state(dbc, DbcState.IDLE)
+                msg_len += 16  # whatever the transaction's len says
+            elif ttype == T.STATUS_FROM_DEV:
+                if o + tlen > MAX_MSG:
+                    raise _Err("ENOSPC")
+                major, minor, status, flags = struct.unpack_from("<HHIQ", body.ljust(16, b"\0"))
+                buf[o:o + 24] = _TH.pack(ttype, tlen) + struct.pack("<HHIQ", major, minor,
+                                                                     status, flags)
+                msg_len += tlen
+                self._out_len += tlen
+                if status:
+                    raise _Err("ECANCELED")
+                if flags & nnc.STATUS_FLAG_CRC and rsp[0:4] != struct.pack(
+                        "<I", nnc_crc(rsp, hdr_len)):
+                    raise _Err("EPIPE")
+            else:
+                raise _Err("EINVAL")
+        if msg_len != hdr_len - nnc.HDR_SIZE:
+            raise _Err("EINVAL")
+        return self._out_len, self._out_count
+
+    # -- probe, close, reset ---------------------------------------------------------------
+    def probe(self) -> str:
+        """QAIC_CONTROL probe: BOOT, status query, ONLINE only for 5.0 (M8)."""
+        self.gen_crc, self.check_crc = True, False
+        self.dev_state = DevState.BOOT
+        buf = bytearray(MAX_MSG)
+        buf[:8] = usr_status()
+        ret, _ln, _cnt = self._manage(None, 8, 1, buf)
+        if ret != "ok":
+            return ret
+        _t, _l, major, minor, _st, flags = struct.unpack_from("<IIHHIQ", buf, 0)
+        any_minor = self.policies["nnc-version-minor"] == "any-minor"
+        if major != nnc.CNTL_MAJOR or (minor > nnc.CNTL_MINOR and not any_minor):
+            return "EINVAL"  # control channel closed, state stays BOOT
+        if flags & nnc.STATUS_FLAG_CRC:
+            self.check_crc = True
+        else:
+            self.gen_crc = False
+        self.dev_state = DevState.ONLINE
+        return "ok"
+
+    def close(self, usr: User) -> None:
+        """qaic_postclose -> qaic_release_usr: terminate (48 bytes), then release."""
+        if usr.closed:
+            raise ArgumentError(f"user {usr.handle} is already closed")
+        if self.dev_state == DevState.ONLINE:
+            try:
+                self._send(usr, [nnc.TerminateToDev(usr.handle)], partition=0)
+            except _Err:
+                pass  # the result is ignored
+            for i, d in enumerate(self.dbc):
+                if d.usr is usr:  # release_dbc only: the sysfs state is not reset here
+                    self.release_dbc(i)
+        usr.closed = True
+        del self.users[usr.handle]
+
+    def reset(self) -> None:
+        """qaic_dev_reset_clean_local_state: OFFLINE, wake waiters, release every DBC."""
+        self.dev_state = DevState.OFFLINE
+        self._pending.clear()
+        for i in range(self.num_dbc):
+            self.release_dbc(i)

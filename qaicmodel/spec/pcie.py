@@ -1,0 +1,221 @@
+"""PCIe identity of the AIC100 family: ids, BARs, MSI allocation, passthrough ownership.
+
+Rules (aic100.rst "Hardware Description"; ssr-ras-boot.md §6 and
+control-path.md §4.2, which read qaic_drv.c; seeds 000/001 for hypervisors):
+  * vendor 0x17cb; device 0xa100 AIC100 ("All AIC100 SKUs use the same AIC100
+    DID"), and the driver also knows 0xa080 AIC080 and 0xa110 AIC200;
+  * three 64-bit BARs: BAR0 4 KiB MHI, BAR2 2 MiB DMA Bridge, BAR4 64 KiB by
+    default and unused; the driver requires exactly BARs {0, 2, 4}
+    (AIC200: {0, 1, 2, 4}, MHI in BAR1); DBC i at BAR2 + 0x20000 + i * 0x1000;
+  * MSI only, no MSI-X, no FLR; 17 vectors are needed (1 MHI + 16 DBC); plain
+    MSI enables a power of two, so 17 requested means 32 must be assignable
+    (the hypervisor guides: "requires the assignment of 32 message signal
+    interrupts"); on -ENOSPC the driver falls back to a single shared vector;
+  * PCIe passthrough: exactly one owner (the host or one VM) per card.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from qaicmodel.errors import ArgumentError, IoctlError
+from qaicmodel.spec.policies import Policies, Policy, register
+
+__all__ = ["VENDOR", "Family", "DEVICES", "Bar", "bars", "DBC_BASE", "DBC_SIZE",
+           "dbc_reg_offset", "msi_enable_count", "alloc_msi", "MsiAlloc", "Card",
+           "NUM_DBC"]
+
+VENDOR = 0x17CB
+NUM_DBC = 16
+DBC_BASE = 0x20000  # QAIC_DBC_BASE (SZ_128K)
+DBC_SIZE = 0x1000  # QAIC_DBC_SIZE (SZ_4K)
+
+
+class Family(enum.Enum):
+    AIC100 = "aic100"
+    AIC200 = "aic200"
+
+
+#: device id -> (name, family)
+DEVICES = {0xA100: ("AIC100", Family.AIC100), 0xA080: ("AIC080", Family.AIC100),
+           0xA110: ("AIC200", Family.AIC200)}
+
+
+@attrs.frozen
+class Bar:
+    index: int
+    size: int
+    purpose: str
+    mapped: bool
+
+
+def bars(family: Family = Family.AIC100, bar4_size: int = 0x10000) -> list[Bar]:
+    """The BARs the driver requires (``bar_mask``), with the sizes aic100.rst gives."""
+    if family == Family.AIC100:
+        return [Bar(0, 0x1000, "MHI", True), Bar(2, 0x200000, "DMA Bridge", True),
+                Bar(4, bar4_size, "no purpose", False)]
+    return [Bar(0, 0x1000, "unused", False), Bar(1, 0x1000, "MHI", True),
+            Bar(2, 0x200000, "DMA Bridge", True), Bar(4, bar4_size, "no purpose", False)]
+
+
+def bar_mask(family: Family) -> int:
+    return sum(1 << b.index for b in bars(family))
+
+
+def check_bars(present_mask: int, family: Family = Family.AIC100) -> None:
+    """``init_pci``: (present & 0x3f) must equal the family's mask, else -EINVAL."""
+    if present_mask & 0x3F != bar_mask(family):
+        raise IoctlError("EINVAL", f"expected BARs 0x{bar_mask(family):x}, found "
+                                   f"0x{present_mask & 0x3f:x}")
+
+
+def dbc_reg_offset(dbc: int, reg: int) -> int:
+    """BAR2 offset of a DBC register (the driver's 128 KiB base, not in aic100.rst)."""
+    if not 0 <= dbc < NUM_DBC or reg not in (0x0, 0x4, 0x8, 0xC):
+        raise ArgumentError(f"no DBC register {reg:#x} on channel {dbc}")
+    return DBC_BASE + dbc * DBC_SIZE + reg
+
+
+def msi_enable_count(requested: int) -> int:
+    """Plain MSI's Multiple Message Enable: the next power of two (max 32)."""
+    if not 1 <= requested <= 32:
+        raise ArgumentError(f"MSI can enable 1..32 vectors, not {requested}")
+    n = 1
+    while n < requested:
+        n <<= 1
+    return n
+
+
+register(Policy(
+    id="pcie-msi-count",
+    area="pcie",
+    source="seed 003 (aic100.rst) Hardware Description; seed 001 (KVM, Hyper-V)",
+    quote="AIC100 requires 17 MSIs to operate (1 for MHI, 16 for the DMA Bridge).",
+    question="How many MSI vectors does a host (or VM) have to provide: 17 (aic100.rst), "
+             "32 (the hypervisor guides: 'still requires the assignment of 32 message "
+             "signal interrupts'), or does 1 suffice (the driver's fallback)?",
+    alternatives={
+        "driver-17-fallback-1": "the current driver: exactly 17 (MSI enables 32), on "
+                                "-ENOSPC one shared vector",
+        "require-32": "the v6.4 driver: fewer than 32 fails the probe",
+        "exact-32-fallback-1": "the intermediate driver: exactly 32, else one vector",
+    },
+    default="driver-17-fallback-1",
+    rationale="Current mainline behaviour; 17 requested through plain MSI programs 32, which "
+              "is why the VM guides ask for 32.",
+))
+
+register(Policy(
+    id="pcie-msix",
+    area="pcie",
+    source="seed 003 (aic100.rst) Hardware Description; control-path.md §4.2",
+    quote="AIC100 implements MSI but does not implement MSI-X.",
+    question="The driver asks for PCI_IRQ_MSI | PCI_IRQ_MSIX: does the device expose MSI-X?",
+    alternatives={
+        "msi-only": "no MSI-X capability: the MSIX flag is harmless, MSI is used",
+        "msix-present": "an MSI-X capability exists (a derivative may have one) and the "
+                        "PCI core prefers it: 17 exact vectors, no power-of-two rounding",
+    },
+    default="msi-only",
+    rationale="The primary spec is explicit for AIC100; the doc is silent for AIC200.",
+))
+
+register(Policy(
+    id="pcie-register-window",
+    area="pcie",
+    source="seed 003 (aic100.rst) DMA Bridge; control-path.md §6 item 6",
+    quote="DBC registers are exposed to the host via the second BAR. Each DBC consumes 4KB "
+          "of space in the BAR.",
+    question="Where in the second BAR does DBC 0 start? The document gives no base.",
+    alternatives={
+        "driver-128k": "BAR2 + 0x20000 + i * 0x1000 (QAIC_DBC_BASE in the driver)",
+        "bar-start": "BAR2 + i * 0x1000",
+    },
+    default="driver-128k",
+    rationale="The driver's constant is what hardware answers to.",
+))
+
+register(Policy(
+    id="pcie-single-msi-routing",
+    area="pcie",
+    source="seed 003 (aic100.rst) Hardware Description; control-path.md §5",
+    quote="AIC100 requires 17 MSIs to operate (1 for MHI, 16 for the DMA Bridge).",
+    question="Does the device work with a single MSI (the driver's fallback; qaic.rst says "
+             "the device routes DBC interrupts to MSI 0), which aic100.rst does not allow?",
+    alternatives={
+        "routes-to-0": "with one MSI enabled, every DBC interrupt is sent on vector 0",
+        "unsupported": "with fewer than 17 vectors the DBCs raise no interrupt "
+                       "(the host must poll)",
+    },
+    default="routes-to-0",
+    rationale="qaic.rst documents the device behaviour; the seed's 'requires' is about "
+              "full performance.",
+))
+
+
+@attrs.frozen
+class MsiAlloc:
+    """The outcome of ``init_msi``: vectors the host got, and whether it shares vector 0."""
+
+    vectors: int
+    enabled: int  # what Multiple Message Enable programs
+    single_msi: bool
+
+    def vector_of(self, dbc: int | None) -> int:
+        """Vector of the MHI (``None``) or of DBC ``dbc``: 0 and i+1, or 0 when single."""
+        if dbc is None or self.single_msi:
+            return 0
+        return dbc + 1
+
+
+def alloc_msi(available: int, policies: Policies | None = None,
+              num_dbc: int = NUM_DBC) -> MsiAlloc:
+    """What the driver gets when the platform can assign ``available`` MSI vectors.
+
+    Raises IoctlError (the probe's errno) when the policy's driver fails the probe.
+    """
+    pol = (policies or Policies())["pcie-msi-count"]
+    msix = (policies or Policies())["pcie-msix"] == "msix-present"
+    want = num_dbc + 1
+    if pol == "require-32":
+        if available < 32:
+            raise IoctlError("ENODEV", f"requested 32 MSIs, obtained {available}")
+        return MsiAlloc(32, 32, False)
+    if pol == "exact-32-fallback-1":
+        want = 32
+    need = want if msix else msi_enable_count(want)
+    if available >= need:
+        return MsiAlloc(want, need, False)
+    if available >= 1:  # -ENOSPC -> one vector
+        return MsiAlloc(1, 1, True)
+    raise IoctlError("ENOSPC", "no MSI vector available")
+
+
+class Card:
+    """PCIe passthrough: one card has exactly one owner (the host or one VM)."""
+
+    def __init__(self, device_id: int = 0xA100) -> None:
+        if device_id not in DEVICES:
+            raise ArgumentError(f"0x{device_id:04x} is not a device id the driver knows")
+        self.device_id = device_id
+        self.owner: str | None = None
+
+    def assign(self, owner: str) -> None:
+        if self.owner is not None and self.owner != owner:
+            raise IoctlError("EBUSY", f"card already owned by {self.owner}; passthrough "
+                                      "cannot share a card")
+        self.owner = owner
+
+    def release(self, owner: str) -> None:
+        if self.owner != owner:
+            raise ArgumentError(f"{owner} does not own the card")
+        self.owner = None
+
+    def identity(self) -> dict[str, Any]:
+        name, fam = DEVICES[self.device_id]
+        return {"vendor": f"0x{VENDOR:04x}", "device": f"0x{self.device_id:04x}", "name": name,
+                "family": fam.value, "flr": False, "msix": False,
+                "bars": [attrs.asdict(b) for b in bars(fam)]}

@@ -1,0 +1,179 @@
+"""SSR: wire golden vectors (ssr-ras-boot.md §1.2-§1.4), stages end to end, crashdump, NACK,
+isolation from other channels."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from qaicmodel.errors import DecodeError
+from qaicmodel.spec import ssr
+from qaicmodel.spec.control import ControlPlane
+from qaicmodel.spec.device import Device
+from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.ssr import Cmd, DbcState, Event
+
+
+def h(text: str) -> bytes:
+    return bytes.fromhex("".join(text.split()))
+
+
+GOLDEN = [
+    # SSR_EVENT (0x100) len 16 dbc 3 event BEFORE_SHUTDOWN (0x2)
+    ("00010000 10000000 03000000 02000000", ssr.SsrMsg(Cmd.SSR_EVENT, 3, {"event": 2})),
+    # SSR_EVENT_RSP (0x200) NACK (0x1)
+    ("00020000 10000000 03000000 01000000", ssr.SsrMsg(Cmd.SSR_EVENT_RSP, 3, {"event": 1})),
+    # DEBUG_TRANSFER_INFO (0x1) len 32: resv, tbl_addr 0x1000, tbl_len 128
+    ("01000000 20000000 02000000 00000000 0010000000000000 8000000000000000",
+     ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 2, {"tbl_addr": 0x1000, "tbl_len": 128})),
+    # DEBUG_TRANSFER_INFO_RSP (0x2) ret 1 (NACK)
+    ("02000000 10000000 02000000 01000000",
+     ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, 2, {"ret": 1})),
+    # MEMORY_READ (0x4) len 32: addr 0x2000 len 64
+    ("04000000 20000000 02000000 00000000 0020000000000000 4000000000000000",
+     ssr.SsrMsg(Cmd.MEMORY_READ, 2, {"addr": 0x2000, "len": 64})),
+    # MEMORY_READ_RSP (0x8) len 20: 4 data bytes
+    ("08000000 14000000 02000000 00000000 deadbeef",
+     ssr.SsrMsg(Cmd.MEMORY_READ_RSP, 2, {}, h("deadbeef"))),
+    # DEBUG_TRANSFER_DONE (0x10), DEBUG_TRANSFER_DONE_RSP (0x20) ret 0
+    ("10000000 10000000 02000000 00000000", ssr.SsrMsg(Cmd.DEBUG_TRANSFER_DONE, 2)),
+    ("20000000 10000000 02000000 00000000", ssr.SsrMsg(Cmd.DEBUG_TRANSFER_DONE_RSP, 2)),
+]
+
+
+@pytest.mark.parametrize("text, msg", GOLDEN)
+def test_golden(text: str, msg: ssr.SsrMsg) -> None:
+    raw = h(text)
+    assert msg.pack() == raw
+    assert ssr.decode(raw) == msg
+    assert ssr.describe(raw)["violations"] == []
+
+
+@pytest.mark.parametrize("raw, rule", [
+    (h("00010000 10000000"), "SSR-SHORT"),
+    (h("00040000 10000000 03000000 02000000"), "SSR-CMD"),
+    (h("00010000 11000000 03000000 02000000"), "SSR-LEN"),
+    (h("00010000 10000000 10000000 02000000"), "SSR-DBC"),
+    (h("00010000 10000000 03000000 01000000"), "SSR-EVENT"),
+    (h("01000000 20000000 02000000 00000000 0010000000000000 4100000000000000"),
+     "SSR-TBL-LEN"),
+])
+def test_rules(raw: bytes, rule: str) -> None:
+    assert any(v["rule"] == rule for v in ssr.describe(raw)["violations"])
+    with pytest.raises(DecodeError):
+        ssr.decode(raw)
+
+
+class FakeHost:
+    """Records the calls the control plane makes into the data path."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def dbc_assign(self, *a) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(("assign", *a))
+
+    def dbc_release(self, dbc: int) -> None:
+        self.calls.append(("release", dbc))
+
+    def dbc_ssr(self, dbc: int) -> None:
+        self.calls.append(("ssr", dbc))
+
+
+def test_stages_in_order_host_never_reactivates() -> None:
+    host = FakeHost()
+    cp = ControlPlane(Device(), host)
+    u = cp.open("uid-a")
+    d0, d1 = cp.activate(u, 8), cp.activate(u, 8)
+    events = cp.ssr(d0)
+    assert events == [Event.BEFORE_SHUTDOWN, Event.AFTER_SHUTDOWN, Event.BEFORE_POWER_UP,
+                      Event.AFTER_POWER_UP]
+    states = [s for d, s in cp.state_log if d == d0]
+    assert states[-6:] == [DbcState.ASSIGNED, DbcState.BEFORE_SHUTDOWN,
+                           DbcState.AFTER_SHUTDOWN, DbcState.BEFORE_POWER_UP,
+                           DbcState.AFTER_POWER_UP, DbcState.IDLE]
+    # host replies echo each event
+    tx = [ssr.decode(m) for k, m in cp.ssr_log if k == "tx"]
+    assert [m["event"] for m in tx] == [2, 4, 8, 16]
+    assert all(m.cmd == Cmd.SSR_EVENT_RSP and m.dbc_id == d0 for m in tx)
+    # the channel was released (waiters woken with -EPIPE via dbc_ssr), never re-assigned
+    assert ("ssr", d0) in host.calls and ("release", d0) in host.calls
+    assert [c for c in host.calls if c[0] == "assign"][-1][1] == d1
+    assert cp.owner(d0) is None and not cp.device.ch[d0].active
+    assert cp.host_ssr.ssr_dbc == ssr.SENTINEL
+    # the other workload is untouched
+    assert cp.owner(d1) == u.handle and cp.device.ch[d1].active
+    assert cp.dbc_state(d1) == DbcState.ASSIGNED
+    # NSPs back to idle; userspace may re-activate
+    assert len(cp.qsm.idle_nsps()) == 15 and cp.check() == []
+    assert cp.activate(u, 8) == d0
+
+
+def test_crashdump_collected() -> None:
+    cp = ControlPlane(Device(policies=Policies({"ssr-crashdump": "offer"})))
+    u = cp.open()
+    d = cp.activate(u, 8)
+    cp.ssr(d)
+    assert len(cp.host_ssr.coredumps) == 1
+    dump = cp.host_ssr.coredumps[0]
+    magic, ver, size, tbl_len = struct.unpack_from("<QQQQ", dump)
+    assert (magic, ver, tbl_len, size) == (0x1234567890ABCDEF, 1, 64, len(dump))
+    assert dump[32 + 64:] == bytes(range(256))
+    assert cp.dbc_state(d) == DbcState.IDLE and cp.check() == []
+
+
+def test_dump_without_buffer_is_nacked_and_ssr_completes() -> None:
+    cp = ControlPlane(Device(policies=Policies({"ssr-crashdump": "offer"})))
+    cp.host_ssr.dump_buffer = False
+    u = cp.open()
+    d = cp.activate(u, 8)
+    events = cp.ssr(d)
+    assert events[-1] == Event.AFTER_POWER_UP and cp.host_ssr.coredumps == []
+    assert cp.dbc_state(d) == DbcState.IDLE
+
+
+def test_after_power_up_during_dump_is_nacked() -> None:
+    h_ = ssr.HostSsr(num_dbc=16, release=lambda d: None, set_state=lambda d, s: None,
+                     get_state=lambda d: DbcState.BEFORE_POWER_UP, soc_reset=lambda: None)
+    info = ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 1, {"tbl_addr": 0, "tbl_len": 64})
+    h_.ssr_dbc = 1
+    out = h_.on_message(info.pack())
+    assert ssr.decode(out[0])["ret"] == 0 and ssr.decode(out[1]).cmd == Cmd.MEMORY_READ
+    (nack,) = h_.on_message(ssr.event(1, Event.AFTER_POWER_UP).pack())
+    assert ssr.decode(nack)["event"] == Event.NACK and h_.dump is None
+    assert h_.ssr_dbc == 1  # not cleared by a NACK
+
+
+def test_bad_dump_response_resets_the_soc() -> None:
+    cp = ControlPlane(Device(policies=Policies({"ssr-crashdump": "offer",
+                                                "ssr-unknown-dump-dbc": "zero"})))
+    u = cp.open()
+    cp.activate(u, 8)
+    d = cp.activate(u, 8)  # dbc 1: a reply naming dbc 0 is wrong
+    other = cp.activate(u, 8)
+    cp.ssr(d)
+    assert cp.resets == 1
+    assert not cp.device.ch[other].active and cp.qsm.act == {}  # everything lost
+    assert cp.check() == []
+
+
+def test_unknown_event_echoed_and_oversize_dropped() -> None:
+    seen: list[tuple[int, DbcState]] = []
+    h_ = ssr.HostSsr(num_dbc=16, release=lambda d: None,
+                     set_state=lambda d, s: seen.append((d, s)),
+                     get_state=lambda d: DbcState.IDLE, soc_reset=lambda: None)
+    (r,) = h_.on_message(ssr.event(2, 0x40).pack())
+    assert ssr.parse(r)[0]["event"] == 0x40 and seen == []  # type: ignore[index]
+    assert h_.on_message(ssr.event(2, 2).pack() + bytes(20)) == []  # > 32 bytes
+    assert h_.on_message(ssr.event(16, 2).pack()) == []  # dbc >= num_dbc
+
+
+def test_give_up_policy_after_nack() -> None:
+    pol = Policies({"ssr-nack-recovery": "give-up"})
+    dev = ssr.DeviceSsr(0, policies=pol, read_mem=lambda a, n: bytes(n))
+    dev.start()
+    for ev in (2, 4, 8):
+        dev.on_host(ssr.event_rsp(0, ev).pack())
+    assert dev.stage == ssr.DevStage.ACK_AFTER_POWER_UP
+    assert dev.on_host(ssr.event_rsp(0, Event.NACK).pack()) == [] and dev.done
