@@ -33,7 +33,7 @@ from proofs.z3ops import as_int
 from qaicmodel.errors import ArgumentError
 
 __all__ = ["Status", "Claim", "ClaimOutcome", "Result", "run_claims", "functions",
-           "TIMEOUT_MS"]
+           "zext", "mod_rel", "imod_rel", "TIMEOUT_MS"]
 
 #: Per-claim solver timeout; a timeout is reported as UNKNOWN (a failure).
 TIMEOUT_MS = 120_000
@@ -58,6 +58,8 @@ class Claim:
                               validator=attrs.validators.in_(("proved", "counterexample")))
     #: z3 tactic: "qfbv" for bit-vector claims, "" for z3's default (integer claims)
     tactic: str = "qfbv"
+    #: for trace claims: turns a counterexample model into readable steps
+    trace: Callable[[Any], list[str]] | None = None
 
 
 @attrs.frozen
@@ -67,6 +69,7 @@ class ClaimOutcome:
     seconds: float
     values: Mapping[str, int | bool]
     expect: str
+    trace: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -119,8 +122,10 @@ class Result:
             elif o.ok:
                 lines.append(f"    ok   {o.name}: expected counterexample found "
                              f"({o.seconds:.2f} s): {_fmt(o.values)}")
+                lines.extend(f"           {i:2d}. {step}" for i, step in enumerate(o.trace, 1))
             elif o.expect == "proved":
                 lines.append(f"    FAIL {o.name}: {o.status.value}: {_fmt(o.values)}")
+                lines.extend(f"           {i:2d}. {step}" for i, step in enumerate(o.trace, 1))
             else:
                 lines.append(f"    FAIL {o.name}: a counterexample was expected but z3 "
                              f"says {o.status.value}")
@@ -158,15 +163,23 @@ def _check(claim: Claim, timeout_ms: int) -> ClaimOutcome:
     if r == z3.sat:
         m = s.model()
         vals = {k: as_int(m, t) for k, t in claim.show.items()}
-        return ClaimOutcome(claim.name, Status.COUNTEREXAMPLE, dt, vals, claim.expect)
-    return ClaimOutcome(claim.name, Status.UNKNOWN, dt, {"reason": 0}, claim.expect)
+        steps = tuple(claim.trace(m)) if claim.trace is not None else ()
+        return ClaimOutcome(claim.name, Status.COUNTEREXAMPLE, dt, vals, claim.expect, steps)
+    return ClaimOutcome(claim.name, Status.UNKNOWN, dt, {"solver_gave_up": True}, claim.expect)
 
 
 def run_claims(name: str, title: str, bound: str, claims: Iterable[Claim],
-               timeout_ms: int = TIMEOUT_MS) -> Result:
+               timeout_ms: int = TIMEOUT_MS, fail_fast: bool = False) -> Result:
+    """Check every claim in order.  ``fail_fast`` stops at the first claim that does
+    not come out as expected (the mutant tests use it; the report then lists
+    only the claims checked so far)."""
     t0 = time.perf_counter()
-    outcomes = tuple(_check(c, timeout_ms) for c in claims)
-    return Result(name, title, bound, outcomes, time.perf_counter() - t0)
+    outcomes: list[ClaimOutcome] = []
+    for c in claims:
+        outcomes.append(_check(c, timeout_ms))
+        if fail_fast and not outcomes[-1].ok:
+            break
+    return Result(name, title, bound, tuple(outcomes), time.perf_counter() - t0)
 
 
 def functions(defaults: Mapping[str, Callable[..., Any]],
@@ -198,7 +211,3 @@ def imod_rel(x: Any, r: Any, n: Any) -> Any:
     """Integer version of :func:`mod_rel`: ``r == x mod n`` for ``0 <= x < 2n``."""
     return z3.And(0 <= r, r < n, z3.Or(x == r, x == r + n))
 
-
-def bv2int(x: Any) -> Any:
-    """The unsigned value of a bit-vector term as a z3 Int."""
-    return z3.BV2Int(x, is_signed=False)

@@ -29,6 +29,9 @@ NAME = "p2_wrap_copy"
 TITLE = "wrap copy writes slots tail..tail+k-1 mod n once each; new tail = (tail+k) mod n"
 BOUND = "32-bit tail < n, k <= n; n = every queue_size the driver accepts (1..63161219)"
 
+#: exact width of the spec side: indexes < 2**32, sums of three stay below 2**34
+EW = 34
+
 DEFAULTS: dict[str, Callable[..., Any]] = {
     "wrap_split": arith.wrap_split,
     "wrap_slot": arith.wrap_slot,
@@ -37,11 +40,12 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
+def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
+        fail_fast: bool = False) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     tail, k, n, i, j = (z3.BitVec(x, 32) for x in ("tail", "k", "n", "i", "j"))
-    T, K, N, I = (zext(x) for x in (tail, k, n, i))
+    T, K, N, IX = (zext(x, EW) for x in (tail, k, n, i))
     pre = (f["activate_queue_size_ok"](n, ops), z3.ULT(tail, n), z3.ULE(k, n))
     first, second = f["wrap_split"](tail, k, n, ops)
     slot_i = f["wrap_slot"](tail, k, n, i, ops)
@@ -50,20 +54,20 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
     show = {"tail": tail, "k": k, "n": n, "first": first, "second": second}
     claims = [
         Claim("first + second == k, tail + first <= n, second <= tail",
-              z3.And(zext(first) + zext(second) == K, T + zext(first) <= N,
+              z3.And(zext(first, EW) + zext(second, EW) == K, z3.ULE(T + zext(first, EW), N),
                      z3.ULE(second, tail)),
               pre, show),
         Claim("element i < k lands in slot (tail + i) mod n",
-              mod_rel(T + I, zext(slot_i), N),
+              mod_rel(T + IX, zext(slot_i, EW), N),
               pre + (z3.ULT(i, k),), {**show, "i": i, "slot": slot_i}),
         Claim("no two elements share a slot",
               slot_i != slot_j,
               pre + (z3.ULT(i, k), z3.ULT(j, k), i != j),
               {**show, "i": i, "j": j, "slot_i": slot_i, "slot_j": slot_j}),
         Claim("new tail == (tail + k) mod n",
-              mod_rel(T + K, zext(new_tail), N), pre, {**show, "new_tail": new_tail}),
+              mod_rel(T + K, zext(new_tail, EW), N), pre, {**show, "new_tail": new_tail}),
     ]
-    return run_claims(NAME, TITLE, BOUND, claims)
+    return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,12 @@ preserved by every transition; hence a pass that stops at ``head == tsnap``
 has consumed exactly ``(tsnap - rsp_hp) mod n`` elements, and the RSP_HP the
 host writes never passes RSP_TP (it lies on the arc rsp_hp .. rsp_tp).
 
+(L3) the host's per-pass count ``drain_count(h, t, budget, n)`` is
+``min(budget, (t - h) mod n)``: a pass takes what the loop above takes before
+its budget (NUM_EVENTS) runs out.
+
 Functions under proof: ``ring_advance`` (host step and device tail),
-``ring_occupancy`` (the device's not-full test).
+``ring_occupancy`` (the device's not-full test), ``drain_count``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ BOUND = ("32-bit indexes < n; n = every queue_size the driver accepts; any inter
 DEFAULTS: dict[str, Callable[..., Any]] = {
     "ring_advance": arith.ring_advance,
     "ring_occupancy": arith.ring_occupancy,
+    "drain_count": arith.drain_count,
     "activate_queue_size_ok": arith.activate_queue_size_ok,
 }
 
@@ -76,7 +81,8 @@ def _inv(s: dict[str, Any], n: Any, tag: str) -> tuple[Any, Any, Any, Any]:
     return defs, inv, d_snap, d_tp
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
+def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
+        fail_fast: bool = False) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     # -- lemmas on the code (bit-vectors)
@@ -85,12 +91,19 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
     ok_n = f["activate_queue_size_ok"](nb, ops)
     adv = f["ring_advance"](x, ops.const(1), nb, ops)
     occ = f["ring_occupancy"](h, t, nb, ops)
+    budget = z3.BitVec("budget", 32)
+    take = f["drain_count"](h, t, budget, nb, ops)
     claims = [
         Claim("L1: ring_advance(x, 1, n) == (x + 1) mod n", mod_rel(X + 1, zext(adv, 34), NB),
               (ok_n, z3.ULT(x, nb)), {"x": x, "n": nb, "ring_advance": adv}),
         Claim("L2: ring_occupancy(h, t, n) == (t - h) mod n",
               mod_rel(T + NB - H, zext(occ, 34), NB),
               (ok_n, z3.ULT(h, nb), z3.ULT(t, nb)), {"h": h, "t": t, "n": nb, "occ": occ}),
+        Claim("L3: drain_count(h, t, budget, n) == min(budget, (t - h) mod n)",
+              z3.And(z3.ULE(take, budget), z3.ULE(take, occ),
+                     z3.Or(take == budget, take == occ)),
+              (ok_n, z3.ULT(h, nb), z3.ULT(t, nb)),
+              {"h": h, "t": t, "n": nb, "budget": budget, "drain_count": take}),
     ]
     # -- induction over integers, using the relations L1/L2 established
     n = z3.Int("n")
@@ -128,7 +141,7 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
         Claim("the RSP_HP written (head) lies on the arc rsp_hp .. rsp_tp",
               s["j"] <= d_tp, (pos, defs, inv), {**s, "n": n, "dist_tp": d_tp}, tactic=""),
     ]
-    return run_claims(NAME, TITLE, BOUND, claims)
+    return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 
 if __name__ == "__main__":

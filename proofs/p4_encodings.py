@@ -62,7 +62,8 @@ def _sem_inputs(tag: str) -> tuple[dict[str, Any], list[Any]]:
     return xs, ranges
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
+def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
+        fail_fast: bool = False) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     o32 = Z3Ops(32)
     x, rx = _sem_inputs("")
@@ -107,7 +108,7 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
               f["req_elem_pack"](list(f["req_elem_unpack"](w, o512)), o512) == w, (),
               {"w": w}),
     ]
-    return run_claims(NAME, TITLE, BOUND, claims)
+    return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 ID_SPACE = 1 << 16
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
+def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
+        fail_fast: bool = False) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     x, s, k, i, j, q, n = (z3.BitVec(v, 32) for v in ("x", "s", "k", "i", "j", "q", "n"))
@@ -76,7 +77,7 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
         Claim("bound lifted (n any accepted size): two BOs in flight share a req_id",
               ident(i) != ident(j), window, show, expect="counterexample"),
     ]
-    return run_claims(NAME, TITLE, BOUND, claims)
+    return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ MAX_QUEUE_SIZE = 63_161_219
 U32_MAX = (1 << 32) - 1
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
+def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
+        fail_fast: bool = False) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     n = z3.BitVec("queue_size", 32)
@@ -69,7 +70,7 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None) -> Result:
         Claim("request ring + 256-byte gap ends before the response ring",
               z3.ULE(arith.DBC_REQ_ELEM_SIZE * N + arith.DBC_Q_GAP, zext(rsp)), (ok,), show),
     ]
-    return run_claims(NAME, TITLE, BOUND, claims)
+    return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ __all__ = [
     "req_elem_valid",
     "req_elem_pack",
     "req_elem_unpack",
-    "slice_segments",
 ]
 
 # Request element and response element sizes (aic100.rst struct request_elem /
@@ -343,36 +342,6 @@ def req_elem_unpack(word: Any, ops: Any = U512) -> tuple[Any, ...]:
         ops.band(ops.lshr(word, 8 * off), ops.const((1 << (8 * size)) - 1))
         for _name, off, size in REQ_LAYOUT
     )
-
-
-def slice_segments(seg_addrs: Any, seg_lens: Any, offset: Any, size: Any,
-                   ops: Any = U64) -> list[tuple[Any, Any, Any]]:
-    """The DMA pieces of the slice [offset, offset+size) of a BO, one per BO segment.
-
-    ``seg_addrs``/``seg_lens`` are the BO's DMA segments in order (its sg table;
-    the BO's byte ``p`` lives in the segment covering it).  Returns, for every
-    BO segment, ``(used, dma_addr, length)``: ``used`` is true when the slice
-    overlaps that segment, and then the overlap starts at bus address
-    ``dma_addr`` and is ``length`` bytes long.  Each used piece becomes one
-    request element (qaic_data.c ``clone_range_of_sgt_for_slice`` +
-    ``encode_reqs``).  All offsets are u64 (the driver's ``int total_len`` is
-    the > 2 GiB bug this function must not have).  Zero-length segments are
-    never used (the driver skips them).  A size-0 slice uses no segment; the
-    driver's one-page no-transfer request for it is the caller's business.
-    """
-    out: list[tuple[Any, Any, Any]] = []
-    start = ops.const(0)
-    end_slice = ops.add(offset, size)
-    for addr, ln in zip(seg_addrs, seg_lens, strict=True):
-        end = ops.add(start, ln)
-        lo = ops.ite(ops.ule(offset, start), start, offset)
-        hi = ops.umin(end, end_slice)
-        used = ops.ult(lo, hi)
-        out.append((used,
-                    ops.ite(used, ops.add(addr, ops.sub(lo, start)), ops.const(0)),
-                    ops.ite(used, ops.sub(hi, lo), ops.const(0))))
-        start = end
-    return out
 
 
 # --------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Scenario runner: ``qaicmodel scenario FILE.json [--json]``.
 
 Contract: ``shared/formats/scenario.md`` (``qaicmodel-scenario/1``); the compatible
-extensions (``workload`` on ``activate``, ``schedule`` on ``run``, ``expect_hex`` on
-``read_bo``/``ddr_read``, ``{"handle", "dir"}`` execute items, ``pad`` on ``wait``) are
-documented in ``docs/formats-extensions.md``.
+extensions (``workload`` on ``activate``, ``schedule`` on ``run``, ``thread`` on
+``execute``/``partial_execute`` with ``join``, ``expect_hex`` on ``read_bo``/``ddr_read``,
+``{"handle", "dir"}`` execute items, ``pad`` on ``wait``) and the points scenario.md leaves
+open are documented in ``docs/formats-extensions.md``.
 
 Parsing rules (:func:`parse`; all checked before anything runs, each failure is a
 :class:`~qaicmodel.errors.FormatError` naming ``steps[i].field``):
@@ -34,8 +35,11 @@ Execution rules (:class:`Runner`):
       when no action is enabled and it has not completed the result is ``ETIMEDOUT``
       (scenario.md "wait in the model").
   E5  ``activate``/``deactivate``/``close``/``ssr`` go through :func:`_activate`,
-      :func:`_deactivate`, :func:`_close`, :func:`_ssr` -- the seam where the control
-      plane (NNC/QSM) replaces the direct device calls.
+      :func:`_deactivate`, :func:`_close`, :func:`_ssr` -- the seam to the control plane
+      (qaicmodel/spec/control.py: NNC MANAGE messages to the QSM model).
+  E6  a host rule violation recorded by the device during a step, or a response left in
+      a ring when a ``run`` ends quiescent (interrupt mode), makes that step a mismatch
+      (the reference host never does either; formats-extensions.md).
 """
 
 from __future__ import annotations
@@ -84,9 +88,8 @@ RESULT_FORMAT = "qaicmodel-result/1"
 #: The reference host (qaicmodel/spec/host.py) runs scenarios unless told otherwise.
 DEFAULT_HOST = "qaicmodel.spec.host:SpecHost"
 
-#: Model limits, not device behaviour: the biggest FIFO chunk / BO read / DDR access a
-#: scenario may ask the model to allocate or copy (ENOMEM / FormatError beyond).
-MODEL_DMA_LIMIT = 64 << 20
+#: A model limit, not device behaviour: the most bytes one read_bo / ddr_read / hex field
+#: may ask the model to copy (FormatError beyond).
 MODEL_IO_LIMIT = 16 << 20
 #: ``run`` without ``max_steps`` stops after this many actor steps (reports quiescent=false).
 DEFAULT_RUN_LIMIT = 200_000
@@ -192,9 +195,9 @@ def _pos_int(v: Any, where: str) -> int:
 
 def _expect(v: Any, where: str) -> str:
     """P6: "ok" or a Linux errno name."""
-    if v == "ok" or (isinstance(v, str) and v.startswith("E") and hasattr(_errno, v)) \
-            or v in _EXTRA_ERRNOS:
-        return str(v)
+    if isinstance(v, str) and (v == "ok" or (v.startswith("E") and hasattr(_errno, v))
+                               or v in _EXTRA_ERRNOS):
+        return v
     raise FormatError(f"expect must be \"ok\" or an errno name (EINVAL, ...), got {v!r}",
                       where=where)
 
@@ -342,13 +345,21 @@ def _workload(v: Any, where: str) -> dict[str, Any] | None:
         return None
     d = _obj(v, where)
     kind = d.get("kind")
-    if kind not in WORKLOADS:
+    if not isinstance(kind, str) or kind not in WORKLOADS:
         raise FormatError(f"unknown workload kind {kind!r} (known: {', '.join(WORKLOADS)})",
                           where=f"{where}.kind")
     _ref, fields, required = WORKLOADS[kind]
     rest = {k: x for k, x in d.items() if k != "kind"}
     args = _struct(fields, required=required)(rest, where)
     return {"kind": kind, "args": {k: x for k, x in args.items() if k in rest}}
+
+
+def _name(v: Any, where: str) -> str:
+    """A name a step binds (``as``, ``thread``)."""
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", v) \
+            or v.lower().startswith("0x"):
+        raise FormatError(f"{v!r} is not a valid name", where=where)
+    return v
 
 
 @attrs.frozen
@@ -376,8 +387,11 @@ OPS: dict[str, tuple[tuple[FieldSpec, ...], bool]] = {
     "create_bo": ((_USER, FieldSpec("size", U64, _REQ), FieldSpec("pad", U32, 0)), True),
     "attach_slice": ((_USER, FieldSpec("hdr", _hdr, _REQ), FieldSpec("entries", _entries, _REQ)),
                      False),
-    "execute": ((_USER, _DBC, FieldSpec("handles", _exec_list, _REQ)), False),
-    "partial_execute": ((_USER, _DBC, FieldSpec("entries", _pexec_list, _REQ)), False),
+    "execute": ((_USER, _DBC, FieldSpec("handles", _exec_list, _REQ),
+                 FieldSpec("thread", _name, None)), False),
+    "partial_execute": ((_USER, _DBC, FieldSpec("entries", _pexec_list, _REQ),
+                         FieldSpec("thread", _name, None)), False),
+    "join": ((FieldSpec("thread", _name, _REQ),), False),
     "wait": ((_USER, _DBC, _HANDLE, FieldSpec("timeout_ms", U32, 0), FieldSpec("pad", U32, 0)),
              False),
     "perf_stats": ((_USER, _DBC, FieldSpec("handles", _ref_list, _REQ)), False),
@@ -527,6 +541,11 @@ def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
         if cnt is not None and cnt > len(args["entries"]):
             raise FormatError(f"hdr.count {cnt} > {len(args['entries'])} entries given",
                               where=_where(i, "hdr.count"))
+    if op in ("execute", "partial_execute") and args["thread"] is not None:
+        bound.add("thread:" + args["thread"])
+    if op == "join" and "thread:" + args["thread"] not in bound:
+        raise FormatError(f"thread {args['thread']!r} is not started by an earlier execute",
+                          where=_where(i, "thread"))
     if as_ is not None:
         bound.add(as_)
     return Step(index=i, op=op, args=args, expect=expect, note=note, as_=as_, raw=d)
@@ -643,7 +662,10 @@ class Runner:
     """
 
     def __init__(self, device_cfg: DeviceConfig | None = None, *, host_cls: type | None = None,
-                 policies: Any = None) -> None:
+                 policies: Any = None, bus: Callable[[Any], Any] | None = None,
+                 wrap_host: Callable[[Any], Any] | None = None) -> None:
+        """``bus`` (device -> what the host is given) and ``wrap_host`` (host -> what the
+        runner calls) let ``conform`` watch every register access and host call."""
         from qaicmodel.spec import registry
         from qaicmodel.spec.device import Device
         from qaicmodel.spec.memory import DevMemory, HostMemory
@@ -656,13 +678,15 @@ class Runner:
         self.device = Device(num_dbc=cfg.num_dbc, policies=pols, single_msi=cfg.single_msi,
                              host_mem=HostMemory(), dev_mem=DevMemory())
         cls = host_cls if host_cls is not None else load_host(DEFAULT_HOST)
-        self.host = cls(self.device, sg_max_segment=cfg.sg_max_segment,
-                        datapath_polling=cfg.datapath_polling)
+        host = cls(bus(self.device) if bus is not None else self.device,
+                   sg_max_segment=cfg.sg_max_segment, datapath_polling=cfg.datapath_polling)
+        self.host = wrap_host(host) if wrap_host is not None else host
         self.names: dict[str, int] = {}
         self.users: dict[str, int | None] = {}      # label -> host user id (None: closed)
         self.owner: dict[int, str] = {}             # dbc -> user label (activated here)
         self.workloads: dict[int, list[Any]] = {}   # dbc -> workload actors
         self.bo_dir: dict[tuple[str, int], int] = {}
+        self.threads: dict[str, int] = {}          # thread name -> host exec thread id
         self.results: list[dict[str, Any]] = []
         self.steps_run = 0
 
@@ -745,6 +769,8 @@ class Runner:
             res["result"] = "ok"
             if out:
                 res.update(out)
+                if "_raise" in res:
+                    res["result"] = res.pop("_raise")
         except IoctlError as e:
             res["result"] = e.name
         except ScheduleDiverged as e:
@@ -811,12 +837,51 @@ class Runner:
         return out
 
     def _op_execute(self, st: Step, a: Mapping[str, Any]) -> None:
-        self.host.execute(self.uid(a["user"]), self.val(a["dbc_id"], st.index, "dbc_id"),
-                          self._exec_pairs(st, a, "handles"))
+        dbc = self.val(a["dbc_id"], st.index, "dbc_id")
+        pairs = self._exec_pairs(st, a, "handles")
+        if a["thread"] is not None:
+            return self._begin(st, a, dbc, pairs, False)
+        self.host.execute(self.uid(a["user"]), dbc, pairs)
+        return None
 
     def _op_partial_execute(self, st: Step, a: Mapping[str, Any]) -> None:
-        self.host.partial_execute(self.uid(a["user"]), self.val(a["dbc_id"], st.index, "dbc_id"),
-                                  self._exec_pairs(st, a, "entries"))
+        dbc = self.val(a["dbc_id"], st.index, "dbc_id")
+        ents = self._exec_pairs(st, a, "entries")
+        if a["thread"] is not None:
+            return self._begin(st, a, dbc, ents, True)
+        self.host.partial_execute(self.uid(a["user"]), dbc, ents)
+        return None
+
+    def _begin(self, st: Step, a: Mapping[str, Any], dbc: int, ents: list[Any],
+               partial: bool) -> None:
+        """Extension ``thread``: an ioctl thread enters EXECUTE_BO; its phases become host
+        actions (``exec``) and ``join`` gives the ioctl's result."""
+        begin = getattr(self.host, "execute_begin", None)
+        if begin is None:
+            raise NotModelledError("this host has no execute_begin (concurrent EXECUTE_BO "
+                                   "threads)")
+        self.threads[a["thread"]] = begin(self.uid(a["user"]), dbc, ents, partial)
+
+    def _op_join(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the actors (default schedule) until the thread left EXECUTE_BO; its result."""
+        tid = self.threads.get(a["thread"])
+        if tid is None:
+            raise FormatError(f"thread {a['thread']!r} did not start (its step failed) or was "
+                              "joined already", where=_where(st.index, "thread"))
+
+        def finished() -> bool:
+            th = getattr(self.host, "threads", {}).get(tid)
+            return th is None or th.phase.name == "DONE"
+
+        _s, dev_steps, _q = self.drive(until=finished)
+        if not finished():
+            return {"result_detail": "the thread cannot finish", "device_steps": dev_steps,
+                    "_raise": "EDEADLK"}
+        del self.threads[a["thread"]]
+        err = self.host.execute_result(tid)
+        if err is not None:
+            raise err
+        return {"device_steps": dev_steps}
 
     def _op_wait(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         uid = self.uid(a["user"])
@@ -957,72 +1022,32 @@ def dump_channel(device: Any, dbc: int) -> dict[str, Any]:
     return out
 
 
-# -- the control-plane seam (E5).  The NNC/QSM work replaces these four functions.
+# -- the control-plane seam (E5): activate, deactivate, close and ssr travel as NNC / SSR
+# messages through qaicmodel.spec.control (QSM + the driver's control path).
 
 
 def _activate(r: Runner, user: str, queue_size: int, options: int) -> int:
-    """Activate directly on the device model (until the control plane lands).
+    from qaicmodel.spec.control import scenario_activate
 
-    Order of checks follows qaic_control.c encode_activate (control-path.md §1.8):
-    queue_size 0 / overflow -> EINVAL; allocation failure -> ENOMEM; QSM finding no free
-    channel is a refused activate -> ECANCELED (decode_activate status != 0).  The
-    lowest free channel is taken; the FIFO chunk comes from device.host_mem
-    (hostapi.activate_channel: arith.dbc_buf_size / dbc_rsp_offset).
-    """
-    from qaicmodel.spec.hostapi import activate_channel
-
-    if not arith.activate_queue_size_ok(queue_size):
-        raise IoctlError("EINVAL", f"queue_size {queue_size} rejected by encode_activate")
-    size = arith.dbc_buf_size(queue_size)
-    if size > MODEL_DMA_LIMIT:
-        raise IoctlError("ENOMEM", f"{size}-byte FIFO chunk exceeds the model's DMA limit")
-    if queue_size < 2:
-        # the driver sends it; what QSM does with a ring that can hold nothing is unknown
-        # and the device model needs nelem >= 2
-        raise NotModelledError("activate: queue_size 1 is not modelled (QSM's answer is "
-                               "undocumented)")
-    free = [i for i in range(r.device.num_dbc) if not r.device.ch[i].active]
-    if not free:
-        raise IoctlError("ECANCELED", "no free DMA Bridge channel")
-    dbc = free[0]
-    activate_channel(r.host, dbc, r.uid(user), queue_size)
-    r.owner[dbc] = user
-    return dbc
-
-
-def _forget(r: Runner, dbc: int) -> None:
-    r.workloads.pop(dbc, None)
-    r.owner.pop(dbc, None)
+    return scenario_activate(r, user, queue_size, options)
 
 
 def _deactivate(r: Runner, user: str, dbc: int) -> None:
-    """encode_deactivate: dbc_id >= num_dbc -> EINVAL; not the caller's -> EPERM; then the
-    device drops the channel and the host runs release_dbc (control-path.md §2.3)."""
-    from qaicmodel.spec.hostapi import deactivate_channel
+    from qaicmodel.spec.control import scenario_deactivate
 
-    if dbc >= r.device.num_dbc:
-        raise IoctlError("EINVAL", f"dbc_id {dbc} >= num_dbc")
-    if r.owner.get(dbc) != user:
-        raise IoctlError("EPERM", f"dbc {dbc} is not owned by user {user}")
-    deactivate_channel(r.host, dbc)
-    _forget(r, dbc)
+    scenario_deactivate(r, user, dbc)
 
 
 def _close(r: Runner, user: str) -> None:
-    """File close: qaic_postclose releases the user's channels and BOs; QSM (terminate)
-    frees the channels on the device (control-path.md §2.4)."""
-    from qaicmodel.spec.hostapi import deactivate_channel
+    from qaicmodel.spec.control import scenario_close
 
-    owned = sorted(d for d, u in r.owner.items() if u == user)
-    r.host.close(r.uid(user))
-    for dbc in owned:
-        deactivate_channel(r.host, dbc)
-        _forget(r, dbc)
-    r.users[user] = None
+    scenario_close(r, user)
 
 
 def _ssr(r: Runner, dbc: int) -> None:
-    raise NotModelledError("ssr: not yet modelled")
+    from qaicmodel.spec.control import scenario_ssr
+
+    scenario_ssr(r, dbc)
 
 
 # ---------------------------------------------------------------------------

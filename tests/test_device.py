@@ -661,3 +661,76 @@ def test_exit_doorbell_stops_the_workload() -> None:
     push(dev, req(1, completion=False, db=doorbell_addr(280), db_len=0, db_data=1))
     settle(dev, w)
     assert w.phase is Phase.EXITED and w.enabled() == []
+
+
+def _split_slice(dev: Device, src: int, fence: bool) -> list[RequestElem]:
+    """A to-device slice the driver split into 3 segments, no presync: the last element
+    carries the doorbell and, in sem_cmd0, the fence the driver adds (flags only, enable clear;
+    qaic_data.c encode_reqs)."""
+    word0 = arith.sem_encode(0, 0, 0, 0, 2 if fence else 0)
+    return [req(1, 1, src=src, dst=DDR, length=16, completion=False),
+            req(1, 1, src=src + 16, dst=DDR + 16, length=16, completion=False),
+            req(1, 1, src=src + 32, dst=DDR + 32, length=16, db=DB, db_len=0, sems=(word0,))]
+
+
+def _doorbell_before_data(policies: dict[str, str], fence: bool, seeds: int = 40) -> bool:
+    for seed in range(seeds):
+        dev = make(**policies)
+        src = dev.host_mem.alloc(4096)
+        dev.host_mem.write(src, bytes(range(1, 49)))
+        early = []
+
+        def watch(ev: tuple[Any, ...], dev: Device = dev, early: list[bool] = early) -> None:
+            if ev[0] == "doorbell":
+                early.append(dev.dev_mem.read(DDR, 48) != bytes(range(1, 49)))
+
+        dev.observers.append(watch)
+        push(dev, *_split_slice(dev, src, fence))
+        run([dev], RandomScheduler(seed))
+        if early and early[0]:
+            return True
+    return False
+
+
+def test_driver_fence_keeps_the_doorbell_after_every_segment() -> None:
+    assert not _doorbell_before_data({}, fence=True)
+    # the same slice without the fence, or with a device that needs the enable bit, is unsafe
+    assert _doorbell_before_data({}, fence=False)
+    assert _doorbell_before_data({"fence-without-enable": "needs-enable"}, fence=True)
+    assert not _doorbell_before_data({"processing-order": "fifo"}, fence=False)
+
+
+def test_workload_reset_after_reactivation() -> None:
+    dev = make()
+    w = EchoWorkload(dev, 0, DDR, DDR + 64, 8)
+    settle(dev, w)
+    assert w.phase is Phase.WAIT_IN and dev.ch[0].sems[0] == 1
+    dev.deactivate(0)
+    assert w.enabled() == []
+    base = dev.host_mem.alloc(arith.dbc_buf_size(8))
+    dev.activate(0, base, base + arith.dbc_rsp_offset(8), 8)
+    w.reset()
+    assert w.phase is Phase.ARM_IN and dev.ch[0].sems[1] == 1
+
+
+_junk = st.one_of(st.integers(-5, 1 << 33), st.none(), st.text(max_size=3), st.floats(0, 10),
+                  st.booleans(), st.lists(st.integers(0, 3), max_size=2))
+
+
+@given(calls=st.lists(st.tuples(st.sampled_from(
+    ["readl", "writel", "bar_read", "bar_write", "nsp_sem", "activate", "deactivate", "step",
+     "vector", "req_slot_addr", "mask", "raise_"]), st.lists(_junk, min_size=4, max_size=4)),
+    max_size=12))
+def test_any_arguments_give_a_library_error_or_work(calls: list[tuple[str, list[Any]]]) -> None:
+    from qaicmodel.errors import QaicModelError
+
+    dev = make()
+    for name, args in calls:
+        fn = {"mask": dev.intc.mask, "raise_": dev.intc.raise_}.get(name) or getattr(dev, name)
+        n = {"readl": 2, "writel": 3, "bar_read": 1, "bar_write": 2, "nsp_sem": 4,
+             "activate": 4, "deactivate": 1, "step": 1, "vector": 1, "req_slot_addr": 2,
+             "mask": 1, "raise_": 1}[name]
+        try:
+            fn(*args[:n])
+        except QaicModelError:
+            pass

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -347,7 +347,7 @@ def test_device_machine(policies: Policies) -> None:
     machine = type("Machine", (DeviceMachine,), {"policies": policies})
     base = settings()
     run_state_machine_as_test(
-        machine, settings=settings(base, max_examples=max(4, base.max_examples // 6)))
+        machine, settings=settings(base, max_examples=max(4, base.max_examples // 4)))
 
 
 def test_device_machine_single_msi() -> None:
@@ -355,21 +355,61 @@ def test_device_machine_single_msi() -> None:
     run_state_machine_as_test(machine, settings=settings(settings(), max_examples=10))
 
 
-def test_machine_catches_a_broken_device() -> None:
-    """The invariants can fail: a device that writes responses past the host's head is caught."""
+class _TooBigRing(Device):
+    """Writes responses past the host's head (breaks I2)."""
 
-    class Broken(Device):
-        def _capacity(self, ch: Any) -> int:
-            return ch.nelem + 3
+    def _capacity(self, ch: Any) -> int:
+        return ch.nelem + 3
+
+
+class _MsiStorm(Device):
+    """Raises an MSI for every response despite msi-empty-transition=host-head (breaks I4)."""
+
+    def _respond(self, ch: Any, rec: Any) -> None:
+        super()._respond(ch, rec)
+        ch.msi_due = True
+
+
+class _Underflow(Device):
+    """Decrements below zero (breaks I5)."""
+
+    def _sem_apply(self, ch: Any, op: Any, index: int, value: int, dry: bool = False) -> bool:
+        if op == 3 and ch.sems[index] == 0:
+            if not dry:
+                ch.sems[index] = -1
+            return True
+        return super()._sem_apply(ch, op, index, value, dry)
+
+
+class _ShortDma(Device):
+    """Reports a full transfer but moves one byte less (breaks I6)."""
+
+    def _dma(self, ch: Any, rec: Any) -> None:
+        n = rec.elem.pcie_dma_len
+        super()._dma(ch, rec)
+        if rec.moved == n and n > 1:
+            self.dev_mem.write(rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5") \
+                if rec.dir is Dir.TO_DEV else \
+                self.host_mem.write(rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5")
+            self._emit("dma", ch.dbc, rec.seq, rec.dir, rec.elem.pcie_dma_source_addr,
+                       rec.elem.pcie_dma_dest_addr, n, n)
+
+
+@pytest.mark.parametrize("broken", [_TooBigRing, _MsiStorm, _Underflow, _ShortDma],
+                         ids=lambda c: c.__name__)
+def test_machine_catches_a_broken_device(broken: type[Device]) -> None:
+    """The invariants can fail: each mutant device is caught by the machine."""
 
     class BrokenMachine(DeviceMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.dev = Broken(num_dbc=3, policies=self.policies)
+            self.dev = broken(num_dbc=3, policies=self.policies)
             self.obs = Observer(self.dev)
             self.dev.observers.append(self.obs)
             self.host_buf = self.dev.host_mem.alloc(4096)
+            self.dev.host_mem.write(self.host_buf, bytes(range(256)) * 16)
 
     with pytest.raises(AssertionError):
         run_state_machine_as_test(BrokenMachine, settings=settings(
-            settings(), max_examples=300, stateful_step_count=60))
+            settings(), max_examples=300, stateful_step_count=60, report_multiple_bugs=False,
+            database=None, phases=[Phase.generate]))

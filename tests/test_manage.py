@@ -250,3 +250,18 @@ def test_offline_device_refuses_manage() -> None:
     u = cp.open()
     cp.client.dev_state = DevState.OFFLINE
     assert run(cp, u, manage.usr_status()).result == "ENODEV"
+
+
+def test_device_asking_for_continuation_forever_is_stopped() -> None:
+    from qaicmodel.errors import RemoteProtocolError
+
+    cp = cp_()
+    u = cp.open()
+
+    def cont(data: bytes) -> list[bytes]:
+        seq = nnc.decode(data).seq
+        return [nnc.Message((nnc.DmaXferCont(0, 0, 0),), seq=seq).pack()]
+    cp.qsm.receive = cont  # type: ignore[method-assign]
+    with pytest.raises(RemoteProtocolError) as e:
+        run(cp, u, manage.usr_status())
+    assert e.value.rule == "DEV-CONT-LOOP"

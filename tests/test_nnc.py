@@ -219,3 +219,25 @@ def test_roundtrip_d2h(trans, seq) -> None:  # type: ignore[no-untyped-def]
     m = nnc.Message.build(trans, seq=seq)
     assert nnc.decode(m.pack(), "d2h") == m
     assert nnc.describe(m.pack())["direction"] == "d2h"
+
+
+@pytest.mark.parametrize("kind, raw, key", [
+    ("nnc", GOLDEN["dma_xfer"][0], "transactions"),
+    ("ssr", "00010000 10000000 03000000 02000000", "message"),
+    ("ras", "aa55", "message"),
+    ("sahara", "05000000 08000000", "packet"),
+])
+def test_cli_decode_json(kind: str, raw: str, key: str, capsys: pytest.CaptureFixture[str]
+                         ) -> None:
+    import json
+
+    from qaicmodel.cli import main
+
+    assert main(["decode", kind, raw.replace(" ", ""), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == kind and key in out and isinstance(out["violations"], list)
+    if kind == "nnc":
+        assert out["transactions"][0]["type_name"] == "DMA_XFER_TO_DEV"
+        assert out["crc_ok"] is False
+    if kind == "ras":
+        assert out["violations"][0]["rule"] == "RAS-SIZE"

@@ -160,3 +160,29 @@ def test_crash_requires_active_channel() -> None:
     q = qsm.Qsm(Device())
     with pytest.raises(ArgumentError):
         q.crash(0)
+
+
+def test_partition_isolation() -> None:
+    """Same handle, different partition: a different owner (aic100.rst: 'A partition id
+    identifies the resource partition that QSM manages')."""
+    from qaicmodel import arith
+
+    dev = Device()
+    q = qsm.Qsm(dev, partitions=(-1, 2))
+    base = dev.host_mem.alloc(4096)
+    act = nnc.ActivateToDev(base, base + arith.dbc_rsp_offset(8), 8, 8,
+                            arith.dbc_buf_size(8), 0)
+    (r,) = q.receive(nnc.Message.build([act], seq=1, handle=0, partition_id=2,
+                                       crc=False).pack())
+    dbc = nnc.decode(r).transactions[0].dbc_id
+    deact = nnc.Passthrough(4, qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc))
+    (r,) = q.receive(nnc.Message.build([deact], seq=2, handle=0, partition_id=-1,
+                                       crc=False).pack())
+    cmd, args = qsm.parse_command(nnc.decode(r).transactions[0].data)
+    assert nnc.status_s32(args[0]) == qsm.St.NOT_PERMITTED and dbc in q.act
+    assert q.violations[-1].rule == "QSM-ISOLATION" and q.violations[-1].partition == -1
+    (r,) = q.receive(nnc.Message.build([deact], seq=3, handle=0, partition_id=2,
+                                       crc=False).pack())
+    assert [type(t).__name__ for t in nnc.decode(r).transactions] == [
+        "Passthrough", "DeactivateFromDev"]
+    assert dbc not in q.act and q.check() == []

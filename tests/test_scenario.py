@@ -13,7 +13,7 @@ import pytest
 
 from qaicmodel import scenario as sc
 from qaicmodel.cli import main
-from qaicmodel.errors import FormatError, NotModelledError
+from qaicmodel.errors import FormatError
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
 
@@ -172,6 +172,33 @@ def test_run_with_schedule_takes_exactly_those_actions() -> None:
     assert bad.first_mismatch["result"] == "schedule-diverged"
 
 
+def test_execute_threads_and_join() -> None:
+    """Extension ``thread``: two ioctl threads inside EXECUTE_BO; with the reference host's
+    req_lock the second waits for the first (qaic_data.c, v6.18 req_lock)."""
+    bo2 = {"op": "create_bo", "user": "u", "size": 4096, "as": "c"}
+    steps = [OPEN, ACT, BO, bo2, attach(), attach(handle="c"),
+             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"], "thread": "t1"},
+             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["c"], "thread": "t2"},
+             {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=1)"]},
+             {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=2)"]},
+             {"op": "join", "thread": "t2", "expect": "ok"},
+             {"op": "join", "thread": "t1", "expect": "ok"},
+             {"op": "wait", "user": "u", "dbc_id": "d", "handle": "c", "expect": "ok"}]
+    rep = sc.run_scenario(doc(*steps))
+    # thread 1 holds req_lock after its first phase, so thread 2 cannot move
+    assert rep.first_mismatch == {"step": 9, "op": "run", "expect": "ok",
+                                  "result": "schedule-diverged"}
+    del steps[9]
+    rep = sc.run_scenario(doc(*steps))
+    assert rep.exit_code == 0, rep.first_mismatch
+    failing = [OPEN, ACT, {"op": "execute", "user": "u", "dbc_id": "d", "handles": [99],
+                           "thread": "t"}, {"op": "join", "thread": "t", "expect": "ENOENT"}]
+    assert sc.run_scenario(doc(*failing)).exit_code == 0
+    with pytest.raises(FormatError) as ei:
+        sc.parse(doc({"op": "join", "thread": "nobody"}))
+    assert ei.value.where == "steps[0].thread"
+
+
 def test_run_reports_quiescence_and_device_steps() -> None:
     rep = sc.run_scenario(doc(OPEN, ACT, BO, attach(),
                               {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
@@ -200,14 +227,12 @@ def test_device_policies_reach_the_device() -> None:
     assert rep.results[2]["value"] == 1
 
 
-def test_ssr_is_not_modelled_yet_exit_2(tmp_path: Path) -> None:
-    with pytest.raises(NotModelledError):
-        sc.run_scenario(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"}))
-    f = tmp_path / "ssr.json"
-    f.write_text(json.dumps(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"})))
-    p = cli("scenario", str(f))
-    assert p.returncode == 2
-    assert p.stderr.strip().count("\n") == 0 and "not yet modelled" in p.stderr
+def test_ssr_runs_the_stages(tmp_path: Path) -> None:
+    """The ssr step goes through the control plane (qaicmodel.spec.control, issue #4)."""
+    rep = sc.run_scenario(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"},
+                              {"op": "deactivate", "user": "u", "dbc_id": "d",
+                               "expect": "EPERM"}))
+    assert [r["result"] for r in rep.results][-2:] == ["ok", "EPERM"]
 
 
 def test_host_option_selects_the_host() -> None:

@@ -177,3 +177,46 @@ def test_give_up_policy_after_nack() -> None:
         dev.on_host(ssr.event_rsp(0, ev).pack())
     assert dev.stage == ssr.DevStage.ACK_AFTER_POWER_UP
     assert dev.on_host(ssr.event_rsp(0, Event.NACK).pack()) == [] and dev.done
+
+
+def test_scenario_ssr_step_userspace_view() -> None:
+    """Through the scenario runner with the real host: after SSR the old channel's calls
+    fail as ssr-ras-boot.md §1.10 says (wait/execute -EPERM, attach -EINVAL); userspace
+    re-activates."""
+    import json
+    from pathlib import Path
+
+    from qaicmodel.scenario import run_scenario
+
+    ex = json.loads((Path(__file__).resolve().parents[1] / "examples" /
+                     "echo_inference.json").read_text())
+    steps = ex["steps"][:8]
+    attach = {k: v for k, v in ex["steps"][5].items() if k != "expect"}
+    steps += [{"op": "ssr", "dbc_id": "dbc"},
+              {"op": "wait", "user": "app", "dbc_id": "dbc", "handle": "output",
+               "timeout_ms": 10, "expect": "EPERM"},
+              {"op": "execute", "user": "app", "dbc_id": "dbc", "handles": ["input"],
+               "expect": "EPERM"},
+              dict(attach, expect="EINVAL"),
+              {"op": "activate", "user": "app", "queue_size": 16, "as": "dbc2"},
+              dict(attach, hdr=dict(attach["hdr"], dbc_id="dbc2"), expect="ok"),
+              {"op": "close", "user": "app"}]
+    rep = run_scenario(dict(ex, steps=steps))
+    assert rep.first_mismatch is None, rep.results
+    assert [r["result"] for r in rep.results][8] == "ok"
+
+
+def test_trace_events_decode() -> None:
+    cp = ControlPlane(Device())
+    u = cp.open()
+    cp.ssr(cp.activate(u, 8))
+    evs = cp.trace_events()
+    kinds = {e["ev"] for e in evs}
+    assert kinds == {"nnc_tx", "nnc_rx", "ssr_rx", "ssr_tx"}
+    for e in evs:
+        raw = bytes.fromhex(e["hex"])
+        if e["ev"].startswith("nnc"):
+            from qaicmodel.spec import nnc
+            assert nnc.describe(raw)["violations"] == []
+        else:
+            assert ssr.describe(raw)["violations"] == []

@@ -60,7 +60,7 @@ class _Enc:
 
     def __init__(self, arr: np.ndarray, seg_len: int) -> None:
         self.arr = arr
-        self.raw = memoryview(arr.view(np.uint8))
+        self.raw = arr.view(np.uint8).data
         self.n = int(arr.shape[0])
         self.first_len = int(arr["pcie_dma_len"][0])
         self.seg_len = seg_len
@@ -82,14 +82,14 @@ class ImplHost(HostCore):
     # -- ring views ------------------------------------------------------
     def _on_assign(self, ch: HostChannel) -> None:
         mem = self.device.host_mem
-        req = memoryview(mem.view(ch.req_q, ch.nelem * REQ_SIZE))
+        req = mem.view(ch.req_q, ch.nelem * REQ_SIZE).data
         rsp_ids = mem.view(ch.rsp_q, ch.nelem * RSP_SIZE).view(RSP_DTYPE)["req_id"]
         ch.cache = (req, rsp_ids)
 
     def _rings(self, ch: HostChannel) -> tuple[memoryview, np.ndarray]:
         if ch.cache is None:
             self._on_assign(ch)
-        return ch.cache  # type: ignore[no-any-return]
+        return ch.cache
 
     # -- attach ------------------------------------------------------------
     def _seg_len(self, bo: Bo) -> int:
@@ -177,7 +177,7 @@ class ImplHost(HostCore):
         if last_bytes == 0:
             last["pcie_dma_cmd"] = ref["pcie_dma_cmd"] & 0xFC
         slot = int(arith.ring_advance(tail, first_n, ch.nelem, U32))
-        ring[slot * REQ_SIZE:(slot + 1) * REQ_SIZE] = memoryview(last.view(np.uint8))
+        ring[slot * REQ_SIZE:(slot + 1) * REQ_SIZE] = last.view(np.uint8).data
 
     def _xfer_add(self, ch: HostChannel, bo: Bo) -> None:
         super()._xfer_add(ch, bo)

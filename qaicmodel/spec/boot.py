@@ -207,16 +207,73 @@ def describe(data: bytes) -> dict[str, Any]:
 # host side (sahara.c)
 
 
+READ_MAX = 0xFFF0  # SAHARA_READ_MAX_SIZE: dump reads
+DUMP_ENTRY = 64  # struct sahara_debug_table_entry64
+
+
 class HostSahara:
-    """The host's Sahara client.  ``images``: id -> bytes (what ``request_firmware`` finds)."""
+    """The host's Sahara client.  ``images``: id -> bytes (what ``request_firmware`` finds).
+
+    Memory-debug (RAM dump) mode: after a valid MEM_DEBUG64 the host reads the
+    table, then every entry in chunks of at most 0xfff0 bytes (a 0x10-byte chunk
+    is shrunk to 8 so it cannot pass for END_OF_IMAGE), each answer being raw
+    bytes of exactly the requested size; the result goes to :attr:`dumps`, then
+    the host sends RESET.  A wrong-sized answer aborts with RESET.
+    """
 
     def __init__(self, images: dict[int, bytes]) -> None:
         self.images = dict(images)
         self.active: int | None = None
         self.log: list[str] = []
+        self.dump: dict[str, Any] | None = None
+        self.dumps: list[bytes] = []
+
+    def _read64(self, addr: int, length: int) -> bytes:
+        self.dump["want"] = length  # type: ignore[index]
+        return pkt(SaharaCmd.MEM_READ64, memory_address=addr, memory_length=length).pack()
+
+    def _next_read(self) -> list[bytes]:
+        d = self.dump
+        assert d is not None
+        while d["ent"] < len(d["entries"]):
+            addr, length = d["entries"][d["ent"]]
+            if d["off"] < length:
+                n = min(READ_MAX, length - d["off"])
+                if n == 0x10:
+                    n = 8
+                return [self._read64(addr + d["off"], n)]
+            d["ent"] += 1
+            d["off"] = 0
+        meta = struct.pack("<QQQQ", 0x1234567890ABCDEF, 1, 32 + len(d["table"]) + len(d["data"]),
+                           len(d["table"]))
+        self.dumps.append(meta + d["table"] + bytes(d["data"]))
+        self.dump = None
+        return [pkt(SaharaCmd.RESET).pack()]
+
+    def _on_dump_data(self, data: bytes) -> list[bytes]:
+        d = self.dump
+        assert d is not None
+        if len(data) != d["want"]:
+            self.dump = None
+            self.log.append("dump: answer of the wrong size, aborted")
+            return [pkt(SaharaCmd.RESET).pack()]
+        if not d["entries"]:
+            d["table"] = data
+            for i in range(0, len(data), DUMP_ENTRY):
+                _t, addr, length = struct.unpack_from("<QQQ", data, i)
+                d["entries"].append((addr, length))
+        else:
+            d["data"] += data
+            d["off"] += len(data)
+        return self._next_read()
 
     def on_packet(self, data: bytes) -> list[bytes]:
+        if self.dump is not None:
+            return self._on_dump_data(bytes(data))
         p, viol = parse(data)
+        if p is not None and p.cmd == SaharaCmd.MEM_DEBUG64 and all(
+                v["rule"] == "SAHARA-TABLE" for v in viol) and viol:
+            return [pkt(SaharaCmd.RESET).pack()]  # bad table length: RESET
         if p is None or viol:
             self.log.append(f"rejected: {viol[0]['rule'] if viol else '?'}")
             return []  # error log, no reply
@@ -240,6 +297,10 @@ class HostSahara:
             return [] if p["status"] else [pkt(SaharaCmd.DONE).pack()]
         if p.cmd in (SaharaCmd.DONE_RESP, SaharaCmd.RESET_RESP):
             return []
+        if p.cmd == SaharaCmd.MEM_DEBUG64:
+            self.dump = {"entries": [], "ent": 0, "off": 0, "table": b"",
+                         "data": bytearray(), "want": 0}
+            return [self._read64(p["table_address"], p["table_length"])]
         self.log.append(f"unknown command 0x{p.cmd:x}")
         return []
 

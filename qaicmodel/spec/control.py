@@ -25,11 +25,14 @@ import struct
 from typing import Any
 
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec import boot, manage, nnc, qsm, ssr
+from qaicmodel.spec import boot, manage, nnc, qsm, ssr, timesync
+from qaicmodel.spec.manage import ManageResult, User
 from qaicmodel.spec.policies import Policies
 from qaicmodel.spec.ras import HostRas
+from qaicmodel.spec.ssr import DbcState
 
-__all__ = ["ControlPlane", "HostHooks"]
+__all__ = ["ControlPlane", "HostHooks", "for_runner", "scenario_activate",
+           "scenario_deactivate", "scenario_close", "scenario_ssr"]
 
 #: Model firmware images pulled over Sahara at boot (ids from sahara.c's AIC100 table).
 MODEL_IMAGES = {i: f"model image {name}".encode() for i, name in boot.AIC100_IMAGES.items()}
@@ -52,7 +55,7 @@ class HostHooks:
         if fn is not None:
             fn(*args)
 
-    def assign(self, dbc: int, user: manage.User, nelem: int, req_q: int, rsp_q: int) -> None:
+    def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None:
         self._call("dbc_assign", dbc, user.host_uid, nelem, req_q, rsp_q)
 
     def release(self, dbc: int) -> None:
@@ -63,7 +66,7 @@ class HostHooks:
     def disable(self, dbc: int) -> None:
         self._call("dbc_disable", dbc)
 
-    def enable(self, dbc: int, user: manage.User) -> None:
+    def enable(self, dbc: int, user: User) -> None:
         self._call("dbc_enable", dbc, user.host_uid)
 
 
@@ -88,7 +91,7 @@ class ControlPlane:
                                            sg_max_segment=sg_max_segment,
                                            policies=self.policies)
         self.client.on_dbc_state = self._state_changed
-        self.state_log: list[tuple[int, ssr.DbcState]] = []
+        self.state_log: list[tuple[int, DbcState]] = []
         self.host_ssr = ssr.HostSsr(num_dbc=device.num_dbc, release=self._ssr_release,
                                     set_state=self.client.set_state,
                                     get_state=lambda d: self.client.dbc[d].state,
@@ -98,9 +101,11 @@ class ControlPlane:
         self.ssr_log: list[tuple[str, bytes]] = []
         self.resets = 0
         self._reset_requested = False
-        self._by_uid: dict[Any, manage.User] = {}
+        self._by_uid: dict[Any, User] = {}
         self.ee: list[Any] = []
         self.chunk_tag = 100
+        self.host_time_us = 0  # the model's host clock (no wall-clock time in the model)
+        self.boot_sync: bytes | None = None
         if boot_now:
             self.boot()
 
@@ -113,8 +118,15 @@ class ControlPlane:
             self.nnc_log.append(("rx", r))
         return replies
 
-    def _state_changed(self, dbc: int, state: ssr.DbcState) -> None:
+    def _state_changed(self, dbc: int, state: DbcState) -> None:
+        """set_dbc_state; also tells the data-path host which DBC is under SSR
+        (``host.ssr_dbc``: its -EPIPE checks, ssr-ras-boot.md §1.10)."""
         self.state_log.append((dbc, state))
+        if self.host is not None and hasattr(self.host, "ssr_dbc"):
+            if state == DbcState.BEFORE_SHUTDOWN:
+                self.host.ssr_dbc = dbc
+            elif state == DbcState.IDLE and self.host.ssr_dbc == dbc:
+                self.host.ssr_dbc = None
 
     def _ssr_release(self, dbc: int) -> None:
         self.hooks.ssr_dbc = dbc
@@ -137,22 +149,34 @@ class ControlPlane:
 
     # -- boot / reset ------------------------------------------------------------------
     def boot(self) -> str:
-        """PBL -> SBL (Sahara) -> AMSS, then the QAIC_CONTROL probe (version check)."""
+        """PBL -> SBL (Sahara; boot-time timesync) -> AMSS, then the QAIC_CONTROL probe."""
         self.ee, ok = boot.boot_device(MODEL_IMAGES)
         if not ok:
             return "EIO"
+        # SBL's timesync on QAIC_TIMESYNC (20/21): the host answers with absolute time;
+        # the model's clock is a counter, not the wall clock
+        sync = timesync.HostBootSync()
+        self.boot_sync = sync.on_message(timesync.QtsHdr(timesync.MsgType.CMD_TO_HOST).pack(),
+                                         host_time_us=self.host_time_us)
         return self.client.probe()
 
     def reset(self) -> str:
         """SoC reset (MHI BAR + 0xb0 = BIT(0)): local cleanup, device state lost, reboot."""
         self.resets += 1
+        if self.host is not None and hasattr(self.host, "online"):
+            self.host.online = False
         self.client.reset()
         self.host_ssr.reset()
+        if self.host is not None and hasattr(self.host, "ssr_dbc"):
+            self.host.ssr_dbc = None
         self.qsm.reset()
-        return self.boot()
+        ret = self.boot()
+        if self.host is not None and hasattr(self.host, "online"):
+            self.host.online = self.dev_state == boot.DevState.ONLINE
+        return ret
 
     # -- users -------------------------------------------------------------------------
-    def open(self, host_uid: Any = None) -> manage.User:
+    def open(self, host_uid: Any = None) -> User:
         if self.dev_state != boot.DevState.ONLINE:
             raise IoctlError("ENODEV", "device is not ONLINE")
         u = self.client.open(host_uid)
@@ -160,34 +184,34 @@ class ControlPlane:
             self._by_uid[host_uid] = u
         return u
 
-    def user_for(self, host_uid: Any) -> manage.User:
+    def user_for(self, host_uid: Any) -> User:
         """The control-plane user of a data-path host user (opened lazily)."""
         u = self._by_uid.get(host_uid)
         if u is None or u.closed:
             u = self.open(host_uid)
         return u
 
-    def close(self, user: manage.User) -> None:
+    def close(self, user: User) -> None:
         """Terminate + release_dbc of the user's channels (qaic_release_usr)."""
         self.client.close(user)
         self._by_uid = {k: v for k, v in self._by_uid.items() if v is not user}
         self._after()
 
     # -- MANAGE ------------------------------------------------------------------------
-    def manage(self, user: manage.User, length: int, count: int, data: bytes
-               ) -> manage.ManageResult:
+    def manage(self, user: User, length: int, count: int, data: bytes
+               ) -> ManageResult:
         r = self.client.manage(user, length, count, data)
         self._after()
         return r
 
-    def _manage_ok(self, user: manage.User, *trans: bytes) -> manage.ManageResult:
+    def _manage_ok(self, user: User, *trans: bytes) -> ManageResult:
         ln, cnt, data = manage.user_message(*trans)
         r = self.manage(user, ln, cnt, data)
         if r.result != "ok":
             raise IoctlError(r.result, "MANAGE refused")
         return r
 
-    def activate(self, user: manage.User, queue_size: int, options: int = 0, *,
+    def activate(self, user: User, queue_size: int, options: int = 0, *,
                  elf_id: int | None = None, num_nsp: int = 0) -> int:
         """MANAGE with ACTIVATE_FROM_USR (and an ACTIVATE command when ``elf_id`` is given)."""
         trans = [manage.usr_activate(queue_size, 0, options, 0)]
@@ -200,18 +224,18 @@ class ControlPlane:
                 return int(t["dbc_id"])
         raise IoctlError("EINVAL", "no activate response")
 
-    def deactivate(self, user: manage.User, dbc: int) -> None:
+    def deactivate(self, user: User, dbc: int) -> None:
         """MANAGE with PASSTHROUGH{DEACTIVATE dbc} + DEACTIVATE_FROM_USR{dbc}."""
         if not isinstance(dbc, int) or not 0 <= dbc < 1 << 32:
             raise ArgumentError(f"dbc_id {dbc!r} is not a u32")
         self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc)),
                         manage.usr_deactivate(dbc))
 
-    def status(self, user: manage.User) -> dict[str, Any]:
+    def status(self, user: User) -> dict[str, Any]:
         r = self._manage_ok(user, manage.usr_status())
         return manage.parse_user_result(r.data, r.count)[0]
 
-    def load(self, user: manage.User, image: bytes) -> int:
+    def load(self, user: User, image: bytes) -> int:
         """Load an image into DDR: PASSTHROUGH{LOAD_ELF size} + DMA_XFER of a user buffer."""
         if not image:
             raise ArgumentError("image must not be empty")
@@ -229,13 +253,13 @@ class ControlPlane:
             self.device.host_mem.free(buf)
         return self._cmd_result(r, qsm.Cmd.LOAD_ELF_RESP)
 
-    def unload(self, user: manage.User, elf_id: int) -> None:
+    def unload(self, user: User, elf_id: int) -> None:
         r = self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.UNLOAD_ELF_REQ,
                                                                      elf_id)))
         self._cmd_result(r, qsm.Cmd.UNLOAD_ELF_RESP)
 
     @staticmethod
-    def _cmd_result(r: manage.ManageResult, want: int) -> int:
+    def _cmd_result(r: ManageResult, want: int) -> int:
         for t in manage.parse_user_result(r.data, r.count):
             if t["type"] == nnc.TransType.PASSTHROUGH_FROM_DEV:
                 cmd, args = qsm.parse_command(t["data"])
@@ -275,11 +299,18 @@ class ControlPlane:
         self._after()
 
     # -- views -------------------------------------------------------------------------
+    def trace_events(self) -> list[dict[str, str]]:
+        """The control traffic as trace.md events (``nnc_tx``/``nnc_rx``, ``ssr_rx``/``ssr_tx``),
+        each kind in its own order (the two channels are not interleaved here)."""
+        out = [{"ev": f"nnc_{k}", "hex": m.hex()} for k, m in self.nnc_log]
+        out += [{"ev": f"ssr_{k}", "hex": m.hex()} for k, m in self.ssr_log]
+        return out
+
     def owner(self, dbc: int) -> int | None:
         u = self.client.dbc[dbc].usr
         return None if u is None else u.handle
 
-    def dbc_state(self, dbc: int) -> ssr.DbcState:
+    def dbc_state(self, dbc: int) -> DbcState:
         return self.client.dbc[dbc].state
 
     def check(self) -> list[str]:
@@ -303,3 +334,60 @@ class ControlPlane:
 
 def _u32(data: bytes, off: int) -> int:
     return struct.unpack_from("<I", data, off)[0]
+
+
+# --------------------------------------------------------------------------
+# the scenario runner's seam (qaicmodel/scenario.py: activate, deactivate, close, ssr)
+
+
+def for_runner(r: Any) -> ControlPlane:
+    """The runner's control plane (created on first use over its device and host)."""
+    cp = getattr(r, "control", None)
+    if cp is None:
+        cp = ControlPlane(r.device, r.host, sg_max_segment=r.cfg.sg_max_segment)
+        r.control = cp
+    return cp
+
+
+def scenario_activate(r: Any, user: str, queue_size: int, options: int) -> int:
+    """``activate``: MANAGE with one ACTIVATE_FROM_USR; returns the dbc_id."""
+    cp = for_runner(r)
+    dbc = cp.activate(cp.user_for(r.uid(user)), queue_size, options)
+    r.owner[dbc] = user
+    return dbc
+
+
+def _forget(r: Any, dbc: int) -> None:
+    r.workloads.pop(dbc, None)
+    r.owner.pop(dbc, None)
+
+
+def scenario_deactivate(r: Any, user: str, dbc: int) -> None:
+    """``deactivate``: PASSTHROUGH{DEACTIVATE} + DEACTIVATE_FROM_USR (EINVAL/EPERM first)."""
+    cp = for_runner(r)
+    cp.deactivate(cp.user_for(r.uid(user)), dbc)
+    _forget(r, dbc)
+
+
+def scenario_close(r: Any, user: str) -> None:
+    """``close``: terminate + release_dbc (control plane), then the data path's close."""
+    cp = for_runner(r)
+    uid = r.uid(user)
+    cp.close(cp.user_for(uid))
+    r.host.close(uid)
+    for dbc in sorted(d for d, u in r.owner.items() if u == user):
+        _forget(r, dbc)
+    r.users[user] = None
+
+
+def scenario_ssr(r: Any, dbc: int) -> None:
+    """``ssr``: the workload on ``dbc`` crashes and every SSR stage runs."""
+    cp = for_runner(r)
+    if dbc not in cp.qsm.act:
+        raise ArgumentError(f"ssr: no workload is active on channel {dbc}")
+    cp.ssr(dbc)
+    _forget(r, dbc)
+    if cp.resets:  # a failed crashdump reset the SoC: every channel is gone
+        for d in list(r.owner):
+            if d not in cp.qsm.act:
+                _forget(r, d)

@@ -34,7 +34,11 @@ Rules (each names its source; open points read ``self.policies``):
       ``presync-multiple``.
   R7  Fences: bit 30 waits for to-device transfers, bit 29 for from-device
       transfers ("Request FIFO", sem_cmd); ``fence-scope``,
-      ``fence-without-enable``.
+      ``fence-without-enable``.  "earlier-*" waits for transfers of requests
+      consumed before this one; "all-outstanding" waits while any request of the
+      channel has passed its own fence step and not finished its transfer (a
+      request still held at its fence is not outstanding, so two fenced
+      requests cannot wait for each other).
   R8  Transfers: direction 0 none, 1 to device (host -> DDR), 2 from device
       (DDR -> host), 3 illegal ("Request FIFO", pcie_dma_cmd);
       ``illegal-direction``, ``linked-list``, ``dma-fault``.
@@ -238,11 +242,12 @@ class InFlight:
     @property
     def sems_done(self) -> bool:
         """Past every semaphore step (POSTSYNC) -- R5's FIFO rule keys on this."""
-        return self.stage > Stage.POSTSYNC or self.plan is _ERROR_PLAN
+        return self.plan[self.pos] > Stage.POSTSYNC
 
     @property
     def fence_passed(self) -> bool:
-        return Stage.FENCE not in self.plan[self.pos:]
+        plan = self.plan
+        return plan is _ERROR_PLAN or self.pos > plan.index(Stage.FENCE)
 
 
 @attrs.define(eq=False)
@@ -282,16 +287,34 @@ class Channel:
         self.msi_due = False
 
 
-class _Ctx(NamedTuple):
-    """Per-channel facts the advance guards need, computed once per query."""
+@attrs.define
+class _Ctx:
+    """What the requests consumed before the one being judged still owe (R5, R7, R10)."""
 
-    sem_first: dict[int, int]  # sem index -> oldest seq still owing a semaphore step on it
-    undone_min: dict[Dir, int]  # direction -> oldest seq whose transfer is not done
-    started_undone: dict[Dir, int]  # direction -> transfers past their fence, not done
-    resp_first: int  # oldest seq that still owes a response
+    sem_busy: set[int] = attrs.field(factory=set)  # indices with a semaphore step still owed
+    undone: dict[Dir, bool] = attrs.field(factory=lambda: {Dir.TO_DEV: False, Dir.FROM_DEV: False})
+    started_undone: dict[Dir, int] | None = None  # fence-scope=all-outstanding: whole channel
+    resp_owed: bool = False  # a response is still owed
+
+    def add(self, rec: InFlight) -> None:
+        if rec.sem_indices and not rec.sems_done:
+            self.sem_busy |= rec.sem_indices
+        if rec.xfer and not rec.dma_done:
+            self.undone[rec.dir] = True
+        if rec.wants_response:
+            self.resp_owed = True
 
 
-_BIG = 1 << 62
+#: every policy this module (and Intc) reads
+_POLICY_IDS = (
+    "ring-full-rule", "sem-inc-amount", "sem-overflow", "sem-underflow", "sem-p-decrements",
+    "sem-enable-bit", "fence-without-enable", "fence-scope", "presync-multiple",
+    "processing-order", "response-order", "illegal-direction", "doorbell-reserved-len",
+    "doorbell-misaligned", "linked-list", "msi-while-masked", "force-msi",
+    "msi-empty-transition", "response-ring-full", "tail-out-of-range", "dma-fault",
+    "doorbell-data-width", "sem-reserved-cmd", "completion-code-values", "inactive-dbc-regs",
+    "presync-non-wait",
+)
 
 
 class Device:
@@ -323,9 +346,13 @@ class Device:
         self.stats = DeviceStats()
         #: callables receiving every device event as a tuple (kind, dbc, ...)
         self.observers: list[Callable[[tuple[Any, ...]], None]] = []
-        p = self.policies
+        # the policy choice, read once into a plain dict (hot path); keys are policy ids
+        p = self._p = {pid: self.policies[pid] for pid in _POLICY_IDS}
         self._plan = _PLANS[p["fence-scope"]]
+        self._version = 0  # bumped by every state change; keys the enabled() cache
+        self._cache: tuple[int, list[Action]] | None = None
         self._keep_one_free = p["ring-full-rule"] == "keep-one-free"
+        self._rule_permitted = p["processing-order"] == "rule-permitted"
 
     # -- helpers --------------------------------------------------------------
     def _emit(self, *event: Any) -> None:
@@ -357,20 +384,20 @@ class Device:
     def req_slot_addr(self, dbc: int, idx: int) -> int:
         """Bus address of request element ``idx`` (R2)."""
         ch = self._chan(dbc)
-        if not ch.active or not 0 <= idx < ch.nelem:
+        if not ch.active or not isinstance(idx, int) or not 0 <= idx < ch.nelem:
             raise ArgumentError(f"dbc {dbc} is not active or slot {idx!r} out of range")
         return ch.req_q + idx * REQ_SIZE
 
     def rsp_slot_addr(self, dbc: int, idx: int) -> int:
         """Bus address of response element ``idx`` (R2)."""
         ch = self._chan(dbc)
-        if not ch.active or not 0 <= idx < ch.nelem:
+        if not ch.active or not isinstance(idx, int) or not 0 <= idx < ch.nelem:
             raise ArgumentError(f"dbc {dbc} is not active or slot {idx!r} out of range")
         return ch.rsp_q + idx * RSP_SIZE
 
     def _cc(self, code: int) -> int:
         """Completion code as written (policy completion-code-values)."""
-        if code and self.policies["completion-code-values"] == "one":
+        if code and self._p["completion-code-values"] == "one":
             return 1
         return code
 
@@ -393,32 +420,39 @@ class Device:
                                 "mapped host memory")
         ch.reset()
         ch.active, ch.nelem, ch.req_q, ch.rsp_q = True, nelem, req_q, rsp_q
+        self._version += 1
         self._emit("activate", dbc, req_q, rsp_q, nelem)
 
     def deactivate(self, dbc: int) -> None:
         """Release the channel: in-flight work is dropped, registers and semaphores read 0."""
         ch = self._chan(dbc)
         ch.reset()
+        self._version += 1
         self._emit("deactivate", dbc)
 
     # -- registers (R1, R3) -----------------------------------------------------
+    @staticmethod
+    def _reg(reg: Any) -> int:
+        if not isinstance(reg, int) or isinstance(reg, bool) or reg not in regs.REG_NAMES:
+            raise ArgumentError(f"register offset {reg!r} is not one of 0x0, 0x4, 0x8, 0xC")
+        return reg
+
     def readl(self, dbc: int, reg: int) -> int:
         ch = self._chan(dbc)
-        if reg not in regs.REG_NAMES:
-            raise ArgumentError(f"register offset {reg!r} is not one of 0x0, 0x4, 0x8, 0xC")
+        self._reg(reg)
         if not ch.active:
             # policy inactive-dbc-regs
-            return 0xFFFFFFFF if self.policies["inactive-dbc-regs"] == "all-ones" else 0
+            return 0xFFFFFFFF if self._p["inactive-dbc-regs"] == "all-ones" else 0
         return {regs.REQ_HP: ch.req_hp, regs.REQ_TP: ch.req_tp,
                 regs.RSP_HP: ch.rsp_hp, regs.RSP_TP: ch.rsp_tp}[reg]
 
     def writel(self, dbc: int, reg: int, val: int) -> None:
         ch = self._chan(dbc)
-        if reg not in regs.REG_NAMES:
-            raise ArgumentError(f"register offset {reg!r} is not one of 0x0, 0x4, 0x8, 0xC")
+        self._reg(reg)
         if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 0xFFFFFFFF:
             raise ArgumentError(f"register value {val!r} is not a u32")
         name = regs.REG_NAMES[reg]
+        self._version += 1
         self._emit("writel", dbc, reg, val)
         if reg in regs.DEVICE_OWNED:
             self._violation("HOST-WRITE-DEVICE-REG",
@@ -433,7 +467,7 @@ class Device:
             self._violation("HOST-REG-OUT-OF-RANGE",
                             f"{name} write {val} of dbc {dbc} is not an index below nelem "
                             f"{ch.nelem}", dbc)
-            if self.policies["tail-out-of-range"] == "ignore":
+            if self._p["tail-out-of-range"] == "ignore":
                 return
             val %= ch.nelem
         if reg == regs.REQ_TP:
@@ -475,6 +509,9 @@ class Device:
         if self._keep_one_free:
             ch.rsp_count = arith.ring_occupancy(val, ch.rsp_tp, n)
         else:
+            # ring-full-rule=all-slots: the device counts; a write of the current value frees
+            # nothing, so a host that read a full ring (n responses) cannot say so -- the
+            # ambiguity the policy names.
             ch.rsp_count = (ch.rsp_count - freed) % n if freed > ch.rsp_count else ch.rsp_count - freed
 
     def bar_read(self, off: int) -> int:
@@ -487,6 +524,8 @@ class Device:
         return self.readl(*where)
 
     def bar_write(self, off: int, val: int) -> None:
+        if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 0xFFFFFFFF:
+            raise ArgumentError(f"register value {val!r} is not a u32")
         where = regs.decode_offset(off, self.num_dbc)
         if where is None:
             self._violation("HOST-BAR-UNMAPPED", f"host wrote 0x{val:x} to BAR2 offset 0x{off:x}, "
@@ -497,13 +536,13 @@ class Device:
     # -- semaphores (R6) --------------------------------------------------------
     def _active(self, cmd: SemCmd) -> bool:
         """Is this sem_cmd word a command at all? (policy sem-enable-bit)"""
-        if self.policies["sem-enable-bit"] == "enable-gates":
+        if self._p["sem-enable-bit"] == "enable-gates":
             return cmd.enable and cmd.op is not SemOp.NOP
         return cmd.op is not SemOp.NOP
 
     def _sem_apply(self, ch: Channel, op: SemOp, index: int, value: int, dry: bool = False) -> bool:
         """Run one semaphore command; False (and no change) when it must wait."""
-        p = self.policies
+        p = self._p
         s = ch.sems[index]
         amount = 1 if p["sem-inc-amount"] == "by-one" else value
         new = s
@@ -553,12 +592,13 @@ class Device:
             raise ArgumentError(f"nsp_sem: command {op!r} is not 0..6")
         if not isinstance(val, int) or not 0 <= val <= SEM_MAX:
             raise ArgumentError(f"nsp_sem: value {val!r} is not 0..4095")
+        self._version += 1
         return self._sem_apply(ch, SemOp(op), index, val)
 
     # -- consuming a request ----------------------------------------------------
     def _classify(self, ch: Channel, seq: int, slot: int, elem: RequestElem) -> InFlight:
         """Decide, at consume time, what this request will do (R6-R10)."""
-        p = self.policies
+        p = self._p
         rec = InFlight(seq=seq, slot=slot, elem=elem, plan=self._plan)
         rec.wants_response = elem.completion
         d = elem.dir
@@ -623,7 +663,7 @@ class Device:
         for v in elem.violations():
             self._violation(v.rule, f"request element {slot} of dbc {ch.dbc}: {v.field}: "
                             f"{v.message}", ch.dbc, v.source)
-        if elem.db_write and self.policies["doorbell-data-width"] == "violation":
+        if elem.db_write and self._p["doorbell-data-width"] == "violation":
             width = elem.db_len.nbytes
             if width and elem.doorbell_data >> (8 * width):
                 self._violation("REQ-DB-DATA-WIDTH",
@@ -638,48 +678,23 @@ class Device:
         self._skip_trivial(ch, rec)
 
     # -- stage guards and effects ------------------------------------------------
-    def _ctx(self, ch: Channel) -> _Ctx:
-        sem_first: dict[int, int] = {}
-        undone_min: dict[Dir, int] = {Dir.TO_DEV: _BIG, Dir.FROM_DEV: _BIG}
-        started: dict[Dir, int] = {Dir.TO_DEV: 0, Dir.FROM_DEV: 0}
-        resp_first = _BIG
-        for rec in ch.inflight.values():
-            if rec.sem_indices and not rec.sems_done:
-                for i in rec.sem_indices:
-                    sem_first.setdefault(i, rec.seq)
-            if rec.xfer and not rec.dma_done:
-                if undone_min[rec.dir] == _BIG:
-                    undone_min[rec.dir] = rec.seq
-                if rec.fence_passed:
-                    started[rec.dir] += 1
-            if rec.wants_response and resp_first == _BIG:
-                resp_first = rec.seq
-        return _Ctx(sem_first, undone_min, started, resp_first)
-
     def _fence_ok(self, rec: InFlight, ctx: _Ctx) -> bool:
         """R7: every fenced direction has no blocking transfer (policy fence-scope)."""
-        scope = self.policies["fence-scope"]
         for d, on in ((Dir.TO_DEV, rec.fence_todev), (Dir.FROM_DEV, rec.fence_fromdev)):
-            if not on:
-                continue
-            if scope == "all-outstanding":
-                if ctx.started_undone[d]:
-                    return False
-            elif ctx.undone_min[d] < rec.seq:
+            if on and (ctx.started_undone[d] if ctx.started_undone is not None else ctx.undone[d]):
                 return False
         return True
 
     def _sem_step_ok(self, ch: Channel, rec: InFlight, cmd: SemCmd, ctx: _Ctx) -> bool:
-        if self.policies["processing-order"] == "rule-permitted" \
-                and ctx.sem_first.get(cmd.index, rec.seq) != rec.seq:
+        if self._rule_permitted and cmd.index in ctx.sem_busy:
             return False  # R5: an earlier request still owes a step on this semaphore
         return self._sem_apply(ch, cmd.op, cmd.index, cmd.value, dry=True)
 
     def _response_ok(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
-        if self.policies["response-order"] == "request-order" and ctx.resp_first != rec.seq:
+        if self._p["response-order"] == "request-order" and ctx.resp_owed:
             return False
         if ch.rsp_count >= self._capacity(ch):
-            return self.policies["response-ring-full"] == "drop"
+            return self._p["response-ring-full"] == "drop"
         return True
 
     def _can_advance(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
@@ -708,7 +723,7 @@ class Device:
 
     def _skip_trivial(self, ch: Channel, rec: InFlight) -> None:
         """Pass empty stages; under processing-order=fifo only the oldest request moves (R5)."""
-        fifo = self.policies["processing-order"] == "fifo"
+        fifo = self._p["processing-order"] == "fifo"
         while True:
             if fifo and next(iter(ch.inflight)) != rec.seq:
                 return
@@ -760,7 +775,7 @@ class Device:
         if n < length:
             rec.code = rec.code or CC_DMA_FAULT
             self.stats.dma_faults += 1
-            if self.policies["dma-fault"] == "error":
+            if self._p["dma-fault"] == "error":
                 n = 0
         if n:
             if to_dev:
@@ -775,7 +790,7 @@ class Device:
     def _doorbell(self, ch: Channel, rec: InFlight) -> None:
         """R9: write doorbell_data (truncated to its width) at doorbell_addr in device memory."""
         e = rec.elem
-        p = self.policies
+        p = self._p
         dl = e.db_len
         if dl is DbLen.RESERVED:
             if p["doorbell-reserved-len"] == "skip-error":
@@ -820,34 +835,44 @@ class Device:
         if was_empty:
             ch.empty_transitions += 1
             self.stats.empty_transitions += 1
-        if was_empty or self.policies["msi-empty-transition"] == "every-response":
+        if was_empty or self._p["msi-empty-transition"] == "every-response":
             ch.msi_due = True
         self._emit("response", ch.dbc, rec.seq, slot, rsp)
 
     def _finish(self, ch: Channel, rec: InFlight) -> None:
         del ch.inflight[rec.seq]
         self.stats.completed += 1
-        if rec.elem.force_msi and self.policies["force-msi"] == "honoured":
+        if rec.elem.force_msi and self._p["force-msi"] == "honoured":
             ch.msi_due = True
             ch.msi_forced += 1
             self.stats.msi_forced += 1
         self._emit("done", ch.dbc, rec.seq, rec.elem.req_id, self._cc(rec.code))
 
     # -- the actor interface (R12) ------------------------------------------------
-    def _candidates(self, ch: Channel) -> list[InFlight]:
-        recs = list(ch.inflight.values())
-        if self.policies["processing-order"] == "fifo":
-            return recs[:1]
-        return recs
-
     def _advances(self, ch: Channel) -> list[Advance]:
+        """Advance actions of one channel: one pass in consumption order (R5)."""
         if not ch.inflight:
             return []
-        ctx = self._ctx(ch)
-        return [Advance(ch.dbc, r.seq) for r in self._candidates(ch) if self._can_advance(ch, r, ctx)]
+        ctx = _Ctx()
+        if self._p["fence-scope"] == "all-outstanding":
+            started = {Dir.TO_DEV: 0, Dir.FROM_DEV: 0}
+            for r in ch.inflight.values():
+                if r.xfer and not r.dma_done and r.fence_passed:
+                    started[r.dir] += 1
+            ctx.started_undone = started
+        out: list[Advance] = []
+        for rec in ch.inflight.values():
+            if self._can_advance(ch, rec, ctx):
+                out.append(Advance(ch.dbc, rec.seq))
+            if not self._rule_permitted:
+                break  # processing-order=fifo: only the oldest request moves
+            ctx.add(rec)
+        return out
 
     def enabled(self) -> list[Action]:
         """Every device action possible now, in a deterministic order (channel, then kind, then seq)."""
+        if self._cache is not None and self._cache[0] == self._version:
+            return list(self._cache[1])
         out: list[Action] = []
         for ch in self.ch:
             if not ch.active:
@@ -857,12 +882,15 @@ class Device:
             out.extend(self._advances(ch))
             if ch.msi_due:
                 out.append(RaiseMsi(ch.dbc))
-        return out
+        self._cache = (self._version, out)
+        return list(out)
 
     def is_enabled(self, action: Any) -> bool:
         if not isinstance(action, (Consume, Advance, RaiseMsi)):
             return False
-        if not 0 <= action.dbc < self.num_dbc:
+        if self._cache is not None and self._cache[0] == self._version:
+            return action in self._cache[1]
+        if not isinstance(action.dbc, int) or not 0 <= action.dbc < self.num_dbc:
             return False
         ch = self.ch[action.dbc]
         if not ch.active:
@@ -871,15 +899,13 @@ class Device:
             return ch.req_count > 0
         if isinstance(action, RaiseMsi):
             return ch.msi_due
-        rec = ch.inflight.get(action.seq)
-        if rec is None or rec not in self._candidates(ch):
-            return False
-        return self._can_advance(ch, rec, self._ctx(ch))
+        return action in self._advances(ch)
 
     def step(self, action: Action) -> None:
         """Perform one enabled action (ArgumentError if it is not enabled now)."""
         if not self.is_enabled(action):
             raise ArgumentError(f"device action {action!r} is not enabled")
+        self._version += 1
         ch = self.ch[action.dbc]
         if isinstance(action, Consume):
             self._consume(ch)
@@ -892,6 +918,11 @@ class Device:
             self._emit("msi", ch.dbc, v)
         else:
             self._do_stage(ch, ch.inflight[action.seq])
+
+    @property
+    def msi_per_vector(self) -> list[int]:
+        """MSIs raised per vector (0 = MHI, i+1 = DBC i; all on 0 in single-MSI mode)."""
+        return list(self.intc.raised)
 
     def quiescent(self) -> bool:
         """Nothing can happen without an outside action (host or workload)."""

@@ -26,6 +26,40 @@ functions of :mod:`qaicmodel.spec.irqproto`.  A host supplies the data path:
 slice, once, at attach), ``_partial`` / ``_write_full`` / ``_write_partial``
 (copy into the request ring) and ``_drain`` (consume responses).
 
+Validation order implemented (current upstream qaic_data.c; first failing check wins)
+-----------------------------------------------------------------------------------
+CREATE_BO: pad != 0 EINVAL; PAGE_ALIGN(size) == 0 EINVAL (size 0, or wraps near
+  2**64); not online ENODEV; (model limit ENOMEM).  Handles: lowest free >= 1 per file.
+MMAP_BO: not online ENODEV; unknown handle ENOENT.  (pad is not checked.)
+ATTACH_SLICE_BO: count == 0 EINVAL; [old kernels: hdr.size == 0 EINVAL]; dir not
+  1/2 EINVAL; data NULL EINVAL; not online ENODEV; dbc_id >= num_dbc EINVAL; user
+  buffer short EFAULT; unknown handle ENOENT then per entry db_len not 32/16/8/0 or a
+  bad sem (val > 0xFFF, index > 31, presync > 1, pad, flags outside 0x3, cmd > 6)
+  EINVAL, offset + size overflowing u64 or past the BO EINVAL [old kernels: these
+  against hdr.size *before* the lookup]; BO already sliced EINVAL; dbc not owned
+  EINVAL; dbc in SSR EPIPE; [old kernels: hdr.size > BO EINVAL]; per entry: no DMA
+  segment covers [offset, offset + max(size, PAGE_SIZE)) EINVAL, misaligned
+  doorbell EINVAL, more than one presync EINVAL; total elements > nelem ENOSPC.
+EXECUTE_BO / PARTIAL_EXECUTE_BO: count == 0 EINVAL; not online ENODEV; dbc_id >=
+  num_dbc EINVAL; dbc not owned EPERM; dbc in SSR EPIPE; req_lock; REQ_HP/REQ_TP
+  read all-ones ENODEV; per BO in order: unknown handle ENOENT, not sliced EINVAL,
+  partial resize > BO size EINVAL, already queued EINVAL, a req_id is consumed, per
+  slice no room EAGAIN (and every BO this call queued is unqueued; nothing is
+  published).  The entry's ``dir`` is never checked, nor whether the BO was sliced
+  for this dbc.
+WAIT_BO: pad != 0 EINVAL; not online ENODEV; dbc_id >= num_dbc EINVAL; dbc not owned
+  EPERM; dbc in SSR EPIPE; unknown handle ENOENT; then done or (caller) ETIMEDOUT.
+PERF_STATS_BO: not online ENODEV; dbc_id >= num_dbc EINVAL; per entry unknown
+  handle ENOENT, not sliced EINVAL, sliced on another dbc EINVAL.  No ownership check.
+DETACH_SLICE_BO: pad != 0 EINVAL; not online ENODEV; unknown handle ENOENT; not
+  sliced EINVAL; dbc not owned EINVAL; queued EBUSY.
+
+Kernel sources read: torvalds/linux qaic_data.c at 98b4eabe (older: no req_lock, no
+overflow check, hdr.size used, no SSR) and a current-upstream copy (req_lock, SSR
+``ssr_dbc``, ``check_add_overflow``, hdr.size "Deprecated. This value is ignored",
+perf_stats sliced/dbc checks); the v6.8 "Support for 0 resize slice execution in BO"
+and v6.18 "Synchronize access to DBC request queue head & tail pointer" patches.
+
 Writing your own host (``qaicmodel conform --host MODULE:CLASS``)
 -----------------------------------------------------------------
 The class is constructed as ``CLASS(device, *, sg_max_segment=None,
@@ -884,7 +918,7 @@ class HostCore:
             out.append(HostAction("irq", v))
         for ch in self.ch:
             s = ch.irq
-            if s.pc != PC.IDLE or s.wake:
+            if s.pc or s.wake:
                 out.append(HostAction("thread", ch.id))
         if self.datapath_polling:
             dev = self.device
@@ -898,16 +932,32 @@ class HostCore:
         return out
 
     def step(self, action: HostAction) -> None:
-        if not isinstance(action, HostAction) or action not in self.enabled():
+        if not self.is_enabled(action):
             raise ArgumentError(f"host action {action!r} is not enabled")
-        if action.kind == "irq":
-            self._hard_irq(action.arg)
-        elif action.kind == "thread":
+        kind = action.kind
+        if kind == "thread":
             self._thread(self.ch[action.arg])
-        elif action.kind == "poll":
+        elif kind == "irq":
+            self._hard_irq(action.arg)
+        elif kind == "poll":
             self._poll(self.ch[action.arg])
         else:
             self._exec_step(self.threads[action.arg])
+
+    def is_enabled(self, action: Any) -> bool:
+        """Whether ``action`` is among :meth:`enabled` (without building the list)."""
+        if not isinstance(action, HostAction) or not isinstance(action.arg, int):
+            return False
+        kind, arg = action.kind, action.arg
+        if kind == "thread":
+            if not 0 <= arg < len(self.ch):
+                return False
+            s = self.ch[arg].irq
+            return bool(s.pc or s.wake)
+        if kind == "exec":
+            th = self.threads.get(arg)
+            return th is not None and self._exec_runnable(th)
+        return action in self.enabled()
 
     def quiescent(self) -> bool:
         return not self.enabled()
@@ -1055,7 +1105,8 @@ class HostCore:
         self.completions.append(bo.key)
 
     # -- data-path hooks (the two hosts differ here) ---------------------------
-    def _span(self, bo: Bo, offset: int, size: int) -> list[tuple[int, int]] | None:
+    def _span(self, bo: Bo, offset: int, size: int) -> Any:
+        """The slice's DMA pieces (a sized collection), or None (-EINVAL)."""
         raise NotImplementedError
 
     def _encode(self, dir: int, ent: uapi.SliceEntry, segs: list[tuple[int, int]]) -> Any:

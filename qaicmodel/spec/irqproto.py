@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from qaicmodel.arith import U32, ring_advance, ring_occupancy
 
@@ -73,9 +71,11 @@ class PC(enum.IntEnum):
     RECHECK = 6  # missed-event check: re-read RSP_TP
 
 
-@attrs.frozen
-class IrqState:
-    """One channel's interrupt-side state; fields hold ints/bools or z3 terms."""
+class IrqState(NamedTuple):
+    """One channel's interrupt-side state; fields hold ints/bools or z3 terms.
+
+    (A NamedTuple, not an attrs class: ``with_`` is on the IRQ hot path.)
+    """
 
     rsp_hp: Any
     rsp_tp: Any
@@ -91,7 +91,7 @@ class IrqState:
     delay: Any
 
     def with_(self, **kw: Any) -> IrqState:
-        return attrs.evolve(self, **kw)
+        return self._replace(**kw)
 
 
 def initial(nelem: Any, ops: Any = U32) -> IrqState:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import attrs
 
 from qaicmodel import arith
-from qaicmodel.errors import ArgumentError
+from qaicmodel.errors import ArgumentError, RemoteProtocolError
 from qaicmodel.spec import nnc
 from qaicmodel.spec.boot import DevState
 from qaicmodel.spec.crc import nnc_crc
@@ -239,9 +239,15 @@ class ControlClient:
 
     # -- users (IDA: smallest free handle) -------------------------------------
     def open(self, host_uid: Any = None) -> User:
-        h = 0
-        while h in self.users:
-            h += 1
+        """A new user: the data-path host's id when it is a free int (one ``qaic_user``
+        on both sides), else the smallest free handle."""
+        if isinstance(host_uid, int) and not isinstance(host_uid, bool) \
+                and 0 <= host_uid < 1 << 32 and host_uid not in self.users:
+            h = host_uid
+        else:
+            h = 0
+            while h in self.users:
+                h += 1
         u = User(h, host_uid)
         self.users[h] = u
         return u
@@ -350,8 +356,10 @@ class ControlClient:
         if length > MAX_MSG or count > MAX_COUNT:
             return "EINVAL", length, count
         res = _Res()
+        stalls = 0
         try:
             while True:
+                before = res.xferred
                 rsp = self._manage_xfer(usr, length, count, buf, res)
                 rcount = struct.unpack_from("<I", rsp, 16)[0]
                 if rcount == 1:
@@ -360,6 +368,13 @@ class ControlClient:
                         chunk, _pad, xferred = struct.unpack_from("<IIQ", rsp.ljust(56, b"\0"),
                                                                   40)
                         if chunk == res.dma_chunk_id and xferred == res.xferred:
+                            # the driver would loop as long as the device asks; the model
+                            # stops a device that asks again without progress
+                            stalls = stalls + 1 if res.xferred == before else 0
+                            if stalls > 2:
+                                raise RemoteProtocolError(
+                                    "device keeps asking for a DMA continuation without "
+                                    "progress", rule="DEV-CONT-LOOP")
                             continue
                         raise _Err("EINVAL")
                 out_len, out_count = self._decode_message(usr, rsp, res, buf)

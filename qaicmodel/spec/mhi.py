@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, LocalProtocolError
-from qaicmodel.spec.policies import Policy, register
+from qaicmodel.spec.policies import Policies, Policy, register
 
-__all__ = ["Ee", "MhiState", "MhiChannel", "CHANNELS", "channel", "channels_in",
+__all__ = ["Ee", "MhiState", "MhiChannel", "CHANNELS", "channel", "channels_in", "host_clients",
            "Loopback", "EE_SEQUENCE"]
 
 
@@ -141,9 +141,23 @@ def channel(num: int) -> MhiChannel:
     raise ArgumentError(f"MHI channel {num} is not in the AIC100 channel table")
 
 
-def channels_in(ee: Ee, *, ipcr: bool = False) -> list[MhiChannel]:
-    """The channels that exist while the device is in ``ee``."""
+def channels_in(ee: Ee, *, ipcr: bool | None = None,
+                policies: Policies | None = None) -> list[MhiChannel]:
+    """The channels that exist while the device is in ``ee`` (policy ``mhi-ipcr``)."""
+    if ipcr is None:
+        ipcr = (policies or Policies())["mhi-ipcr"] == "present"
     return [c for c in CHANNELS if c.ee == ee and (ipcr or not c.upstream_only)]
+
+
+def host_clients(policies: Policies | None = None) -> list[str]:
+    """Channel names a host client binds (policy ``telemetry-channel``)."""
+    names = sorted({c.name for c in CHANNELS if c.host_user})
+    pol = policies or Policies()
+    if pol["telemetry-channel"] == "out-of-tree":
+        names.append("QAIC_TELEMETRY")
+    if pol["mhi-ipcr"] == "absent":
+        names.remove("IPCR")
+    return sorted(names)
 
 
 class Loopback:

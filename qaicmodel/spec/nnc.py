@@ -268,13 +268,17 @@ def _pairs(inst: Any, attribute: Any, value: Any) -> None:
             raise ArgumentError(f"DmaXfer pair {p!r} is not (u64 addr, u64 size)")
 
 
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class DmaXfer:
     """``wire_trans_dma_xfer`` (type 6): tag, count, dma_chunk_id, padding, pairs @24."""
 
     TYPE: ClassVar[int] = TransType.DMA_XFER_TO_DEV
     tag: int = _u32f()
-    pairs: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=tuple,
+    pairs: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_as_tuple,
                                                       validator=_pairs)
     dma_chunk_id: int = _u32f()
     padding: int = _u32f()
@@ -485,7 +489,7 @@ FIXED: dict[int, Any] = {c.TYPE: c for c in (
 class Message:
     """One NNC message: the ``wire_msg_hdr`` fields and its transactions."""
 
-    transactions: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    transactions: tuple[Any, ...] = attrs.field(default=(), converter=_as_tuple)
     seq: int = _u32f()
     handle: int = _u32f()
     partition_id: int = attrs.field(default=NO_PARTITION, validator=_sint(32))

@@ -72,11 +72,13 @@ def check_bars(present_mask: int, family: Family = Family.AIC100) -> None:
                                    f"0x{present_mask & 0x3f:x}")
 
 
-def dbc_reg_offset(dbc: int, reg: int) -> int:
-    """BAR2 offset of a DBC register (the driver's 128 KiB base, not in aic100.rst)."""
+def dbc_reg_offset(dbc: int, reg: int, policies: Policies | None = None) -> int:
+    """BAR2 offset of a DBC register (policy ``pcie-register-window``: the driver's
+    128 KiB base, which aic100.rst does not give)."""
     if not 0 <= dbc < NUM_DBC or reg not in (0x0, 0x4, 0x8, 0xC):
         raise ArgumentError(f"no DBC register {reg:#x} on channel {dbc}")
-    return DBC_BASE + dbc * DBC_SIZE + reg
+    base = DBC_BASE if (policies or Policies())["pcie-register-window"] == "driver-128k" else 0
+    return base + dbc * DBC_SIZE + reg
 
 
 def msi_enable_count(requested: int) -> int:
@@ -163,11 +165,15 @@ class MsiAlloc:
     vectors: int
     enabled: int  # what Multiple Message Enable programs
     single_msi: bool
+    routes_to_0: bool = True  # policy pcie-single-msi-routing
 
-    def vector_of(self, dbc: int | None) -> int:
-        """Vector of the MHI (``None``) or of DBC ``dbc``: 0 and i+1, or 0 when single."""
-        if dbc is None or self.single_msi:
+    def vector_of(self, dbc: int | None) -> int | None:
+        """Vector of the MHI (``None``) or of DBC ``dbc``: 0 and i+1; in single-MSI mode
+        0, or no interrupt at all when the device does not route DBCs to vector 0."""
+        if dbc is None:
             return 0
+        if self.single_msi:
+            return 0 if self.routes_to_0 else None
         return dbc + 1
 
 
@@ -190,7 +196,8 @@ def alloc_msi(available: int, policies: Policies | None = None,
     if available >= need:
         return MsiAlloc(want, need, False)
     if available >= 1:  # -ENOSPC -> one vector
-        return MsiAlloc(1, 1, True)
+        routes = (policies or Policies())["pcie-single-msi-routing"] == "routes-to-0"
+        return MsiAlloc(1, 1, True, routes)
     raise IoctlError("ENOSPC", "no MSI vector available")
 
 

@@ -75,11 +75,15 @@ def all_ids() -> list[str]:
     return sorted(REGISTRY)
 
 
+def _as_dict(m: Mapping[str, str]) -> dict[str, str]:
+    return dict(m)
+
+
 @attrs.frozen
 class Policies:
     """A choice of one alternative per policy; unnamed policies take their default."""
 
-    chosen: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    chosen: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
 
     def __attrs_post_init__(self) -> None:
         for pid, alt in self.chosen.items():

@@ -339,7 +339,7 @@ class Qsm:
         out = self._process(msg, owner)
         reply = nnc.Message.build(out, seq=msg.seq, handle=msg.handle,
                                   partition_id=msg.partition_id, crc=self.crc_required)
-        if reply.len > nnc.MAX_D2H:
+        if (reply.len or 0) > nnc.MAX_D2H:
             self._violate("QSM-REPLY-TOO-LONG", f"reply of {reply.len} bytes exceeds 4 KiB")
         return [reply.pack()]
 
@@ -411,17 +411,17 @@ class Qsm:
             # placeholder answered when the data has arrived
             return self._resp(Cmd.LOAD_ELF_RESP, St.GENERAL, 0), None, load
         if cmd == Cmd.UNLOAD_ELF_REQ:
-            img = self.images.get(a[0])
-            if img is None:
+            old = self.images.get(a[0])
+            if old is None:
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_FOUND, a[0]), None, None
-            if img.owner != owner:
-                self._violate("QSM-ISOLATION", f"unload of image {a[0]} owned by {img.owner}",
+            if old.owner != owner:
+                self._violate("QSM-ISOLATION", f"unload of image {a[0]} owned by {old.owner}",
                               owner)
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_PERMITTED, a[0]), None, None
             if any(x.elf_id == a[0] for x in self.act.values()):
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_PERMITTED, a[0]), None, None
             del self.images[a[0]]
-            self._ddr_free(img.addr, img.size)
+            self._ddr_free(old.addr, old.size)
             return self._resp(Cmd.UNLOAD_ELF_RESP, St.OK, a[0]), None, None
         if cmd == Cmd.ACTIVATE_REQ:
             return None, (cmd, a), None  # answered with the activate transaction

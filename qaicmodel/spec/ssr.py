@@ -90,13 +90,17 @@ def _u32(inst: Any, attribute: Any, value: Any) -> None:
         raise ArgumentError(f"SsrMsg.{attribute.name}={value!r} is not a u32")
 
 
+def _as_dict(value: Any) -> dict[str, int]:
+    return dict(value)
+
+
 @attrs.frozen
 class SsrMsg:
     """One QAIC_SSR message: header, the command's fields (by name), trailing data."""
 
     cmd: int = attrs.field(validator=_u32)
     dbc_id: int = attrs.field(default=0, validator=_u32)
-    fields: dict[str, int] = attrs.field(factory=dict, converter=dict, eq=False)
+    fields: dict[str, int] = attrs.field(factory=dict, converter=_as_dict, eq=False)
     data: bytes = b""
     len: int | None = None
     _key: tuple[Any, ...] = attrs.field(init=False, repr=False)

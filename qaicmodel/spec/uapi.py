@@ -110,7 +110,7 @@ class _Flat:
     SIZE: ClassVar[int]
 
     def pack(self) -> bytes:
-        return self._FMT.pack(*attrs.astuple(self))
+        return self._FMT.pack(*attrs.astuple(self))  # type: ignore[arg-type]
 
     @classmethod
     def unpack(cls, data: bytes | bytearray | memoryview) -> Any:

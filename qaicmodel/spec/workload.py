@@ -167,6 +167,7 @@ class CompilerProtocolWorkload:
         self.completed = 0
         self.phase = Phase.ARM_IN if inferences != 0 else Phase.FINISHED
         self._todo: list[int] = []  # NSPs that still owe their inc/dec this phase
+        self._cursor = 0  # doorbells already seen rung in this wait (see _all_rung)
         if init:
             self.initialise()
 
@@ -180,8 +181,28 @@ class CompilerProtocolWorkload:
         for a in self.out_db:
             d.dev_mem.write_u(a, 4, 1)
 
+    def reset(self) -> None:
+        """Start over (e.g. after the channel was re-activated): initial values, phase ARM_IN."""
+        self._todo, self._cursor = [], 0
+        self.phase = Phase.ARM_IN if self.inferences != 0 else Phase.FINISHED
+        self.completed = 0
+        self.initialise()
+
     def _all_rung(self, addrs: list[int]) -> bool:
-        return all(self.dev.dev_mem.read_u(a, 4) == 1 for a in addrs)
+        """Every doorbell word reads 1 (``os_doorbell_wait_eq``).
+
+        A cursor skips words already seen at 1 so a long wait costs O(1) per
+        query; the final answer always re-reads every word.
+        """
+        read = self.dev.dev_mem.read_u
+        while self._cursor < len(addrs) and read(addrs[self._cursor], 4) == 1:
+            self._cursor += 1
+        if self._cursor < len(addrs):
+            return False
+        if all(read(a, 4) == 1 for a in addrs):
+            return True
+        self._cursor = 0
+        return False
 
     def compute(self) -> None:
         """The kernel; the compiler-protocol workload computes nothing."""
@@ -223,6 +244,7 @@ class CompilerProtocolWorkload:
             if not self._todo:
                 self.phase = Phase.WAIT_IN
         elif kind == "wait_in":
+            self._cursor = 0
             self.phase = Phase.COMPUTE
         elif kind == "compute":
             self.compute()
@@ -238,6 +260,7 @@ class CompilerProtocolWorkload:
             if not self._todo:
                 self.phase = Phase.WAIT_OUT
         elif kind == "wait_out":
+            self._cursor = 0
             self.completed += 1
             done = self.inferences is not None and self.completed >= self.inferences
             self.phase = Phase.FINISHED if done else Phase.ARM_IN

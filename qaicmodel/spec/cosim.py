@@ -1,0 +1,648 @@
+"""Co-simulation: a host driving the device model, with the host's invariants checked.
+
+A :class:`World` composes the device model (:mod:`qaicmodel.spec.device`), a
+host (anything implementing :class:`qaicmodel.spec.hostapi.Host`; it sees the
+device through a :class:`Recorder`), an echo workload (:mod:`qaicmodel.spec.workload`)
+and a standard two-channel set-up, and offers *operations* (submit an echo
+inference, DMA round trip, two concurrent EXECUTE_BO threads, an arbitrary
+ioctl, one actor step).  A :class:`Pair` runs the same operations on two
+worlds (spec host and fast host) and reports any difference.  Hypothesis
+machines (tests/test_cosim_machine.py), the broken-host tests and the
+``conform`` command all drive these.
+
+Invariants (each finding has a stable rule id):
+
+  COSIM-REQ-OVERWRITE   a host step changed a request slot the device had not
+                        consumed yet (between REQ_HP and REQ_TP);
+  COSIM-REQ-OVERRUN     a REQ_TP write added more elements than the free space
+                        (one slot kept free: qaic_data.c fifo_space_avail) -- this
+                        is also "the tail moved backwards" in ring terms;
+  COSIM-RSP-PAST-READ   an RSP_HP write moved past the RSP_TP value the host had
+                        read (aic100.rst "Response FIFO");
+  COSIM-DEVICE-RULE     the device model recorded a host violation;
+  COSIM-DOUBLE-COMPLETE a BO completed more often than it was executed;
+  COSIM-LOST-COMPLETE   at quiescence an executed BO never completed;
+  COSIM-DATA-MISMATCH   an echoed buffer differs from what was sent;
+  COSIM-STRANDED        at quiescence a response is left in a response ring;
+  COSIM-DIVERGENCE      (Pair) the two hosts differ in an ioctl result, FIFO
+                        bytes, register accesses or completions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from qaicmodel import arith
+from qaicmodel.errors import ArgumentError, IoctlError, QaicModelError
+from qaicmodel.spec import regs, uapi
+from qaicmodel.spec.device import Device
+from qaicmodel.spec.hostapi import HostCore, activate_channel
+from qaicmodel.spec.policies import REGISTRY, Policies
+from qaicmodel.spec.wire import REQ_SIZE, RSP_SIZE
+from qaicmodel.spec.workload import EchoWorkload, input_slice, output_slice
+
+__all__ = ["Finding", "Recorder", "World", "Pair", "random_run", "DRIVER_ASSUMES",
+           "machine_policy_rows", "RULES"]
+
+RULES = ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-RSP-PAST-READ", "COSIM-DEVICE-RULE",
+         "COSIM-DOUBLE-COMPLETE", "COSIM-LOST-COMPLETE", "COSIM-DATA-MISMATCH",
+         "COSIM-STRANDED", "COSIM-DIVERGENCE")
+
+#: Device-policy alternatives under which the *driver itself* does not conform (found
+#: by these machines; tests/test_cosim_machine.py shows each one).  Machines over
+#: policy rows hold these policies at their defaults.
+DRIVER_ASSUMES: dict[str, str] = {
+    "ring-full-rule": "a full response ring (n elements) reads head == tail: the driver "
+                      "sees it empty and strands the completions",
+    "response-ring-full": "a dropped response never completes its BO",
+}
+
+PAGE = arith.PAGE_SIZE
+
+
+@attrs.frozen
+class Finding:
+    """One broken invariant."""
+
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+class Recorder:
+    """The device as the host sees it: forwards everything, logs and checks register access."""
+
+    def __init__(self, dev: Device, world: World) -> None:
+        self._dev = dev
+        self._world = world
+        self.log: list[tuple[str, int, int, int]] = []
+        self.last_rsp_tp: dict[int, int] = {}
+        dev.observers.append(self._event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dev, name)
+
+    def _event(self, ev: tuple[Any, ...]) -> None:
+        if ev[0] in ("activate", "deactivate"):
+            self.last_rsp_tp.pop(ev[1], None)
+
+    def readl(self, dbc: int, reg: int) -> int:
+        v = int(self._dev.readl(dbc, reg))
+        self.log.append(("readl", dbc, reg, v))
+        if reg == regs.RSP_TP and self._dev.ch[dbc].active:
+            self.last_rsp_tp[dbc] = v
+        return v
+
+    def writel(self, dbc: int, reg: int, val: int) -> None:
+        ch = self._dev.ch[dbc]
+        if ch.active and isinstance(val, int) and 0 <= val < ch.nelem:
+            n = ch.nelem
+            if reg == regs.RSP_HP:
+                seen = self.last_rsp_tp.get(dbc, ch.rsp_hp)
+                if arith.ring_occupancy(ch.rsp_hp, val, n) > arith.ring_occupancy(ch.rsp_hp, seen, n):
+                    self._world.find("COSIM-RSP-PAST-READ",
+                                     f"dbc {dbc}: RSP_HP {ch.rsp_hp} -> {val} passes the RSP_TP "
+                                     f"{seen} the host read")
+            elif reg == regs.REQ_TP:
+                added = arith.ring_occupancy(ch.req_tp, val, n)
+                free = arith.fifo_space(ch.req_hp, ch.req_tp, n)
+                if added > free:
+                    self._world.find("COSIM-REQ-OVERRUN",
+                                     f"dbc {dbc}: REQ_TP {ch.req_tp} -> {val} adds {added} "
+                                     f"elements, {free} free (REQ_HP {ch.req_hp})")
+        self.log.append(("writel", dbc, reg, val))
+        self._dev.writel(dbc, reg, val)
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        r = fn()
+    except IoctlError as e:
+        return (e.name, None)
+    except ArgumentError as e:
+        return ("ArgumentError", str(e))
+    if isinstance(r, np.ndarray):
+        r = r.tobytes()
+    elif isinstance(r, list):
+        r = [attrs.astuple(x) if attrs.has(type(x)) else x for x in r]
+    return ("ok", r)
+
+
+class World:
+    """Device + host + echo workload in the standard two-channel set-up.
+
+    dbc 0 (user 0, ``nelem0`` slots): an :class:`EchoWorkload`; BOs ``in`` and
+    ``out`` of ``echo_len`` bytes, one slice each, speaking its protocol.
+    dbc 1 (user 1, ``nelem1`` slots, no workload): BOs ``A`` (to device) and ``B``
+    (from device) at the same device address, ``dma_slices`` slices each: a
+    write-then-read round trip; BOs ``C`` and ``D`` (to device, two segments
+    each) for concurrent EXECUTE_BO threads.
+    """
+
+    def __init__(self, host_factory: Callable[..., Any], *, policies: Policies | None = None,
+                 single_msi: bool = False, datapath_polling: bool = False,
+                 sg_max_segment: int | None = PAGE, nelem0: int = 16, nelem1: int = 4,
+                 echo_len: int = 2 * PAGE, dma_len: int = 3 * PAGE, dma_slices: int = 2,
+                 num_events: int = 2, num_delays: int = 1) -> None:
+        self.findings: list[Finding] = []
+        self.dev = Device(num_dbc=2, policies=policies, single_msi=single_msi)
+        self.bus = Recorder(self.dev, self)
+        kw: dict[str, Any] = {"sg_max_segment": sg_max_segment,
+                              "datapath_polling": datapath_polling}
+        if isinstance(host_factory, type) and issubclass(host_factory, HostCore):
+            kw.update(num_events=num_events, num_delays=num_delays)
+        self.host = host_factory(self.bus, **kw)
+        h = self.host
+        self.u0, self.u1 = h.open(), h.open()
+        activate_channel(h, 0, self.u0, nelem0)
+        activate_channel(h, 1, self.u1, nelem1)
+        self.wl = EchoWorkload(self.dev, 0, 0x10_0000, 0x20_0000, echo_len)
+        self.bo: dict[str, int] = {}
+        ein = uapi.SliceEntry(size=echo_len, dev_addr=0x10_0000,
+                              **_sl(input_slice(0, last=True)))
+        eout = uapi.SliceEntry(size=echo_len, dev_addr=0x20_0000,
+                               **_sl(output_slice(1, last=True)))
+        self._mk("in", self.u0, 0, echo_len, uapi.DMA_TO_DEVICE, [ein])
+        self._mk("out", self.u0, 0, echo_len, uapi.DMA_FROM_DEVICE, [eout])
+        self.dma_len = dma_len
+        cut = _cuts(dma_len, dma_slices)
+        self._mk("A", self.u1, 1, dma_len, uapi.DMA_TO_DEVICE,
+                 [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut])
+        self._mk("B", self.u1, 1, dma_len, uapi.DMA_FROM_DEVICE,
+                 [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut])
+        for name, addr in (("C", 0x40_0000), ("D", 0x50_0000)):
+            self._mk(name, self.u1, 1, 2 * PAGE, uapi.DMA_TO_DEVICE,
+                     [uapi.SliceEntry(size=2 * PAGE, dev_addr=addr)])
+        self.owner = {"in": self.u0, "out": self.u0, "A": self.u1, "B": self.u1, "C": self.u1,
+                      "D": self.u1}
+        self.executed: dict[str, int] = dict.fromkeys(self.bo, 0)
+        self.completed: dict[str, int] = dict.fromkeys(self.bo, 0)
+        self.expect: dict[str, bytes] = {}  # BO -> bytes it must hold when it completes
+        self.a_written: bytes | None = None  # bytes A carried to the device last time
+        self.threads: dict[int, list[str]] = {}  # exec thread id -> BO names
+        self.echo_pending = False  # ``in`` went, ``out`` still has to
+        self._seen_completions = 0
+        self._seen_violations = 0
+        self.steps = 0
+
+    def _mk(self, name: str, user: int, dbc: int, size: int, dir: int,
+            ents: list[uapi.SliceEntry]) -> None:
+        h = self.host.create_bo(user, size)
+        self.host.attach_slice(user, uapi.AttachSliceHdr(count=len(ents), dbc_id=dbc, handle=h,
+                                                         dir=dir, size=size), ents)
+        self.bo[name] = h
+
+    # -- findings and checks ------------------------------------------------
+    def find(self, rule: str, message: str) -> None:
+        self.findings.append(Finding(rule, message))
+
+    def _name(self, key: tuple[int, int]) -> str | None:
+        for n, h in self.bo.items():
+            if (self.owner[n], h) == key:
+                return n
+        return None
+
+    def _snapshot(self) -> dict[int, list[tuple[int, bytes]]]:
+        out = {}
+        for ch in self.dev.ch:
+            if not ch.active:
+                continue
+            slots = []
+            i = ch.req_hp
+            for _ in range(arith.ring_occupancy(ch.req_hp, ch.req_tp, ch.nelem)):
+                slots.append((i, self.dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE)))
+                i = (i + 1) % ch.nelem
+            out[ch.dbc] = slots
+        return out
+
+    def _check_snapshot(self, snap: dict[int, list[tuple[int, bytes]]]) -> None:
+        for dbc, slots in snap.items():
+            ch = self.dev.ch[dbc]
+            for i, raw in slots:
+                if self.dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE) != raw:
+                    self.find("COSIM-REQ-OVERWRITE",
+                              f"dbc {dbc}: the host rewrote request slot {i}, published and not "
+                              f"yet consumed (REQ_HP {ch.req_hp}, REQ_TP {ch.req_tp})")
+
+    def host_call(self, fn: Callable[[], Any]) -> tuple[str, Any]:
+        """Run one host step or ioctl with the request-slot invariant around it."""
+        snap = self._snapshot()
+        out = _outcome(fn)
+        self._check_snapshot(snap)
+        self.check()
+        return out
+
+    def check(self) -> None:
+        """Invariants that hold after every step."""
+        v = self.dev.violations
+        for viol in v[self._seen_violations:]:
+            self.find("COSIM-DEVICE-RULE", f"{viol.rule}: {viol.message}")
+        self._seen_violations = len(v)
+        comps = self.host.completions
+        for key in comps[self._seen_completions:]:
+            name = self._name(key)
+            if name is None:
+                continue
+            self.completed[name] += 1
+            if self.completed[name] > self.executed[name]:
+                self.find("COSIM-DOUBLE-COMPLETE",
+                          f"BO {name} completed {self.completed[name]} times, executed "
+                          f"{self.executed[name]}")
+            want = self.expect.pop(name, None)
+            if want is not None:
+                got = bytes(self.host.mmap_bo(self.owner[name], self.bo[name])[:len(want)])
+                if got != want:
+                    bad = next(i for i in range(len(want)) if got[i] != want[i])
+                    self.find("COSIM-DATA-MISMATCH",
+                              f"BO {name}: byte {bad} is {got[bad]:#x}, expected {want[bad]:#x}")
+        self._seen_completions = len(comps)
+        for tid in list(self.threads):
+            th = getattr(self.host, "threads", {}).get(tid)
+            if th is not None and th.phase.name == "DONE":
+                err = self.host.execute_result(tid)
+                names = self.threads.pop(tid)
+                if err is None:
+                    for n in names:
+                        self.executed[n] += 1
+
+    def quiescent(self) -> bool:
+        return not self.enabled()
+
+    def check_quiescent(self) -> None:
+        """At quiescence: no response left in a ring, every executed BO completed."""
+        for ch in self.dev.ch:
+            if ch.active and ch.rsp_hp != ch.rsp_tp:
+                self.find("COSIM-STRANDED",
+                          f"dbc {ch.dbc}: {arith.ring_occupancy(ch.rsp_hp, ch.rsp_tp, ch.nelem)} "
+                          f"response(s) left in the ring at quiescence (RSP_HP {ch.rsp_hp}, "
+                          f"RSP_TP {ch.rsp_tp})")
+        for n in self.bo:
+            if self.executed[n] > self.completed[n]:
+                self.find("COSIM-LOST-COMPLETE",
+                          f"BO {n} executed {self.executed[n]} times, completed "
+                          f"{self.completed[n]}, and nothing can happen any more")
+
+    # -- actors ---------------------------------------------------------------
+    def enabled(self) -> list[tuple[int, Any]]:
+        out: list[tuple[int, Any]] = [(0, a) for a in self.dev.enabled()]
+        out += [(1, a) for a in self.wl.enabled()]
+        out += [(2, a) for a in self.host.enabled()]
+        return out
+
+    def act(self, i: int) -> tuple[str, Any]:
+        acts = self.enabled()
+        who, a = acts[i % len(acts)]
+        self.steps += 1
+        if who == 2:
+            return self.host_call(lambda: self.host.step(a))
+        (self.dev if who == 0 else self.wl).step(a)
+        self.check()
+        return ("ok", repr(a))
+
+    def settle(self, rng: random.Random, max_steps: int = 2000) -> bool:
+        """Random steps until nothing is enabled (True) or max_steps."""
+        for _ in range(max_steps):
+            acts = self.enabled()
+            if not acts:
+                self.check_quiescent()
+                return True
+            self.act(rng.randrange(len(acts)))
+        return False
+
+    # -- operations -------------------------------------------------------------
+    def _idle(self, *names: str) -> bool:
+        busy = {n for ns in self.threads.values() for n in ns}
+        return all(self.executed[n] == self.completed[n] and n not in busy for n in names)
+
+    def echo_ready(self) -> bool:
+        return self._idle("in", "out") and not self.echo_pending
+
+    def echo_out(self) -> tuple[str, Any]:
+        """Retry the ``out`` half of an inference whose second call failed (EAGAIN)."""
+        res = self.host_call(lambda: self.host.execute(self.u0, 0, [(self.bo["out"], 2)]))
+        if res[0] == "ok":
+            self.executed["out"] += 1
+            self.echo_pending = False
+        return res
+
+    def echo_submit(self, data: bytes, mode: int) -> tuple[str, Any]:
+        """One echo inference: fill ``in``, execute ``in`` and ``out`` (mode 0: one call;
+        1: two calls; 2: two concurrent threads -- their order is up to the scheduler, and
+        under processing-order=fifo an ``out`` queued before its ``in`` deadlocks the
+        workload, so machines use mode 2 only with the default processing order)."""
+        h = self.host
+        view = h.mmap_bo(self.u0, self.bo["in"])
+        view[:] = np.resize(np.frombuffer(data, dtype=np.uint8), view.shape[0])
+        want = bytes(view[:self.wl.length])
+        ents = [(self.bo["in"], 1), (self.bo["out"], 2)]
+        if mode == 2:
+            for e, n in zip(ents, ("in", "out"), strict=True):
+                tid = h.execute_begin(self.u0, 0, [e])
+                self.threads[tid] = [n]
+            self.expect["out"] = want
+            self.check()
+            return ("ok", None)
+        calls = [ents] if mode == 0 else [ents[:1], ents[1:]]
+        res: tuple[str, Any] = ("ok", None)
+        for k, c in enumerate(calls):
+            res = self.host_call(lambda c=c: h.execute(self.u0, 0, c))  # type: ignore[misc]
+            if res[0] != "ok":
+                self.echo_pending = k == 1
+                break
+            for hd, _d in c:
+                self.executed["in" if hd == self.bo["in"] else "out"] += 1
+        if res[0] == "ok" or self.echo_pending:
+            self.expect["out"] = want
+        return res
+
+    def dma_write(self, data: bytes, resize: int | None) -> tuple[str, Any]:
+        """Execute A (to device) with ``data`` (partially when ``resize`` is given)."""
+        h = self.host
+        view = h.mmap_bo(self.u1, self.bo["A"])
+        pattern = np.resize(np.frombuffer(data, dtype=np.uint8), view.shape[0])
+        view[:] = pattern + np.uint8(self.executed["A"] & 0xFF)  # differs every round
+        if resize is None:
+            res = self.host_call(lambda: h.execute(self.u1, 1, [(self.bo["A"], 1)]))
+        else:
+            res = self.host_call(lambda: h.partial_execute(self.u1, 1, [(self.bo["A"], 1,
+                                                                         resize)]))
+        if res[0] == "ok":
+            self.executed["A"] += 1
+            n = self.dma_len if resize is None else resize
+            self.a_written = bytes(view[:n])
+        return res
+
+    def dma_read(self) -> tuple[str, Any]:
+        """Execute B (from device): it must bring back what A carried."""
+        res = self.host_call(lambda: self.host.execute(self.u1, 1, [(self.bo["B"], 2)]))
+        if res[0] == "ok":
+            self.executed["B"] += 1
+            if self.a_written is not None:
+                self.expect["B"] = self.a_written
+        return res
+
+    def concurrent(self, partial: bool = False) -> tuple[str, Any]:
+        """Two ioctl threads inside EXECUTE_BO on dbc 1 at once (C and D)."""
+        for n in ("C", "D"):
+            e = (self.bo[n], 1, 2 * PAGE) if partial else (self.bo[n], 1)
+            tid = self.host.execute_begin(self.u1, 1, [e], partial)
+            self.threads[tid] = [n]
+        self.check()
+        return ("ok", None)
+
+    def ioctl(self, name: str, *args: Any) -> tuple[str, Any]:
+        """Any host call by name (for validation fuzzing)."""
+        fn = getattr(self.host, name)
+        return self.host_call(lambda: fn(*args))
+
+    # -- state for Pair comparison --------------------------------------------------
+    def state(self) -> tuple[Any, ...]:
+        rings = []
+        for ch in self.dev.ch:
+            if ch.active:
+                rings.append((ch.req_hp, ch.req_tp, ch.rsp_hp, ch.rsp_tp,
+                              self.dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE),
+                              self.dev.host_mem.read(ch.rsp_q, ch.nelem * RSP_SIZE)))
+        return (tuple(rings), tuple(self.bus.log), tuple(sorted(self.host.completions)),
+                tuple(sorted(self.executed.items())))
+
+
+def _sl(d: dict[str, Any]) -> dict[str, Any]:
+    """workload.input_slice/output_slice dicts -> SliceEntry keyword arguments."""
+    out = dict(d)
+    for k in ("sem0", "sem1", "sem2", "sem3"):
+        out[k] = uapi.Sem(**d[k])
+    return out
+
+
+def _cuts(total: int, k: int) -> list[tuple[int, int]]:
+    """``k`` page-aligned slices covering [0, total)."""
+    pages = total // PAGE
+    k = max(1, min(k, pages))
+    bounds = [round(i * pages / k) * PAGE for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(k)]
+
+
+class Pair:
+    """The same operations on two worlds (spec host, fast host); any difference is a finding."""
+
+    def __init__(self, make: Callable[[Callable[..., Any]], World],
+                 factories: Sequence[Callable[..., Any]]) -> None:
+        self.a, self.b = (make(f) for f in factories)
+        self.findings: list[Finding] = []
+        self.compare("set-up")
+
+    def compare(self, what: str, ra: Any = None, rb: Any = None) -> None:
+        if ra != rb:
+            self.findings.append(Finding("COSIM-DIVERGENCE", f"{what}: {ra!r} vs {rb!r}"))
+        sa, sb = self.a.state(), self.b.state()
+        for label, x, y in zip(("rings", "register log", "completions", "executed"), sa, sb,
+                               strict=True):
+            if x != y:
+                self.findings.append(Finding("COSIM-DIVERGENCE", f"after {what}: {label} differ"))
+        if [a for _w, a in self.a.enabled()] != [a for _w, a in self.b.enabled()]:
+            self.findings.append(Finding("COSIM-DIVERGENCE", f"after {what}: enabled actions "
+                                                             "differ"))
+
+    def do(self, what: str, op: Callable[[World], Any]) -> Any:
+        ra, rb = op(self.a), op(self.b)
+        self.compare(what, ra, rb)
+        return ra
+
+    def all_findings(self) -> list[Finding]:
+        return self.findings + self.a.findings + self.b.findings
+
+
+def machine_policy_rows() -> list[Policies]:
+    """Pairwise covering rows over the dma-bridge policies plus msi-while-masked, with the
+    policies in :data:`DRIVER_ASSUMES` held at their defaults."""
+    from qaicmodel.spec import registry
+    from qaicmodel.spec.policies import pairwise
+
+    registry.load_all()
+    ids = [p for p, pol in REGISTRY.items()
+           if pol.area in ("dma-bridge", "host-driver") and p not in DRIVER_ASSUMES]
+    return pairwise(ids)
+
+
+def random_run(host_factory: Callable[..., Any], *, seed: int, steps: int = 400,
+               policies: Policies | None = None, **world_kw: Any) -> tuple[World, list[Finding]]:
+    """A seeded random co-simulation (for ``conform``): operations and actor steps drawn
+    from ``random.Random(seed)``; ends by settling to quiescence."""
+    rng = random.Random(seed)
+    w = World(host_factory, policies=policies, **world_kw)
+    for _ in range(steps):
+        r = rng.random()
+        try:
+            if r < 0.08 and w.echo_pending:
+                w.echo_out()
+            elif r < 0.08 and w.echo_ready():
+                w.echo_submit(rng.randbytes(64), rng.randrange(2))
+            elif r < 0.14 and w._idle("A", "B"):
+                w.dma_write(rng.randbytes(64), rng.choice([None, None, rng.randrange(1, w.dma_len)]))
+            elif r < 0.18 and w._idle("A", "B") and w.executed["A"]:
+                w.dma_read()
+            elif r < 0.22 and w._idle("C", "D") and hasattr(w.host, "execute_begin"):
+                w.concurrent(rng.random() < 0.3)
+            elif w.enabled():
+                w.act(rng.randrange(len(w.enabled())))
+        except QaicModelError as e:  # a host raising a model error is a finding too
+            w.find("COSIM-DEVICE-RULE", f"host raised {e.one_line()}")
+        if w.findings:
+            break
+    if not w.findings:
+        w.settle(rng)
+    return w, w.findings
+
+
+# ---------------------------------------------------------------------------
+# The Hypothesis machine (tests and fuzzing campaigns build on this)
+
+_USERS = (0, 1, 2)
+_HANDLES = (0, 5, 6, 7)  # never a tracked BO (those are 1..4)
+_DBCS = (0, 1, 2, 16)
+
+
+def _burst(w: World, seed: int, n: int) -> list[Any]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        acts = w.enabled()
+        if not acts:
+            break
+        out.append(w.act(rng.randrange(len(acts))))
+    return out
+
+
+def _settle(w: World, seed: int) -> bool:
+    return w.settle(random.Random(seed), 3000)
+
+
+def make_machine(host_factories: Sequence[Callable[..., Any]], *,
+                 policies: Policies | None = None, **world_kw: Any) -> type:
+    """A RuleBasedStateMachine running one host (or, with two factories, a :class:`Pair`)
+    against the device: operations, single actor steps and random bursts interleaved by
+    Hypothesis; after every rule no invariant may be broken."""
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+    pair = len(host_factories) == 2
+    fifo = policies is not None and policies["processing-order"] == "fifo"
+    sems = st.builds(uapi.Sem, val=st.sampled_from([0, 1, 0xFFF, 0x1000]),
+                     index=st.sampled_from([8, 9, 31, 32]), presync=st.sampled_from([0, 0, 2]),
+                     cmd=st.sampled_from([0, 1, 2, 3, 7]), flags=st.sampled_from([0, 1, 2, 4]),
+                     pad=st.sampled_from([0, 0, 1]))
+    entries = st.lists(st.builds(
+        uapi.SliceEntry, size=st.sampled_from([0, 1, PAGE, 2 * PAGE, 1 << 63]),
+        sem0=sems, sem1=st.just(uapi.Sem()), sem2=sems, sem3=st.just(uapi.Sem()),
+        dev_addr=st.sampled_from([0x60_0000, 0x61_0000]),
+        db_addr=st.sampled_from([0x70_0000, 0x70_0002, 0x70_0001]),
+        db_len=st.sampled_from([0, 8, 16, 32, 12]),
+        offset=st.sampled_from([0, PAGE, 3 * PAGE, (1 << 64) - PAGE])), max_size=3)
+    hdrs = st.builds(uapi.AttachSliceHdr, count=st.integers(0, 3), dbc_id=st.sampled_from(_DBCS),
+                     handle=st.sampled_from(_HANDLES), dir=st.integers(0, 3),
+                     size=st.sampled_from([0, PAGE, 8 * PAGE]))
+    users, handles, dbcs = (st.sampled_from(_USERS), st.sampled_from(_HANDLES),
+                            st.sampled_from(_DBCS))
+    calls = st.one_of(
+        st.tuples(st.just("create_bo"), users, st.sampled_from([0, 1, PAGE, PAGE + 1,
+                                                                 (1 << 64) - 1]),
+                  st.sampled_from([0, 0, 1])),
+        st.tuples(st.just("attach_slice"), users, hdrs, st.one_of(st.none(), entries)),
+        st.tuples(st.just("execute"), users, dbcs,
+                  st.lists(st.tuples(handles, st.integers(0, 3)), max_size=3)),
+        st.tuples(st.just("partial_execute"), users, dbcs,
+                  st.lists(st.tuples(handles, st.integers(0, 3),
+                                     st.sampled_from([0, 1, PAGE, 3 * PAGE])), max_size=2)),
+        st.tuples(st.just("wait_check"), users, dbcs, handles, st.sampled_from([0, 5000]),
+                  st.sampled_from([0, 0, 1])),
+        st.tuples(st.just("perf_stats"), users, dbcs, st.lists(handles, max_size=3)),
+        st.tuples(st.just("detach_slice"), users, handles, st.sampled_from([0, 0, 1])),
+        st.tuples(st.just("mmap_bo"), users, handles),
+    )
+
+    class CosimMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def mk(f: Callable[..., Any]) -> World:
+                return World(f, policies=policies, **world_kw)
+
+            if pair:
+                self.pair: Pair | None = Pair(mk, host_factories)
+                self.w = self.pair.a
+            else:
+                self.pair = None
+                self.w = mk(host_factories[0])
+
+        def _do(self, what: str, op: Callable[[World], Any]) -> Any:
+            if self.pair is not None:
+                return self.pair.do(what, op)
+            return op(self.w)
+
+        def _findings(self) -> list[Finding]:
+            return self.pair.all_findings() if self.pair is not None else self.w.findings
+
+        @rule(i=st.integers(0, 63))
+        def act(self, i: int) -> None:
+            self._do(f"act {i}", lambda w: w.act(i) if w.enabled() else None)
+
+        @rule(seed=st.integers(0, 1 << 16), n=st.integers(1, 80))
+        def burst(self, seed: int, n: int) -> None:
+            self._do(f"burst {seed} {n}", lambda w: _burst(w, seed, n))
+
+        @precondition(lambda self: self.w.echo_ready())
+        @rule(data=st.binary(min_size=1, max_size=64), mode=st.integers(0, 1 if fifo else 2))
+        def echo(self, data: bytes, mode: int) -> None:
+            self._do(f"echo {mode}", lambda w: w.echo_submit(data, mode))
+
+        @precondition(lambda self: self.w.echo_pending)
+        @rule()
+        def echo_out(self) -> None:
+            self._do("echo_out", lambda w: w.echo_out())
+
+        @precondition(lambda self: self.w._idle("A", "B"))
+        @rule(data=st.binary(min_size=1, max_size=64),
+              resize=st.one_of(st.none(), st.integers(1, 3 * PAGE)))
+        def dma_write(self, data: bytes, resize: int | None) -> None:
+            if resize is not None:
+                resize = min(resize, self.w.dma_len)
+            self._do("dma_write", lambda w: w.dma_write(data, resize))
+
+        @precondition(lambda self: self.w._idle("A", "B") and self.w.executed["A"] > 0)
+        @rule()
+        def dma_read(self) -> None:
+            self._do("dma_read", lambda w: w.dma_read())
+
+        @precondition(lambda self: self.w._idle("C", "D"))
+        @rule(partial=st.booleans())
+        def concurrent(self, partial: bool) -> None:
+            self._do("concurrent", lambda w: w.concurrent(partial))
+
+        @rule(call=calls)
+        def ioctl(self, call: tuple[Any, ...]) -> None:
+            name, *args = call
+            self._do(f"{name}{tuple(args)!r}", lambda w: w.ioctl(name, *args))
+
+        @rule(seed=st.integers(0, 1 << 16))
+        def settle(self, seed: int) -> None:
+            self._do("settle", lambda w: _settle(w, seed))
+
+        @invariant()
+        def no_findings(self) -> None:
+            f = self._findings()
+            assert not f, "; ".join(str(x) for x in f[:3])
+
+        def teardown(self) -> None:
+            self._do("final settle", lambda w: _settle(w, 0))
+            f = self._findings()
+            assert not f, "; ".join(str(x) for x in f[:3])
+
+    return CosimMachine

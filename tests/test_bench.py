@@ -1,0 +1,72 @@
+"""``qaicmodel bench``: the report's structure and that the ratios are computed from the
+measured figures.  No timing thresholds here: performance claims come from the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qaicmodel import bench
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return bench.run_bench(quick=True)
+
+
+def test_report_structure(report: dict) -> None:
+    assert report["format"] == "qaicmodel-bench/1"
+    assert set(report["machine"]) >= {"platform", "cpu_count", "python", "numpy"}
+    ls, one = report["large_slice"], report["one_element"]
+    assert ls["elements"] == bench.SEGMENTS == 1000
+    for k in ("copy_ns_per_elem", "impl_ns_per_elem", "spec_ns_per_elem"):
+        assert ls[k] > 0
+    assert one["impl_us"] > 0 and one["spec_us"] > 0
+
+
+def test_ratios_are_computed_from_the_figures(report: dict) -> None:
+    ls, t = report["large_slice"], report["targets"]
+    assert ls["impl_over_copy"] == pytest.approx(ls["impl_ns_per_elem"] / ls["copy_ns_per_elem"],
+                                                 rel=0.02)
+    assert ls["spec_over_impl"] == pytest.approx(ls["spec_ns_per_elem"] / ls["impl_ns_per_elem"],
+                                                 rel=0.02)
+    assert t["impl_over_copy_met"] == (ls["impl_over_copy"] <= t["impl_over_copy_max"])
+    assert t["spec_over_impl_met"] == (ls["spec_over_impl"] >= t["spec_over_impl_min"])
+    assert t["one_elem_us_met"] == (report["one_element"]["impl_us"] < t["one_elem_us_max"])
+
+
+def test_round_trip_completes_the_bo_and_counts_only_host_time() -> None:
+    from qaicmodel import scenario as sc
+
+    rig = bench._Rig(sc.load_host(bench.IMPL_HOST), 3)
+    dev_steps = []
+    orig = rig.device.step
+    rig.device.step = lambda a: (dev_steps.append(a), orig(a))[1]  # type: ignore[method-assign]
+    ns = rig.round_trip()
+    assert ns > 0
+    assert len(dev_steps) >= 3  # the device consumed and completed the 3 requests
+    assert rig.host.wait_check(rig.uid, rig.dbc, rig.handle, 0)
+    assert rig.round_trip() > 0  # and the BO can go again
+
+
+def test_text_table_names_every_figure(report: dict) -> None:
+    txt = bench.text(report)
+    for word in ("numpy copy", "impl host", "spec host", "impl / copy", "spec / impl",
+                 "one-element", "machine:"):
+        assert word in txt
+
+
+def test_cli_json() -> None:
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "bench", "--quick", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["format"] == "qaicmodel-bench/1"
+
+
+def test_cli_bad_host_is_exit_2() -> None:
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "bench", "--impl", "x:Y"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -1,0 +1,73 @@
+"""Each invariant of the co-simulation can fail: a deliberately broken host is caught.
+
+The machine is the same one tests/test_cosim_machine.py runs against the real hosts
+(qaicmodel.spec.cosim.make_machine); only the host class differs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from qaicmodel.spec.broken import (
+    BROKEN,
+    EarlyCompleteHost,
+    NoLockHost,
+    NoRecheckHost,
+    NoReserveHost,
+    OverreadHost,
+)
+from qaicmodel.spec.cosim import make_machine, random_run
+from qaicmodel.spec.host import SpecHost
+from qaicmodel.spec.policies import Policies
+
+FIND = settings(max_examples=400, stateful_step_count=40, deadline=None, database=None,
+                derandomize=True,
+                phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
+                suppress_health_check=list(HealthCheck))
+
+CASES = [
+    (NoRecheckHost, {"policies": Policies({"msi-while-masked": "lost"})}),
+    (NoReserveHost, {}),
+    (NoLockHost, {}),
+    (OverreadHost, {}),
+    (EarlyCompleteHost, {}),
+]
+
+
+@pytest.mark.parametrize("cls,kw", CASES, ids=[c.__name__ for c, _ in CASES])
+def test_machine_catches_broken_host(cls: type, kw: dict) -> None:
+    with pytest.raises(AssertionError) as info:
+        run_state_machine_as_test(make_machine((cls,), **kw), settings=FIND)
+    rules = set(re.findall(r"COSIM-[A-Z-]+", str(info.value)))
+    assert rules and rules <= set(BROKEN[cls]), rules
+
+
+@pytest.mark.parametrize("cls,kw", CASES, ids=[c.__name__ for c, _ in CASES])
+def test_random_run_catches_broken_host(cls: type, kw: dict) -> None:
+    """The seeded driver ``conform`` uses finds them too."""
+    for seed in range(100):
+        _w, found = random_run(cls, seed=seed, steps=400, **kw)
+        if found:
+            assert {f.rule for f in found} <= set(BROKEN[cls])
+            return
+    pytest.fail(f"{cls.__name__} not caught in 100 seeds")
+
+
+def test_correct_host_passes_the_same_search() -> None:
+    """Control: the reference host under the same policies is not flagged."""
+    for seed in range(10):
+        _w, found = random_run(SpecHost, seed=seed, steps=400,
+                               policies=Policies({"msi-while-masked": "lost"}))
+        assert not found, found
+
+
+def test_no_recheck_is_safe_when_masked_msis_latch() -> None:
+    """Without the re-check the driver relies on masked MSIs being latched: under the
+    default policy the same search finds nothing."""
+    for seed in range(10):
+        _w, found = random_run(NoRecheckHost, seed=seed, steps=400)
+        assert not found, found

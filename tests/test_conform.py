@@ -1,0 +1,218 @@
+"""``qaicmodel conform``: it runs, it covers the policy rows, it catches broken hosts,
+its reproducers replay, and ``--seed`` replays exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qaicmodel import conform
+from qaicmodel import scenario as sc
+from qaicmodel.impl.host import ImplHost
+
+REPO = Path(__file__).parent.parent
+
+
+class SloppyDetach(ImplHost):
+    """Broken on purpose: forgets DETACH_SLICE_BO's -EBUSY for a queued BO (qaic_data.c
+    qaic_detach_slice_bo_ioctl) and reports success without detaching."""
+
+    def detach_slice(self, user: int, handle: int, pad: int = 0) -> None:
+        c = self.users.get(user)
+        bo = c.bos.get(handle) if c is not None else None
+        if bo is not None and bo.queued and pad == 0:
+            return None
+        return super().detach_slice(user, handle, pad)
+
+
+class LosesCompletions(ImplHost):
+    """Broken on purpose: every second BO completion is dropped (the waiter never wakes)."""
+
+    _n = 0
+
+    def _complete(self, ch: Any, bo: Any) -> None:
+        self._n += 1
+        if self._n % 2:
+            super()._complete(ch, bo)
+        else:
+            self._xfer_remove(ch, bo)
+
+
+def _run(host: Any, tmp_path: Path, seed: int = 11, **kw: Any) -> dict[str, Any]:
+    return conform.run_conformance(host, seed=seed, episodes=kw.pop("episodes", 1),
+                                   out_dir=tmp_path / "repro", **kw)
+
+
+def test_default_host_conforms_and_says_what_it_covered(tmp_path: Path) -> None:
+    rep = _run(conform.DEFAULT_HOST, tmp_path)
+    assert rep["verdict"] == "conforms", rep["failures"]
+    assert rep["reference"] == sc.DEFAULT_HOST
+    assert rep["steps"] > 0 and rep["actions"] > 0
+    cov = rep["policies_covered"]
+    assert cov["rows_run"] == cov["rows_total"] > 1
+    from qaicmodel.spec.policies import REGISTRY
+
+    held = cov["held_at_default"]
+    assert held  # cosim.DRIVER_ASSUMES
+    missing = sum(len(REGISTRY[p].alternatives) - 1 for p in held)
+    assert cov["alternatives_covered"] == cov["alternatives_total"] - missing
+    assert cov["pairs_covered"] < cov["pairs_total"]
+    checked = rep["invariants_checked"]
+    assert set(checked) == set(conform.INVARIANTS) - {"CONF-REFERENCE"}
+    assert all(v > 0 for v in checked.values())
+    assert not (tmp_path / "repro").exists()
+
+
+def _few_rows() -> dict[str, str]:
+    """Pin every policy but two (a few pairwise rows: fast tests)."""
+    from qaicmodel.spec import registry
+    from qaicmodel.spec.policies import REGISTRY
+
+    registry.load_all()
+    return {p: pol.default for p, pol in REGISTRY.items()
+            if p not in ("processing-order", "msi-while-masked")}
+
+
+def test_seed_replays_exactly(tmp_path: Path) -> None:
+    pins = _few_rows()
+    a = _run(conform.DEFAULT_HOST, tmp_path, seed=5, episodes=3, policies=pins)
+    b = _run(conform.DEFAULT_HOST, tmp_path, seed=5, episodes=3, policies=pins)
+    c = _run(conform.DEFAULT_HOST, tmp_path, seed=6, episodes=3, policies=pins)
+    assert a["policies_covered"]["rows_total"] < 6
+    keys = ("steps", "actions", "invariants_checked", "episodes")
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert [a[k] for k in keys] != [c[k] for k in keys]
+
+
+def test_pinned_policy_is_in_every_row(tmp_path: Path) -> None:
+    rep = _run(conform.DEFAULT_HOST, tmp_path, policies={"processing-order": "fifo"})
+    cov = rep["policies_covered"]
+    assert cov["pinned"] == {"processing-order": "fifo"}
+    from qaicmodel.spec.policies import REGISTRY
+
+    held = sum(len(REGISTRY[p].alternatives) - 1 for p in cov["held_at_default"])
+    assert cov["alternatives_covered"] == cov["alternatives_total"] - 1 - held
+
+
+@pytest.mark.parametrize("broken", [SloppyDetach, LosesCompletions])
+def test_broken_host_is_caught_with_a_replayable_minimal_reproducer(
+        broken: type, tmp_path: Path) -> None:
+    rep = _run(broken, tmp_path, episodes=2)
+    assert rep["verdict"] == "FAILED"
+    f = rep["failures"][0]
+    assert f["invariant"] in conform.INVARIANTS
+    assert f["reproduces"] is True
+    assert f["steps_after_shrink"] <= f["steps_before_shrink"]
+    path = Path(f["reproducer"])
+    scen = json.loads(path.read_text())
+    assert scen["format"] == sc.FORMAT
+    # the reproducer fails with the broken host and holds with the reference host
+    assert sc.run_scenario(path, host_cls=broken).exit_code == 1
+    assert sc.run_scenario(path).exit_code == 0
+
+
+BROKEN = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "EarlyCompleteHost"]
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_conform_catches_every_broken_host_of_the_cosim_suite(name: str, tmp_path: Path) -> None:
+    """qaicmodel/spec/broken.py: each host breaks one driver rule; conform must say which
+    and leave a reproducer that ``--replay`` confirms."""
+    from qaicmodel.spec import broken
+
+    cls = getattr(broken, name)
+    rep = _run(cls, tmp_path, seed=1)
+    assert rep["verdict"] == "FAILED", name
+    f = rep["failures"][0]
+    assert f["reproduces"] is True
+    ref = f"qaicmodel.spec.broken:{name}"
+    out = conform.replay_file(f["reproducer"], ref)
+    assert out["verdict"] == "FAILED" and out["failure"]["invariant"] == f["invariant"]
+    assert conform.replay_file(f["reproducer"], sc.DEFAULT_HOST)["verdict"] == "conforms"
+
+
+def test_sloppy_detach_shrinks_to_a_few_steps(tmp_path: Path) -> None:
+    rep = _run(SloppyDetach, tmp_path, episodes=2)
+    f = rep["failures"][0]
+    assert f["invariant"] == "CONF-RESULT"
+    # open, activate, create, attach, execute, detach: nothing else is needed
+    assert f["steps_after_shrink"] <= 7, json.loads(Path(f["reproducer"]).read_text())
+
+
+def test_ddmin_finds_a_minimal_failing_subset() -> None:
+    calls = []
+
+    def fails(xs: list[int]) -> bool:
+        calls.append(xs)
+        return 3 in xs and 7 in xs
+
+    assert conform._ddmin(list(range(20)), fails, lambda: True) == [3, 7]
+
+
+USER_HOST = textwrap.dedent('''
+    from qaicmodel.spec.host import SpecHost
+
+    class MyHost(SpecHost):
+        """A user's host: the reference data path, except that it forgets -EBUSY."""
+
+        def detach_slice(self, user, handle, pad=0):
+            bo = self.users[user].bos.get(handle) if user in self.users else None
+            if bo is not None and bo.queued and pad == 0:
+                return None
+            return super().detach_slice(user, handle, pad)
+''')
+
+
+def _cli(*args: str, path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), str(REPO)])
+    return subprocess.run([sys.executable, "-m", "qaicmodel", *args], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=path or REPO)
+
+
+def test_cli_user_host_failure_is_exit_1_with_seed_progress_and_reproducer(
+        tmp_path: Path) -> None:
+    (tmp_path / "myhost.py").write_text(USER_HOST)
+    p = _cli("conform", "--host", "myhost:MyHost", "--seed", "3", "--episodes", "2",
+             "--out", str(tmp_path / "out"), path=tmp_path)
+    assert p.returncode == 1, (p.stdout, p.stderr[-2000:])
+    assert "seed 3" in p.stderr and "row 1/" in p.stderr
+    assert "FAILURE CONF-RESULT" in p.stdout
+    repro = sorted((tmp_path / "out").glob("*.json"))
+    assert repro
+    q = _cli("scenario", str(repro[0]), "--host", "myhost:MyHost", path=tmp_path)
+    assert q.returncode == 1, q.stdout
+    r = _cli("scenario", str(repro[0]), path=tmp_path)
+    assert r.returncode == 0, r.stdout
+    s = _cli("conform", "--replay", str(repro[0]), "--host", "myhost:MyHost", path=tmp_path)
+    assert s.returncode == 1 and "FAILED CONF-RESULT" in s.stdout, s.stdout
+
+
+def test_cli_json_report(tmp_path: Path) -> None:
+    p = _cli("conform", "--seed", "4", "--episodes", "1", "--json",
+             "--policy", "msi-while-masked=lost", "--out", str(tmp_path / "o"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    rep = json.loads(p.stdout)
+    assert rep["format"] == "qaicmodel-conform/1" and rep["seed"] == 4
+    assert rep["policies_covered"]["pinned"] == {"msi-while-masked": "lost"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--budget", "0"], ["--budget", "-3"], ["--episodes", "0"], ["--policy", "nope=x"],
+    ["--policy", "msi-while-masked"], ["--policy", "msi-while-masked=maybe"],
+    ["--host", "nocolon"], ["--host", "qaicmodel.spec.host:NoSuchHost"],
+    ["--host", "qaicmodel.spec.wire:SemCmd"], ["--seed", "-1"],
+])
+def test_bad_arguments_exit_2_one_line(argv: list[str]) -> None:
+    p = _cli("conform", *argv)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr

