@@ -673,6 +673,9 @@ class Episode:
             before = self.pair.prim.steps_run
             try:
                 res = self.pair.step(st, self.rng.randrange if n else None, n)
+            except FormatError:  # a step both hosts refuse (not runnable): end the episode
+                self.steps.pop()
+                return None
             except Failure as f:
                 if n:  # the interleaving this random run took is part of the reproducer
                     d.pop("max_steps", None)
@@ -937,7 +940,7 @@ def _text(rep: dict[str, Any]) -> str:
         f"  host:       {rep['host']}"
         + (f" (checked against {rep['reference']})" if rep["reference"] else " (reference host; "
            "checked against the device's rules only)"),
-        f"  seed:       {rep['seed']}  (replay exactly: {rep['replay']})",
+        f"  seed:       {rep['seed']}  (replay every episode of this run: {rep['replay']})",
         f"  time:       {rep['elapsed_s']} s of a {rep['budget_s']} s budget",
         f"  episodes:   {rep['episodes']}   steps: {rep['steps']}   actor actions: "
         f"{rep['actions']}",

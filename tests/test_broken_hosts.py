@@ -14,6 +14,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from qaicmodel.spec.broken import (
     BROKEN,
+    DoubleCompleteHost,
     EarlyCompleteHost,
     NoLockHost,
     NoRecheckHost,
@@ -35,6 +36,7 @@ CASES = [
     (NoLockHost, {}),
     (OverreadHost, {}),
     (EarlyCompleteHost, {}),
+    (DoubleCompleteHost, {}),
 ]
 
 
@@ -55,6 +57,15 @@ def test_random_run_catches_broken_host(cls: type, kw: dict) -> None:
             assert {f.rule for f in found} <= set(BROKEN[cls])
             return
     pytest.fail(f"{cls.__name__} not caught in 100 seeds")
+
+
+def test_every_invariant_is_shown_failing() -> None:
+    """Between them the broken hosts (and tests/test_cosim_machine.py's driver-assumption
+    and divergence tests) exercise every finding rule of the co-simulation."""
+    shown = {r for rules in BROKEN.values() for r in rules}
+    shown |= {"COSIM-LOST-COMPLETE", "COSIM-DIVERGENCE"}
+    from qaicmodel.spec.cosim import RULES
+    assert set(RULES) <= shown
 
 
 def test_correct_host_passes_the_same_search() -> None:

@@ -45,6 +45,14 @@ class LosesCompletions(ImplHost):
             self._xfer_remove(ch, bo)
 
 
+class LosesWrites(ImplHost):
+    """Broken on purpose: MMAP_BO hands out a private copy, so the data never reaches the
+    BO the device reads (CONF-DATA: the echo returns other bytes than were sent)."""
+
+    def mmap_bo(self, user: int, handle: int) -> Any:
+        return super().mmap_bo(user, handle).copy()
+
+
 def _run(host: Any, tmp_path: Path, seed: int = 11, **kw: Any) -> dict[str, Any]:
     return conform.run_conformance(host, seed=seed, episodes=kw.pop("episodes", 1),
                                    out_dir=tmp_path / "repro", **kw)
@@ -101,7 +109,7 @@ def test_pinned_policy_is_in_every_row(tmp_path: Path) -> None:
     assert cov["alternatives_covered"] == cov["alternatives_total"] - 1 - held
 
 
-@pytest.mark.parametrize("broken", [SloppyDetach, LosesCompletions])
+@pytest.mark.parametrize("broken", [SloppyDetach, LosesCompletions, LosesWrites])
 def test_broken_host_is_caught_with_a_replayable_minimal_reproducer(
         broken: type, tmp_path: Path) -> None:
     rep = _run(broken, tmp_path, episodes=2)

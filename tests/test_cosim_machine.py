@@ -131,6 +131,25 @@ def test_driver_assumption_is_necessary(pid: str, alt: str) -> None:
         run_state_machine_as_test(m, settings=FIND)
 
 
+def test_driver_relies_on_fence_without_enable() -> None:
+    """encode_reqs's automatic fence has cmd 0 (enable bit clear).  Under
+    fence-without-enable=needs-enable the co-simulation finds a round trip that reads the
+    device buffer before the split slice that wrote it finished (found by the seeded
+    search; the same seed under the default policy is clean)."""
+    from qaicmodel.spec.cosim import random_run
+
+    assert "fence-without-enable" in DRIVER_ASSUMES
+    pol = Policies({"fence-without-enable": "needs-enable"})
+    for seed in range(150):
+        _w, found = random_run(SpecHost, seed=seed, steps=600, policies=pol,
+                               datapath_polling=True)
+        if found:
+            break
+    assert [f.rule for f in found] == ["COSIM-DATA-MISMATCH"]
+    _w, clean = random_run(SpecHost, seed=seed, steps=600, datapath_polling=True)
+    assert not clean
+
+
 def test_pair_reports_divergence() -> None:
     """A Pair notices when the two hosts differ (here: an ioctl result)."""
 
@@ -142,3 +161,37 @@ def test_pair_reports_divergence() -> None:
     assert not p.findings
     p.do("mmap", lambda w: w.ioctl("mmap_bo", 0, 1))
     assert any(f.rule == "COSIM-DIVERGENCE" for f in p.findings)
+
+
+class _ProtocolOnly:
+    """A host that offers only the documented interface (hostapi.Host), wrapping another."""
+
+    MEMBERS = ("open", "close", "dbc_assign", "dbc_release", "create_bo", "bo_segments",
+               "mmap_bo", "attach_slice", "execute", "partial_execute", "wait_check",
+               "perf_stats", "detach_slice", "enabled", "step")
+    inner_cls: type = ImplHost
+
+    def __init__(self, device: object, **kw: object) -> None:
+        self._inner = self.inner_cls(device, **kw)
+        self.device = device
+        for m in self.MEMBERS:
+            setattr(self, m, getattr(self._inner, m))
+
+
+def test_protocol_only_host_is_checked_too() -> None:
+    """A user's host with only the documented interface: completions are observed through
+    WAIT_BO, so the same invariants apply (and still catch a broken one)."""
+    from qaicmodel.spec.broken import EarlyCompleteHost
+    from qaicmodel.spec.cosim import random_run
+    from qaicmodel.spec.hostapi import Host
+
+    assert isinstance(_ProtocolOnly(World(SpecHost).dev), Host)
+    for seed in range(5):
+        w, found = random_run(_ProtocolOnly, seed=seed, steps=300)
+        assert not found, found
+        assert sum(w.completed.values()) > 0
+
+    class Broken(_ProtocolOnly):
+        inner_cls = EarlyCompleteHost
+
+    assert any(random_run(Broken, seed=s, steps=400)[1] for s in range(60))

@@ -734,3 +734,41 @@ def test_any_arguments_give_a_library_error_or_work(calls: list[tuple[str, list[
             fn(*args[:n])
         except QaicModelError:
             pass
+
+
+def _trace(seed: int) -> list[Any]:
+    dev = make()
+    w = EchoWorkload(dev, 0, DDR, DDR + 64, 8, inferences=2)
+    src = dev.host_mem.alloc(64)
+    dst = dev.host_mem.alloc(64)
+    elems = []
+    for i in range(2):
+        elems.append(_protocol_req(2 * i, 1, src, DDR, 8, input_slice(0, last=True)))
+        elems.append(_protocol_req(2 * i + 1, 2, DDR + 64, dst, 8, output_slice(1, last=True)))
+    push(dev, *elems)
+    events: list[Any] = []
+    dev.observers.append(events.append)
+    run([dev, w], RandomScheduler(seed))
+    return events
+
+
+def test_random_scheduler_replays_and_varies() -> None:
+    assert _trace(7) == _trace(7)
+    assert len({repr(_trace(s)) for s in range(8)}) > 1
+
+
+def test_run_limits_and_checks_the_scheduler() -> None:
+    dev = make()
+    push(dev, req(1), req(2))
+    assert run([dev], FirstScheduler(), 1) == 1
+
+    class Bad:
+        def pick(self, actions: Any) -> int:
+            return len(actions)
+
+    with pytest.raises(ArgumentError):
+        run([dev], Bad())  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError):
+        run([dev], FirstScheduler(), -1)
+    with pytest.raises(ArgumentError):
+        RandomScheduler("seed")  # type: ignore[arg-type]

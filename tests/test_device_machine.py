@@ -202,7 +202,7 @@ class DeviceMachine(RuleBasedStateMachine):
         base = self.dev.host_mem.alloc(arith.dbc_buf_size(n))
         self.dev.activate(dbc, base, base + arith.dbc_rsp_offset(n), n)
 
-    @initialize(n0=st.integers(2, 6), n1=st.integers(2, 6), n_in=st.integers(1, 2))
+    @initialize(n0=st.integers(1, 6), n1=st.integers(1, 6), n_in=st.integers(1, 2))
     def setup(self, n0: int, n1: int, n_in: int) -> None:
         self._activate(0, n0)
         self._activate(1, n1)
@@ -273,7 +273,7 @@ class DeviceMachine(RuleBasedStateMachine):
         v = data.draw(st.integers(0, self.dev.intc.vectors - 1))
         getattr(self.dev.intc, what)(v)
 
-    @rule(n=st.integers(2, 6))
+    @rule(n=st.integers(1, 6))
     def reactivate_1(self, n: int) -> None:
         self.dev.deactivate(1)
         self._activate(1, n)

@@ -432,3 +432,34 @@ def test_register_reads_go_through_the_device(cls: type) -> None:
     w.dev.deactivate(0)  # the host still thinks it owns dbc 0: reads are all ones
     assert errno_of(w.host.execute, w.u, 0, [(h, 1)]) == "ENODEV"
     assert w.dev.readl(0, regs.REQ_HP) == 0xFFFFFFFF
+
+
+def test_release_waits_for_execute_threads(cls: type) -> None:
+    """release_dbc's synchronize_srcu waits for ioctl threads inside EXECUTE_BO."""
+    w = World(cls)
+    h = w.bo(PAGE)
+    tid = w.host.execute_begin(w.u, 0, [(h, 1)])
+    with pytest.raises(ArgumentError):
+        w.host.dbc_release(0)
+    while w.host.threads[tid].phase.name != "DONE":
+        w.host.step(hostapi.HostAction("exec", tid))
+    assert w.host.execute_result(tid) is None
+    w.host.dbc_release(0)
+
+
+def test_concurrent_execute_threads_serialise(cls: type) -> None:
+    """Two threads in EXECUTE_BO on one channel: the second waits for req_lock, so the
+    ring gets both BOs back to back (v6.18 req_lock)."""
+    w = World(cls)
+    a, b = w.bo(PAGE), w.bo(PAGE)
+    t1 = w.host.execute_begin(w.u, 0, [(a, 1)])
+    t2 = w.host.execute_begin(w.u, 0, [(b, 1)])
+    w.host.step(hostapi.HostAction("exec", t1))  # t1 takes the lock
+    assert hostapi.HostAction("exec", t2) not in w.host.enabled()
+    while w.host.threads[t1].phase.name != "DONE":
+        w.host.step(hostapi.HostAction("exec", t1))
+    while w.host.threads[t2].phase.name != "DONE":
+        w.host.step(hostapi.HostAction("exec", t2))
+    assert w.host.execute_result(t1) is None and w.host.execute_result(t2) is None
+    assert w.dev.ch[0].req_tp == 2
+    assert {e.req_id for e in w.ring()[:2]} == {0, 1}

@@ -12,7 +12,11 @@ register writes and identical ioctl results), different mechanics:
     (arith.slice_span, arith.partial_split) instead of loops;
   * a drain pass takes ``arith.drain_count`` responses as one array, counts them
     per req_id, and finds BOs through a req_id -> queued BOs index (O(1)),
-    crediting them in queue order exactly as the driver's list walk does.
+    crediting them in queue order exactly as the driver's list walk does;
+  * the IRQ thread and hard handler are written directly on ints (the reference
+    host evaluates :mod:`qaicmodel.spec.irqproto`'s dual-typed transitions); the
+    co-simulation Pair checks both make the same register accesses, mask changes
+    and interleaving points.
 """
 
 from __future__ import annotations
@@ -24,18 +28,20 @@ import numpy as np
 
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64
-from qaicmodel.spec import uapi
+from qaicmodel.spec import regs, uapi
 from qaicmodel.spec.hostapi import (
     BULK_XFER,
     GEN_COMPLETION,
     INBOUND_XFER,
     OUTBOUND_XFER,
+    U32_MAX,
     Bo,
     HostChannel,
     HostCore,
     SliceRec,
     encode_db_len,
 )
+from qaicmodel.spec.irqproto import PC
 from qaicmodel.spec.wire import REQ_DTYPE, REQ_SIZE, RSP_DTYPE, RSP_SIZE
 
 __all__ = ["ImplHost"]
@@ -193,6 +199,85 @@ class ImplHost(HostCore):
                     break
             if not lst:
                 del self._by_rid[ch.id][bo.req_id]
+
+    # -- the IRQ side on plain ints (same steps as HostCore._thread) ---------------
+    def _hard_irq(self, v: int) -> None:
+        dev = self.device
+        dev.intc.ack(v)
+        if self.datapath_polling:
+            return
+        for ch in self.ch:
+            if ch.usr is None or dev.vector(ch.id) != v:
+                continue
+            hp = self._readl(ch.id, regs.RSP_HP)
+            if hp == U32_MAX:
+                continue
+            tp = self._readl(ch.id, regs.RSP_TP)
+            if tp == U32_MAX or hp == tp:
+                continue  # IRQ_NONE
+            s = ch.irq
+            if self._mask_on_irq:
+                self._sync_mask(ch, s.depth, s.depth + 1)
+                ch.irq = s._replace(rsp_hp=hp, rsp_tp=tp, pending=False, depth=s.depth + 1,
+                                    wake=True)
+            else:
+                ch.irq = s._replace(rsp_hp=hp, rsp_tp=tp, pending=False, wake=True)
+
+    def _thread(self, ch: HostChannel) -> None:
+        s = ch.irq
+        pc = s.pc
+        if pc == PC.IDLE:
+            hp = self._readl(ch.id, regs.RSP_HP)
+            if hp == U32_MAX:
+                self._error_out(ch)
+                return
+            s = s._replace(wake=False, rsp_hp=hp, head=hp, budget=self.num_events,
+                           delay=self.num_delays)
+            pc = PC.READ_TAIL
+        if pc == PC.READ_TAIL:
+            if ch.usr is None:
+                ch.irq = s._replace(pc=int(PC.READ_TAIL))
+                self._error_out(ch)
+                return
+            tp = self._readl(ch.id, regs.RSP_TP)
+            if tp == U32_MAX:
+                ch.irq = s._replace(pc=int(PC.READ_TAIL))
+                self._error_out(ch)
+                return
+            budget = s.budget or self.num_events
+            if tp != s.head:
+                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget,
+                                    delay=self.num_delays, pc=int(PC.DRAIN))
+            elif s.delay:
+                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget, delay=s.delay - 1,
+                                    pc=int(PC.READ_TAIL))
+            else:
+                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget, pc=int(PC.UNMASK))
+        elif pc == PC.DRAIN:
+            self._drain(ch)
+            ch.irq = ch.irq._replace(pc=int(PC.WRITE_HEAD))
+        elif pc == PC.WRITE_HEAD:
+            self._writel(ch.id, regs.RSP_HP, s.head)
+            ch.irq = s._replace(rsp_hp=s.head, pc=int(PC.READ_TAIL))
+        elif pc == PC.UNMASK:
+            depth = s.depth - 1 if self._mask_on_irq else s.depth
+            self._sync_mask(ch, s.depth, depth)
+            ch.irq = s._replace(depth=depth, pc=int(PC.RECHECK if self.recheck else PC.IDLE))
+            if self.datapath_polling:
+                ch.poll = True
+        elif pc == PC.RECHECK:
+            tp = self._readl(ch.id, regs.RSP_TP)
+            if tp == U32_MAX:
+                ch.irq = s._replace(pc=int(PC.IDLE))
+                return
+            if tp != s.head:
+                depth = s.depth + 1 if self._mask_on_irq else s.depth
+                self._sync_mask(ch, s.depth, depth)
+                ch.irq = s._replace(rsp_tp=tp, tail=tp, depth=depth, pc=int(PC.READ_TAIL))
+            else:
+                ch.irq = s._replace(rsp_tp=tp, tail=tp, pc=int(PC.IDLE))
+        else:  # pragma: no cover
+            raise AssertionError(f"IRQ thread of dbc {ch.id} rests at {pc}")
 
     # -- drain -------------------------------------------------------------
     def _drain(self, ch: HostChannel) -> None:

@@ -11,17 +11,19 @@ machines can show that the invariant guarding it can fail (tests/test_broken_hos
                   tail pointer") -> COSIM-REQ-OVERWRITE / COSIM-LOST-COMPLETE.
   OverreadHost    writes RSP_HP one element past what it drained -> COSIM-RSP-PAST-READ.
   EarlyCompleteHost  completes a BO at its first slice's response ->
-                  COSIM-DATA-MISMATCH / COSIM-DOUBLE-COMPLETE.
+                  COSIM-DATA-MISMATCH.
+  DoubleCompleteHost leaves a completed BO on the transfer list with its count ->
+                  COSIM-DOUBLE-COMPLETE.
 """
 
 from __future__ import annotations
 
 from qaicmodel import arith
 from qaicmodel.spec.host import SpecHost
-from qaicmodel.spec.hostapi import HostChannel
+from qaicmodel.spec.hostapi import Bo, HostChannel
 
 __all__ = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "EarlyCompleteHost",
-           "BROKEN"]
+           "DoubleCompleteHost", "BROKEN"]
 
 
 class NoRecheckHost(SpecHost):
@@ -60,6 +62,16 @@ class EarlyCompleteHost(SpecHost):
                 return
 
 
+class DoubleCompleteHost(SpecHost):
+    """Completes a BO but keeps it on the transfer list, count not reset."""
+
+    def _complete(self, ch: HostChannel, bo: Bo) -> None:
+        n = bo.nr_slice_xfer_done
+        super()._complete(ch, bo)
+        bo.nr_slice_xfer_done = n
+        ch.xfer[bo.key] = bo
+
+
 #: every broken host and the finding rules that may catch it
 BROKEN: dict[type, tuple[str, ...]] = {
     NoRecheckHost: ("COSIM-STRANDED", "COSIM-LOST-COMPLETE"),
@@ -69,4 +81,5 @@ BROKEN: dict[type, tuple[str, ...]] = {
                  "COSIM-DEVICE-RULE"),
     OverreadHost: ("COSIM-RSP-PAST-READ", "COSIM-DEVICE-RULE"),
     EarlyCompleteHost: ("COSIM-DATA-MISMATCH", "COSIM-DOUBLE-COMPLETE", "COSIM-LOST-COMPLETE"),
+    DoubleCompleteHost: ("COSIM-DOUBLE-COMPLETE", "COSIM-DATA-MISMATCH"),
 }

@@ -410,8 +410,8 @@ class Device:
         for name, v in (("req_q", req_q), ("rsp_q", rsp_q), ("nelem", nelem)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ArgumentError(f"activate: {name} must be a non-negative int, got {v!r}")
-        if nelem < 2 or not arith.activate_queue_size_ok(nelem):
-            raise ArgumentError(f"activate: nelem {nelem} is not a usable queue size (>= 2)")
+        if not arith.activate_queue_size_ok(nelem):
+            raise ArgumentError(f"activate: nelem {nelem} is not a queue size the driver accepts")
         if not self.host_mem.mapped(req_q, nelem * REQ_SIZE):
             raise ArgumentError(f"activate: request FIFO 0x{req_q:x}+{nelem * REQ_SIZE} is not "
                                 "mapped host memory")

@@ -535,6 +535,11 @@ class HostCore:
         ch = self.ch[dbc_id]
         if not ch.in_use:
             return
+        busy = [t.tid for t in self.threads.values()
+                if t.dbc_id == dbc_id and t.phase is not Phase.DONE]
+        if busy:
+            raise ArgumentError(f"dbc_release({dbc_id}) would wait (synchronize_srcu) for "
+                                f"EXECUTE_BO thread(s) {busy}; step them first")
         ch.usr = None
         for bo in list(ch.xfer.values()):  # empty_xfer_list
             self._xfer_remove(ch, bo)
