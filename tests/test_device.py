@@ -593,7 +593,12 @@ def test_enabled_is_deterministic_and_step_checks() -> None:
     assert dev.enabled() == [Consume(0)]
     dev.step(Consume(0))
     dev.step(Consume(0))
-    assert dev.enabled() == [RaiseMsi(0)] or dev.enabled() == dev.enabled()
+    assert dev.enabled() == [Advance(0, 0), Advance(0, 1)]
+    assert dev.blocked(0) == [(0, Stage.RESPONSE), (1, Stage.RESPONSE)]
+    dev.step(Advance(0, 1))
+    assert dev.enabled() == [Advance(0, 0), RaiseMsi(0)]
+    with pytest.raises(ArgumentError):
+        dev.step(Advance(0, 1))
 
 
 # -- workloads ---------------------------------------------------------------------
@@ -772,3 +777,14 @@ def test_run_limits_and_checks_the_scheduler() -> None:
         run([dev], FirstScheduler(), -1)
     with pytest.raises(ArgumentError):
         RandomScheduler("seed")  # type: ignore[arg-type]
+
+
+def test_reset_releases_every_channel_and_msi() -> None:
+    dev = make()
+    push(dev, req(1))
+    settle(dev)
+    assert dev.intc.pending(1)
+    dev.intc.mask(3)
+    dev.reset()
+    assert not dev.intc.pending(1) and not dev.intc.masked(3)
+    assert not any(c.active for c in dev.ch) and dev.enabled() == []

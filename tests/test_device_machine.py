@@ -56,7 +56,7 @@ from qaicmodel.spec.wire import (
     ResponseElem,
     SemCmd,
 )
-from qaicmodel.spec.workload import DB_BASE, CompilerProtocolWorkload
+from qaicmodel.spec.workload import DB_BASE, CompilerProtocolWorkload, input_slice, output_slice
 
 DB_IDS = sorted(pid for pid, p in REGISTRY.items() if p.area == "dma-bridge")
 ROWS = list(pairwise(DB_IDS)) + list(each_alternative(DB_IDS))
@@ -153,36 +153,59 @@ class Observer:
 
 
 @st.composite
-def sem_words(draw: Any) -> int:
-    if draw(st.integers(0, 9)) == 0:
+def sem_words(draw: Any, clean: bool) -> int:
+    if not clean and draw(st.integers(0, 9)) == 0:
         return draw(st.integers(0, 2**32 - 1))
-    return SemCmd.build(op=draw(st.integers(0, 7)), index=draw(st.integers(0, 3)),
-                        value=draw(st.integers(0, 3)), presync=draw(st.booleans()),
-                        enable=draw(st.integers(0, 9)) > 0,
+    op = draw(st.integers(0, 6 if clean else 7))
+    return SemCmd.build(op=op, index=draw(st.integers(0, 3)), value=draw(st.integers(0, 3)),
+                        presync=draw(st.booleans()),
+                        enable=(op != 0) if clean else draw(st.integers(0, 9)) > 0,
                         todev_fence=draw(st.integers(0, 5)) == 0,
                         fromdev_fence=draw(st.integers(0, 5)) == 0).word
 
 
 @st.composite
 def elements(draw: Any, host_buf: int) -> RequestElem:
+    """Mostly elements a driver could send (clean), sometimes anything at all."""
     if draw(st.integers(0, 19)) == 0:
         return RequestElem.unpack(draw(st.binary(min_size=64, max_size=64)))
-    d = draw(st.sampled_from([0, 1, 2, 1, 2, 3]))
-    cmd = d | (CMD_BULK if draw(st.integers(0, 9)) else 0) \
+    clean = draw(st.integers(0, 3)) > 0
+    d = draw(st.sampled_from([0, 1, 2, 1, 2] + ([] if clean else [3])))
+    cmd = d | (CMD_BULK if clean or draw(st.integers(0, 9)) else 0) \
         | (CMD_COMPLETION if draw(st.booleans()) else 0) \
         | (CMD_FORCE_MSI if draw(st.integers(0, 7)) == 0 else 0)
     length = draw(st.integers(0, 48))
-    host = draw(st.sampled_from([host_buf, host_buf + 100, host_buf + 4096 - 16, 0xDEAD_0000]))
+    hosts = [host_buf, host_buf + 100] + ([] if clean else [host_buf + 4096 - 16, 0xDEAD_0000])
+    host = draw(st.sampled_from(hosts))
     dev = DDR + draw(st.integers(0, 256))
     src, dst = (host, dev) if d != 2 else (dev, host)
-    db_attr = (DB_WRITE | draw(st.integers(0, 3))) if draw(st.booleans()) else 0
-    words = draw(st.lists(sem_words(), min_size=0, max_size=4))
+    db_len = draw(st.integers(0, 2 if clean else 3))
+    db_attr = (DB_WRITE | db_len) if draw(st.booleans()) else 0
+    db_addr = DB_BASE + (4 * draw(st.integers(0, 3)) if clean else draw(st.integers(0, 11)))
+    words = draw(st.lists(sem_words(clean), min_size=0, max_size=4))
+    if clean:  # at most one presync (the driver's rule)
+        seen = False
+        for i, w in enumerate(words):
+            if SemCmd(w).presync and SemCmd(w).enable:
+                if seen:
+                    words[i] = w & ~(1 << 22)
+                seen = True
     words += [0] * (4 - len(words))
     return RequestElem(req_id=draw(st.integers(0, 0xFFFF)), pcie_dma_cmd=cmd,
                        pcie_dma_source_addr=src, pcie_dma_dest_addr=dst, pcie_dma_len=length,
-                       doorbell_addr=DB_BASE + draw(st.integers(0, 11)), doorbell_attr=db_attr,
+                       doorbell_addr=db_addr, doorbell_attr=db_attr,
                        doorbell_data=draw(st.integers(0, 2**32 - 1)),
                        sem_cmd0=words[0], sem_cmd1=words[1], sem_cmd2=words[2], sem_cmd3=words[3])
+
+
+def _protocol_elem(req_id: int, d: int, src: int, dst: int, sl: dict[str, Any]) -> RequestElem:
+    def word(x: dict[str, int]) -> int:
+        return arith.sem_encode(x["val"], x["index"], x["presync"], x["cmd"], x["flags"])
+
+    return RequestElem(req_id=req_id, pcie_dma_cmd=CMD_BULK | CMD_COMPLETION | d,
+                       pcie_dma_source_addr=src, pcie_dma_dest_addr=dst, pcie_dma_len=16,
+                       doorbell_addr=sl["db_addr"], doorbell_attr=DB_WRITE, doorbell_data=1,
+                       sem_cmd0=word(sl["sem0"]), sem_cmd1=word(sl["sem1"]))
 
 
 class DeviceMachine(RuleBasedStateMachine):
@@ -257,6 +280,25 @@ class DeviceMachine(RuleBasedStateMachine):
             self.dev.host_mem.write(ch.req_q + 64 * tp, elem.pack())
             tp = arith.ring_advance(tp, 1, ch.nelem)
         self._host_write(dbc, regs.REQ_TP, tp)
+
+    @rule(req_id=st.integers(0, 0xFFF0))
+    def submit_inference(self, req_id: int) -> None:
+        """One inference of the workload's protocol on dbc 0 (workload.input_slice/output_slice)."""
+        ch = self.dev.ch[0]
+        hp, tp = self.dev.readl(0, regs.REQ_HP), self.dev.readl(0, regs.REQ_TP)
+        if not ch.active or self.workload is None or arith.fifo_space(hp, tp, ch.nelem) < 3:
+            return
+        n_in = self.workload.n_in
+        elems = [
+            _protocol_elem(req_id, 1, self.host_buf, DDR, input_slice(0, last=False, n_in=n_in)),
+            _protocol_elem(req_id + 1, 1, self.host_buf + 16, DDR + 16,
+                           input_slice(1, last=True, n_in=n_in)),
+            _protocol_elem(req_id + 2, 2, DDR + 64, self.host_buf + 512, output_slice(2, last=True)),
+        ]
+        for e in elems:
+            self.dev.host_mem.write(ch.req_q + 64 * tp, e.pack())
+            tp = arith.ring_advance(tp, 1, ch.nelem)
+        self._host_write(0, regs.REQ_TP, tp)
 
     @rule(dbc=st.integers(0, 1))
     def drain(self, dbc: int) -> None:

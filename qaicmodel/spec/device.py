@@ -56,6 +56,17 @@ Rules (each names its source; open points read ``self.policies``):
       mode; control-path.md §4.2).
   R12 No threads, no clocks: :meth:`Device.enabled` lists what can happen now,
       :meth:`Device.step` does one of them.
+
+Host violations are recorded in ``Device.violations`` (raised as
+LocalProtocolError with ``strict=True``) under stable rule ids:
+HOST-WRITE-DEVICE-REG, HOST-REQ-OVERRUN, HOST-RSP-OVERREAD,
+HOST-REG-OUT-OF-RANGE (an index >= nelem), HOST-INACTIVE-DBC,
+HOST-BAR-UNMAPPED (a BAR2 offset that is no DBC register), the element rules
+of :meth:`wire.RequestElem.violations` (REQ-DIR-ILLEGAL, REQ-DB-LEN-RESERVED,
+REQ-DB-MISALIGNED, REQ-MULTI-PRESYNC, SEM-CMD-RESERVED, RESERVED-BITS-SET),
+checked when the device consumes the element, and REQ-DB-DATA-WIDTH under
+``doorbell-data-width=violation``.  ``Device.observers`` receive every event
+(consume, sem, dma, doorbell, response, done, msi, writel, violation, ...).
 """
 
 from __future__ import annotations
@@ -429,6 +440,15 @@ class Device:
         ch.reset()
         self._version += 1
         self._emit("deactivate", dbc)
+
+    def reset(self) -> None:
+        """SoC reset (no FLR; aic100.rst "Hardware Description"): every channel is released,
+        every pending MSI is gone.  Memories are left to their owners."""
+        for ch in self.ch:
+            ch.reset()
+        self.intc.reset()
+        self._version += 1
+        self._emit("reset", None)
 
     # -- registers (R1, R3) -----------------------------------------------------
     @staticmethod

@@ -81,7 +81,11 @@ REQ_TP with ``device.writel``; read responses at ``rsp_q + 4 * slot`` and move
 RSP_HP; expose interrupt handling as actions from ``enabled()`` performed by
 ``step(action)`` (take MSIs with ``device.intc``).  ``conform`` then runs it
 against the device model under adversarial interleavings and reports any
-invariant it breaks (see :mod:`qaicmodel.spec.cosim`).
+invariant it breaks (see :mod:`qaicmodel.spec.cosim`).  Optional members the
+harness uses when present: ``completions`` (a list of (user, handle), one entry per
+BO completion; without it completions are observed through ``wait_check``) and
+``execute_begin``/``execute_result`` (EXECUTE_BO as an ioctl thread whose phases
+are ``exec`` actions; without them concurrent-execute operations are skipped).
 """
 
 from __future__ import annotations

@@ -83,5 +83,10 @@ class Intc:
             self.delivered[v] += 1
         return was
 
+    def reset(self) -> None:
+        """Device reset: nothing pending, nothing masked (counters are kept)."""
+        self._masked = [False] * self.vectors
+        self._pending = [False] * self.vectors
+
     def deliverable_vectors(self) -> list[int]:
         return [v for v in range(self.vectors) if self._pending[v] and not self._masked[v]]
