@@ -9,10 +9,20 @@ What is measured (issue #3 "bench"):
       (``REQ_DTYPE`` slice assignment), per element.
   B4  host time only: ``time.perf_counter_ns`` wraps each host call (``execute`` and the
       host actor's ``step``); device-model and workload steps run between them untimed.
+      Device-model code a host *calls* (the simulated registers ``Device.readl``/``writel``,
+      ``Device.vector`` and the interrupt controller's ``ack``/``mask``/``unmask``) runs
+      inside those windows; it is the model of the hardware, not host work, so each such
+      call is timed too and its inner time is subtracted (:class:`_DeviceClock`).  The
+      exclusion is exact for the device's own code and conservative for the host: the
+      wrapper's call and one timer read stay in host time.  The excluded total is reported
+      (``*_device_us``).  Host memory reads/writes (``host_mem``) are host work and counted.
   B5  each figure is the median over repetitions inside this one run; the ratios
       (impl/copy, spec/impl) are computed from those medians.  The large-slice figure is
       also split into its EXECUTE_BO part (per element) and its interrupt-side part
       (per BO: hard IRQ, thread passes, re-polls, unmask, missed-event check).
+  B6  a second floor, informative: the same bytes copied as raw bytes (memoryview slice
+      assignment, i.e. memcpy).  numpy's structured-dtype assignment of B3 is much slower
+      than memcpy, so the B3 floor is generous; the ratio target stays defined on B3.
 Targets (printed, not enforced): impl <= 3x copy per element on large slices; impl
 >= 50x faster than spec; one-element round trip < 2 us of host time.
 """
@@ -61,6 +71,7 @@ class _Rig:
                                [uapi.SliceEntry(size=size, offset=0, dev_addr=0x10_0000)])
         self.nsegs = nsegs
         self.device = self.r.device
+        self.clock = _DeviceClock(self.device)
 
     def round_trip(self) -> int:
         """Host nanoseconds for one execute + drain of the BO (B1, B4)."""
@@ -68,13 +79,20 @@ class _Rig:
         return exec_ns + drain_ns
 
     def split_round_trip(self) -> tuple[int, int]:
-        """(EXECUTE_BO ns, interrupt-side ns until the BO completed)."""
+        """(EXECUTE_BO ns, interrupt-side ns until the BO completed), device calls excluded."""
+        exec_ns, host_ns, _dev_ns = self.split_round_trip3()
+        return exec_ns, host_ns
+
+    def split_round_trip3(self) -> tuple[int, int, int]:
+        """(EXECUTE_BO ns, interrupt-side ns, device-model ns excluded from both) (B4)."""
         from qaicmodel.spec.device import Advance
 
-        host, dev = self.host, self.device
+        host, dev, clock = self.host, self.device, self.clock
+        d0 = clock.ns
         t0 = time.perf_counter_ns()
         host.execute(self.uid, self.dbc, [(self.handle, 1)])
         exec_ns = time.perf_counter_ns() - t0
+        exec_ns -= clock.ns - d0
         host_ns = 0
         while True:
             acts = dev.enabled()
@@ -86,14 +104,42 @@ class _Rig:
                 continue
             hacts = host.enabled()
             if hacts:
+                d1 = clock.ns
                 t0 = time.perf_counter_ns()
                 host.step(hacts[0])
-                host_ns += time.perf_counter_ns() - t0
+                host_ns += time.perf_counter_ns() - t0 - (clock.ns - d1)
                 continue
             break
         if not host.wait_check(self.uid, self.dbc, self.handle, 0):
             raise NotModelledError("bench: the BO did not complete (host or device model bug)")
-        return exec_ns, host_ns
+        return exec_ns, host_ns, clock.ns - d0
+
+
+class _DeviceClock:
+    """Times the device-model calls a host makes (B4): ``ns`` grows by the time spent
+    inside ``Device.readl``/``writel``/``vector`` and ``intc.ack``/``mask``/``unmask``.
+
+    The wrappers are instance attributes on this rig's device, so both hosts pay the
+    same (small) wrapper cost, which stays in their host time."""
+
+    def __init__(self, device: Any) -> None:
+        self.ns = 0
+        for obj, names in ((device, ("readl", "writel", "vector")),
+                           (device.intc, ("ack", "mask", "unmask"))):
+            for name in names:
+                setattr(obj, name, self._timed(getattr(obj, name)))
+
+    def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        clock = time.perf_counter_ns
+
+        def timed(*args: Any) -> Any:
+            t0 = clock()
+            try:
+                return fn(*args)
+            finally:
+                self.ns += clock() - t0
+
+        return timed
 
 
 def _median_ns(fn: Callable[[], int], reps: int) -> float:
@@ -120,6 +166,24 @@ def copy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
     return _median_ns(once, reps)
 
 
+def memcpy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
+    """B6: median ns to copy the same n x 64 bytes as raw bytes (memoryview, memcpy)."""
+    import numpy as np
+
+    from qaicmodel.spec.wire import REQ_DTYPE
+
+    ring = np.zeros(QUEUE, dtype=REQ_DTYPE).view(np.uint8).data
+    reqs = np.zeros(n, dtype=REQ_DTYPE).view(np.uint8).data
+    nbytes = n * REQ_DTYPE.itemsize
+
+    def once() -> int:
+        t0 = time.perf_counter_ns()
+        ring[0:nbytes] = reqs
+        return time.perf_counter_ns() - t0
+
+    return _median_ns(once, reps)
+
+
 def machine() -> dict[str, Any]:
     import numpy as np
 
@@ -136,18 +200,20 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
     reps_large = {"impl": 3 if quick else 15, "spec": 1 if quick else 3}
     reps_one = {"impl": 20 if quick else 300, "spec": 5 if quick else 60}
     large: dict[str, float] = {}
-    split: dict[str, tuple[float, float]] = {}
+    split: dict[str, tuple[float, float, float]] = {}
     one: dict[str, float] = {}
     for name, cls in (("impl", impl_cls), ("spec", spec_cls)):
         rig = _Rig(cls, SEGMENTS)
         rig.round_trip()  # warm-up
-        runs = [rig.split_round_trip() for _ in range(reps_large[name])]
-        large[name] = statistics.median(e + d for e, d in runs) / SEGMENTS
-        split[name] = (statistics.median(e for e, _ in runs) / SEGMENTS,
-                       statistics.median(d for _, d in runs) / 1000)
+        runs = [rig.split_round_trip3() for _ in range(reps_large[name])]
+        large[name] = statistics.median(e + d for e, d, _ in runs) / SEGMENTS
+        split[name] = (statistics.median(e for e, _, _ in runs) / SEGMENTS,
+                       statistics.median(d for _, d, _ in runs) / 1000,
+                       statistics.median(x for _, _, x in runs) / 1000)
         rig1 = _Rig(cls, 1)
         one[name] = _median_ns(rig1.round_trip, reps_one[name])
     copy_ns = copy_floor_ns(reps=101 if quick else 2001) / SEGMENTS
+    memcpy_ns = memcpy_floor_ns(reps=101 if quick else 2001) / SEGMENTS
     impl_over_copy = large["impl"] / copy_ns if copy_ns else float("inf")
     spec_over_impl = large["spec"] / large["impl"] if large["impl"] else float("inf")
     one_us = one["impl"] / 1000
@@ -158,6 +224,7 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
         "large_slice": {
             "elements": SEGMENTS,
             "copy_ns_per_elem": round(copy_ns, 2),
+            "memcpy_ns_per_elem": round(memcpy_ns, 2),
             "impl_ns_per_elem": round(large["impl"], 1),
             "spec_ns_per_elem": round(large["spec"], 1),
             "impl_over_copy": round(impl_over_copy, 2),
@@ -166,6 +233,8 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
             "impl_drain_us": round(split["impl"][1], 1),
             "spec_execute_ns_per_elem": round(split["spec"][0], 1),
             "spec_drain_us": round(split["spec"][1], 1),
+            "impl_device_us": round(split["impl"][2], 1),
+            "spec_device_us": round(split["spec"][2], 1),
         },
         "one_element": {"impl_us": round(one_us, 2), "spec_us": round(one["spec"] / 1000, 2),
                         "spec_over_impl": round(one["spec"] / one["impl"], 1)
@@ -191,10 +260,13 @@ def text(rep: dict[str, Any]) -> str:
     rows = [
         ("measurement", "value", "target"),
         ("plain numpy copy, ns/element (floor)", f"{ls['copy_ns_per_elem']}", ""),
+        ("  raw byte copy (memcpy), ns/element", f"{ls['memcpy_ns_per_elem']}", ""),
         ("impl host, ns/element (1000-seg slice)", f"{ls['impl_ns_per_elem']}", ""),
         ("spec host, ns/element (1000-seg slice)", f"{ls['spec_ns_per_elem']}", ""),
         ("  of which EXECUTE_BO, impl ns/element", f"{ls['impl_execute_ns_per_elem']}", ""),
         ("  of which interrupt-side drain, impl us", f"{ls['impl_drain_us']}", ""),
+        ("  device-model calls excluded, impl us/BO", f"{ls['impl_device_us']}", ""),
+        ("  device-model calls excluded, spec us/BO", f"{ls['spec_device_us']}", ""),
         ("impl / copy", f"{ls['impl_over_copy']}x",
          f"<= {t['impl_over_copy_max']:g}x ({ok(t['impl_over_copy_met'])})"),
         ("spec / impl", f"{ls['spec_over_impl']}x",
@@ -210,7 +282,8 @@ def text(rep: dict[str, Any]) -> str:
     out.append("")
     out.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, {m['implementation']} "
                f"{m['python']}, numpy {m['numpy']}")
-    out.append("host time only (device-model steps excluded); medians; ratios from this run")
+    out.append("host time only (device-model steps and the device-model calls hosts make "
+               "excluded); medians; ratios from this run")
     return "\n".join(out)
 
 

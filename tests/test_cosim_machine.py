@@ -121,7 +121,8 @@ def test_rows_cover_msi_lost() -> None:
 
 
 @pytest.mark.parametrize("pid,alt", [("ring-full-rule", "all-slots"),
-                                     ("response-ring-full", "drop")])
+                                     ("response-ring-full", "drop"),
+                                     ("head-index-meaning", "last-consumed")])
 def test_driver_assumption_is_necessary(pid: str, alt: str) -> None:
     """Under these device alternatives the driver itself loses completions: the machine
     (correct spec host) finds it, which is why machine rows hold them at defaults."""

@@ -328,6 +328,17 @@ def case_presync_non_wait(p: dict[str, str]) -> Any:
     return _sem_after(p, sem(SemOp.INC, 2, 1, presync=True))
 
 
+def case_head_index_meaning(p: dict[str, str]) -> Any:
+    """One request consumed and answered; the host then frees the response the way
+    qaic_data.c does (RSP_HP := the next slot it will read, here 1)."""
+    dev = make(**p)
+    push(dev, req(3))
+    settle(dev)
+    req_hp = dev.readl(0, regs.REQ_HP)
+    dev.writel(0, regs.RSP_HP, 1)
+    return req_hp, "HOST-RSP-OVERREAD" in rules(dev)
+
+
 POLICY_CASES: dict[str, Callable[[dict[str, str]], Any]] = {
     "ring-full-rule": case_ring_full,
     "sem-inc-amount": case_sem_inc_amount,
@@ -355,6 +366,7 @@ POLICY_CASES: dict[str, Callable[[dict[str, str]], Any]] = {
     "completion-code-values": case_completion_code_values,
     "inactive-dbc-regs": case_inactive_dbc_regs,
     "presync-non-wait": case_presync_non_wait,
+    "head-index-meaning": case_head_index_meaning,
 }
 
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -394,6 +406,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "completion-code-values": {"distinct": [(2, CC_LINKED_LIST)], "one": [(2, 1)]},
     "inactive-dbc-regs": {"zero": (0, 0), "all-ones": (0xFFFFFFFF, 0xFFFFFFFF)},
     "presync-non-wait": {"apply": 1, "ignore": 0},
+    "head-index-meaning": {"next-slot": (1, False), "last-consumed": (0, True)},
 }
 
 DB_POLICIES = sorted(pid for pid, pol in REGISTRY.items() if pol.area == "dma-bridge")

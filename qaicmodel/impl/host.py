@@ -28,6 +28,7 @@ import numpy as np
 
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64
+from qaicmodel.errors import IoctlError
 from qaicmodel.spec import regs, uapi
 from qaicmodel.spec.hostapi import (
     BULK_XFER,
@@ -36,15 +37,26 @@ from qaicmodel.spec.hostapi import (
     OUTBOUND_XFER,
     U32_MAX,
     Bo,
+    HostAction,
     HostChannel,
     HostCore,
     SliceRec,
     encode_db_len,
 )
-from qaicmodel.spec.irqproto import PC
+from qaicmodel.spec.irqproto import PC, IrqState
 from qaicmodel.spec.wire import REQ_DTYPE, REQ_SIZE, RSP_DTYPE, RSP_SIZE
 
 __all__ = ["ImplHost"]
+
+# The IRQ thread's resting points as plain ints (irqproto.PC; dbc_irq_threaded_fn labels)
+_IDLE, _READ_TAIL, _DRAIN, _WRITE_HEAD, _UNMASK, _RECHECK = (
+    int(PC.IDLE), int(PC.READ_TAIL), int(PC.DRAIN), int(PC.WRITE_HEAD), int(PC.UNMASK),
+    int(PC.RECHECK))
+_RSP_HP, _RSP_TP, _REQ_HP, _REQ_TP = regs.RSP_HP, regs.RSP_TP, regs.REQ_HP, regs.REQ_TP
+_U32_TOP = U32_MAX  # a PCI link error reads all ones
+#: IrqState built positionally (no ``_replace``: the IRQ side is the hot path).  Field
+#: order: rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay
+_irq = tuple.__new__
 
 class _Segs:
     """The DMA pieces of a slice as two arrays (bus address, length)."""
@@ -62,11 +74,12 @@ class _Segs:
 class _Enc:
     """A slice's encoded requests: the structured array, its bytes, its lengths."""
 
-    __slots__ = ("arr", "raw", "n", "first_len", "seg_len")
+    __slots__ = ("arr", "raw", "rid", "n", "first_len", "seg_len")
 
     def __init__(self, arr: np.ndarray, seg_len: int) -> None:
         self.arr = arr
         self.raw = arr.view(np.uint8).data
+        self.rid = arr["req_id"]  # a view: execute stamps the req_id through it
         self.n = int(arr.shape[0])
         self.first_len = int(arr["pcie_dma_len"][0])
         self.seg_len = seg_len
@@ -87,12 +100,14 @@ class ImplHost(HostCore):
 
     # -- ring views ------------------------------------------------------
     def _on_assign(self, ch: HostChannel) -> None:
+        """Views of the channel's rings: request bytes, the request ring's req_id column
+        (execute stamps it after the bulk copy), response req_ids."""
         mem = self.device.host_mem
-        req = mem.view(ch.req_q, ch.nelem * REQ_SIZE).data
+        req = mem.view(ch.req_q, ch.nelem * REQ_SIZE)
         rsp_ids = mem.view(ch.rsp_q, ch.nelem * RSP_SIZE).view(RSP_DTYPE)["req_id"]
-        ch.cache = (req, rsp_ids)
+        ch.cache = (req.data, rsp_ids, req.view(REQ_DTYPE)["req_id"])
 
-    def _rings(self, ch: HostChannel) -> tuple[memoryview, np.ndarray]:
+    def _rings(self, ch: HostChannel) -> tuple[memoryview, np.ndarray, np.ndarray]:
         if ch.cache is None:
             self._on_assign(ch)
         return ch.cache
@@ -163,16 +178,23 @@ class ImplHost(HostCore):
             ring[:rest * REQ_SIZE] = raw[first * REQ_SIZE:n * REQ_SIZE]
 
     def _write_full(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int) -> None:
+        """copy_exec_reqs: the slice's bytes in at most two bulk copies, then its req_id
+        stamped into the ring's req_id column (the encoded slice itself is not touched)."""
         enc: _Enc = sl.enc
-        enc.arr["req_id"] = req_id
-        ring, _ = self._rings(ch)
-        self._copy(ring, ch.nelem, tail, enc.raw, enc.n)
+        ring, _, rid = ch.cache if ch.cache is not None else self._rings(ch)
+        n = enc.n
+        first, rest = arith.wrap_split(tail, n, ch.nelem, U32)
+        ring[tail * REQ_SIZE:(tail + first) * REQ_SIZE] = enc.raw[:first * REQ_SIZE]
+        rid[tail:tail + first] = req_id
+        if rest:
+            ring[:rest * REQ_SIZE] = enc.raw[first * REQ_SIZE:n * REQ_SIZE]
+            rid[:rest] = req_id
 
     def _write_partial(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int,
                        first_n: int, last_bytes: int) -> None:
         enc: _Enc = sl.enc
-        enc.arr["req_id"] = req_id
-        ring, _ = self._rings(ch)
+        enc.rid.fill(req_id)
+        ring = self._rings(ch)[0]
         if first_n:
             self._copy(ring, ch.nelem, tail, enc.raw, first_n)
         last = enc.arr[enc.n - 1:].copy()
@@ -200,106 +222,216 @@ class ImplHost(HostCore):
             if not lst:
                 del self._by_rid[ch.id][bo.req_id]
 
+    # -- EXECUTE_BO on one path ---------------------------------------------------
+    def execute(self, user: int, dbc_id: int, handles_dirs: Any) -> None:
+        """DRM_IOCTL_QAIC_EXECUTE_BO (qaic_data.c __qaic_execute_bo_ioctl), straight-line.
+
+        Every check HostCore makes before the REQ_HP/REQ_TP reads (entry shapes,
+        client, dbc_id, count, online, range, -EPERM, -EPIPE, req_lock) is tested here
+        without side effects; if any would fail, the call goes to
+        :meth:`HostCore.execute`, which raises in the driver's order.  From the register
+        reads on, the steps are HostCore's own (``_exec_send``; the -ENODEV check and
+        the commit are :meth:`HostCore._exec_read` / ``_exec_commit`` written inline).
+        """
+        c = self.users.get(user) if type(user) is int else None
+        ok = (c is not None and type(dbc_id) is int and 0 <= dbc_id < len(self.ch)
+              and self.online and (type(handles_dirs) is list or type(handles_dirs) is tuple)
+              and len(handles_dirs) > 0)
+        ch = self.ch[dbc_id] if ok else None
+        if ok and (ch.usr is None or ch.usr != user or self.ssr_dbc == dbc_id
+                   or (self.use_req_lock and ch.lock is not None)):
+            ok = False
+        ents: list[tuple[int, int, int]] = []
+        if ok:
+            for e in handles_dirs:
+                if ((type(e) is not tuple and type(e) is not list) or len(e) != 2
+                        or type(e[0]) is not int or type(e[1]) is not int
+                        or not 0 <= e[0] <= _U32_TOP or not 0 <= e[1] <= _U32_TOP):
+                    ok = False
+                    break
+                ents.append((e[0], e[1], 0))
+        if not ok:
+            super().execute(user, dbc_id, handles_dirs)
+            return
+        readl = self.device.readl
+        cid = ch.id
+        head = int(readl(cid, _REQ_HP))
+        tail = int(readl(cid, _REQ_TP))
+        if head == _U32_TOP or tail == _U32_TOP:
+            raise IoctlError("ENODEV", "execute: PCI link error (register reads all ones)")
+        level = tail - head if head <= tail else ch.nelem - (head - tail)
+        tail = self._exec_send(ch, user, ents, False, head, tail)
+        self._exec_commit(ch, user, ents, tail, level)
+
+    # -- the actor: same enabledness rule as HostCore.is_enabled, per kind ---------
+    def step(self, action: Any) -> None:
+        """HostCore.step for ``thread`` and ``irq`` actions without building
+        :meth:`enabled`'s list: a thread runs when it is mid-run or woken; an MSI
+        vector is taken when the intc can deliver it (vector 0 only in single-MSI
+        mode: it is MHI's otherwise).  Anything else, or anything not enabled, goes to
+        :meth:`HostCore.step` (same dispatch, same ArgumentError)."""
+        if type(action) is HostAction:
+            kind, arg = action.kind, action.arg
+            if kind == "thread":
+                if type(arg) is int and 0 <= arg < len(self.ch):
+                    ch = self.ch[arg]
+                    s = ch.irq
+                    if s.pc or s.wake:
+                        self._thread(ch)
+                        return
+            elif kind == "irq":
+                if (type(arg) is int and (arg or self.single_msi)
+                        and arg in self.device.intc.deliverable_vectors()):
+                    self._hard_irq(arg)
+                    return
+        super().step(action)
+
     # -- the IRQ side on plain ints (same steps as HostCore._thread) ---------------
+    def _mask_sync(self, ch: HostChannel, old: int, new: int) -> None:
+        """HostCore._sync_mask: disable_irq/enable_irq on the channel's own vector when
+        the depth crosses 0.  Only called with mask_on_irq, i.e. one MSI per DBC, whose
+        vector is dbc + 1 (control-path.md §4.2; Device.vector)."""
+        if (old == 0) != (new == 0):
+            if new:
+                self.device.intc.mask(ch.id + 1)
+            else:
+                self.device.intc.unmask(ch.id + 1)
+
     def _hard_irq(self, v: int) -> None:
+        """dbc_irq_handler for the DBCs on vector ``v``: every DBC in single-MSI mode
+        (vector 0), else DBC v-1 (control-path.md §4.2: vector dbc + 1)."""
         dev = self.device
         dev.intc.ack(v)
         if self.datapath_polling:
             return
-        for ch in self.ch:
-            if ch.usr is None or dev.vector(ch.id) != v:
+        if self.single_msi:
+            chans = self.ch if v == 0 else ()
+        else:
+            chans = self.ch[v - 1:v] if v >= 1 else ()
+        readl = dev.readl
+        for ch in chans:
+            if ch.usr is None:
                 continue
-            hp = self._readl(ch.id, regs.RSP_HP)
-            if hp == U32_MAX:
+            hp = int(readl(ch.id, _RSP_HP))
+            if hp == _U32_TOP:
                 continue
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX or hp == tp:
+            tp = int(readl(ch.id, _RSP_TP))
+            if tp == _U32_TOP or hp == tp:
                 continue  # IRQ_NONE
-            s = ch.irq
+            (_hp, _tp, nelem, msi_due, depth, _pending, _wake, pc, head, tail, budget,
+             delay) = ch.irq
             if self._mask_on_irq:
-                self._sync_mask(ch, s.depth, s.depth + 1)
-                ch.irq = s._replace(rsp_hp=hp, rsp_tp=tp, pending=False, depth=s.depth + 1,
-                                    wake=True)
-            else:
-                ch.irq = s._replace(rsp_hp=hp, rsp_tp=tp, pending=False, wake=True)
+                self._mask_sync(ch, depth, depth + 1)
+                depth += 1
+            ch.irq = _irq(IrqState, (hp, tp, nelem, msi_due, depth, False, True, pc, head,
+                                     tail, budget, delay))
 
     def _thread(self, ch: HostChannel) -> None:
-        s = ch.irq
-        pc = s.pc
-        if pc == PC.IDLE:
-            hp = self._readl(ch.id, regs.RSP_HP)
-            if hp == U32_MAX:
-                self._error_out(ch)
-                return
-            s = s._replace(wake=False, rsp_hp=hp, head=hp, budget=self.num_events,
-                           delay=self.num_delays)
-            pc = PC.READ_TAIL
-        if pc == PC.READ_TAIL:
+        """One run of dbc_irq_threaded_fn to its next interleaving point (HostCore._thread,
+        decisions as in irqproto's transitions, written on ints)."""
+        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget,
+         delay) = ch.irq
+        if pc == _READ_TAIL or pc == _IDLE:
+            readl = self.device.readl
+            if pc == _IDLE:  # thread_start
+                hp = int(readl(ch.id, _RSP_HP))
+                if hp == _U32_TOP:
+                    self._error_out(ch)
+                    return
+                wake, rsp_hp, head, budget, delay = False, hp, hp, self.num_events, \
+                    self.num_delays
+                pc = _READ_TAIL
             if ch.usr is None:
-                ch.irq = s._replace(pc=int(PC.READ_TAIL))
+                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending,
+                                         wake, _READ_TAIL, head, tail, budget, delay))
                 self._error_out(ch)
                 return
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX:
-                ch.irq = s._replace(pc=int(PC.READ_TAIL))
+            tp = int(readl(ch.id, _RSP_TP))
+            if tp == _U32_TOP:
+                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending,
+                                         wake, _READ_TAIL, head, tail, budget, delay))
                 self._error_out(ch)
                 return
-            budget = s.budget or self.num_events
-            if tp != s.head:
-                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget,
-                                    delay=self.num_delays, pc=int(PC.DRAIN))
-            elif s.delay:
-                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget, delay=s.delay - 1,
-                                    pc=int(PC.READ_TAIL))
-            else:
-                ch.irq = s._replace(rsp_tp=tp, tail=tp, budget=budget, pc=int(PC.UNMASK))
-        elif pc == PC.DRAIN:
-            self._drain(ch)
-            ch.irq = ch.irq._replace(pc=int(PC.WRITE_HEAD))
-        elif pc == PC.WRITE_HEAD:
-            self._writel(ch.id, regs.RSP_HP, s.head)
-            ch.irq = s._replace(rsp_hp=s.head, pc=int(PC.READ_TAIL))
-        elif pc == PC.UNMASK:
-            depth = s.depth - 1 if self._mask_on_irq else s.depth
-            self._sync_mask(ch, s.depth, depth)
-            ch.irq = s._replace(depth=depth, pc=int(PC.RECHECK if self.recheck else PC.IDLE))
+            budget = budget or self.num_events  # read_tail
+            if tp != head:  # start_drain
+                delay, pc = self.num_delays, _DRAIN
+            elif delay:  # poll_empty
+                delay -= 1
+            else:  # give_up
+                pc = _UNMASK
+            ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, depth, pending, wake, pc,
+                                     head, tp, budget, delay))
+        elif pc == _DRAIN:
+            self._drain(ch)  # consume_one*, then end_drain
+            (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, _pc, head, tail, budget,
+             delay) = ch.irq
+            ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake,
+                                     _WRITE_HEAD, head, tail, budget, delay))
+        elif pc == _WRITE_HEAD:
+            self.device.writel(ch.id, _RSP_HP, head)
+            ch.irq = _irq(IrqState, (head, rsp_tp, nelem, msi_due, depth, pending, wake,
+                                     _READ_TAIL, head, tail, budget, delay))
+        elif pc == _UNMASK:
+            new = depth
+            if self._mask_on_irq:
+                new = depth - 1
+                self._mask_sync(ch, depth, new)
+            ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, new, pending, wake,
+                                     _RECHECK if self.recheck else _IDLE, head, tail, budget,
+                                     delay))
             if self.datapath_polling:
                 ch.poll = True
-        elif pc == PC.RECHECK:
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX:
-                ch.irq = s._replace(pc=int(PC.IDLE))
+        elif pc == _RECHECK:
+            tp = int(self.device.readl(ch.id, _RSP_TP))
+            if tp == _U32_TOP:
+                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake,
+                                         _IDLE, head, tail, budget, delay))
                 return
-            if tp != s.head:
-                depth = s.depth + 1 if self._mask_on_irq else s.depth
-                self._sync_mask(ch, s.depth, depth)
-                ch.irq = s._replace(rsp_tp=tp, tail=tp, depth=depth, pc=int(PC.READ_TAIL))
+            if tp != head:
+                new = depth
+                if self._mask_on_irq:
+                    new = depth + 1
+                    self._mask_sync(ch, depth, new)
+                ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, new, pending, wake,
+                                         _READ_TAIL, head, tp, budget, delay))
             else:
-                ch.irq = s._replace(rsp_tp=tp, tail=tp, pc=int(PC.IDLE))
+                ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, depth, pending, wake,
+                                         _IDLE, head, tp, budget, delay))
         else:  # pragma: no cover
             raise AssertionError(f"IRQ thread of dbc {ch.id} rests at {pc}")
 
     # -- drain -------------------------------------------------------------
     def _drain(self, ch: HostChannel) -> None:
-        s = ch.irq
-        k = int(arith.drain_count(s.head, s.tail, s.budget, ch.nelem, U32))
+        """Consume ``arith.drain_count`` responses as one array slice (consume_one*)."""
+        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget,
+         delay) = ch.irq
+        k = int(arith.drain_count(head, tail, budget, nelem, U32))
         if k:
-            _, ids = self._rings(ch)
-            first, rest = arith.wrap_split(s.head, k, ch.nelem, U32)
-            batch = ids[s.head:s.head + first].tolist()
-            if rest:
-                batch += ids[:rest].tolist()
+            ids = ch.cache[1] if ch.cache is not None else self._rings(ch)[1]
             index = self._by_rid[ch.id]
-            for rid, cnt in Counter(batch).items():
-                while cnt:
-                    lst = index.get(rid)
-                    if not lst:
-                        break
-                    bo = lst[0]
-                    take = min(cnt, bo.nr_slice - bo.nr_slice_xfer_done)
-                    bo.nr_slice_xfer_done += take
-                    cnt -= take
-                    if bo.nr_slice_xfer_done >= bo.nr_slice:
-                        self._complete(ch, bo)
-        ch.irq = s.with_(head=int(arith.ring_advance(s.head, k, ch.nelem, U32)),
-                         budget=s.budget - k)
+            if k == 1:
+                self._credit(ch, index, int(ids[head]), 1)
+            else:
+                first, rest = arith.wrap_split(head, k, nelem, U32)
+                batch = ids[head:head + first].tolist()
+                if rest:
+                    batch += ids[:rest].tolist()
+                for rid, cnt in Counter(batch).items():
+                    self._credit(ch, index, rid, cnt)
+            head = int(arith.ring_advance(head, k, nelem, U32))
+        ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc,
+                                 head, tail, budget - k, delay))
+
+    def _credit(self, ch: HostChannel, index: dict[int, list[Bo]], rid: int, cnt: int) -> None:
+        """``cnt`` responses with req_id ``rid``: credit queued BOs with that id in queue
+        order (the driver's xfer_list walk, one response at a time)."""
+        while cnt:
+            lst = index.get(rid)
+            if not lst:
+                break
+            bo = lst[0]
+            take = min(cnt, bo.nr_slice - bo.nr_slice_xfer_done)
+            bo.nr_slice_xfer_done += take
+            cnt -= take
+            if bo.nr_slice_xfer_done >= bo.nr_slice:
+                self._complete(ch, bo)

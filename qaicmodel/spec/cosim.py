@@ -64,6 +64,9 @@ DRIVER_ASSUMES: dict[str, str] = {
                             "enable bit is clear; a device that needs the enable bit lets the "
                             "last element of a split slice -- and so the BO -- complete "
                             "before the others moved their data",
+    "head-index-meaning": "the driver writes RSP_HP as the next slot to read; a device that "
+                          "reads it as the last slot consumed frees one response too many "
+                          "and overwrites it",
 }
 
 PAGE = arith.PAGE_SIZE

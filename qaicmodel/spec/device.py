@@ -324,7 +324,7 @@ _POLICY_IDS = (
     "doorbell-misaligned", "linked-list", "msi-while-masked", "force-msi",
     "msi-empty-transition", "response-ring-full", "tail-out-of-range", "dma-fault",
     "doorbell-data-width", "sem-reserved-cmd", "completion-code-values", "inactive-dbc-regs",
-    "presync-non-wait",
+    "presync-non-wait", "head-index-meaning",
 )
 
 
@@ -463,6 +463,9 @@ class Device:
         if not ch.active:
             # policy inactive-dbc-regs
             return 0xFFFFFFFF if self._p["inactive-dbc-regs"] == "all-ones" else 0
+        if reg == regs.REQ_HP and self._p["head-index-meaning"] == "last-consumed":
+            # the slot consumed last: one behind the next slot to consume
+            return arith.ring_advance(ch.req_hp, ch.nelem - 1, ch.nelem)
         return {regs.REQ_HP: ch.req_hp, regs.REQ_TP: ch.req_tp,
                 regs.RSP_HP: ch.rsp_hp, regs.RSP_TP: ch.rsp_tp}[reg]
 
@@ -493,6 +496,9 @@ class Device:
         if reg == regs.REQ_TP:
             self._write_req_tp(ch, val)
         else:
+            if self._p["head-index-meaning"] == "last-consumed":
+                # the host names the response it consumed last: the next slot is one on
+                val = arith.ring_advance(val, 1, ch.nelem)
             self._write_rsp_hp(ch, val)
 
     def _write_req_tp(self, ch: Channel, val: int) -> None:

@@ -613,3 +613,23 @@ register(Policy(
     rationale="Bit 22 is described as choosing when 'the semaphore operation is done' "
               "(before or after the transfer); the open compiler only emits presync waits.",
 ))
+
+register(Policy(
+    id="head-index-meaning",
+    area=_DB,
+    source=f"{SEED} DMA Bridge",
+    quote="Request FIFO head pointer (offset 0x0). Read only by the host. Indicates the "
+          "latest item in the FIFO the device has consumed.",
+    question="Does a head register hold the index of the next element to consume, or of the "
+             "latest element consumed (one behind)?",
+    alternatives={
+        "next-slot": "REQ_HP/RSP_HP hold the next slot to consume; head == tail is empty",
+        "last-consumed": "REQ_HP reads as the slot the device consumed last (one behind the "
+                         "next slot), and an RSP_HP write names the last response the host "
+                         "consumed, freeing it too",
+    },
+    default="next-slot",
+    rationale="qaic_data.c (fifo_space_avail, the IRQ drain) treats head == tail as empty and "
+              "writes RSP_HP as the next slot to read; the seed's 'latest item ... consumed' "
+              "reads literally as the other alternative.",
+))
