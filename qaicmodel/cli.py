@@ -20,7 +20,7 @@ from qaicmodel.errors import QaicModelError
 __all__ = ["main", "DECODERS", "emit"]
 
 #: ``qaicmodel decode KIND``: kind -> "module:function"; the function takes the
-#: raw bytes and returns a JSON-able dict (see :func:`qaicmodel.spec.wire_cli.describe_request`).
+#: raw bytes and returns a JSON-able dict (see :func:`qaicmodel.spec.describe.describe_request`).
 DECODERS: dict[str, str] = {
     "request": "qaicmodel.spec.describe:describe_request",
     "response": "qaicmodel.spec.describe:describe_response",
@@ -56,7 +56,8 @@ def _load(ref: str) -> Callable[..., Any]:
 
             raise NotModelledError(f"{mod} is not part of this build yet") from None
         raise
-    return getattr(module, fn)  # type: ignore[no-any-return]
+    func: Callable[..., Any] = getattr(module, fn)
+    return func
 
 
 class _Parser(argparse.ArgumentParser):

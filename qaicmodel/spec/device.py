@@ -724,28 +724,12 @@ class Device:
         return True
 
     def _can_advance(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
-        st = rec.stage
-        if st is Stage.FENCE:
-            return self._fence_ok(rec, ctx)
-        if st is Stage.PRESYNC:
-            return self._sem_step_ok(ch, rec, rec.pre[0], ctx)
-        if st is Stage.POSTSYNC:
-            return self._sem_step_ok(ch, rec, rec.post[0], ctx)
-        if st is Stage.RESPONSE:
-            return self._response_ok(ch, rec, ctx)
-        return st is not Stage.DONE  # DMA and DOORBELL always may go
+        """R4/R5: the guard of the request's current stage (``STAGE_TABLE``)."""
+        return STAGE_TABLE[rec.stage].guard(self, ch, rec, ctx)
 
     def _trivial(self, rec: InFlight) -> bool:
         """Stages with nothing to do are passed without an action of their own."""
-        st = rec.stage
-        return (
-            (st is Stage.FENCE and not (rec.fence_todev or rec.fence_fromdev))
-            or (st is Stage.PRESYNC and not rec.pre)
-            or (st is Stage.DMA and not rec.xfer)
-            or (st is Stage.POSTSYNC and not rec.post)
-            or (st is Stage.DOORBELL and not rec.elem.db_write)
-            or (st is Stage.RESPONSE and not rec.wants_response)
-        )
+        return STAGE_TABLE[rec.stage].empty(rec)
 
     def _skip_trivial(self, ch: Channel, rec: InFlight) -> None:
         """Pass empty stages; under processing-order=fifo only the oldest request moves (R5)."""
@@ -763,22 +747,18 @@ class Device:
             rec = next(iter(ch.inflight.values()))  # the next request may now move
 
     def _do_stage(self, ch: Channel, rec: InFlight) -> None:
-        st = rec.stage
-        if st is Stage.PRESYNC or st is Stage.POSTSYNC:
-            todo = rec.pre if st is Stage.PRESYNC else rec.post
-            cmd = todo.pop(0)
-            applied = self._sem_apply(ch, cmd.op, cmd.index, cmd.value)
-            assert applied, "guard checked the semaphore command"
-            if todo:
-                return  # more semaphore commands in this step
-        elif st is Stage.DMA:
-            self._dma(ch, rec)
-        elif st is Stage.DOORBELL:
-            self._doorbell(ch, rec)
-        elif st is Stage.RESPONSE:
-            self._respond(ch, rec)
-        rec.pos += 1
+        """Run the current stage's effect; move on when it says the stage is finished."""
+        if STAGE_TABLE[rec.stage].effect(self, ch, rec):
+            rec.pos += 1
         self._skip_trivial(ch, rec)
+
+    def _sem_effect(self, ch: Channel, rec: InFlight) -> bool:
+        """One semaphore command of a PRESYNC/POSTSYNC step; finished when none is left."""
+        todo = rec.pre if rec.stage is Stage.PRESYNC else rec.post
+        cmd = todo.pop(0)
+        applied = self._sem_apply(ch, cmd.op, cmd.index, cmd.value)
+        assert applied, "guard checked the semaphore command"
+        return not todo
 
     def _host_prefix(self, addr: int, length: int) -> int:
         """Bytes from ``addr`` that lie in one mapped host region (for dma-fault=partial)."""
@@ -961,3 +941,70 @@ class Device:
     def blocked(self, dbc: int) -> list[tuple[int, Stage]]:
         """(seq, stage) of every in-flight request of ``dbc`` (for reports and `dump`)."""
         return [(r.seq, r.stage) for r in self._chan(dbc).inflight.values()]
+
+
+# -- the stage table (R4) ---------------------------------------------------------
+# In this stage: may the request advance now (guard), is there nothing to do so the
+# stage is passed without an action (empty), and what advancing does (effect; it
+# returns True when the stage is finished).  Sources per row: aic100.rst "Request
+# FIFO" ("Overall, a request is processed in 4 steps") and userspace.md §7 (fence
+# first).
+
+
+@attrs.frozen
+class StageRule:
+    guard: Callable[[Device, Channel, InFlight, _Ctx], bool]
+    empty: Callable[[InFlight], bool]
+    effect: Callable[[Device, Channel, InFlight], bool]
+
+
+def _always(dev: Device, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
+    return True
+
+
+def _never(dev: Device, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
+    return False
+
+
+def _then_done(step: Callable[[Device, Channel, InFlight], None]
+               ) -> Callable[[Device, Channel, InFlight], bool]:
+    def effect(dev: Device, ch: Channel, rec: InFlight) -> bool:
+        step(dev, ch, rec)
+        return True
+    return effect
+
+
+STAGE_TABLE: dict[Stage, StageRule] = {
+    # R7 fences: wait for the transfers the fence names (fence-scope, fence-without-enable)
+    Stage.FENCE: StageRule(
+        guard=lambda dev, ch, rec, ctx: dev._fence_ok(rec, ctx),
+        empty=lambda rec: not (rec.fence_todev or rec.fence_fromdev),
+        effect=_then_done(lambda dev, ch, rec: None)),
+    # step 1: "If specified, the presync semaphore condition must be true"
+    Stage.PRESYNC: StageRule(
+        guard=lambda dev, ch, rec, ctx: dev._sem_step_ok(ch, rec, rec.pre[0], ctx),
+        empty=lambda rec: not rec.pre,
+        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec)),
+    # step 2: "If enabled, the DMA transfer occurs"
+    Stage.DMA: StageRule(
+        guard=_always,
+        empty=lambda rec: not rec.xfer,
+        effect=_then_done(lambda dev, ch, rec: dev._dma(ch, rec))),
+    # step 3: "If specified, the postsync semaphore conditions must be true"
+    Stage.POSTSYNC: StageRule(
+        guard=lambda dev, ch, rec, ctx: dev._sem_step_ok(ch, rec, rec.post[0], ctx),
+        empty=lambda rec: not rec.post,
+        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec)),
+    # step 4: "If enabled, the doorbell is written"
+    Stage.DOORBELL: StageRule(
+        guard=_always,
+        empty=lambda rec: not rec.elem.db_write,
+        effect=_then_done(lambda dev, ch, rec: dev._doorbell(ch, rec))),
+    # "Response FIFO": a response only when the completion bit asks for one
+    Stage.RESPONSE: StageRule(
+        guard=lambda dev, ch, rec, ctx: dev._response_ok(ch, rec, ctx),
+        empty=lambda rec: not rec.wants_response,
+        effect=_then_done(lambda dev, ch, rec: dev._respond(ch, rec))),
+    Stage.DONE: StageRule(guard=_never, empty=lambda rec: False,
+                          effect=lambda dev, ch, rec: False),
+}
