@@ -186,3 +186,20 @@ def test_partition_isolation() -> None:
     assert [type(t).__name__ for t in nnc.decode(r).transactions] == [
         "Passthrough", "DeactivateFromDev"]
     assert dbc not in q.act and q.check() == []
+
+
+@pytest.mark.parametrize("alt", ["refuse-1", "accept-1"])
+def test_min_queue_size_policy(alt: str) -> None:
+    """qsm-min-queue-size: a one-element ring (zero capacity with one slot kept free)."""
+    dev = Device(policies=Policies({"qsm-min-queue-size": alt}))
+    cp = ControlPlane(dev)
+    u = cp.open()
+    if alt == "refuse-1":
+        with pytest.raises(IoctlError) as e:
+            cp.activate(u, 1)
+        refused_status(e)
+        assert not any(ch.active for ch in dev.ch)
+    else:
+        dbc = cp.activate(u, 1)
+        assert dev.ch[dbc].active and dev.ch[dbc].nelem == 1
+    assert cp.activate(u, 2) in range(16)  # two elements are always accepted

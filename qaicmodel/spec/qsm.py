@@ -139,6 +139,26 @@ register(Policy(
 ))
 
 register(Policy(
+    id="qsm-min-queue-size",
+    area="nnc",
+    source="seed 003 (aic100.rst) DMA Bridge",
+    quote="When sending a request to the QSM to activate a network, the host must donate "
+          "memory to be used for the FIFOs.",
+    question="Does QSM accept an activate whose FIFOs have one element (which, with one slot "
+             "kept free, can never carry a request)?",
+    alternatives={
+        "refuse-1": "queue size 1 is refused with the parameter-error status (-6), so MANAGE "
+                    "returns ECANCELED",
+        "accept-1": "queue size 1 is activated; every EXECUTE_BO on it then fails EAGAIN",
+    },
+    default="refuse-1",
+    rationale="The driver accepts any size its overflow checks pass, 1 included; the UMD never "
+              "asks for fewer than 2 (QDmaBridgeQueue asserts lenPow2 >= 1), so refusing is "
+              "the more useful firmware answer and breaks no known user.",
+))
+
+
+register(Policy(
     id="nnc-deactivate-refusal",
     area="nnc",
     source="control-path.md §1.9 decode_deactivate (qaic_control.c)",
@@ -510,7 +530,8 @@ class Qsm:
         if not part_ok:
             return refuse(St.NOT_FOUND)
         n = t.req_q_size
-        layout_ok = (n >= 2 and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
+        min_n = 2 if self.policies["qsm-min-queue-size"] == "refuse-1" else 1
+        layout_ok = (n >= min_n and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
                      and t.buf_len == arith.dbc_buf_size(n)
                      and t.rsp_q_addr == t.req_q_addr + arith.dbc_rsp_offset(n)
                      and self.device.host_mem.mapped(t.req_q_addr, t.buf_len))
