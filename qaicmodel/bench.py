@@ -16,6 +16,12 @@ What is measured (issue #3 "bench"):
       exclusion is exact for the device's own code and conservative for the host: the
       wrapper's call and one timer read stay in host time.  The excluded total is reported
       (``*_device_us``).  Host memory reads/writes (``host_mem``) are host work and counted.
+  B7  informative, not used by the targets: the *fastest* repetition of the impl host
+      (large slice per element; one-element round trip).  On the 2-CPU VM this was
+      written on, timed windows are often stretched by 100-500 us stalls with no page
+      fault counted (timed inside the host, they land even in a bare memoryview copy or
+      a pure-int arith call, and they hit every host alike); the best repetition shows
+      the code's own cost, the median (which the targets use) what a user sees here.
   B5  each figure is the median over repetitions inside this one run; the ratios
       (impl/copy, spec/impl) are computed from those medians.  The large-slice figure is
       also split into its EXECUTE_BO part (per element) and its interrupt-side part
@@ -202,16 +208,21 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
     large: dict[str, float] = {}
     split: dict[str, tuple[float, float, float]] = {}
     one: dict[str, float] = {}
+    best: dict[str, float] = {}
     for name, cls in (("impl", impl_cls), ("spec", spec_cls)):
         rig = _Rig(cls, SEGMENTS)
         rig.round_trip()  # warm-up
         runs = [rig.split_round_trip3() for _ in range(reps_large[name])]
         large[name] = statistics.median(e + d for e, d, _ in runs) / SEGMENTS
+        best[name] = min(e + d for e, d, _ in runs) / SEGMENTS
         split[name] = (statistics.median(e for e, _, _ in runs) / SEGMENTS,
                        statistics.median(d for _, d, _ in runs) / 1000,
                        statistics.median(x for _, _, x in runs) / 1000)
         rig1 = _Rig(cls, 1)
-        one[name] = _median_ns(rig1.round_trip, reps_one[name])
+        rig1.round_trip()  # warm-up
+        trips = [rig1.round_trip() for _ in range(reps_one[name])]
+        one[name] = float(statistics.median(trips))
+        best[name + "_one"] = float(min(trips))
     copy_ns = copy_floor_ns(reps=101 if quick else 2001) / SEGMENTS
     memcpy_ns = memcpy_floor_ns(reps=101 if quick else 2001) / SEGMENTS
     impl_over_copy = large["impl"] / copy_ns if copy_ns else float("inf")
@@ -233,10 +244,12 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
             "impl_drain_us": round(split["impl"][1], 1),
             "spec_execute_ns_per_elem": round(split["spec"][0], 1),
             "spec_drain_us": round(split["spec"][1], 1),
+            "impl_best_ns_per_elem": round(best["impl"], 1),
             "impl_device_us": round(split["impl"][2], 1),
             "spec_device_us": round(split["spec"][2], 1),
         },
         "one_element": {"impl_us": round(one_us, 2), "spec_us": round(one["spec"] / 1000, 2),
+                        "impl_best_us": round(best["impl_one"] / 1000, 2),
                         "spec_over_impl": round(one["spec"] / one["impl"], 1)
                         if one["impl"] else None},
         "targets": {
@@ -265,6 +278,7 @@ def text(rep: dict[str, Any]) -> str:
         ("spec host, ns/element (1000-seg slice)", f"{ls['spec_ns_per_elem']}", ""),
         ("  of which EXECUTE_BO, impl ns/element", f"{ls['impl_execute_ns_per_elem']}", ""),
         ("  of which interrupt-side drain, impl us", f"{ls['impl_drain_us']}", ""),
+        ("  impl fastest repetition, ns/element", f"{ls['impl_best_ns_per_elem']}", ""),
         ("  device-model calls excluded, impl us/BO", f"{ls['impl_device_us']}", ""),
         ("  device-model calls excluded, spec us/BO", f"{ls['spec_device_us']}", ""),
         ("impl / copy", f"{ls['impl_over_copy']}x",
@@ -273,6 +287,7 @@ def text(rep: dict[str, Any]) -> str:
          f">= {t['spec_over_impl_min']:g}x ({ok(t['spec_over_impl_met'])})"),
         ("impl one-element BO round trip, us", f"{oe['impl_us']}",
          f"< {t['one_elem_us_max']:g} ({ok(t['one_elem_us_met'])})"),
+        ("  impl fastest repetition, us", f"{oe['impl_best_us']}", ""),
         ("spec one-element BO round trip, us", f"{oe['spec_us']}", ""),
     ]
     w0 = max(len(r[0]) for r in rows)
@@ -283,7 +298,7 @@ def text(rep: dict[str, Any]) -> str:
     out.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, {m['implementation']} "
                f"{m['python']}, numpy {m['numpy']}")
     out.append("host time only (device-model steps and the device-model calls hosts make "
-               "excluded); medians; ratios from this run")
+               "excluded); medians (except 'fastest'); ratios and targets from the medians")
     return "\n".join(out)
 
 

@@ -6,21 +6,32 @@ register writes and identical ioctl results), different mechanics:
   * a slice's request elements are one numpy structured array with the exact
     64-byte layout (:data:`qaicmodel.spec.wire.REQ_DTYPE`), encoded once at
     attach time with vector operations (qaic_data.c encode_reqs);
-  * execute stamps the req_id with one vector store and copies a slice into the
-    ring in at most two bulk copies (arith.wrap_split; copy_exec_reqs);
+  * execute copies a slice into the ring in at most two bulk byte copies
+    (arith.wrap_split; copy_exec_reqs), then stamps the req_id into the ring's
+    req_id column (one strided store; a single u16 word for a one-element slice);
+    the encoded slice is never rewritten;
+  * EXECUTE_BO's checks before the REQ_HP/REQ_TP reads are tested on one
+    straight-line path; any call that would fail one of them is handed to
+    HostCore.execute, which raises in the driver's order (so errnos and the order
+    cannot drift); from the reads on, HostCore's ``_exec_send`` does the per-BO work;
   * the segment lookup and the partial-execute split are closed forms
     (arith.slice_span, arith.partial_split) instead of loops;
   * a drain pass takes ``arith.drain_count`` responses as one array, counts them
     per req_id, and finds BOs through a req_id -> queued BOs index (O(1)),
     crediting them in queue order exactly as the driver's list walk does;
-  * the IRQ thread and hard handler are written directly on ints (the reference
-    host evaluates :mod:`qaicmodel.spec.irqproto`'s dual-typed transitions); the
-    co-simulation Pair checks both make the same register accesses, mask changes
-    and interleaving points.
+  * the IRQ thread and hard handler are written directly on ints, one
+    straight-line function per interleaving point, the IrqState record built
+    positionally (the reference host evaluates :mod:`qaicmodel.spec.irqproto`'s
+    dual-typed transitions, which z3 proves); ``step`` checks enabledness per kind
+    instead of building :meth:`enabled`'s list; the co-simulation Pair checks both
+    hosts make the same register accesses, mask changes and interleaving points;
+  * responses are read as native u16 words of the response ring (a memoryview
+    cast; little-endian machines only, as the wire format is little-endian).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
@@ -28,7 +39,7 @@ import numpy as np
 
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64
-from qaicmodel.errors import IoctlError
+from qaicmodel.errors import NotModelledError
 from qaicmodel.spec import regs, uapi
 from qaicmodel.spec.hostapi import (
     BULK_XFER,
@@ -44,7 +55,7 @@ from qaicmodel.spec.hostapi import (
     encode_db_len,
 )
 from qaicmodel.spec.irqproto import PC, IrqState
-from qaicmodel.spec.wire import REQ_DTYPE, REQ_SIZE, RSP_DTYPE, RSP_SIZE
+from qaicmodel.spec.wire import REQ_DTYPE, REQ_SIZE, RSP_SIZE
 
 __all__ = ["ImplHost"]
 
@@ -52,11 +63,13 @@ __all__ = ["ImplHost"]
 _IDLE, _READ_TAIL, _DRAIN, _WRITE_HEAD, _UNMASK, _RECHECK = (
     int(PC.IDLE), int(PC.READ_TAIL), int(PC.DRAIN), int(PC.WRITE_HEAD), int(PC.UNMASK),
     int(PC.RECHECK))
-_RSP_HP, _RSP_TP, _REQ_HP, _REQ_TP = regs.RSP_HP, regs.RSP_TP, regs.REQ_HP, regs.REQ_TP
+_RSP_HP, _RSP_TP = regs.RSP_HP, regs.RSP_TP
 _U32_TOP = U32_MAX  # a PCI link error reads all ones
 #: IrqState built positionally (no ``_replace``: the IRQ side is the hot path).  Field
 #: order: rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay
 _irq = tuple.__new__
+#: u16 words per request / response element (req_id is word 0 of both)
+_REQ_WORDS, _RSP_WORDS = REQ_SIZE // 2, RSP_SIZE // 2
 
 class _Segs:
     """The DMA pieces of a slice as two arrays (bus address, length)."""
@@ -100,14 +113,22 @@ class ImplHost(HostCore):
 
     # -- ring views ------------------------------------------------------
     def _on_assign(self, ch: HostChannel) -> None:
-        """Views of the channel's rings: request bytes, the request ring's req_id column
-        (execute stamps it after the bulk copy), response req_ids."""
+        """Views of the channel's rings: request bytes, response ring u16 words, the
+        request ring's req_id column (execute stamps it after the bulk copy), request
+        ring u16 words."""
+        if sys.byteorder != "little":
+            raise NotModelledError("ImplHost reads the little-endian rings as native u16 "
+                                   "words; this machine is big-endian (use SpecHost)")
         mem = self.device.host_mem
         req = mem.view(ch.req_q, ch.nelem * REQ_SIZE)
-        rsp_ids = mem.view(ch.rsp_q, ch.nelem * RSP_SIZE).view(RSP_DTYPE)["req_id"]
-        ch.cache = (req.data, rsp_ids, req.view(REQ_DTYPE)["req_id"])
+        rsp = mem.view(ch.rsp_q, ch.nelem * RSP_SIZE)
+        # u16 words of both rings (little-endian host): req_id is word 0 of a request
+        # element (32 words) and of a response element (2 words) -- wire.REQ_DTYPE / RSP_DTYPE
+        ch.cache = (req.data, rsp.data.cast("H"), req.view(REQ_DTYPE)["req_id"],
+                    req.data.cast("H"))
 
-    def _rings(self, ch: HostChannel) -> tuple[memoryview, np.ndarray, np.ndarray]:
+    def _rings(self, ch: HostChannel) -> tuple[memoryview, memoryview, np.ndarray,
+                                              memoryview]:
         if ch.cache is None:
             self._on_assign(ch)
         return ch.cache
@@ -181,8 +202,12 @@ class ImplHost(HostCore):
         """copy_exec_reqs: the slice's bytes in at most two bulk copies, then its req_id
         stamped into the ring's req_id column (the encoded slice itself is not touched)."""
         enc: _Enc = sl.enc
-        ring, _, rid = ch.cache if ch.cache is not None else self._rings(ch)
+        ring, _, rid, words = ch.cache if ch.cache is not None else self._rings(ch)
         n = enc.n
+        if n == 1 and tail < ch.nelem:  # one element: no wrap possible (arith.wrap_split)
+            ring[tail * REQ_SIZE:(tail + 1) * REQ_SIZE] = enc.raw
+            words[tail * _REQ_WORDS] = req_id
+            return
         first, rest = arith.wrap_split(tail, n, ch.nelem, U32)
         ring[tail * REQ_SIZE:(tail + first) * REQ_SIZE] = enc.raw[:first * REQ_SIZE]
         rid[tail:tail + first] = req_id
@@ -227,41 +252,44 @@ class ImplHost(HostCore):
         """DRM_IOCTL_QAIC_EXECUTE_BO (qaic_data.c __qaic_execute_bo_ioctl), straight-line.
 
         Every check HostCore makes before the REQ_HP/REQ_TP reads (entry shapes,
-        client, dbc_id, count, online, range, -EPERM, -EPIPE, req_lock) is tested here
-        without side effects; if any would fail, the call goes to
+        client, dbc_id, count, online, range, -EPERM, -EPIPE, req_lock) is tested by
+        :meth:`_exec_ready` without side effects; if any would fail, the call goes to
         :meth:`HostCore.execute`, which raises in the driver's order.  From the register
-        reads on, the steps are HostCore's own (``_exec_send``; the -ENODEV check and
-        the commit are :meth:`HostCore._exec_read` / ``_exec_commit`` written inline).
+        reads on, the steps are HostCore's own (``_exec_read``, ``_exec_send``,
+        ``_exec_commit``).
         """
-        c = self.users.get(user) if type(user) is int else None
-        ok = (c is not None and type(dbc_id) is int and 0 <= dbc_id < len(self.ch)
-              and self.online and (type(handles_dirs) is list or type(handles_dirs) is tuple)
-              and len(handles_dirs) > 0)
-        ch = self.ch[dbc_id] if ok else None
-        if ok and (ch.usr is None or ch.usr != user or self.ssr_dbc == dbc_id
-                   or (self.use_req_lock and ch.lock is not None)):
-            ok = False
-        ents: list[tuple[int, int, int]] = []
-        if ok:
-            for e in handles_dirs:
-                if ((type(e) is not tuple and type(e) is not list) or len(e) != 2
-                        or type(e[0]) is not int or type(e[1]) is not int
-                        or not 0 <= e[0] <= _U32_TOP or not 0 <= e[1] <= _U32_TOP):
-                    ok = False
-                    break
-                ents.append((e[0], e[1], 0))
-        if not ok:
+        ready = self._exec_ready(user, dbc_id, handles_dirs)
+        if ready is None:
             super().execute(user, dbc_id, handles_dirs)
             return
-        readl = self.device.readl
-        cid = ch.id
-        head = int(readl(cid, _REQ_HP))
-        tail = int(readl(cid, _REQ_TP))
-        if head == _U32_TOP or tail == _U32_TOP:
-            raise IoctlError("ENODEV", "execute: PCI link error (register reads all ones)")
-        level = tail - head if head <= tail else ch.nelem - (head - tail)
+        ch, ents = ready
+        head, tail, level = self._exec_read(ch)
         tail = self._exec_send(ch, user, ents, False, head, tail)
         self._exec_commit(ch, user, ents, tail, level)
+
+    def _exec_ready(self, user: Any, dbc_id: Any, handles_dirs: Any
+                    ) -> tuple[HostChannel, list[tuple[int, int, int]]] | None:
+        """(channel, entries) when every pre-lock check of EXECUTE_BO passes, else None.
+
+        A subset of what HostCore accepts (exact ``int`` types only), so None never
+        changes an outcome: HostCore then runs the full checks."""
+        if type(user) is not int or user not in self.users or type(dbc_id) is not int \
+                or not 0 <= dbc_id < len(self.ch) or not self.online \
+                or (type(handles_dirs) is not list and type(handles_dirs) is not tuple) \
+                or not handles_dirs:
+            return None
+        ch = self.ch[dbc_id]
+        if ch.usr is None or ch.usr != user or self.ssr_dbc == dbc_id \
+                or (self.use_req_lock and ch.lock is not None):
+            return None
+        ents: list[tuple[int, int, int]] = []
+        for e in handles_dirs:
+            if ((type(e) is not tuple and type(e) is not list) or len(e) != 2
+                    or type(e[0]) is not int or type(e[1]) is not int
+                    or not 0 <= e[0] <= _U32_TOP or not 0 <= e[1] <= _U32_TOP):
+                return None
+            ents.append((e[0], e[1], 0))
+        return ch, ents
 
     # -- the actor: same enabledness rule as HostCore.is_enabled, per kind ---------
     def step(self, action: Any) -> None:
@@ -407,15 +435,15 @@ class ImplHost(HostCore):
          delay) = ch.irq
         k = int(arith.drain_count(head, tail, budget, nelem, U32))
         if k:
-            ids = ch.cache[1] if ch.cache is not None else self._rings(ch)[1]
+            words = ch.cache[1] if ch.cache is not None else self._rings(ch)[1]
             index = self._by_rid[ch.id]
             if k == 1:
-                self._credit(ch, index, int(ids[head]), 1)
+                self._credit(ch, index, words[head * _RSP_WORDS], 1)
             else:
                 first, rest = arith.wrap_split(head, k, nelem, U32)
-                batch = ids[head:head + first].tolist()
+                batch = words[head * _RSP_WORDS:(head + first) * _RSP_WORDS:_RSP_WORDS].tolist()
                 if rest:
-                    batch += ids[:rest].tolist()
+                    batch += words[:rest * _RSP_WORDS:_RSP_WORDS].tolist()
                 for rid, cnt in Counter(batch).items():
                     self._credit(ch, index, rid, cnt)
             head = int(arith.ring_advance(head, k, nelem, U32))
