@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "qaicmodel.conform:add_args", "qaicmodel.conform:run_cli"),
     "bench": ("Benchmark the host DMA path (impl vs spec vs a plain copy)",
               "qaicmodel.bench:add_args", "qaicmodel.bench:run_cli"),
+    "check": ("Check a host/device trace for conformance", "qaicmodel.check:add_args", "qaicmodel.check:run_cli"),
 }
 
 

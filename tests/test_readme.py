@@ -47,3 +47,12 @@ def test_decode_example_reports_the_rules_it_names() -> None:
                         "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "REQ-DIR-ILLEGAL" in p.stdout and "REQ-DB-MISALIGNED" in p.stdout
+
+
+def test_check_example_exit_codes() -> None:
+    for name, rc in (("conforming.jsonl", 0), ("overrun.jsonl", 1)):
+        p = subprocess.run([sys.executable, "-m", "qaicmodel", "check",
+                            str(ROOT / "examples" / "traces" / name)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert p.returncode == rc, (name, p.stdout, p.stderr)
+    assert "HOST-REQ-OVERRUN at line 12" in README

@@ -1,0 +1,437 @@
+"""Reading host/device traces: JSON Lines ``qaicmodel-trace/1`` and Linux mmiotrace text.
+
+Contract: ``shared/formats/trace.md``; clarifications in ``docs/formats-extensions.md``
+("Trace format").  Both readers are strict: anything they cannot read exactly is a
+:class:`~qaicmodel.errors.FormatError` whose ``where`` names the line and the field
+(``line 7.hex``); nothing else escapes them (tests/test_trace_parse.py fuzzes both).
+
+Rules (sources):
+  T1  Line 1 is the header ``{"format": "qaicmodel-trace/1", "device": {...}}``; the
+      ``device`` object is the scenario's (scenario.md "Top level"), read by the same
+      code (:func:`qaicmodel.scenario._parse_device`).
+  T2  Every later line is one event object with ``ev`` and the fields of trace.md
+      "Lines", plus optional ``t`` (ns) and ``cpu``; unknown keys are rejected (a typo
+      must not silently change what is checked); blank lines are skipped.
+  T3  Integers are JSON integers or ``"0x..."`` strings and must fit their field
+      (``val`` u32, bus addresses u64, ``idx`` u32, ``dbc`` < ``num_dbc``,
+      ``vector`` <= ``num_dbc``); ``reg`` is a register name of aic100.rst "DMA
+      Bridge"; ``req`` hex is one 64-byte element, ``rsp`` hex one 4-byte element
+      (aic100.rst "Request FIFO" / "Response FIFO").
+  T4  mmiotrace (Documentation/trace/mmiotrace.rst; kernel/trace/trace_mmiotrace.c
+      prints ``VERSION``, ``PCIDEV``, ``MAP``, ``UNMAP``, ``R``, ``W``, ``UNKNOWN``,
+      ``MARK``): BAR2 is resource 2 of the first ``PCIDEV`` of vendor 0x17cb (flag bits
+      masked off) unless ``bar2`` is given; an ``R``/``W`` inside BAR2 at a DBC
+      register (regs.decode_offset) becomes ``readl``/``writel``; other BAR2 offsets
+      become ``bar_read``/``bar_write`` (the checker's HOST-BAR-UNMAPPED) and any
+      access width other than 4 is kept in ``width`` (HOST-REG-WIDTH).  Accesses
+      outside BAR2 are other devices' or other BARs': ignored.  ``MARK ... Lost N
+      events.`` and an ``UNKNOWN`` access inside BAR2 become ``mark`` with ``lost``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from qaicmodel.errors import FormatError
+from qaicmodel.spec import regs
+from qaicmodel.spec.wire import REQ_SIZE, RSP_SIZE
+
+__all__ = ["Event", "Trace", "EVENT_KINDS", "REG_BY_NAME", "parse_jsonl", "parse_mmiotrace",
+           "load", "dumps", "FORMAT"]
+
+FORMAT = "qaicmodel-trace/1"
+
+#: register names of trace.md "Lines" -> BAR offsets (aic100.rst "DMA Bridge")
+REG_BY_NAME = {name: off for off, name in regs.REG_NAMES.items()}
+
+#: the largest hex payload an event may carry (NNC messages are at most 4 KiB on the
+#: wire, control-path.md §1.4; SSR messages are smaller): a model limit against huge lines
+MAX_PAYLOAD = 1 << 16
+
+
+@attrs.frozen
+class Event:
+    """One trace event.  ``line`` is its 1-based line number in the file (the event number
+    reports use); fields that an event kind does not have are ``None``."""
+
+    line: int
+    ev: str
+    dbc: int | None = None
+    reg: int | None = None
+    val: int | None = None
+    idx: int | None = None
+    data: bytes | None = None
+    vector: int | None = None
+    nelem: int | None = None
+    req_q: int | None = None
+    rsp_q: int | None = None
+    text: str | None = None
+    lost: int | None = None
+    offset: int | None = None  # bar_read / bar_write: a BAR2 offset that is no DBC register
+    width: int = 4
+    t: int | None = None
+    cpu: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as a ``qaicmodel-trace/1`` line object (``bar_*`` events have no
+        JSON form: they exist only in mmiotrace input)."""
+        out: dict[str, Any] = {"ev": self.ev}
+        for k in _FIELDS.get(self.ev, ()):
+            v = getattr(self, "data" if k == "hex" else k)
+            if v is None:
+                continue
+            if k == "hex":
+                v = v.hex()
+            elif k == "reg":
+                v = regs.REG_NAMES[v]
+            elif k in ("req_q", "rsp_q"):
+                v = f"0x{v:x}"
+            out[k] = v
+        for k in ("t", "cpu"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return out
+
+
+@attrs.frozen
+class Trace:
+    """A parsed trace: the device object of the header and the events in order."""
+
+    device: Any  # qaicmodel.scenario.DeviceConfig
+    events: tuple[Event, ...]
+    source: str = "jsonl"  # or "mmiotrace"
+
+    def kinds(self) -> set[str]:
+        return {e.ev for e in self.events}
+
+
+# -- JSON Lines -----------------------------------------------------------------
+
+
+def _w(line: int, field: str) -> str:
+    return f"line {line}.{field}" if field else f"line {line}"
+
+
+def _int(v: Any, where: str) -> int:
+    if isinstance(v, bool):
+        raise FormatError(f"expected an integer, got {json.dumps(v)}", where=where)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"0[xX][0-9a-fA-F]{1,32}", v):
+        return int(v, 16)
+    raise FormatError(f"expected an integer or a \"0x...\" string, got {_show(v)}", where=where)
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool)) or v is None else type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _uint(bits: int) -> Callable[[Any, str], int]:
+    def parse_u(v: Any, where: str) -> int:
+        n = _int(v, where)
+        if not 0 <= n < (1 << bits):
+            raise FormatError(f"{n} does not fit in u{bits}", where=where)
+        return n
+
+    return parse_u
+
+
+_U32, _U64 = _uint(32), _uint(64)
+
+
+def _hex(nbytes: int | None) -> Callable[[Any, str], bytes]:
+    def parse_h(v: Any, where: str) -> bytes:
+        if not isinstance(v, str):
+            raise FormatError(f"expected a string of hex digits, got {_show(v)}", where=where)
+        if not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", v):
+            raise FormatError("expected an even number of hex digits (no 0x, no spaces)",
+                              where=where)
+        n = len(v) // 2
+        if nbytes is not None and n != nbytes:
+            raise FormatError(f"expected {2 * nbytes} hex digits ({nbytes} bytes), got {len(v)}",
+                              where=where)
+        if nbytes is None and not 0 < n <= MAX_PAYLOAD:
+            raise FormatError(f"a message is 1..{MAX_PAYLOAD} bytes, got {n}", where=where)
+        return bytes.fromhex(v)
+
+    return parse_h
+
+
+def _reg(v: Any, where: str) -> int:
+    if not isinstance(v, str) or v not in REG_BY_NAME:
+        raise FormatError(f"expected one of {', '.join(REG_BY_NAME)}, got {_show(v)}", where=where)
+    return REG_BY_NAME[v]
+
+
+def _text(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise FormatError(f"expected a string, got {_show(v)}", where=where)
+    return v
+
+
+def _count(v: Any, where: str) -> int:
+    n = _int(v, where)
+    if not 0 <= n < (1 << 64):
+        raise FormatError(f"expected a count 0..2^64-1, got {n}", where=where)
+    return n
+
+
+#: ev -> its fields (trace.md "Lines"): field -> parser; every field listed is required
+#: except ``lost`` of ``mark``.
+_FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "activate": {"dbc": _U32, "nelem": _U32, "req_q": _U64, "rsp_q": _U64},
+    "deactivate": {"dbc": _U32},
+    "readl": {"dbc": _U32, "reg": _reg, "val": _U32},
+    "writel": {"dbc": _U32, "reg": _reg, "val": _U32},
+    "req": {"dbc": _U32, "idx": _U32, "hex": _hex(REQ_SIZE)},
+    "rsp": {"dbc": _U32, "idx": _U32, "hex": _hex(RSP_SIZE)},
+    "msi": {"vector": _U32},
+    "irq_disable": {"vector": _U32},
+    "irq_enable": {"vector": _U32},
+    "nnc_tx": {"hex": _hex(None)},
+    "nnc_rx": {"hex": _hex(None)},
+    "ssr_rx": {"hex": _hex(None)},
+    "ssr_tx": {"hex": _hex(None)},
+    "mark": {"text": _text, "lost": _count},
+}
+EVENT_KINDS = tuple(_FIELDS)
+_OPTIONAL = {"lost"}
+_COMMON = {"ev", "t", "cpu"}
+
+
+def _decode_line(raw: bytes, line: int) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"not UTF-8 (byte {e.start})", where=_w(line, "")) from None
+
+    def no_constant(name: str) -> Any:
+        raise FormatError(f"{name} is not JSON", where=_w(line, ""))
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"not JSON: {e.msg} (column {e.colno})", where=_w(line, "")) from None
+    except RecursionError:
+        raise FormatError("not JSON: nested too deeply", where=_w(line, "")) from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise FormatError(f"not JSON: {e}", where=_w(line, "")) from None
+
+
+def _header(obj: Any) -> Any:
+    from qaicmodel.scenario import _parse_device
+
+    if not isinstance(obj, dict):
+        raise FormatError("the header must be a JSON object", where=_w(1, ""))
+    for k in obj:
+        if k not in ("format", "device"):
+            raise FormatError("unknown header key (known: format, device)", where=_w(1, str(k)))
+    if obj.get("format") != FORMAT:
+        raise FormatError(f"expected \"{FORMAT}\", got {_show(obj.get('format'))}",
+                          where=_w(1, "format"))
+    try:
+        return _parse_device(obj.get("device"))
+    except FormatError as e:
+        raise FormatError(str(e).split(": ", 1)[-1], where=_w(1, e.where or "device")) from None
+
+
+def _event(obj: Any, line: int, num_dbc: int) -> Event:
+    if not isinstance(obj, dict):
+        raise FormatError(f"an event is a JSON object, got {type(obj).__name__}", where=_w(line, ""))
+    ev = obj.get("ev")
+    if not isinstance(ev, str) or ev not in _FIELDS:
+        raise FormatError(f"ev must be one of {', '.join(EVENT_KINDS)}, got {_show(ev)}",
+                          where=_w(line, "ev"))
+    fields = _FIELDS[ev]
+    for k in obj:
+        if k not in fields and k not in _COMMON:
+            raise FormatError(f"unknown key for ev {ev!r} (known: {', '.join(fields)}, t, cpu)",
+                              where=_w(line, str(k)))
+    kw: dict[str, Any] = {}
+    for k, parse in fields.items():
+        if k not in obj:
+            if k in _OPTIONAL:
+                continue
+            raise FormatError(f"missing (ev {ev!r} needs {', '.join(f for f in fields if f not in _OPTIONAL)})",
+                              where=_w(line, k))
+        kw["data" if k == "hex" else k] = parse(obj[k], _w(line, k))
+    for k in ("t", "cpu"):
+        if k in obj:
+            kw[k] = _count(obj[k], _w(line, k))
+    if "dbc" in kw and kw["dbc"] >= num_dbc:
+        raise FormatError(f"dbc {kw['dbc']} >= num_dbc {num_dbc}", where=_w(line, "dbc"))
+    if "vector" in kw and kw["vector"] > num_dbc:
+        raise FormatError(f"vector {kw['vector']} > num_dbc {num_dbc} (0 = MHI, i+1 = dbc i)",
+                          where=_w(line, "vector"))
+    return Event(line=line, ev=ev, **kw)
+
+
+def parse_jsonl(data: bytes | str) -> Trace:
+    """Read a ``qaicmodel-trace/1`` file (T1-T3)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    lines = data.split(b"\n")
+    header = None
+    events: list[Event] = []
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            if n == 1:
+                raise FormatError("the first line must be the header", where=_w(1, ""))
+            continue
+        obj = _decode_line(raw, n)
+        if header is None:
+            header = _header(obj)
+            continue
+        events.append(_event(obj, n, header.num_dbc))
+    if header is None:
+        raise FormatError("empty file: the first line must be the header", where=_w(1, ""))
+    return Trace(device=header, events=tuple(events), source="jsonl")
+
+
+def dumps(device: Mapping[str, Any] | None, events: Iterable[Event | Mapping[str, Any]]) -> str:
+    """A ``qaicmodel-trace/1`` text: the header line and one line per event."""
+    head: dict[str, Any] = {"format": FORMAT}
+    if device is not None:
+        head["device"] = dict(device)
+    out = [json.dumps(head)]
+    for e in events:
+        out.append(json.dumps(e.as_json() if isinstance(e, Event) else dict(e)))
+    return "\n".join(out) + "\n"
+
+
+# -- mmiotrace ------------------------------------------------------------------
+
+_HEXNUM = r"(?:0x)?[0-9a-fA-F]{1,16}"
+_TS = r"(\d{1,12})\.(\d{6})"
+_RW = re.compile(rf"([RW]) (\d{{1,2}}) {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})")
+_MAP = re.compile(rf"MAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})")
+_UNMAP = re.compile(rf"UNMAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) (-?\d{{1,10}})")
+_UNKNOWN = re.compile(rf"UNKNOWN {_TS} (-?\d{{1,10}}) ({_HEXNUM}) [0-9a-fA-F]{{2}},[0-9a-fA-F]{{2}},"
+                      rf"[0-9a-fA-F]{{2}} ({_HEXNUM}) (-?\d{{1,10}})")
+_MARK = re.compile(rf"MARK {_TS} ?(.*)")
+_LOST = re.compile(r"Lost (\d{1,19}) events\.?")
+_PCIDEV = re.compile(r"PCIDEV ([0-9a-fA-F]{4}) ([0-9a-fA-F]{8}) ([0-9a-fA-F]{1,8})((?: [0-9a-fA-F]{1,16}){14})(?: (.*))?")
+_VERSION = re.compile(r"VERSION (\d{1,10})")
+QAIC_VENDOR = 0x17CB  # Qualcomm (qaic_drv.c PCI_VENDOR_ID_QCOM)
+_BAR_FLAGS = 0xF  # PCI_REGION_FLAG_MASK (trace_mmiotrace.c mmio_print_pcidev)
+
+
+def _ns(secs: str, usec: str) -> int:
+    return int(secs) * 1_000_000_000 + int(usec) * 1000
+
+
+def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = None) -> Trace:
+    """Read mmiotrace text (T4).  ``device``: the DeviceConfig to check against (default:
+    scenario.md's defaults; the log has no header)."""
+    from qaicmodel.scenario import DeviceConfig
+
+    if isinstance(data, bytes):
+        raw = data
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise FormatError(f"not UTF-8 (byte {e.start})", where=_w(line, "")) from None
+    dev = device if device is not None else DeviceConfig()
+    if bar2 is not None and (not isinstance(bar2, int) or isinstance(bar2, bool)
+                             or not 0 <= bar2 < (1 << 64)):
+        raise FormatError(f"--bar2 must be a 64-bit bus address, got {bar2!r}", where="--bar2")
+    base = bar2
+    size = regs.BAR2_SIZE
+    events: list[Event] = []
+    accesses = 0
+    for n, text in enumerate(data.split("\n"), start=1):
+        text = text.rstrip("\r")
+        if not text.strip():
+            continue
+        kind = text.split(" ", 1)[0]
+        if kind in ("R", "W"):
+            m = _RW.fullmatch(text)
+            if m is None:
+                raise FormatError(f"expected '{kind} width secs.usecs map-id phys value pc pid'",
+                                  where=_w(n, kind))
+            accesses += 1
+            width = int(m.group(2))
+            if width not in (1, 2, 4, 8):
+                raise FormatError(f"access width {width} is not 1, 2, 4 or 8", where=_w(n, "width"))
+            if base is None:
+                raise FormatError("a register access before any PCIDEV line of vendor 0x17cb "
+                                  "(give --bar2 0xADDR)", where=_w(n, "phys"))
+            phys, val = int(m.group(6), 16), int(m.group(7), 16)
+            if not base <= phys < base + size:
+                continue
+            if val >> (8 * width):
+                raise FormatError(f"value 0x{val:x} is wider than {width} bytes", where=_w(n, "value"))
+            t = _ns(m.group(3), m.group(4))
+            off = phys - base
+            where = regs.decode_offset(off, dev.num_dbc) if off < regs.BAR2_SIZE else None
+            if where is None:
+                events.append(Event(line=n, ev="bar_read" if kind == "R" else "bar_write",
+                                    offset=off, val=val, width=width, t=t))
+            else:
+                events.append(Event(line=n, ev="readl" if kind == "R" else "writel", dbc=where[0],
+                                    reg=where[1], val=val, width=width, t=t))
+        elif kind == "MARK":
+            m = _MARK.fullmatch(text)
+            if m is None:
+                raise FormatError("expected 'MARK secs.usecs text'", where=_w(n, "MARK"))
+            lost = _LOST.fullmatch(m.group(3).strip())
+            events.append(Event(line=n, ev="mark", text=m.group(3),
+                                lost=int(lost.group(1)) if lost else None,
+                                t=_ns(m.group(1), m.group(2))))
+        elif kind == "PCIDEV":
+            m = _PCIDEV.fullmatch(text)
+            if m is None:
+                raise FormatError("expected 'PCIDEV bus+devfn vendor+device irq base0..6 size0..6 "
+                                  "[driver]'", where=_w(n, "PCIDEV"))
+            vendor = int(m.group(2), 16) >> 16
+            nums = [int(x, 16) for x in m.group(4).split()]
+            if vendor == QAIC_VENDOR and bar2 is None and base is None:
+                base = nums[2] & ~_BAR_FLAGS
+                size = nums[7 + 2] or regs.BAR2_SIZE
+        elif kind == "MAP":
+            if _MAP.fullmatch(text) is None:
+                raise FormatError("expected 'MAP secs.usecs map-id phys virt len pc pid'",
+                                  where=_w(n, "MAP"))
+        elif kind == "UNMAP":
+            if _UNMAP.fullmatch(text) is None:
+                raise FormatError("expected 'UNMAP secs.usecs map-id pc pid'", where=_w(n, "UNMAP"))
+        elif kind == "UNKNOWN":
+            m = _UNKNOWN.fullmatch(text)
+            if m is None:
+                raise FormatError("expected 'UNKNOWN secs.usecs map-id phys b,b,b pc pid'",
+                                  where=_w(n, "UNKNOWN"))
+            phys = int(m.group(4), 16)
+            if base is not None and base <= phys < base + size:
+                # an access mmiotrace could not decode: its effect is unknown
+                events.append(Event(line=n, ev="mark", text="undecoded access", lost=1,
+                                    t=_ns(m.group(1), m.group(2))))
+        elif kind == "VERSION":
+            if _VERSION.fullmatch(text) is None:
+                raise FormatError("expected 'VERSION number'", where=_w(n, "VERSION"))
+        else:
+            raise FormatError(f"unknown record {kind[:20]!r} (known: VERSION, PCIDEV, MAP, UNMAP, "
+                              "R, W, UNKNOWN, MARK)", where=_w(n, "record"))
+    if base is None and accesses:
+        raise FormatError("no PCIDEV line of vendor 0x17cb; give --bar2 0xADDR", where="(input)")
+    return Trace(device=dev, events=tuple(events), source="mmiotrace")
+
+
+def load(path: str, fmt: str = "jsonl", bar2: int | None = None, device: Any = None) -> Trace:
+    """Read a trace file (FormatError naming the path when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror}", where=path) from None
+    if fmt == "jsonl":
+        return parse_jsonl(data)
+    if fmt == "mmiotrace":
+        return parse_mmiotrace(data, bar2=bar2, device=device)
+    raise FormatError(f"unknown trace format {fmt!r} (jsonl, mmiotrace)", where="--format")
