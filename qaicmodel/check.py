@@ -56,7 +56,6 @@ import argparse
 import copy
 import enum
 import json
-import random
 from collections.abc import Callable, Iterable
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -1023,35 +1022,15 @@ def record_cosim(host_factory: Callable[..., Any], *, seed: int, steps: int = 20
                  **world_kw: Any) -> tuple[str, list[Any]]:
     """A seeded random co-simulation (the operations of cosim.random_run) recorded as a
     ``qaicmodel-trace/1`` text.  Returns (trace text, the co-simulation's findings)."""
-    from qaicmodel.errors import QaicModelError
-    from qaicmodel.spec.cosim import World
+    from qaicmodel.spec.cosim import random_run
 
-    rng = random.Random(seed)
     pol = Policies(policies or {})
-    w = World(host_factory, policies=pol, **world_kw)
-    rec = TraceRecorder(w)
-    for _ in range(steps):
-        r = rng.random()
-        try:
-            if r < 0.08 and w.echo_pending:
-                w.echo_out()
-            elif r < 0.08 and w.echo_ready():
-                w.echo_submit(rng.randbytes(64), rng.randrange(2))
-            elif r < 0.16 and w._idle("A", "B"):
-                w.dma_write(rng.randbytes(64), rng.choice([None, None, rng.randrange(1, w.dma_len)]))
-            elif r < 0.2 and w._idle("A", "B") and w.executed["A"]:
-                w.dma_read()
-            elif r < 0.24 and w._idle("C", "D") and hasattr(w.host, "execute_begin"):
-                w.concurrent(rng.random() < 0.3)
-            elif w.enabled():
-                w.act(rng.randrange(len(w.enabled())))
-        except QaicModelError as e:
-            w.find("COSIM-DEVICE-RULE", f"host raised {e.one_line()}")
-        if w.findings:
-            break
-    if not w.findings:
-        w.settle(rng, 2000)
+    recorders: list[TraceRecorder] = []
+    w, findings = random_run(host_factory, seed=seed, steps=steps, policies=pol,
+                             on_world=lambda world: recorders.append(TraceRecorder(world)),
+                             **world_kw)
+    rec = recorders[0]
     rec.sync()
     device = {"num_dbc": w.dev.num_dbc, "single_msi": w.dev.single_msi,
               "policies": dict(pol.chosen)}
-    return rec.text(device), list(w.findings)
+    return rec.text(device), list(findings)

@@ -503,11 +503,16 @@ def machine_policy_rows() -> list[Policies]:
 
 
 def random_run(host_factory: Callable[..., Any], *, seed: int, steps: int = 400,
-               policies: Policies | None = None, **world_kw: Any) -> tuple[World, list[Finding]]:
-    """A seeded random co-simulation (for ``conform``): operations and actor steps drawn
-    from ``random.Random(seed)``; ends by settling to quiescence."""
+               policies: Policies | None = None,
+               on_world: Callable[[World], None] | None = None,
+               **world_kw: Any) -> tuple[World, list[Finding]]:
+    """A seeded random co-simulation (for ``conform`` and the trace recorder): operations
+    and actor steps drawn from ``random.Random(seed)``; ends by settling to quiescence.
+    ``on_world`` sees the world before the first step (e.g. to attach an observer)."""
     rng = random.Random(seed)
     w = World(host_factory, policies=policies, **world_kw)
+    if on_world is not None:
+        on_world(w)
     for _ in range(steps):
         r = rng.random()
         try:
