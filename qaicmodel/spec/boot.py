@@ -25,7 +25,8 @@ from typing import Any
 
 import attrs
 
-from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.errors import ArgumentError
+from qaicmodel.spec import parsed
 from qaicmodel.spec.mhi import Ee
 
 __all__ = ["DevState", "SaharaCmd", "SaharaPkt", "parse", "decode", "describe",
@@ -187,20 +188,14 @@ def parse(data: bytes) -> tuple[SaharaPkt | None, list[dict[str, Any]]]:
 
 
 def decode(data: bytes | bytearray | memoryview) -> SaharaPkt:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError("Sahara packet must be bytes", rule="SAHARA-TYPE")
-    p, viol = parse(bytes(data))
-    if viol:
-        raise DecodeError(viol[0]["message"], offset=viol[0]["offset"], rule=viol[0]["rule"])
-    assert p is not None
-    return p
+    """Strict decode: a :class:`SaharaPkt` or DecodeError naming the rule and offset."""
+    pkt: SaharaPkt = parsed.strict("Sahara packet", "SAHARA-TYPE", parse, data)
+    return pkt
 
 
 def describe(data: bytes) -> dict[str, Any]:
     """``qaicmodel decode sahara HEX``."""
-    p, viol = parse(data)
-    return {"kind": "sahara", "size": len(bytes(data)),
-            "packet": None if p is None else p.as_dict(), "violations": viol}
+    return parsed.describe("sahara", "packet", parse, data)
 
 
 # --------------------------------------------------------------------------

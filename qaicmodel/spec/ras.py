@@ -22,7 +22,8 @@ from typing import Any
 
 import attrs
 
-from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.errors import ArgumentError
+from qaicmodel.spec import parsed
 from qaicmodel.spec.policies import Policies, Policy, register
 
 __all__ = ["RasMsg", "ErrType", "Source", "decode", "parse", "describe", "HostRas", "SIZE"]
@@ -139,20 +140,13 @@ def parse(data: bytes) -> tuple[RasMsg | None, list[dict[str, Any]]]:
 
 def decode(data: bytes | bytearray | memoryview) -> RasMsg:
     """Strict decode: a message the host would accept, or DecodeError."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError("RAS message must be bytes", rule="RAS-TYPE")
-    m, viol = parse(bytes(data))
-    if viol:
-        raise DecodeError(viol[0]["message"], offset=viol[0]["offset"], rule=viol[0]["rule"])
-    assert m is not None
-    return m
+    msg: RasMsg = parsed.strict("RAS message", "RAS-TYPE", parse, data)
+    return msg
 
 
 def describe(data: bytes) -> dict[str, Any]:
     """``qaicmodel decode ras HEX``."""
-    m, viol = parse(data)
-    return {"kind": "ras", "size": len(bytes(data)),
-            "message": None if m is None else m.as_dict(), "violations": viol}
+    return parsed.describe("ras", "message", parse, data)
 
 
 register(Policy(

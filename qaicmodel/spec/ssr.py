@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.spec import parsed
 from qaicmodel.spec.policies import Policies, Policy, register
 
 __all__ = ["Cmd", "Event", "DbcState", "SsrMsg", "decode", "parse", "describe",
@@ -197,20 +198,13 @@ def parse(data: bytes, num_dbc: int = 16) -> tuple[SsrMsg | None, list[dict[str,
 
 def decode(data: bytes | bytearray | memoryview, num_dbc: int = 16) -> SsrMsg:
     """Strict decode: an :class:`SsrMsg` or DecodeError naming the rule and offset."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError("SSR message must be bytes", rule="SSR-TYPE")
-    msg, viol = parse(bytes(data), num_dbc)
-    if viol:
-        raise DecodeError(viol[0]["message"], offset=viol[0]["offset"], rule=viol[0]["rule"])
-    assert msg is not None
+    msg: SsrMsg = parsed.strict("SSR message", "SSR-TYPE", parse, data, num_dbc)
     return msg
 
 
 def describe(data: bytes) -> dict[str, Any]:
     """``qaicmodel decode ssr HEX``."""
-    msg, viol = parse(data)
-    return {"kind": "ssr", "size": len(bytes(data)),
-            "message": None if msg is None else msg.as_dict(), "violations": viol}
+    return parsed.describe("ssr", "message", parse, data)
 
 
 # --------------------------------------------------------------------------
