@@ -20,6 +20,18 @@ import z3
 __all__ = ["Z3Ops", "Z3IntOps", "Z16", "Z32", "Z64", "as_int"]
 
 
+def _ite(num: Any, c: Any, a: Any, b: Any) -> Any:
+    """``ite`` for both op sets: tuples element-wise, booleans as Bools, numbers via ``num``."""
+    c = z3.BoolVal(c) if isinstance(c, bool) else c
+    if isinstance(a, tuple):
+        return tuple(_ite(num, c, x, y) for x, y in zip(a, b, strict=True))
+    if z3.is_bool(a) or z3.is_bool(b) or isinstance(a, bool):
+        a = z3.BoolVal(a) if isinstance(a, bool) else a
+        b = z3.BoolVal(b) if isinstance(b, bool) else b
+        return z3.If(c, a, b)
+    return z3.If(c, num(a), num(b))
+
+
 class Z3Ops:
     """Unsigned ``width``-bit arithmetic on z3 ``BitVec`` terms."""
 
@@ -94,14 +106,7 @@ class Z3Ops:
         return z3.Not(z3.BoolVal(c) if isinstance(c, bool) else c)
 
     def ite(self, c: Any, a: Any, b: Any) -> Any:
-        c = z3.BoolVal(c) if isinstance(c, bool) else c
-        if isinstance(a, tuple):
-            return tuple(self.ite(c, x, y) for x, y in zip(a, b, strict=True))
-        if z3.is_bool(a) or z3.is_bool(b) or isinstance(a, bool):
-            a = z3.BoolVal(a) if isinstance(a, bool) else a
-            b = z3.BoolVal(b) if isinstance(b, bool) else b
-            return z3.If(c, a, b)
-        return z3.If(c, self._bv(a), self._bv(b))
+        return _ite(self._bv, c, a, b)
 
     def umin(self, a: Any, b: Any) -> Any:
         a, b = self._bv(a), self._bv(b)
@@ -220,14 +225,7 @@ class Z3IntOps:
     lnot = Z3Ops.lnot
 
     def ite(self, c: Any, a: Any, b: Any) -> Any:
-        c = z3.BoolVal(c) if isinstance(c, bool) else c
-        if isinstance(a, tuple):
-            return tuple(self.ite(c, x, y) for x, y in zip(a, b, strict=True))
-        if z3.is_bool(a) or z3.is_bool(b) or isinstance(a, bool):
-            a = z3.BoolVal(a) if isinstance(a, bool) else a
-            b = z3.BoolVal(b) if isinstance(b, bool) else b
-            return z3.If(c, a, b)
-        return z3.If(c, self._iv(a), self._iv(b))
+        return _ite(self._iv, c, a, b)
 
     def umin(self, a: Any, b: Any) -> Any:
         a, b = self._iv(a), self._iv(b)
