@@ -33,6 +33,9 @@ def test_ratios_are_computed_from_the_figures(report: dict) -> None:
                                                  rel=0.02)
     assert ls["spec_over_impl"] == pytest.approx(ls["spec_ns_per_elem"] / ls["impl_ns_per_elem"],
                                                  rel=0.02)
+    assert ls["copy_cold_ns_per_elem"] > 0
+    assert ls["impl_over_cold_copy"] == pytest.approx(
+        ls["impl_ns_per_elem"] / ls["copy_cold_ns_per_elem"], rel=0.02)
     assert t["impl_over_copy_met"] == (ls["impl_over_copy"] <= t["impl_over_copy_max"])
     assert t["spec_over_impl_met"] == (ls["spec_over_impl"] >= t["spec_over_impl_min"])
     assert t["one_elem_us_met"] == (report["one_element"]["impl_us"] < t["one_elem_us_max"])
