@@ -23,6 +23,8 @@ __all__ = [
     "RemoteProtocolError",
     "IoctlError",
     "NotModelledError",
+    "UmlError",
+    "TransportError",
 ]
 
 
@@ -119,6 +121,29 @@ class NotModelledError(QaicModelError):
     """A feature the model does not (yet) cover."""
 
     kind = "not modelled"
+
+
+class UmlError(QaicModelError):
+    """Building, booting or running the User-Mode Linux guest failed.
+
+    Covers a missing or broken kernel build, an unreachable source package, a
+    guest that died, hung past its timeout or printed a kernel splat.
+    """
+
+    kind = "uml"
+
+
+class TransportError(QaicModelError):
+    """A malformed message on the vhost-user socket or in a virtqueue.
+
+    ``where`` names the message or descriptor that was wrong.
+    """
+
+    kind = "vhost-user"
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 # Linux errno numbers that Python's errno module may lack on some platforms.
