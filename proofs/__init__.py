@@ -2,7 +2,7 @@
 
 Each ``pN_*`` module exposes ``run(fn_overrides=None) -> Result``; the
 functions under proof (from :mod:`qaicmodel.arith` and
-:mod:`qaicmodel.spec.irqproto`) are evaluated on z3 terms through
+:mod:`qaicmodel.spec.host.irqproto`) are evaluated on z3 terms through
 :class:`~proofs.z3ops.Z3Ops`, so a proof is about the code the model runs.
 ``python -m proofs`` runs them all.  What is proved, with bounds, is in
 docs/proofs.md.

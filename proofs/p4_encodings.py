@@ -37,7 +37,7 @@ import z3
 from proofs._harness import Claim, Result, functions, run_claims
 from proofs.z3ops import Z3Ops
 from qaicmodel import arith
-from qaicmodel.spec import wire
+from qaicmodel.spec.dbc import wire
 
 NAME = "p4_encodings"
 TITLE = "sem_cmd and request-element packing: injective, round-trip, validator = lossless"

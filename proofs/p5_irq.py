@@ -1,6 +1,6 @@
 """Proof 5 -- the interrupt protocol cannot strand a response.
 
-The transition system is :mod:`qaicmodel.spec.irqproto` (``make_transitions``:
+The transition system is :mod:`qaicmodel.spec.host.irqproto` (``make_transitions``:
 the device's MSI rule -- an MSI only on the empty -> non-empty edge of the
 response FIFO, aic100.rst "Response FIFO" -- and the host's hard handler,
 mask (``disable_irq_nosync``), drain, unmask (``enable_irq``) and re-check,
@@ -44,8 +44,8 @@ import z3
 
 from proofs._harness import Claim, Result, functions, run_claims
 from proofs.z3ops import Z32
-from qaicmodel.spec import irqproto
-from qaicmodel.spec.irqproto import PC, IrqState
+from qaicmodel.spec.host import irqproto
+from qaicmodel.spec.host.irqproto import PC, IrqState
 
 NAME = "p5_irq"
 TITLE = "interrupt protocol: no response stranded with the vector unmasked and no MSI"

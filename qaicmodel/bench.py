@@ -50,15 +50,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qaicmodel import scenario as sc
 from qaicmodel.errors import NotModelledError
+from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
+from qaicmodel.scenario.runner import Runner, _activate
+from qaicmodel.spec.dbc.config import DeviceConfig
+from qaicmodel.spec.host.protocol import load_host
 
 __all__ = ["SEGMENTS", "run_bench", "add_args", "run_cli", "SPEC_HOST", "IMPL_HOST"]
 
 SEGMENTS = 1000
 PAGE = 4096
 QUEUE = 2048  # > SEGMENTS: the whole slice fits, responses never stall
-SPEC_HOST = sc.DEFAULT_HOST
+SPEC_HOST = SCENARIO_HOST
 IMPL_HOST = "qaicmodel.impl.host:ImplHost"
 TARGETS = {"impl_over_copy_max": 3.0, "spec_over_impl_min": 50.0, "one_elem_us_max": 2.0}
 
@@ -67,13 +70,13 @@ class _Rig:
     """One device + one host + one channel, set up through the scenario runner's seam."""
 
     def __init__(self, host_cls: type, nsegs: int) -> None:
-        from qaicmodel.spec import uapi
+        from qaicmodel.spec.host import uapi
 
-        self.r = sc.Runner(sc.DeviceConfig(sg_max_segment=PAGE), host_cls=host_cls)
+        self.r = Runner(DeviceConfig(sg_max_segment=PAGE), host_cls=host_cls)
         self.host = self.r.host
         self.uid = self.host.open()
         self.r.users["bench"] = self.uid
-        self.dbc = sc._activate(self.r, "bench", QUEUE, 0)
+        self.dbc = _activate(self.r, "bench", QUEUE, 0)
         size = nsegs * PAGE
         self.handle = self.host.create_bo(self.uid, size)
         hdr = uapi.AttachSliceHdr(count=1, dbc_id=self.dbc, handle=self.handle, dir=1,
@@ -85,7 +88,7 @@ class _Rig:
         self.clock = _DeviceClock(self.device)
         import numpy as np
 
-        from qaicmodel.spec.wire import REQ_DTYPE
+        from qaicmodel.spec.dbc.wire import REQ_DTYPE
 
         # B8: the same numpy copy as B3, but timed at the point in each round trip where
         # the host's own copy runs (after the device model ran), into a ring of the same
@@ -110,7 +113,7 @@ class _Rig:
 
     def split_round_trip4(self) -> tuple[int, int, int, int]:
         """As :meth:`split_round_trip3`, plus the B8 cold numpy-copy floor (ns, whole slice)."""
-        from qaicmodel.spec.device import Advance
+        from qaicmodel.spec.dbc.device import Advance
 
         host, dev, clock = self.host, self.device, self.clock
         t0 = time.perf_counter_ns()
@@ -179,7 +182,7 @@ def copy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
     """B3: median ns to copy n request elements into a ring with numpy."""
     import numpy as np
 
-    from qaicmodel.spec.wire import REQ_DTYPE
+    from qaicmodel.spec.dbc.wire import REQ_DTYPE
 
     ring = np.zeros(QUEUE, dtype=REQ_DTYPE)
     reqs = np.zeros(n, dtype=REQ_DTYPE)
@@ -198,7 +201,7 @@ def memcpy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
     """B6: median ns to copy the same n x 64 bytes as raw bytes (memoryview, memcpy)."""
     import numpy as np
 
-    from qaicmodel.spec.wire import REQ_DTYPE
+    from qaicmodel.spec.dbc.wire import REQ_DTYPE
 
     ring = np.zeros(QUEUE, dtype=REQ_DTYPE).view(np.uint8).data
     reqs = np.zeros(n, dtype=REQ_DTYPE).view(np.uint8).data
@@ -224,7 +227,7 @@ def machine() -> dict[str, Any]:
 def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = False
               ) -> dict[str, Any]:
     """Every figure of B1-B5 from one run; ``quick`` cuts repetitions (tests)."""
-    spec_cls, impl_cls = sc.load_host(spec), sc.load_host(impl)
+    spec_cls, impl_cls = load_host(spec), load_host(impl)
     reps_large = {"impl": 3 if quick else 15, "spec": 1 if quick else 3}
     reps_one = {"impl": 20 if quick else 300, "spec": 5 if quick else 60}
     large: dict[str, float] = {}
@@ -343,7 +346,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    sc.load_host(args.spec), sc.load_host(args.impl)  # bad hosts: exit 2, one line
+    load_host(args.spec), load_host(args.impl)  # bad hosts: exit 2, one line
     sys.stderr.write("qaicmodel bench: measuring (host time only) ...\n")
     rep = run_bench(spec=args.spec, impl=args.impl, quick=args.quick)
     if args.json:

@@ -1,8 +1,11 @@
 """``qaicmodel check``: is a host/device trace conforming?  (shared/formats/trace.md)
 
-The checker replays a trace (:mod:`qaicmodel.trace`) against the device model
-(:class:`qaicmodel.spec.device.Device`).  Host actions are applied to the model and
-must be legal; observations must be explainable by *some* run of a conforming device.
+The checker replays a trace (:mod:`qaicmodel.trace`, read one event at a time) against
+the device model (:class:`qaicmodel.spec.dbc.device.Device`).  Host actions are applied to
+the model and must be legal; observations must be explainable by *some* run of a
+conforming device.  The per-channel sets of possible device states and the search over
+the device's own steps live in :mod:`qaicmodel.check_states` (rules L1-L7 there; the
+argument in docs/check-design.md).
 
 Rules of the checker (user-facing summary: docs/formats-extensions.md, "Trace format
 and `qaicmodel check`"):
@@ -13,9 +16,9 @@ and `qaicmodel check`"):
       (``Device.enabled``: Consume, Advance, RaiseMsi) in any order the rules allow;
       the NSP side is invisible in a trace, so a request waiting on a semaphore may be
       released by the NSP at any time (the environment sets the semaphore, as
-      ``Device.nsp_sem`` would).  Before each event on a channel the set is closed
-      under these actions, deduplicated, and bounded by ``max_states``; hitting the
-      bound makes the verdict at best inconclusive.
+      ``Device.nsp_sem`` would).  The set is kept as a *frontier* closed lazily under
+      these actions (check_states L1-L5): steps the host cannot see are taken at once,
+      the others only when an observation needs them.
   C3  A host action (writel, req, activate, deactivate, irq_disable/enable) is legal if
       it is legal in EVERY possible state: the host cannot know that the device got
       further than what it observed, so an action that is illegal in one run of a
@@ -47,33 +50,46 @@ and `qaicmodel check`"):
       sequence number (DEV-NNC-UNMATCHED).  SSR messages are decoded
       (qaicmodel.spec.ssr; HOST-/DEV- prefixed).
   C9  Exit status: 0 conforming, 1 a violation (the first is reported), 3 inconclusive,
-      2 malformed input (the CLI's FormatError handling).
+      2 malformed input (the CLI's FormatError handling).  A trace in which nothing
+      could be checked (no events, only marks, or an mmiotrace none of whose accesses
+      fell inside the DMA Bridge BAR) is inconclusive with that reason.
+  C10 Extension events (docs/formats-extensions.md): ``complete`` (dbc, req_id) must
+      come after the host read as many responses with that req_id as the elements it
+      published with the completion bit asked for (HOST-COMPLETE-EARLY), and only for
+      a req_id with such work outstanding (HOST-COMPLETE-UNKNOWN) -- qaic_data.c
+      dbc_irq_threaded_fn; ``idle`` (the host stopped) must not leave, in any
+      consistent run, a response in a ring with no MSI pending or due to announce it
+      (HOST-RSP-STRANDED: the missed-event re-check of dbc_irq_threaded_fn).
+  C11 Soundness of bounds: ``max_states`` bounds each search; when it is hit on a
+      channel, DEV-... findings there are inconclusive (the states kept are real runs,
+      so HOST-... findings stand) -- issue #11.
+  C12 A report carries events/s and the peak number of states kept or explored for
+      one channel (``--json``); on a terminal the CLI prints progress to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import enum
 import json
+import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import attrs
-import numpy as np
 
 from qaicmodel import arith
+from qaicmodel.check_states import ChannelStates
 from qaicmodel.errors import ArgumentError, FormatError, PolicyError
-from qaicmodel.spec import regs
-from qaicmodel.spec.device import Advance, Consume, Device, Stage
-from qaicmodel.spec.memory import DevMemory, DmaFault, HostMemory
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE, RequestElem
 from qaicmodel.spec.policies import Policies
-from qaicmodel.spec.wire import CMD_COMPLETION, REQ_SIZE, RSP_SIZE, RequestElem, SemOp
-from qaicmodel.trace import Event, Trace, load
+from qaicmodel.trace import Event, Trace, TraceStream, open_trace
 
-__all__ = ["check", "Report", "Finding", "RULES", "FAMILIES", "add_args", "run_cli",
-           "record_cosim", "TraceRecorder", "EXIT"]
+__all__ = ["check", "check_stream", "check_file", "Report", "Finding", "RULES", "FAMILIES",
+           "add_args", "run_cli", "record_cosim", "TraceRecorder", "EXIT", "TRACE_VISIBILITY"]
 
 #: exit status per verdict (trace.md "Check")
 EXIT = {"conforming": 0, "violation": 1, "inconclusive": 3}
@@ -90,9 +106,12 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "lifecycle": (("activate",), "activate / deactivate of channels"),
     "nnc": (("nnc_tx", "nnc_rx"), "NNC control messages: layout, CRC, sequence numbers"),
     "ssr": (("ssr_rx", "ssr_tx"), "SSR messages: layout"),
+    "completions": (("complete", "req", "rsp"), "BO completions after every response asked for, once"),
+    "missed-events": (("idle", "msi"), "no response left unannounced when the host stops"),
 }
 
-#: a model limit: FIFOs are copied per possible state, so larger rings are not checked
+#: a model limit: larger rings are not checked (a state's response ring is copied when the
+#: set of possible states branches)
 MAX_NELEM = 4096
 
 _DMA = "aic100.rst DMA Bridge"
@@ -128,12 +147,35 @@ RULES: dict[str, tuple[str, str]] = {
     "HOST-ACTIVATE-NELEM": ("lifecycle", "qaic_control.c encode_activate (arith.activate_queue_size_ok)"),
     "HOST-NNC-SEQ": ("nnc", "control-path.md §1.5 (seq = next_seq_num++)"),
     "DEV-NNC-UNMATCHED": ("nnc", "control-path.md §1.5 (responses are matched by sequence number)"),
+    "HOST-COMPLETE-EARLY": ("completions", "qaic_data.c dbc_irq_threaded_fn (a BO completes when "
+                                           "nr_slice_xfer_done == nr_slice)"),
+    "HOST-COMPLETE-UNKNOWN": ("completions", "qaic_data.c dbc_irq_threaded_fn (the BO leaves "
+                                             "xfer_list when it completes)"),
+    "HOST-RSP-STRANDED": ("missed-events", "qaic_data.c dbc_irq_threaded_fn (re-read RSP_TP after "
+                                           "enable_irq: \"check for a missed event\"); "
+                                           + _RSP + " (MSI only on empty -> non-empty)"),
 }
 
-#: an element that asks for a response and does nothing else / one that does nothing (C7)
-_ELEM_RSP = RequestElem(pcie_dma_cmd=CMD_COMPLETION).pack()
-_ELEM_NONE = bytes(REQ_SIZE)
-_ZERO_SLOT = bytes(REQ_SIZE)
+#: What a trace can show of each broken host of qaicmodel.oracle.broken (issue #11 item 4):
+#: class name -> (device policies it needs, the check rules that catch it, which events the
+#: trace must carry).  tests/test_check_broken.py records a trace of each and checks it.
+TRACE_VISIBILITY: dict[str, tuple[dict[str, str], tuple[str, ...], str]] = {
+    "NoRecheckHost": ({"msi-while-masked": "lost"}, ("HOST-RSP-STRANDED",),
+                      "msi, irq_disable/irq_enable and idle (the stranded response is only "
+                      "visible once the host says it stopped)"),
+    "NoReserveHost": ({}, ("HOST-REQ-OVERRUN", "HOST-REQ-OVERWRITE"),
+                      "writel/readl (REQ_HP, REQ_TP): register traces suffice"),
+    "NoLockHost": ({}, ("HOST-REQ-OVERWRITE", "HOST-REQ-OVERRUN", "HOST-COMPLETE-UNKNOWN",
+                        "HOST-COMPLETE-EARLY"),
+                   "req (slot writes) and writel; a lost submission whose slots were "
+                   "overwritten before publication needs complete events"),
+    "OverreadHost": ({}, ("HOST-RSP-OVERREAD", "HOST-RSP-NOT-WRITTEN"),
+                     "readl/writel (RSP_TP, RSP_HP): register traces suffice"),
+    "EarlyCompleteHost": ({}, ("HOST-COMPLETE-EARLY",),
+                          "req, rsp and complete (a completion is host-internal)"),
+    "DoubleCompleteHost": ({}, ("HOST-COMPLETE-UNKNOWN", "HOST-COMPLETE-EARLY"),
+                           "req, rsp and complete"),
+}
 
 
 def _family(rule: str) -> str:
@@ -146,61 +188,16 @@ def _family(rule: str) -> str:
     return "registers"
 
 
-# -- memories the checker's devices use ---------------------------------------------
-
-
-class _TraceHostMemory(HostMemory):
-    """Host memory for replay: the FIFOs are real arrays at the trace's bus addresses;
-    every other address is a sink (reads zeros, writes vanish).  A trace does not show
-    buffer contents, and the data moved is never observed at the boundary (C2)."""
-
-    def copy(self) -> _TraceHostMemory:
-        m = _TraceHostMemory()
-        m._starts = list(self._starts)
-        m._arrays = [a.copy() for a in self._arrays]
-        return m
-
-    def map_at(self, addr: int, size: int) -> None:
-        i = next((k for k, s in enumerate(self._starts) if s == addr), None)
-        if i is not None:
-            del self._starts[i]
-            del self._arrays[i]
-        self._insert(addr, np.zeros(size, dtype=np.uint8))
-
-    def view(self, addr: int, length: int) -> np.ndarray:
-        try:
-            return super().view(addr, length)
-        except DmaFault:
-            return np.zeros(min(max(length, 0), 4096), dtype=np.uint8)
-
-    def write(self, addr: int, data: Any) -> None:
-        try:
-            buf = super().view(addr, len(data))
-        except DmaFault:
-            return
-        buf[:] = np.frombuffer(bytes(data), dtype=np.uint8)
-
-    def regions(self) -> list[tuple[int, int]]:
-        return [(0, 1 << 64)]
-
-
-class _SinkDevMemory(DevMemory):
-    """Device DDR for replay: never observed in a trace (C2)."""
-
-    def write(self, addr: int, data: Any) -> None:
-        self._check(addr, len(data))
-
-    def read(self, addr: int, length: int) -> bytes:
-        self._check(addr, length)
-        return bytes(min(length, 4096))
-
-
 # -- findings and the report -------------------------------------------------------
+
+#: a report keeps at most this many inconclusive reasons (the total is counted)
+MAX_REASONS = 100
 
 
 @attrs.frozen
 class Finding:
-    """One broken rule at one event (trace.md "Report")."""
+    """One broken rule at one event (trace.md "Report"): where (line, event), which rule,
+    one sentence, the model state that makes it a violation and the rule's source."""
 
     line: int
     event: str
@@ -223,18 +220,28 @@ class Report:
     inconclusive: list[dict[str, Any]] = attrs.field(factory=list)
     families: dict[str, dict[str, str]] = attrs.field(factory=dict)
     source: str = "jsonl"
+    inconclusive_total: int = 0
+    seconds: float = 0.0
+    peak_states: int = 0
 
     @property
     def exit(self) -> int:
         return EXIT[self.verdict]
 
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         return {"format": "qaicmodel-check/1", "verdict": self.verdict, "exit": self.exit,
                 "trace_format": self.source, "events": self.events,
                 "violation": self.violation.as_dict() if self.violation else None,
-                "inconclusive": self.inconclusive, "families": self.families,
+                "inconclusive": self.inconclusive,
+                "inconclusive_total": self.inconclusive_total, "families": self.families,
                 "not_checked": sorted(f for f, v in self.families.items()
-                                      if v["status"] == "not-checked")}
+                                      if v["status"] == "not-checked"),
+                "seconds": round(self.seconds, 6), "events_per_s": round(self.events_per_s, 1),
+                "peak_states": self.peak_states}
 
     def text(self) -> str:
         out = [f"{self.verdict.upper()}: {self.events} events ({self.source})"]
@@ -245,8 +252,8 @@ class Report:
                     f"  source: {v.source}"]
         for inc in self.inconclusive[:5]:
             out.append(f"inconclusive: line {inc['line']}: {inc['reason']}")
-        if len(self.inconclusive) > 5:
-            out.append(f"inconclusive: ... {len(self.inconclusive) - 5} more")
+        if self.inconclusive_total > 5:
+            out.append(f"inconclusive: ... {self.inconclusive_total - 5} more")
         for fam, st in self.families.items():
             if st["status"] == "not-checked":
                 out.append(f"not checked: {fam}: {st['reason']}")
@@ -275,13 +282,13 @@ class _Stop(Exception):
     """Internal: the first violation was found."""
 
 
-# -- per-channel state sets ------------------------------------------------------------
+# -- per-channel bookkeeping -------------------------------------------------------------
 
 
 class Mode(enum.Enum):
     """What the checker knows about one channel (C5, C6)."""
 
-    KNOWN = "known"  # a set of possible device states
+    KNOWN = "known"  # inactive (sets is None) or a frontier of possible device states
     LOST = "lost"  # geometry known, state unknown: waiting to resynchronise
     NO_GEOMETRY = "no-geometry"  # never activated in the trace and no --nelem: state-free rules only
 
@@ -290,42 +297,50 @@ class Mode(enum.Enum):
 class _Chan:
     dbc: int
     mode: Mode
-    states: list[Device] = attrs.field(factory=list)
+    sets: ChannelStates | None = None  # KNOWN and active
     nelem: int = 0
     req_q: int = 0
     rsp_q: int = 0
+    ring: bytearray = attrs.field(factory=bytearray)  # the request ring as the host wrote it
     seen: dict[int, int] = attrs.field(factory=dict)  # reg -> value since the loss
     resynced: bool = False
+    asked: dict[int, int] = attrs.field(factory=dict)  # C10: req_id -> responses asked for
+    read: dict[int, int] = attrs.field(factory=dict)  # C10: req_id -> responses read
+    recheck_owed: int = 0  # C10: line of an irq_enable after which an MSI may have been lost
 
 
 _REG_RULE = {regs.REQ_HP: "DEV-REQ-HP", regs.RSP_TP: "DEV-RSP-TP"}
 
 
-class Checker:
-    """Replays one trace (C1-C9).  Use :func:`check`."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    def __init__(self, trace: Trace, policies: Policies, nelem: int | None = None,
-                 max_states: int = 4000) -> None:
-        self.trace = trace
-        self.cfg = trace.device
+
+class Checker:
+    """Replays one trace (C1-C12).  Use :func:`check` / :func:`check_stream`."""
+
+    def __init__(self, device: Any, kinds: set[str], policies: Policies, source: str = "jsonl",
+                 nelem: int | None = None, max_states: int = 4000) -> None:
+        self.cfg = device
         self.policies = policies
         self.max_states = max_states
         self.num_dbc = self.cfg.num_dbc
         self.single_msi = bool(self.cfg.single_msi)
-        kinds = trace.kinds()
-        self.kinds = kinds
+        self.kinds = set(kinds)
         self.contents_known = "req" in kinds  # C7
         self.watch_msi = "msi" in kinds
-        self.report = Report(source=trace.source, events=len(trace.events))
+        self.report = Report(source=source)
         self.failed_family: str | None = None
         self.inconclusive_fams: set[str] = set()
         self.nnc_last_seq: int | None = None
         self.nnc_outstanding: set[int] = set()
+        self.seen_kinds: set[str] = set()
+        self.peak = 0
         has_activate = "activate" in kinds
         self.ch: list[_Chan] = []
         for d in range(self.num_dbc):
             if has_activate:
-                self.ch.append(_Chan(d, Mode.KNOWN, [self._fresh(d)]))
+                self.ch.append(_Chan(d, Mode.KNOWN))
             elif nelem is not None:
                 c = _Chan(d, Mode.LOST)
                 self._geometry(c, nelem, 0x1000_0000_0000 + d * 0x100_0000,
@@ -334,133 +349,26 @@ class Checker:
             else:
                 self.ch.append(_Chan(d, Mode.NO_GEOMETRY))
         self.nelem_given = nelem
-
-    # -- devices ------------------------------------------------------------
-    def _fresh(self, d: int) -> Device:
-        return Device(num_dbc=d + 1, policies=self.policies, single_msi=self.single_msi,
-                      host_mem=_TraceHostMemory(), dev_mem=_SinkDevMemory())
-
-    @staticmethod
-    def _clone(s: Device, d: int) -> Device:
-        """A copy of ``s`` in which channel ``d`` (its FIFOs, semaphores, in-flight requests,
-        MSI vector) may change; the other channels are shared (they never change, C1)."""
-        t = copy.copy(s)
-        ch = s.ch[d]
-        infl = {k: attrs.evolve(r, pre=list(r.pre), post=list(r.post))
-                for k, r in ch.inflight.items()}
-        t.ch = list(s.ch)
-        t.ch[d] = attrs.evolve(ch, sems=list(ch.sems), inflight=infl)
-        ic = t.intc = copy.copy(s.intc)
-        for name in ("_masked", "_pending", "raised", "latched", "lost", "delivered"):
-            setattr(ic, name, list(getattr(s.intc, name)))
-        t.violations = list(s.violations)
-        t.stats = copy.copy(s.stats)
-        t.observers = []
-        hm = s.host_mem
-        assert isinstance(hm, _TraceHostMemory)
-        t.host_mem = hm.copy()
-        return t
-
-    def _key(self, s: Device, d: int) -> tuple[Any, ...]:
-        ch = s.ch[d]
-        infl = tuple((r.pos, r.elem, r.code, r.wants_response, len(r.pre), len(r.post),
-                      r.dma_done) for r in ch.inflight.values())
-        k: tuple[Any, ...] = (ch.active, ch.nelem, ch.req_hp, ch.req_tp, ch.rsp_hp, ch.rsp_tp,
-                              ch.req_count, ch.rsp_count, tuple(ch.sems), ch.msi_due, infl)
-        if ch.active:
-            hm = s.host_mem
-            k += (hm.read(ch.rsp_q, ch.nelem * RSP_SIZE),)
-            if self.contents_known:
-                k += (hm.read(ch.req_q, ch.nelem * REQ_SIZE),)
-        if self.watch_msi:
-            v = s.vector(d)
-            k += (s.intc.masked(v), s.intc.pending(v))
-        return k
-
-    def _successors(self, s: Device, d: int) -> Iterable[Device]:
-        for a in s.enabled():
-            if a.dbc != d:
-                continue
-            if isinstance(a, Consume) and not self.contents_known:
-                ch = s.ch[d]
-                addr = ch.req_q + ch.req_hp * REQ_SIZE
-                for raw in (_ELEM_RSP, _ELEM_NONE):  # C7
-                    t = self._clone(s, d)
-                    t.host_mem.write(addr, raw)
-                    t.step(a)
-                    t.host_mem.write(addr, _ZERO_SLOT)
-                    yield t
-                continue
-            t = self._clone(s, d)
-            t.step(a)
-            yield t
-        # C2: the NSP may release a request waiting on a semaphore
-        ch = s.ch[d]
-        for rec in ch.inflight.values():
-            if rec.stage not in (Stage.PRESYNC, Stage.POSTSYNC):
-                continue
-            if s.is_enabled(Advance(d, rec.seq)):
-                continue
-            todo = rec.pre if rec.stage is Stage.PRESYNC else rec.post
-            if not todo:
-                continue  # a trivial stage (processing-order=fifo: not the oldest yet)
-            cmd = todo[0]
-            need = {SemOp.WAIT_EQ: cmd.value, SemOp.WAIT_GE: cmd.value, SemOp.P: 1,
-                    SemOp.DEC: cmd.value if self.policies["sem-inc-amount"] != "by-one" else 1}
-            if cmd.op not in need or ch.sems[cmd.index] == need[cmd.op]:
-                continue
-            t = self._clone(s, d)
-            t.nsp_sem(d, cmd.index, int(SemOp.INIT), need[cmd.op])
-            yield t
-
-    def _closure(self, c: _Chan, ev: Event) -> list[Device]:
-        """C2: every state the device can reach from the current set by its own actions."""
-        d = c.dbc
-        seen: dict[tuple[Any, ...], Device] = {}
-        todo = []
-        for s in c.states:
-            k = self._key(s, d)
-            if k not in seen:
-                seen[k] = s
-                todo.append(s)
-        truncated = False
-        while todo and not truncated:
-            s = todo.pop()
-            for t in self._successors(s, d):
-                k = self._key(t, d)
-                if k in seen:
-                    continue
-                if len(seen) >= self.max_states:
-                    truncated = True
-                    break
-                seen[k] = t
-                todo.append(t)
-        if truncated:
-            self._inconclusive(ev, f"dbc {d}: more than {self.max_states} possible device states "
-                                   "(search bound hit; --max-states raises it)", "device-registers")
-        return list(seen.values())
+        self._elem_cache: dict[bytes, RequestElem] = {}
 
     # -- reporting ------------------------------------------------------------
-    def _state(self, s: Device | None, c: _Chan, n: int | None = None) -> dict[str, Any]:
+    def _state(self, c: _Chan, s: Any = None, n: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"dbc": c.dbc, "mode": c.mode.value}
-        if s is not None:
-            ch = s.ch[c.dbc]
-            out.update(active=ch.active, nelem=ch.nelem, req_hp=ch.req_hp, req_tp=ch.req_tp,
-                       rsp_hp=ch.rsp_hp, rsp_tp=ch.rsp_tp, unconsumed=ch.req_count,
-                       responses_unread=ch.rsp_count, in_flight=len(ch.inflight),
-                       msi_due=ch.msi_due)
-            if self.watch_msi:
-                v = s.vector(c.dbc)
-                out.update(vector=v, masked=s.intc.masked(v), pending=s.intc.pending(v))
-        if n is not None:
-            out["possible_states"] = n
+        if c.sets is not None:
+            out.update(c.sets.describe(s if s is not None else c.sets.states[0]
+                                       if c.sets.states else None, n))
+            out["mode"] = c.mode.value
+        elif c.mode is Mode.KNOWN:
+            out["active"] = False
         return out
 
     def _violate(self, ev: Event, rule: str, message: str, state: dict[str, Any],
                  source: str | None = None, c: _Chan | None = None) -> None:
-        if rule.startswith("DEV-") and c is not None and c.resynced:
-            self._inconclusive(ev, f"{rule}: {message} (after a resynchronisation, C5)",
-                               _family(rule))
+        if rule.startswith("DEV-") and c is not None and (
+                c.resynced or (c.sets is not None and c.sets.truncated)):
+            why = "after a resynchronisation, C5" if c.resynced else \
+                f"the search bound of {self.max_states} states was hit on this channel, C11"
+            self._inconclusive(ev, f"{rule}: {message} ({why})", _family(rule))
             self._lose(c)
             return
         src = source or RULES.get(rule, ("", _DMA))[1]
@@ -469,27 +377,38 @@ class Checker:
         raise _Stop
 
     def _inconclusive(self, ev: Event, reason: str, family: str | None = None) -> None:
-        self.report.inconclusive.append({"line": ev.line, "reason": reason})
+        r = self.report
+        r.inconclusive_total += 1
+        if len(r.inconclusive) < MAX_REASONS:
+            r.inconclusive.append({"line": ev.line, "reason": reason})
         if family:
             self.inconclusive_fams.add(family)
 
     def _lose(self, c: _Chan) -> None:
-        if c.mode is Mode.KNOWN and c.nelem:
+        if c.mode is Mode.KNOWN and c.nelem and c.sets is not None:
+            self._note_peak(c)
             c.mode = Mode.LOST
             c.seen = {}
-            c.states = []
+            c.sets = None
+
+    def _note_peak(self, c: _Chan) -> None:
+        if c.sets is not None:
+            self.peak = max(self.peak, c.sets.peak, len(c.sets.states))
 
     # -- channel life --------------------------------------------------------------
     def _geometry(self, c: _Chan, nelem: int, req_q: int, rsp_q: int) -> None:
         c.nelem, c.req_q, c.rsp_q = nelem, req_q, rsp_q
+        c.ring = bytearray(nelem * REQ_SIZE)
+        c.asked, c.read = {}, {}
 
-    def _activated(self, c: _Chan, s: Device) -> Device:
-        hm = s.host_mem
-        assert isinstance(hm, _TraceHostMemory)
-        hm.map_at(c.req_q, c.nelem * REQ_SIZE)
-        hm.map_at(c.rsp_q, c.nelem * RSP_SIZE)
-        s.activate(c.dbc, c.req_q, c.rsp_q, c.nelem)
-        return s
+    def _new_sets(self, c: _Chan) -> ChannelStates:
+        sets = ChannelStates(c.dbc, c.nelem, c.req_q, c.rsp_q, policies=self.policies,
+                             single_msi=self.single_msi, contents_known=self.contents_known,
+                             watch_msi=self.watch_msi, max_states=self.max_states, ring=c.ring)
+        for i in range(c.nelem):  # C12: force-MSI bits of what the host wrote so far
+            if c.ring[i * REQ_SIZE:(i + 1) * REQ_SIZE] != bytes(REQ_SIZE):
+                sets.note_slot(i, self._elem(bytes(c.ring[i * REQ_SIZE:(i + 1) * REQ_SIZE])))
+        return sets
 
     def _try_resync(self, c: _Chan) -> None:
         """C5: rebuild a state from the four register values seen since the loss."""
@@ -500,32 +419,26 @@ class Checker:
         if any(v >= n for v in vals.values()):
             c.seen = {}
             return
-        s = self._activated(c, self._fresh(c.dbc))
+        sets = self._new_sets(c)
+        s = sets.states[0]
         ch = s.ch[c.dbc]
         ch.req_hp, ch.req_tp = vals[regs.REQ_HP], vals[regs.REQ_TP]
         ch.rsp_hp, ch.rsp_tp = vals[regs.RSP_HP], vals[regs.RSP_TP]
         ch.req_count = int(arith.ring_occupancy(ch.req_hp, ch.req_tp, n))
         ch.rsp_count = int(arith.ring_occupancy(ch.rsp_hp, ch.rsp_tp, n))
-        c.states = [s]
+        c.sets = sets
         c.mode = Mode.KNOWN
         c.resynced = True
 
-    # -- host actions ------------------------------------------------------------
-    def _host_action(self, c: _Chan, ev: Event, act: Callable[[Device], None]) -> list[Device]:
-        """C3: apply ``act`` in every possible state; it must be legal in all of them."""
-        pre = self._closure(c, ev)
-        out: list[Device] = []
-        for s in pre:
-            t = self._clone(s, c.dbc)
-            n0 = len(t.violations)
-            act(t)
-            if len(t.violations) > n0:
-                v = t.violations[n0]
-                self._violate(ev, v.rule, v.message, self._state(s, c, len(pre)), v.source, c)
-            out.append(t)
-        c.states = out
-        return out
+    def _elem(self, raw: bytes) -> RequestElem:
+        e = self._elem_cache.get(raw)
+        if e is None:
+            if len(self._elem_cache) > 4096:
+                self._elem_cache.clear()
+            e = self._elem_cache[raw] = RequestElem.unpack(raw)
+        return e
 
+    # -- host actions ------------------------------------------------------------
     def _chan(self, ev: Event) -> _Chan:
         assert ev.dbc is not None  # the reader guarantees it for channel events
         return self.ch[ev.dbc]
@@ -536,109 +449,120 @@ class Checker:
                           f"a {ev.width}-byte access to a 32-bit DBC register", {"dbc": ev.dbc,
                                                                                    "width": ev.width})
 
+    def _inactive(self, ev: Event, c: _Chan, what: str) -> None:
+        self._violate(ev, "HOST-INACTIVE-DBC", f"host {what} of dbc {c.dbc}, which is not active",
+                      self._state(c), RULES["HOST-INACTIVE-DBC"][1])
+
     def ev_writel(self, ev: Event) -> None:
-        self._reg_width(ev)
-        c = self._chan(ev)
+        if ev.width != 4:
+            self._reg_width(ev)
+        c = self.ch[ev.dbc]  # type: ignore[index]
         reg, val = ev.reg, ev.val
         assert reg is not None and val is not None
-        name = regs.REG_NAMES[reg]
         if reg in regs.DEVICE_OWNED:
             self._violate(ev, "HOST-WRITE-DEVICE-REG",
-                          f"host wrote 0x{val:x} to {name} of dbc {c.dbc}, which only the "
-                          "device writes (\"Read only by the host\")", self._state(None, c))
-        if c.mode is not Mode.KNOWN:
+                          f"host wrote 0x{val:x} to {regs.REG_NAMES[reg]} of dbc {c.dbc}, which "
+                          "only the device writes (\"Read only by the host\")", self._state(c))
+        sets = c.sets
+        if sets is None:
             if c.mode is Mode.LOST:
                 if val >= c.nelem:  # state-free: an index is below nelem
                     self._violate(ev, "HOST-REG-OUT-OF-RANGE",
-                                  f"{name} write {val} of dbc {c.dbc} is not an index below "
-                                  f"nelem {c.nelem}", self._state(None, c))
+                                  f"{regs.REG_NAMES[reg]} write {val} of dbc {c.dbc} is not an "
+                                  f"index below nelem {c.nelem}", self._state(c))
                 c.seen[reg] = val
                 self._try_resync(c)
+            elif c.mode is Mode.KNOWN:
+                self._inactive(ev, c, f"wrote {regs.REG_NAMES[reg]}")
             return
-        old_tp = c.states[0].ch[c.dbc].req_tp if c.states else 0
-        self._host_action(c, ev, lambda t: t.writel(c.dbc, reg, val))
+        d = c.dbc
+        old_tp = sets.states[0].ch[d].req_tp
+        bad = sets.host(lambda t: t.writel(d, reg, val))
+        if bad is not None:
+            v, pre = bad
+            self._violate(ev, v.rule, v.message, {"mode": c.mode.value, **pre}, v.source, c)
         if reg == regs.REQ_TP and self.contents_known:
             self._published(c, ev, old_tp, val)
 
     def _published(self, c: _Chan, ev: Event, old: int, new: int) -> None:
-        """C3: the element rules of every element a REQ_TP write hands to the device."""
-        s = c.states[0]
-        ch = s.ch[c.dbc]
-        n = ch.nelem
+        """C3: the element rules of every element a REQ_TP write hands to the device; C10:
+        the responses they ask for, per req_id."""
+        n = c.nelem
+        if not 0 <= new < n:
+            return
+        ring = c.ring
+        width_rule = self.policies["doorbell-data-width"] == "violation"
         for k in range(int(arith.ring_occupancy(old, new, n))):
-            slot = int(arith.ring_advance(old, k, n))
-            elem = RequestElem.unpack(s.host_mem.read(ch.req_q + slot * REQ_SIZE, REQ_SIZE))
-            viol = list(elem.violations())
-            if elem.db_write and self.policies["doorbell-data-width"] == "violation":
+            slot = (old + k) % n
+            elem = self._elem(bytes(ring[slot * REQ_SIZE:(slot + 1) * REQ_SIZE]))
+            if elem.completion:
+                c.asked[elem.req_id] = c.asked.get(elem.req_id, 0) + 1
+            if elem.db_write and width_rule:
                 w = elem.db_len.nbytes
                 if w and elem.doorbell_data >> (8 * w):
                     self._violate(ev, "REQ-DB-DATA-WIDTH",
                                   f"element {slot}: doorbell_data 0x{elem.doorbell_data:x} is "
-                                  f"wider than its {8 * w}-bit length", self._state(s, c))
+                                  f"wider than its {8 * w}-bit length", self._state(c))
+            viol = elem.violations()
             if viol:
                 v = viol[0]
                 self._violate(ev, v.rule, f"REQ_TP {old} -> {new} publishes element {slot} of "
                                           f"dbc {c.dbc}: {v.field}: {v.message}",
-                              self._state(s, c), v.source)
+                              self._state(c), v.source)
 
     def ev_req(self, ev: Event) -> None:
-        c = self._chan(ev)
-        assert ev.idx is not None and ev.data is not None
+        c = self.ch[ev.dbc]  # type: ignore[index]
+        idx, data = ev.idx, ev.data
+        assert idx is not None and data is not None
         if c.mode is Mode.NO_GEOMETRY:
             return
-        st = self._state(c.states[0] if c.states else None, c)
-        if c.mode is Mode.KNOWN and not c.states[0].ch[c.dbc].active:
-            self._violate(ev, "HOST-INACTIVE-DBC", f"request element {ev.idx} written for dbc "
-                                                   f"{c.dbc}, which has no active FIFO", st)
-        if ev.idx >= c.nelem:
-            self._violate(ev, "HOST-REQ-SLOT", f"request element {ev.idx} written, but the FIFO "
-                                               f"of dbc {c.dbc} has {c.nelem} slots", st)
-        if c.mode is Mode.LOST:
-            return
-        pre = self._closure(c, ev)
-        d, idx = c.dbc, ev.idx
-
-        def free(s: Device) -> bool:
-            ch = s.ch[d]
-            return not ch.active or int(arith.ring_occupancy(ch.req_hp, idx, ch.nelem)) >= ch.req_count
-
-        busy = [s for s in pre if not free(s)]
-        if busy:
-            self._violate(ev, "HOST-REQ-OVERWRITE",
-                          f"host wrote request slot {idx} of dbc {d}, which is published and "
-                          "may not be consumed yet (the device need not have got further than "
-                          "the host observed)", self._state(busy[0], c, len(pre)))
-        for s in pre:
-            s.host_mem.write(c.req_q + idx * REQ_SIZE, ev.data)
-        c.states = pre
+        sets = c.sets
+        if c.mode is Mode.KNOWN and sets is None:
+            self._violate(ev, "HOST-INACTIVE-DBC", f"request element {idx} written for dbc "
+                                                   f"{c.dbc}, which has no active FIFO", self._state(c))
+        if idx >= c.nelem:
+            self._violate(ev, "HOST-REQ-SLOT", f"request element {idx} written, but the FIFO "
+                                               f"of dbc {c.dbc} has {c.nelem} slots", self._state(c))
+        if sets is not None:
+            d = c.dbc
+            for s in sets.states:
+                ch = s.ch[d]
+                if int(arith.ring_occupancy(ch.req_hp, idx, ch.nelem)) < ch.req_count:
+                    self._violate(ev, "HOST-REQ-OVERWRITE",
+                                  f"host wrote request slot {idx} of dbc {d}, which is published "
+                                  "and may not be consumed yet (the device need not have got "
+                                  "further than the host observed)",
+                                  self._state(c, s, len(sets.states)))
+        c.ring[idx * REQ_SIZE:(idx + 1) * REQ_SIZE] = data
+        if sets is not None:
+            sets.note_slot(idx, self._elem(data))
 
     def ev_activate(self, ev: Event) -> None:
-        c = self._chan(ev)
+        c = self.ch[ev.dbc]  # type: ignore[index]
         assert ev.nelem is not None and ev.req_q is not None and ev.rsp_q is not None
         if not arith.activate_queue_size_ok(ev.nelem) or ev.nelem < 2:
             self._violate(ev, "HOST-ACTIVATE-NELEM",
                           f"dbc {c.dbc} activated with nelem {ev.nelem}, a queue size the "
-                          "driver does not accept", self._state(None, c))
-        if c.mode is Mode.KNOWN:
-            pre = self._closure(c, ev)
-            if all(s.ch[c.dbc].active for s in pre):
-                self._violate(ev, "HOST-DBC-ACTIVE", f"dbc {c.dbc} activated while active",
-                              self._state(pre[0], c, len(pre)))
+                          "driver does not accept", self._state(c))
+        if c.mode is Mode.KNOWN and c.sets is not None:
+            self._violate(ev, "HOST-DBC-ACTIVE", f"dbc {c.dbc} activated while active",
+                          self._state(c))
+        self._note_peak(c)
         self._geometry(c, ev.nelem, ev.req_q, ev.rsp_q)
         c.resynced, c.seen = False, {}
         if ev.nelem > MAX_NELEM:
             self._inconclusive(ev, f"dbc {c.dbc}: nelem {ev.nelem} is beyond the checker's limit "
                                    f"of {MAX_NELEM} elements; the channel is not checked",
                                "request-ring")
-            c.mode, c.states = Mode.NO_GEOMETRY, []
+            c.mode, c.sets = Mode.NO_GEOMETRY, None
             return
         c.mode = Mode.KNOWN
-        c.states = [self._activated(c, self._fresh(c.dbc))]
+        c.sets = self._new_sets(c)
 
     def ev_deactivate(self, ev: Event) -> None:
-        c = self._chan(ev)
-        c.mode, c.resynced, c.seen = Mode.KNOWN, False, {}
-        c.states = [self._fresh(c.dbc)]
+        c = self.ch[ev.dbc]  # type: ignore[index]
+        self._note_peak(c)
+        c.mode, c.resynced, c.seen, c.sets = Mode.KNOWN, False, {}, None
 
     def ev_irq(self, ev: Event) -> None:
         v = ev.vector
@@ -646,72 +570,95 @@ class Checker:
         if v == 0 or self.single_msi:
             return  # vector 0 is MHI's and shared in single-MSI mode: not modelled here
         c = self.ch[v - 1]
-        if c.mode is not Mode.KNOWN or not self.watch_msi:
+        if c.sets is None or not self.watch_msi:
             return
         on = ev.ev == "irq_enable"
-        self._host_action(c, ev, lambda t: t.intc.unmask(v) if on else t.intc.mask(v))
+        if on and c.sets.may_have_lost():
+            c.recheck_owed = ev.line
+        c.sets.mask(on)
 
     # -- observations ------------------------------------------------------------------
     def ev_readl(self, ev: Event) -> None:
-        self._reg_width(ev)
-        c = self._chan(ev)
-        assert ev.reg is not None and ev.val is not None
-        if c.mode is Mode.LOST:
-            if ev.val >= c.nelem:  # state-free: a FIFO index is below nelem
-                self._violate(ev, _REG_RULE.get(ev.reg, "DEV-REG-VALUE"),
-                              f"{regs.REG_NAMES[ev.reg]} of dbc {c.dbc} read {ev.val}, not an index "
-                              f"below nelem {c.nelem}", self._state(None, c))
-            c.seen[ev.reg] = ev.val
-            self._try_resync(c)
+        if ev.width != 4:
+            self._reg_width(ev)
+        c = self.ch[ev.dbc]  # type: ignore[index]
+        reg, val = ev.reg, ev.val
+        assert reg is not None and val is not None
+        sets = c.sets
+        if sets is None:
+            if c.mode is Mode.LOST:
+                if val >= c.nelem:  # state-free: a FIFO index is below nelem
+                    self._violate(ev, _REG_RULE.get(reg, "DEV-REG-VALUE"),
+                                  f"{regs.REG_NAMES[reg]} of dbc {c.dbc} read {val}, not an index "
+                                  f"below nelem {c.nelem}", self._state(c))
+                c.seen[reg] = val
+                self._try_resync(c)
+            elif c.mode is Mode.KNOWN:
+                want = 0xFFFFFFFF if self.policies["inactive-dbc-regs"] == "all-ones" else 0
+                if val != want:
+                    self._violate(ev, _REG_RULE.get(reg, "DEV-REG-VALUE"),
+                                  f"{regs.REG_NAMES[reg]} of dbc {c.dbc} read {val}, but an "
+                                  f"inactive channel shows {want}", self._state(c), c=c)
             return
-        if c.mode is not Mode.KNOWN:
-            return
-        pre = self._closure(c, ev)
-        d, reg, val = c.dbc, ev.reg, ev.val
-        ok = [s for s in pre if s.readl(d, reg) == val]
+        d = c.dbc
+        if reg == regs.REQ_HP:
+            ok = sets.read_req_hp(val)
+        elif reg == regs.RSP_TP:
+            c.recheck_owed = 0
+            ok = sets.read_rsp_tp(val)
+        else:  # host-owned: the same in every state
+            s0 = sets.states[0]
+            ok = sets.states if s0.readl(d, reg) == val else []
         if not ok:
+            pre = sets.states
             possible = sorted({s.readl(d, reg) for s in pre})
             shown = ", ".join(str(x) for x in possible[:8]) + (" ..." if len(possible) > 8 else "")
+            later = " (or what its own progress from there gives)" if reg in regs.DEVICE_OWNED else ""
             name = regs.REG_NAMES[reg]
             extra = " (all ones: the link is down or the device is gone)" if val == 0xFFFFFFFF else ""
             self._violate(ev, _REG_RULE.get(reg, "DEV-REG-VALUE"),
                           f"{name} of dbc {d} read {val}{extra}, but a conforming device can only "
-                          f"show {shown} here", self._state(pre[-1], c, len(pre)), c=c)
-        c.states = ok
+                          f"show {shown}{later} here", self._state(c, pre[-1], len(pre)), c=c)
+            return
+        sets.states = ok
 
     def ev_rsp(self, ev: Event) -> None:
-        c = self._chan(ev)
+        c = self.ch[ev.dbc]  # type: ignore[index]
+        idx, data = ev.idx, ev.data
+        assert idx is not None and data is not None
+        sets = c.sets
         if c.mode is not Mode.KNOWN:
             return
-        assert ev.idx is not None and ev.data is not None
-        d, idx = c.dbc, ev.idx
-        pre = self._closure(c, ev)
-
-        def written(s: Device) -> bool:
-            ch = s.ch[d]
-            return ch.active and idx < ch.nelem and \
-                int(arith.ring_occupancy(ch.rsp_hp, idx, ch.nelem)) < ch.rsp_count
-
-        win = [s for s in pre if written(s)]
-        unwritten = [s for s in pre if not written(s)]
-        if unwritten:
-            self._violate(ev, "HOST-RSP-NOT-WRITTEN",
-                          f"host read response slot {idx} of dbc {d}, which the device need not "
-                          "have written yet (beyond the RSP_TP the host read) or the host "
-                          "already freed", self._state(unwritten[0], c, len(pre)))
-        if not self.contents_known:
-            c.states = win
+        d = c.dbc
+        if sets is None:
+            self._violate(ev, "HOST-RSP-NOT-WRITTEN", f"host read response slot {idx} of dbc {d}, "
+                                                      "which is not active", self._state(c))
             return
-        ok = [s for s in win if s.host_mem.read(s.ch[d].rsp_q + idx * RSP_SIZE, RSP_SIZE) == ev.data]
+        pre = sets.states
+        for s in pre:
+            ch = s.ch[d]
+            if not (idx < ch.nelem and int(arith.ring_occupancy(ch.rsp_hp, idx, ch.nelem))
+                    < ch.rsp_count):
+                self._violate(ev, "HOST-RSP-NOT-WRITTEN",
+                              f"host read response slot {idx} of dbc {d}, which the device need "
+                              "not have written yet (beyond the RSP_TP the host read) or the host "
+                              "already freed", self._state(c, s, len(pre)))
+        rid = int.from_bytes(data[:2], "little")
+        c.read[rid] = c.read.get(rid, 0) + 1
+        if not self.contents_known:
+            return
+        off = idx * RSP_SIZE
+        ok = sets.rsp_states(idx, data)
         if not ok:
-            got = int.from_bytes(ev.data[:2], "little"), int.from_bytes(ev.data[2:], "little")
-            want = sorted({s.host_mem.read(s.ch[d].rsp_q + idx * RSP_SIZE, RSP_SIZE).hex()
-                           for s in win})
+            got = rid, int.from_bytes(data[2:], "little")
+            want = sorted({bytes(s.host_mem.rsp[off:off + RSP_SIZE]).hex()  # type: ignore[attr-defined]
+                           for s in pre})
             self._violate(ev, "DEV-RSP-CONTENT",
                           f"response slot {idx} of dbc {d} reads req_id {got[0]} code {got[1]}, "
                           f"which no conforming device wrote there (possible: {', '.join(want[:6])})",
-                          self._state(win[-1], c, len(pre)), c=c)
-        c.states = ok
+                          self._state(c, pre[-1], len(pre)), c=c)
+            return
+        sets.states = ok
 
     def ev_msi(self, ev: Event) -> None:
         v = ev.vector
@@ -724,20 +671,69 @@ class Checker:
         c = self.ch[v - 1]
         if c.mode is not Mode.KNOWN:
             return
-        pre = self._closure(c, ev)
-        ok = [s for s in pre if s.intc.deliverable(v)]
+        sets = c.sets
+        if sets is None:
+            self._violate(ev, "DEV-MSI-SPURIOUS", f"MSI on vector {v}, but dbc {c.dbc} is not "
+                                                  "active", self._state(c), c=c)
+            return
+        ok, masked_pending = sets.msi()
         if not ok:
-            if any(s.intc.pending(v) for s in pre):
+            st = self._state(c, sets.states[-1] if sets.states else None, len(sets.states))
+            if masked_pending:
                 self._violate(ev, "DEV-MSI-MASKED", f"MSI on vector {v} arrived while the host "
-                                                    "had it disabled", self._state(pre[-1], c, len(pre)), c=c)
+                                                    "had it disabled", st, c=c)
             else:
                 self._violate(ev, "DEV-MSI-SPURIOUS",
                               f"MSI on vector {v} (dbc {c.dbc}), but no possible run of the device "
                               "had one due (no response FIFO empty -> non-empty transition, no "
-                              "force-MSI)", self._state(pre[-1], c, len(pre)), c=c)
+                              "force-MSI)", st, c=c)
+            return
         for s in ok:
             s.intc.ack(v)
-        c.states = ok
+        sets.states = sets.dedup(ok)
+        c.recheck_owed = 0
+
+    def ev_complete(self, ev: Event) -> None:
+        """C10: a completion must follow every response its BO asked for, once."""
+        c = self.ch[ev.dbc]  # type: ignore[index]
+        rid = ev.req_id
+        assert rid is not None
+        if c.mode is not Mode.KNOWN or c.resynced or not self.contents_known:
+            return
+        asked, got = c.asked.get(rid, 0), c.read.get(rid, 0)
+        st = {**self._state(c), "req_id": rid, "responses_asked": asked, "responses_read": got}
+        if asked == 0:
+            self._violate(ev, "HOST-COMPLETE-UNKNOWN",
+                          f"host completed the BO with req_id {rid} on dbc {c.dbc}, but no "
+                          "request with that id asked for a response since it last completed "
+                          "(a completion twice, or for work never published)", st)
+        if got < asked:
+            self._violate(ev, "HOST-COMPLETE-EARLY",
+                          f"host completed the BO with req_id {rid} on dbc {c.dbc} after reading "
+                          f"{got} of the {asked} responses its requests asked for", st)
+        c.asked[rid] = 0
+        c.read[rid] = max(0, got - asked)
+
+    def ev_idle(self, ev: Event) -> None:
+        """C10: the host stopped; no consistent run may hold a response it will not hear of."""
+        if not self.watch_msi:
+            return
+        for c in self.ch:
+            if c.sets is None or c.mode is not Mode.KNOWN:
+                continue
+            if c.recheck_owed:
+                self._violate(ev, "HOST-RSP-STRANDED",
+                              f"the host stopped without re-reading RSP_TP of dbc {c.dbc} after "
+                              f"enabling its MSI (line {c.recheck_owed}); an MSI raised while the "
+                              "vector was masked may have been lost (msi-while-masked=lost), so "
+                              "a response may wait in the ring unannounced", self._state(c))
+            s = c.sets.stranded()
+            if s is not None:
+                self._violate(ev, "HOST-RSP-STRANDED",
+                              f"the host stopped, but in a possible run of the device a response "
+                              f"of dbc {c.dbc} is in the ring with no MSI to announce it (an MSI "
+                              "raised while the vector was masked, then no re-read of RSP_TP "
+                              "after enabling it)", self._state(c, s, len(c.sets.states)))
 
     def ev_bar(self, ev: Event) -> None:
         what = "read" if ev.ev == "bar_read" else f"wrote 0x{ev.val:x} to"
@@ -751,7 +747,7 @@ class Checker:
                 self._lose(c)
 
     def ev_nnc(self, ev: Event) -> None:
-        from qaicmodel.spec import nnc
+        from qaicmodel.spec.control import nnc
 
         assert ev.data is not None
         tx = ev.ev == "nnc_tx"
@@ -761,7 +757,7 @@ class Checker:
             v = p.violations[0]
             self._violate(ev, f"{who}-{v.rule}", f"{'sent' if tx else 'received'} NNC message: "
                                                  f"{v.message} (byte {v.offset})", {"size": len(ev.data)},
-                          "control-path.md §1 (qaicmodel.spec.nnc)")
+                          "control-path.md §1 (qaicmodel.spec.control.nnc)")
         seq = p.header.get("sequence_number")
         if seq is None:
             return
@@ -780,7 +776,7 @@ class Checker:
             self.nnc_outstanding.discard(seq)
 
     def ev_ssr(self, ev: Event) -> None:
-        from qaicmodel.spec import ssr
+        from qaicmodel.spec.control import ssr
 
         assert ev.data is not None
         _msg, viol = ssr.parse(ev.data, self.num_dbc)
@@ -788,25 +784,63 @@ class Checker:
             who = "HOST" if ev.ev == "ssr_tx" else "DEV"
             v = viol[0]
             self._violate(ev, f"{who}-{v['rule']}", f"SSR message: {v['message']}",
-                          {"size": len(ev.data)}, "aic100.rst Subsystem Restart (qaicmodel.spec.ssr)")
+                          {"size": len(ev.data)}, "aic100.rst Subsystem Restart (qaicmodel.spec.control.ssr)")
 
     _DISPATCH: dict[str, Callable[[Checker, Event], None]] = {
         "writel": ev_writel, "readl": ev_readl, "req": ev_req, "rsp": ev_rsp, "msi": ev_msi,
         "irq_disable": ev_irq, "irq_enable": ev_irq, "activate": ev_activate,
         "deactivate": ev_deactivate, "mark": ev_mark, "nnc_tx": ev_nnc, "nnc_rx": ev_nnc,
         "ssr_rx": ev_ssr, "ssr_tx": ev_ssr, "bar_read": ev_bar, "bar_write": ev_bar,
+        "complete": ev_complete, "idle": ev_idle,
     }
 
     # -- the run -------------------------------------------------------------------------
-    def run(self) -> Report:
+    def run(self, events: Iterable[Event], progress: Callable[[int, int, float], None] | None = None,
+            nothing: str | None = None) -> Report:
+        """Check ``events`` in order (C9); ``progress(line, events, seconds)`` is called
+        about every 8192 events; ``nothing`` is the reason to give when no event was seen."""
+        t0 = time.perf_counter()
+        dispatch = self._DISPATCH
+        seen = self.seen_kinds
+        n = 0
+        last = 0
         try:
-            for ev in self.trace.events:
-                self._DISPATCH[ev.ev](self, ev)
+            for ev in events:
+                n += 1
+                seen.add(ev.ev)
+                dispatch[ev.ev](self, ev)
+                d = ev.dbc if ev.dbc is not None else (ev.vector - 1 if ev.vector else None)
+                if d is not None and d < self.num_dbc:
+                    sets = self.ch[d].sets
+                    if sets is not None:
+                        if sets.symmetric:
+                            sets.barrier()
+                        if sets.truncated and not sets.reported:
+                            sets.reported = True
+                            self._inconclusive(ev, f"dbc {d}: more than {self.max_states} possible "
+                                                   "device states (search bound hit; --max-states "
+                                                   "raises it; C11)", "device-registers")
+                if progress is not None and n & 8191 == 0:
+                    progress(ev.line, n, time.perf_counter() - t0)
+                    last = ev.line
         except _Stop:
             pass
+        finally:
+            self.report.events = n
+        del last
         r = self.report
+        r.seconds = time.perf_counter() - t0
+        for c in self.ch:
+            self._note_peak(c)
+        r.peak_states = self.peak
         if r.violation is not None:
             r.verdict = "violation"
+        elif not (seen - {"mark"}):
+            why = nothing or ("the trace has no events" if not n else
+                              "the trace has only mark events")
+            r.inconclusive.insert(0, {"line": 0, "reason": f"nothing was checked: {why} (C9)"})
+            r.inconclusive_total += 1
+            r.verdict = "inconclusive"
         elif r.inconclusive:
             r.verdict = "inconclusive"
         r.families = self._families()
@@ -814,7 +848,9 @@ class Checker:
 
     def _families(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
-        kinds = self.kinds | ({"readl", "writel"} if {"bar_read", "bar_write"} & self.kinds else set())
+        kinds = self.seen_kinds | self.kinds if self.report.violation is None else self.kinds
+        if {"bar_read", "bar_write"} & kinds:
+            kinds = kinds | {"readl", "writel"}
         nogeo = [c.dbc for c in self.ch if c.mode is Mode.NO_GEOMETRY]
         for fam, (needs, _what) in FAMILIES.items():
             missing = [k for k in needs if k not in kinds]
@@ -828,7 +864,7 @@ class Checker:
                         nogeo and len(nogeo) == self.num_dbc and "activate" not in kinds:
                     out[fam] = {"status": "not-checked",
                                 "reason": "channel geometry unknown (no activate event; give --nelem)"}
-                elif fam == "responses" and not self.contents_known:
+                elif fam in ("responses", "completions") and not self.contents_known:
                     out[fam] = {"status": "not-checked", "reason": "no req events (C7)"}
                 else:
                     out[fam] = {"status": "pass", "reason": ""}
@@ -838,21 +874,52 @@ class Checker:
         return out
 
 
-def check(trace: Trace, policies: Policies | None = None, *, nelem: int | None = None,
-          max_states: int = 4000) -> Report:
-    """Check a parsed trace; ``policies`` override the header's ``device.policies``."""
+def _policies(device: Any, policies: Policies | None) -> Policies:
     from qaicmodel.spec import registry
 
     registry.load_all()
-    chosen = dict(trace.device.policies)
+    chosen = dict(device.policies)
     if policies is not None:
         chosen.update(policies.chosen)
-    if nelem is not None and (not isinstance(nelem, int) or isinstance(nelem, bool)
-                              or not 2 <= nelem <= MAX_NELEM):
+    return Policies(chosen)
+
+
+def _args(nelem: Any, max_states: Any) -> None:
+    if nelem is not None and (not _is_int(nelem) or not 2 <= nelem <= MAX_NELEM):
         raise ArgumentError(f"--nelem {nelem!r} must be 2..{MAX_NELEM}")
-    if not isinstance(max_states, int) or max_states < 1:
+    if not _is_int(max_states) or max_states < 1:
         raise ArgumentError(f"max_states must be a positive int, got {max_states!r}")
-    return Checker(trace, Policies(chosen), nelem=nelem, max_states=max_states).run()
+
+
+def _nothing(source: str, bar2: int | None, ignored: int) -> str | None:
+    if source != "mmiotrace":
+        return None
+    if bar2 is None:
+        return "the mmiotrace log has no access to a qaic device (no PCIDEV of vendor 0x17cb)"
+    return (f"no access of the mmiotrace log fell inside the DMA Bridge BAR at 0x{bar2:x} "
+            f"({ignored} access(es) outside it; is --bar2 right?)")
+
+
+def check(trace: Trace, policies: Policies | None = None, *, nelem: int | None = None,
+          max_states: int = 4000) -> Report:
+    """Check a parsed trace; ``policies`` override the header's ``device.policies``."""
+    _args(nelem, max_states)
+    pols = _policies(trace.device, policies)
+    ck = Checker(trace.device, trace.kinds(), pols, trace.source, nelem=nelem,
+                 max_states=max_states)
+    return ck.run(trace.events, nothing=_nothing(trace.source, trace.bar2, trace.ignored))
+
+
+def check_stream(stream: TraceStream, policies: Policies | None = None, *,
+                 nelem: int | None = None, max_states: int = 4000,
+                 progress: Callable[[int, int, float], None] | None = None) -> Report:
+    """Check a trace read one event at a time (T6): memory does not grow with its length."""
+    _args(nelem, max_states)
+    pols = _policies(stream.device, policies)
+    ck = Checker(stream.device, stream.kinds, pols, stream.source, nelem=nelem,
+                 max_states=max_states)
+    return ck.run(stream.events(), progress,
+                  nothing=_nothing(stream.source, stream.bar2, stream.ignored))
 
 
 # -- CLI -----------------------------------------------------------------------------------
@@ -879,10 +946,53 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nelem", type=int, default=None,
                    help="FIFO size of channels the trace never activates (extension)")
     p.add_argument("--max-states", type=int, default=4000,
-                   help="bound on possible device states per channel (default 4000)")
+                   help="bound on the device states one search may keep or explore per "
+                        "channel (default 4000); hitting it makes the verdict at best "
+                        "inconclusive")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("--junit", metavar="OUT.xml", help="write one JUnit test case per rule family")
+
+
+class _Progress:
+    """C12: ``line N, X events/s`` on stderr when it is a terminal and the check has run
+    for more than ``after`` seconds; silent when piped."""
+
+    def __init__(self, stream: Any = None, after: float = 2.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.after = after
+        self.shown = False
+        self.next = after
+
+    def __call__(self, line: int, events: int, seconds: float) -> None:
+        if seconds < self.next:
+            return
+        self.next = seconds + 0.5
+        self.stream.write(f"\rqaicmodel check: line {line}, {events / seconds:,.0f} events/s ")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def check_file(path: str, fmt: str = "jsonl", *, bar2: int | None = None,
+               policies: Policies | None = None, nelem: int | None = None,
+               max_states: int = 4000, progress: bool = False) -> Report:
+    """Read and check a trace file, streaming (T6); ``progress``: C12 on a terminal."""
+    from qaicmodel.spec.dbc.config import DeviceConfig
+
+    dev = DeviceConfig() if fmt == "mmiotrace" else None
+    stream = open_trace(path, fmt, bar2=bar2, device=dev)
+    tty = progress and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    prog = _Progress() if tty else None
+    try:
+        return check_stream(stream, policies, nelem=nelem, max_states=max_states, progress=prog)
+    finally:
+        if prog is not None:
+            prog.done()
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -893,11 +1003,11 @@ def run_cli(args: argparse.Namespace) -> int:
         pols = Policies.parse(args.policy)
     except PolicyError as e:
         raise FormatError(str(e), where="--policy") from None
-    from qaicmodel.scenario import DeviceConfig
-
-    dev = DeviceConfig() if args.format == "mmiotrace" else None
-    trace = load(args.file, args.format, bar2=args.bar2, device=dev)
-    report = check(trace, pols, nelem=args.nelem, max_states=args.max_states)
+    try:
+        report = check_file(args.file, args.format, bar2=args.bar2, policies=pols,
+                            nelem=args.nelem, max_states=args.max_states, progress=True)
+    except ArgumentError as e:
+        raise FormatError(str(e), where="--nelem" if "nelem" in str(e) else "--max-states") from None
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -945,10 +1055,13 @@ class _IntcTap:
 class TraceRecorder:
     """Records what a co-simulation host does and sees at the boundary, as trace events.
 
-    Attach right after building a :class:`qaicmodel.spec.cosim.World` (its channels are
+    Attach right after building a :class:`qaicmodel.oracle.cosim.World` (its channels are
     activated and idle then).  Request elements are recorded when they appear in a ring
-    (compared before every register access or MSI action); response reads are recorded
-    at the RSP_HP write that frees them, up to the RSP_TP the host last read.
+    (compared before every register access or MSI action).  Response reads are recorded
+    when the host consumes them (its ``_response`` hook, the reference host's drain) or,
+    for hosts without one, before a completion and at the RSP_HP write that frees them,
+    up to the RSP_TP the host last read.  BO completions become ``complete`` events (the
+    host's ``_complete``), and :meth:`idle` ends a run that settled (T5).
     """
 
     def __init__(self, world: Any) -> None:
@@ -958,6 +1071,7 @@ class TraceRecorder:
         self.events: list[dict[str, Any]] = []
         self.rings: dict[int, bytes] = {}
         self.last_tp: dict[int, int] = {}
+        self.done: dict[int, int] = {}  # dbc -> responses past RSP_HP already recorded
         for ch in dev.ch:
             if ch.active:
                 self.emit({"ev": "activate", "dbc": ch.dbc, "nelem": ch.nelem,
@@ -979,21 +1093,61 @@ class TraceRecorder:
             ch = dev.ch[dbc]
             if reg == regs.RSP_HP and ch.active and 0 <= val < ch.nelem:
                 n = ch.nelem
-                seen = self.last_tp.get(dbc, ch.rsp_hp)
-                k = min(int(arith.ring_occupancy(ch.rsp_hp, val, n)),
-                        int(arith.ring_occupancy(ch.rsp_hp, seen, n)))
-                for i in range(k):
-                    slot = int(arith.ring_advance(ch.rsp_hp, i, n))
-                    raw = dev.host_mem.read(ch.rsp_q + slot * RSP_SIZE, RSP_SIZE)
-                    self.emit({"ev": "rsp", "dbc": dbc, "idx": slot, "hex": raw.hex()})
+                k = int(arith.ring_occupancy(ch.rsp_hp, val, n))
+                self.flush(dbc, min(k, self._seen(dbc)))
+                self.done[dbc] = max(0, self.done.get(dbc, 0) - k)
             self.emit({"ev": "writel", "dbc": dbc, "reg": regs.REG_NAMES[reg], "val": val})
             writel(dbc, reg, val)
 
         bus.readl, bus.writel = rec_readl, rec_writel
         dev.intc = _IntcTap(dev.intc, self)
+        host = world.host
+        if callable(getattr(host, "_response", None)):
+            response = host._response
+
+            def rec_response(ch: Any, req_id: int, code: int) -> None:
+                dch = dev.ch[ch.id]
+                self.flush(ch.id, int(arith.ring_occupancy(dch.rsp_hp, ch.irq.head, dch.nelem)) + 1)
+                response(ch, req_id, code)
+
+            host._response = rec_response
+        if callable(getattr(host, "_complete", None)):
+            complete = host._complete
+
+            def rec_complete(ch: Any, bo: Any) -> None:
+                self.flush(ch.id, self._seen(ch.id))
+                self.emit({"ev": "complete", "dbc": ch.id, "req_id": int(bo.req_id) & 0xFFFF})
+                complete(ch, bo)
+
+            host._complete = rec_complete
+
+    def _seen(self, dbc: int) -> int:
+        """Responses between RSP_HP and the RSP_TP the host last read."""
+        ch = self.dev.ch[dbc]
+        seen = self.last_tp.get(dbc, ch.rsp_hp)
+        if not (ch.active and 0 <= seen < ch.nelem):
+            return 0
+        return int(arith.ring_occupancy(ch.rsp_hp, seen, ch.nelem))
+
+    def flush(self, dbc: int, upto: int) -> None:
+        """Record the reads of the first ``upto`` responses past RSP_HP not recorded yet."""
+        ch = self.dev.ch[dbc]
+        if not ch.active:
+            return
+        upto = min(upto, self._seen(dbc))
+        for i in range(self.done.get(dbc, 0), upto):
+            slot = int(arith.ring_advance(ch.rsp_hp, i, ch.nelem))
+            raw = self.dev.host_mem.read(ch.rsp_q + slot * RSP_SIZE, RSP_SIZE)
+            self.emit({"ev": "rsp", "dbc": dbc, "idx": slot, "hex": raw.hex()})
+        self.done[dbc] = max(self.done.get(dbc, 0), upto)
 
     def emit(self, obj: dict[str, Any]) -> None:
         self.events.append(obj)
+
+    def idle(self) -> None:
+        """The run settled: the host has nothing more to wait for (T5 ``idle``)."""
+        self.sync()
+        self.emit({"ev": "idle"})
 
     def sync(self) -> None:
         """Record request slots the host changed since the last look."""
@@ -1022,7 +1176,7 @@ def record_cosim(host_factory: Callable[..., Any], *, seed: int, steps: int = 20
                  **world_kw: Any) -> tuple[str, list[Any]]:
     """A seeded random co-simulation (the operations of cosim.random_run) recorded as a
     ``qaicmodel-trace/1`` text.  Returns (trace text, the co-simulation's findings)."""
-    from qaicmodel.spec.cosim import random_run
+    from qaicmodel.oracle.cosim import random_run
 
     pol = Policies(policies or {})
     recorders: list[TraceRecorder] = []
@@ -1031,6 +1185,8 @@ def record_cosim(host_factory: Callable[..., Any], *, seed: int, steps: int = 20
                              **world_kw)
     rec = recorders[0]
     rec.sync()
+    if w.quiescent():  # settled: the host has nothing left to wait for
+        rec.idle()
     device = {"num_dbc": w.dev.num_dbc, "single_msi": w.dev.single_msi,
               "policies": dict(pol.chosen)}
     return rec.text(device), list(findings)

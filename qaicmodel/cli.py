@@ -20,15 +20,15 @@ from qaicmodel.errors import QaicModelError
 __all__ = ["main", "DECODERS", "emit"]
 
 #: ``qaicmodel decode KIND``: kind -> "module:function"; the function takes the
-#: raw bytes and returns a JSON-able dict (see :func:`qaicmodel.spec.describe.describe_request`).
+#: raw bytes and returns a JSON-able dict (see :func:`qaicmodel.spec.dbc.describe.describe_request`).
 DECODERS: dict[str, str] = {
-    "request": "qaicmodel.spec.describe:describe_request",
-    "response": "qaicmodel.spec.describe:describe_response",
-    "sem": "qaicmodel.spec.describe:describe_sem",
-    "nnc": "qaicmodel.spec.nnc:describe",
-    "ssr": "qaicmodel.spec.ssr:describe",
-    "ras": "qaicmodel.spec.ras:describe",
-    "sahara": "qaicmodel.spec.boot:describe",
+    "request": "qaicmodel.spec.dbc.describe:describe_request",
+    "response": "qaicmodel.spec.dbc.describe:describe_response",
+    "sem": "qaicmodel.spec.dbc.describe:describe_sem",
+    "nnc": "qaicmodel.spec.control.nnc:describe",
+    "ssr": "qaicmodel.spec.control.ssr:describe",
+    "ras": "qaicmodel.spec.control.ras:describe",
+    "sahara": "qaicmodel.spec.control.boot:describe",
 }
 
 #: subcommand -> (module:function that adds its arguments, module:function that runs it)
@@ -38,12 +38,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ambiguities": ("List the ambiguity registry (policies)",
                     "qaicmodel.cli:_amb_args", "qaicmodel.cli:_amb_run"),
     "scenario": ("Run a scenario file (shared/formats/scenario.md)",
-                 "qaicmodel.scenario:add_args", "qaicmodel.scenario:run_cli"),
+                 "qaicmodel.scenario.cli:add_args", "qaicmodel.scenario.cli:run_cli"),
     "conform": ("Run a host against the device model under random interleavings",
-                "qaicmodel.conform:add_args", "qaicmodel.conform:run_cli"),
+                "qaicmodel.oracle.conform:add_args", "qaicmodel.oracle.conform:run_cli"),
     "bench": ("Benchmark the host DMA path (impl vs spec vs a plain copy)",
               "qaicmodel.bench:add_args", "qaicmodel.bench:run_cli"),
     "check": ("Check a host/device trace for conformance", "qaicmodel.check:add_args", "qaicmodel.check:run_cli"),
+    "uml": ("Build a User-Mode Linux kernel, or boot it against the virtual AIC100",
+            "qaicmodel.cli:_uml_args", "qaicmodel.cli:_uml_run"),
 }
 
 
@@ -172,6 +174,37 @@ def _amb_run(args: argparse.Namespace) -> int:
     else:
         print(_amb_text(pols))
     return 0
+
+
+# -- uml ----------------------------------------------------------------------
+
+#: ``qaicmodel uml SUB``: sub -> (help, module:function adding its arguments, module:function running it)
+UML_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build": ("Build (or find) the UML kernel the real driver runs in",
+              "qaicmodel.emu.kbuild:add_args", "qaicmodel.emu.kbuild:run_cli"),
+    "run": ("Boot the UML guest against the device model and run a command in it",
+            "qaicmodel.emu.runner:add_args", "qaicmodel.emu.runner:run_cli"),
+}
+
+
+def _uml_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="uml_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    for name, (helptext, add_ref, _run) in UML_COMMANDS.items():
+        _load(add_ref)(sub.add_parser(name, help=helptext, description=helptext))
+
+
+def _uml_run(args: argparse.Namespace) -> int:
+    if not getattr(args, "uml_command", None):
+        sys.stderr.write("qaicmodel: uml: give a subcommand: " + ", ".join(UML_COMMANDS) + "\n")
+        return 2
+    try:
+        return int(_load(UML_COMMANDS[args.uml_command][2])(args) or 0)
+    except QaicModelError as e:
+        if e.kind == "uml":
+            raise
+        from qaicmodel.errors import UmlError
+
+        raise UmlError(e.one_line()) from None
 
 
 # -- main ---------------------------------------------------------------------

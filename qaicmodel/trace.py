@@ -26,23 +26,31 @@ Rules (sources):
       access width other than 4 is kept in ``width`` (HOST-REG-WIDTH).  Accesses
       outside BAR2 are other devices' or other BARs': ignored.  ``MARK ... Lost N
       events.`` and an ``UNKNOWN`` access inside BAR2 become ``mark`` with ``lost``.
+  T5  Extensions (docs/formats-extensions.md "Trace events added"): ``complete``
+      (``dbc``, ``req_id``: the host completed the BO whose requests carry that id --
+      qaic_data.c dbc_irq_threaded_fn) and ``idle`` (no fields: the host stopped; it
+      believes everything it submitted has been answered).  A file without them means
+      what trace.md says.
+  T6  Streaming (issue #11): :func:`open_trace` reads a file once to learn which event
+      kinds it has (a byte scan; the checker's set-up depends on it) and then yields the
+      events one at a time, so a trace of any length is checked in bounded memory.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
 
 import attrs
 
 from qaicmodel.errors import FormatError
-from qaicmodel.spec import regs
-from qaicmodel.spec.wire import REQ_SIZE, RSP_SIZE
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE
 
 __all__ = ["Event", "Trace", "EVENT_KINDS", "REG_BY_NAME", "parse_jsonl", "parse_mmiotrace",
-           "load", "dumps", "FORMAT"]
+           "load", "dumps", "FORMAT", "TraceStream", "open_trace", "iter_jsonl", "scan_kinds"]
 
 FORMAT = "qaicmodel-trace/1"
 
@@ -73,6 +81,7 @@ class Event:
     text: str | None = None
     lost: int | None = None
     offset: int | None = None  # bar_read / bar_write: a BAR2 offset that is no DBC register
+    req_id: int | None = None  # complete (T5)
     width: int = 4
     t: int | None = None
     cpu: int | None = None
@@ -102,9 +111,11 @@ class Event:
 class Trace:
     """A parsed trace: the device object of the header and the events in order."""
 
-    device: Any  # qaicmodel.scenario.DeviceConfig
+    device: Any  # qaicmodel.spec.dbc.config.DeviceConfig
     events: tuple[Event, ...]
     source: str = "jsonl"  # or "mmiotrace"
+    bar2: int | None = None  # mmiotrace: the DMA Bridge BAR the accesses were matched against
+    ignored: int = 0  # mmiotrace: R/W records outside that BAR
 
     def kinds(self) -> set[str]:
         return {e.ev for e in self.events}
@@ -199,6 +210,8 @@ _FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "ssr_rx": {"hex": _hex(None)},
     "ssr_tx": {"hex": _hex(None)},
     "mark": {"text": _text, "lost": _count},
+    "complete": {"dbc": _U32, "req_id": _uint(16)},  # T5
+    "idle": {},  # T5
 }
 EVENT_KINDS = tuple(_FIELDS)
 _OPTIONAL = {"lost"}
@@ -225,7 +238,7 @@ def _decode_line(raw: bytes, line: int) -> Any:
 
 
 def _header(obj: Any) -> Any:
-    from qaicmodel.scenario import _parse_device
+    from qaicmodel.scenario.format import parse_device as _parse_device
 
     if not isinstance(obj, dict):
         raise FormatError("the header must be a JSON object", where=_w(1, ""))
@@ -276,22 +289,107 @@ def parse_jsonl(data: bytes | str) -> Trace:
     """Read a ``qaicmodel-trace/1`` file (T1-T3)."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    lines = data.split(b"\n")
-    header = None
-    events: list[Event] = []
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            if n == 1:
-                raise FormatError("the first line must be the header", where=_w(1, ""))
-            continue
-        obj = _decode_line(raw, n)
-        if header is None:
-            header = _header(obj)
-            continue
-        events.append(_event(obj, n, header.num_dbc))
-    if header is None:
-        raise FormatError("empty file: the first line must be the header", where=_w(1, ""))
+    lines = iter(data.split(b"\n"))
+    header = _first(lines)
+    events = list(iter_jsonl(lines, header.num_dbc, start=2))
     return Trace(device=header, events=tuple(events), source="jsonl")
+
+
+def _first(lines: Iterator[bytes]) -> Any:
+    """The header (T1) from the first line of ``lines``."""
+    raw = next(lines, b"")
+    if not raw.strip():
+        raise FormatError("the first line must be the header" if raw else
+                          "empty file: the first line must be the header", where=_w(1, ""))
+    return _header(_decode_line(raw, 1))
+
+
+def iter_jsonl(lines: Iterable[bytes], num_dbc: int, start: int = 2) -> Iterator[Event]:
+    """The events of the lines after the header, one at a time (T2, T3, T6)."""
+    decode = _DECODER.decode
+    for n, raw in enumerate(lines, start=start):
+        if not raw.strip():
+            continue
+        try:
+            obj = decode(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            obj = _decode_line(raw, n)  # the same input again, for the exact error
+        yield _event(obj, n, num_dbc)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: one decoder for every line (json.loads with keywords builds a new one per call)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+_EV_RE = re.compile(rb'"ev"\s*:\s*"([a-z_]{1,24})"')
+
+
+def scan_kinds(f: BinaryIO, chunk: int = 1 << 22) -> set[str]:
+    """The event kinds a JSON Lines file names (T6): a byte scan, no JSON parse.  In a
+    well-formed file ``"ev":`` followed by a string can only be an event's key (string
+    values cannot hold an unescaped quote); malformed lines are reported by the parse."""
+    kinds: set[bytes] = set()
+    tail = b""
+    while True:
+        block = f.read(chunk)
+        if not block:
+            break
+        block = tail + block
+        cut = block.rfind(b"\n") + 1
+        kinds.update(_EV_RE.findall(block, 0, cut))
+        tail = block[cut:]
+    kinds.update(_EV_RE.findall(tail))
+    return {k.decode("ascii") for k in kinds}
+
+
+@attrs.define
+class TraceStream:
+    """A trace read one event at a time (T6): ``device``, ``source``, ``kinds`` (the event
+    kinds the file holds, known before the first event) and :meth:`events`."""
+
+    device: Any
+    source: str
+    kinds: set[str]
+    _events: Callable[[], Iterator[Event]]
+    bar2: int | None = None
+    ignored: int = 0
+
+    def events(self) -> Iterator[Event]:
+        return self._events()
+
+
+def open_trace(path: str, fmt: str = "jsonl", bar2: int | None = None,
+               device: Any = None) -> TraceStream:
+    """A trace file as a :class:`TraceStream` (FormatError naming the path when it cannot
+    be read).  mmiotrace logs are small per event and parsed whole (their BAR is known
+    only from a PCIDEV line)."""
+    if fmt == "mmiotrace":
+        t = load(path, fmt, bar2=bar2, device=device)
+        return TraceStream(t.device, t.source, t.kinds(), lambda: iter(t.events), t.bar2,
+                           t.ignored)
+    if fmt != "jsonl":
+        raise FormatError(f"unknown trace format {fmt!r} (jsonl, mmiotrace)", where="--format")
+    try:
+        with open(path, "rb") as f:
+            header = _first(iter([f.readline().rstrip(b"\n")]))
+            kinds = scan_kinds(f)
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror}", where=path) from None
+
+    def events() -> Iterator[Event]:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed when the generator ends
+        except OSError as e:
+            raise FormatError(f"cannot read: {e.strerror}", where=path) from None
+        with f:
+            f.readline()
+            yield from iter_jsonl((raw.rstrip(b"\n") for raw in f), header.num_dbc, start=2)
+
+    return TraceStream(header, "jsonl", kinds, events)
 
 
 def dumps(device: Mapping[str, Any] | None, events: Iterable[Event | Mapping[str, Any]]) -> str:
@@ -329,7 +427,7 @@ def _ns(secs: str, usec: str) -> int:
 def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = None) -> Trace:
     """Read mmiotrace text (T4).  ``device``: the DeviceConfig to check against (default:
     scenario.md's defaults; the log has no header)."""
-    from qaicmodel.scenario import DeviceConfig
+    from qaicmodel.spec.dbc.config import DeviceConfig
 
     if isinstance(data, bytes):
         raw = data
@@ -346,6 +444,7 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
     size = regs.BAR2_SIZE
     events: list[Event] = []
     accesses = 0
+    ignored = 0
     for n, text in enumerate(data.split("\n"), start=1):
         text = text.rstrip("\r")
         if not text.strip():
@@ -365,6 +464,7 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
                                   "(give --bar2 0xADDR)", where=_w(n, "phys"))
             phys, val = int(m.group(6), 16), int(m.group(7), 16)
             if not base <= phys < base + size:
+                ignored += 1
                 continue
             if val >> (8 * width):
                 raise FormatError(f"value 0x{val:x} is wider than {width} bytes", where=_w(n, "value"))
@@ -420,7 +520,8 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
                               "R, W, UNKNOWN, MARK)", where=_w(n, "record"))
     if base is None and accesses:
         raise FormatError("no PCIDEV line of vendor 0x17cb; give --bar2 0xADDR", where="(input)")
-    return Trace(device=dev, events=tuple(events), source="mmiotrace")
+    return Trace(device=dev, events=tuple(events), source="mmiotrace", bar2=base,
+                 ignored=ignored)
 
 
 def load(path: str, fmt: str = "jsonl", bar2: int | None = None, device: Any = None) -> Trace:

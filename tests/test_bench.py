@@ -42,9 +42,9 @@ def test_ratios_are_computed_from_the_figures(report: dict) -> None:
 
 
 def test_round_trip_completes_the_bo_and_counts_only_host_time() -> None:
-    from qaicmodel import scenario as sc
+    from qaicmodel.spec.host.protocol import load_host
 
-    rig = bench._Rig(sc.load_host(bench.IMPL_HOST), 3)
+    rig = bench._Rig(load_host(bench.IMPL_HOST), 3)
     dev_steps = []
     orig = rig.device.step
     rig.device.step = lambda a: (dev_steps.append(a), orig(a))[1]  # type: ignore[method-assign]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from qaicmodel.errors import DecodeError, IoctlError
-from qaicmodel.spec import boot, mhi
-from qaicmodel.spec.boot import DevState, SaharaCmd, pkt
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import boot, mhi
+from qaicmodel.spec.control.boot import DevState, SaharaCmd, pkt
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.dbc.device import Device
 
 
 def h(text: str) -> bytes:
@@ -157,7 +157,7 @@ def test_sahara_memory_debug_dump() -> None:
 
 
 def test_boot_runs_timesync_in_sbl() -> None:
-    from qaicmodel.spec import timesync
+    from qaicmodel.spec.control import timesync
 
     cp = ControlPlane(Device(), boot_now=False)
     cp.host_time_us = 3_000_000

@@ -1,7 +1,7 @@
 """Each invariant of the co-simulation can fail: a deliberately broken host is caught.
 
 The machine is the same one tests/test_cosim_machine.py runs against the real hosts
-(qaicmodel.spec.cosim.make_machine); only the host class differs.
+(qaicmodel.oracle.machine.make_machine); only the host class differs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from qaicmodel.spec.broken import (
+from qaicmodel.oracle.broken import (
     BROKEN,
     DoubleCompleteHost,
     EarlyCompleteHost,
@@ -21,8 +21,9 @@ from qaicmodel.spec.broken import (
     NoReserveHost,
     OverreadHost,
 )
-from qaicmodel.spec.cosim import make_machine, random_run
-from qaicmodel.spec.host import SpecHost
+from qaicmodel.oracle.cosim import random_run
+from qaicmodel.oracle.machine import make_machine
+from qaicmodel.spec.host.reference import SpecHost
 from qaicmodel.spec.policies import Policies
 
 FIND = settings(max_examples=400, stateful_step_count=40, deadline=None, database=None,
@@ -64,7 +65,7 @@ def test_every_invariant_is_shown_failing() -> None:
     and divergence tests) exercise every finding rule of the co-simulation."""
     shown = {r for rules in BROKEN.values() for r in rules}
     shown |= {"COSIM-LOST-COMPLETE", "COSIM-DIVERGENCE"}
-    from qaicmodel.spec.cosim import RULES
+    from qaicmodel.oracle.cosim import RULES
     assert set(RULES) <= shown
 
 

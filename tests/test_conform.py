@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from qaicmodel import conform
-from qaicmodel import scenario as sc
 from qaicmodel.impl.host import ImplHost
+from qaicmodel.oracle import conform, shrink
+from qaicmodel.scenario.format import FORMAT
+from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
+from qaicmodel.scenario.runner import run_scenario
 
 REPO = Path(__file__).parent.parent
 
@@ -61,7 +63,7 @@ def _run(host: Any, tmp_path: Path, seed: int = 11, **kw: Any) -> dict[str, Any]
 def test_default_host_conforms_and_says_what_it_covered(tmp_path: Path) -> None:
     rep = _run(conform.DEFAULT_HOST, tmp_path)
     assert rep["verdict"] == "conforms", rep["failures"]
-    assert rep["reference"] == sc.DEFAULT_HOST
+    assert rep["reference"] == SCENARIO_HOST
     assert rep["steps"] > 0 and rep["actions"] > 0
     cov = rep["policies_covered"]
     assert cov["rows_run"] == cov["rows_total"] > 1
@@ -120,10 +122,10 @@ def test_broken_host_is_caught_with_a_replayable_minimal_reproducer(
     assert f["steps_after_shrink"] <= f["steps_before_shrink"]
     path = Path(f["reproducer"])
     scen = json.loads(path.read_text())
-    assert scen["format"] == sc.FORMAT
+    assert scen["format"] == FORMAT
     # the reproducer fails with the broken host and holds with the reference host
-    assert sc.run_scenario(path, host_cls=broken).exit_code == 1
-    assert sc.run_scenario(path).exit_code == 0
+    assert run_scenario(path, host_cls=broken).exit_code == 1
+    assert run_scenario(path).exit_code == 0
 
 
 BROKEN = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "EarlyCompleteHost"]
@@ -131,19 +133,19 @@ BROKEN = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "Early
 
 @pytest.mark.parametrize("name", BROKEN)
 def test_conform_catches_every_broken_host_of_the_cosim_suite(name: str, tmp_path: Path) -> None:
-    """qaicmodel/spec/broken.py: each host breaks one driver rule; conform must say which
+    """qaicmodel/oracle/broken.py: each host breaks one driver rule; conform must say which
     and leave a reproducer that ``--replay`` confirms."""
-    from qaicmodel.spec import broken
+    from qaicmodel.oracle import broken
 
     cls = getattr(broken, name)
     rep = _run(cls, tmp_path, seed=1)
     assert rep["verdict"] == "FAILED", name
     f = rep["failures"][0]
     assert f["reproduces"] is True
-    ref = f"qaicmodel.spec.broken:{name}"
+    ref = f"qaicmodel.oracle.broken:{name}"
     out = conform.replay_file(f["reproducer"], ref)
     assert out["verdict"] == "FAILED" and out["failure"]["invariant"] == f["invariant"]
-    assert conform.replay_file(f["reproducer"], sc.DEFAULT_HOST)["verdict"] == "conforms"
+    assert conform.replay_file(f["reproducer"], SCENARIO_HOST)["verdict"] == "conforms"
 
 
 def test_sloppy_detach_shrinks_to_a_few_steps(tmp_path: Path) -> None:
@@ -161,11 +163,11 @@ def test_ddmin_finds_a_minimal_failing_subset() -> None:
         calls.append(xs)
         return 3 in xs and 7 in xs
 
-    assert conform._ddmin(list(range(20)), fails, lambda: True) == [3, 7]
+    assert shrink._ddmin(list(range(20)), fails, lambda: True) == [3, 7]
 
 
 USER_HOST = textwrap.dedent('''
-    from qaicmodel.spec.host import SpecHost
+    from qaicmodel.spec.host.reference import SpecHost
 
     class MyHost(SpecHost):
         """A user's host: the reference data path, except that it forgets -EBUSY."""
@@ -216,8 +218,8 @@ def test_cli_json_report(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [
     ["--budget", "0"], ["--budget", "-3"], ["--episodes", "0"], ["--policy", "nope=x"],
     ["--policy", "msi-while-masked"], ["--policy", "msi-while-masked=maybe"],
-    ["--host", "nocolon"], ["--host", "qaicmodel.spec.host:NoSuchHost"],
-    ["--host", "qaicmodel.spec.wire:SemCmd"], ["--seed", "-1"],
+    ["--host", "nocolon"], ["--host", "qaicmodel.spec.host.reference:NoSuchHost"],
+    ["--host", "qaicmodel.spec.dbc.wire:SemCmd"], ["--seed", "-1"],
 ])
 def test_bad_arguments_exit_2_one_line(argv: list[str]) -> None:
     p = _cli("conform", *argv)

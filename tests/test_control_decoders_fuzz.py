@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qaicmodel.errors import DecodeError, RemoteProtocolError
-from qaicmodel.spec import boot, nnc, qsm, ras, ssr, timesync
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import boot, nnc, qsm, ras, ssr, timesync
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.dbc.device import Device
 
 SEEDS = [
     nnc.Message.build([nnc.ActivateToDev(1, 2, 3, 4, 5, 6), nnc.DmaXfer(1, ((1, 2),), 3)],

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from qaicmodel.errors import IoctlError
-from qaicmodel.spec import manage
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import manage
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.control.ssr import DbcState, Event
+from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
-from qaicmodel.spec.ssr import DbcState, Event
 
 ORDER = [Event.BEFORE_SHUTDOWN, Event.AFTER_SHUTDOWN, Event.BEFORE_POWER_UP,
          Event.AFTER_POWER_UP]
@@ -138,7 +138,7 @@ class ControlMachine(RuleBasedStateMachine):
 
     @rule(err=st.sampled_from([0, 1, 2]))
     def ras(self, err: int) -> None:
-        from qaicmodel.spec.ras import RasMsg
+        from qaicmodel.spec.control.ras import RasMsg
 
         cp = self._cp()
         resets = cp.resets
@@ -150,7 +150,7 @@ class ControlMachine(RuleBasedStateMachine):
     @rule(u=users)
     def stale_reply(self, u: manage.User) -> None:
         """A reply nobody waits for is dropped and changes nothing."""
-        from qaicmodel.spec import nnc
+        from qaicmodel.spec.control import nnc
 
         cp = self._cp()
         owners = {d: cp.owner(d) for d in range(cp.device.num_dbc)}

@@ -1,6 +1,6 @@
 """Co-simulation: spec host and fast host against the device model, adversarially interleaved.
 
-Also the interrupt protocol (qaicmodel.spec.irqproto) random-walked at int level.
+Also the interrupt protocol (qaicmodel.spec.host.irqproto) random-walked at int level.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from qaicmodel.arith import U32
 from qaicmodel.impl.host import ImplHost
-from qaicmodel.spec import irqproto
-from qaicmodel.spec.cosim import DRIVER_ASSUMES, Pair, World, machine_policy_rows, make_machine
-from qaicmodel.spec.host import SpecHost
+from qaicmodel.oracle.cosim import DRIVER_ASSUMES, Pair, World, machine_policy_rows
+from qaicmodel.oracle.machine import make_machine
+from qaicmodel.spec.host import irqproto
+from qaicmodel.spec.host.reference import SpecHost
 from qaicmodel.spec.policies import Policies
 
 HOSTS = (SpecHost, ImplHost)
@@ -131,7 +132,7 @@ def test_driver_assumption_is_necessary(pid: str, alt: str, rule: str) -> None:
     plain ``random.Random`` seeds, so the outcome does not depend on which other
     modules were imported), and the same seed is clean under the defaults.  This is
     why machine rows hold these policies at their defaults."""
-    from qaicmodel.spec.cosim import random_run
+    from qaicmodel.oracle.cosim import random_run
 
     assert pid in DRIVER_ASSUMES
     pol = Policies({pid: alt})
@@ -150,7 +151,7 @@ def test_driver_relies_on_fence_without_enable() -> None:
     fence-without-enable=needs-enable the co-simulation finds a round trip that reads the
     device buffer before the split slice that wrote it finished (found by the seeded
     search; the same seed under the default policy is clean)."""
-    from qaicmodel.spec.cosim import random_run
+    from qaicmodel.oracle.cosim import random_run
 
     assert "fence-without-enable" in DRIVER_ASSUMES
     pol = Policies({"fence-without-enable": "needs-enable"})
@@ -178,7 +179,7 @@ def test_pair_reports_divergence() -> None:
 
 
 class _ProtocolOnly:
-    """A host that offers only the documented interface (hostapi.Host), wrapping another."""
+    """A host that offers only the documented interface (host.protocol.Host), wrapping another."""
 
     MEMBERS = ("open", "close", "dbc_assign", "dbc_release", "create_bo", "bo_segments",
                "mmap_bo", "attach_slice", "execute", "partial_execute", "wait_check",
@@ -195,9 +196,9 @@ class _ProtocolOnly:
 def test_protocol_only_host_is_checked_too() -> None:
     """A user's host with only the documented interface: completions are observed through
     WAIT_BO, so the same invariants apply (and still catch a broken one)."""
-    from qaicmodel.spec.broken import EarlyCompleteHost
-    from qaicmodel.spec.cosim import random_run
-    from qaicmodel.spec.hostapi import Host
+    from qaicmodel.oracle.broken import EarlyCompleteHost
+    from qaicmodel.oracle.cosim import random_run
+    from qaicmodel.spec.host.protocol import Host
 
     assert isinstance(_ProtocolOnly(World(SpecHost).dev), Host)
     for seed in range(5):

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from qaicmodel.cli import main
 from qaicmodel.errors import DecodeError
-from qaicmodel.spec.describe import describe_request, describe_response, describe_sem
-from qaicmodel.spec.wire import RequestElem, SemCmd, SemOp
+from qaicmodel.spec.dbc.describe import describe_request, describe_response, describe_sem
+from qaicmodel.spec.dbc.wire import RequestElem, SemCmd, SemOp
 
 SEED_KEYS = ["req_id", "seq_id", "pcie_dma_cmd", "pcie_dma_source_addr", "pcie_dma_dest_addr",
              "pcie_dma_len", "doorbell_addr", "doorbell_attr", "doorbell_data",

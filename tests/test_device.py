@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, LocalProtocolError
-from qaicmodel.spec import regs
-from qaicmodel.spec.device import (
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.device import (
     CC_BAD_DOORBELL,
     CC_DMA_FAULT,
     CC_ILLEGAL_DIR,
@@ -30,9 +30,7 @@ from qaicmodel.spec.device import (
     RaiseMsi,
     Stage,
 )
-from qaicmodel.spec.policies import REGISTRY, Policies
-from qaicmodel.spec.scheduler import FirstScheduler, RandomScheduler, run
-from qaicmodel.spec.wire import (
+from qaicmodel.spec.dbc.wire import (
     CMD_BULK,
     CMD_COMPLETION,
     CMD_FORCE_MSI,
@@ -42,7 +40,7 @@ from qaicmodel.spec.wire import (
     SemCmd,
     SemOp,
 )
-from qaicmodel.spec.workload import (
+from qaicmodel.spec.dbc.workload import (
     CompilerProtocolWorkload,
     EchoWorkload,
     Phase,
@@ -50,6 +48,8 @@ from qaicmodel.spec.workload import (
     input_slice,
     output_slice,
 )
+from qaicmodel.spec.policies import REGISTRY, Policies
+from qaicmodel.spec.scheduler import FirstScheduler, RandomScheduler, run
 
 DDR = 0x10_0000
 DB = 0x4000_1000

@@ -41,12 +41,10 @@ from hypothesis.stateful import (
 )
 
 from qaicmodel import arith
-from qaicmodel.spec import regs
-from qaicmodel.spec.device import CC_DMA_FAULT, SEM_MAX, Device
-from qaicmodel.spec.memory import DevMemory
-from qaicmodel.spec.policies import REGISTRY, Policies, each_alternative, pairwise
-from qaicmodel.spec.scheduler import RandomScheduler, run
-from qaicmodel.spec.wire import (
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.device import CC_DMA_FAULT, SEM_MAX, Device
+from qaicmodel.spec.dbc.memory import DevMemory
+from qaicmodel.spec.dbc.wire import (
     CMD_BULK,
     CMD_COMPLETION,
     CMD_FORCE_MSI,
@@ -56,7 +54,9 @@ from qaicmodel.spec.wire import (
     ResponseElem,
     SemCmd,
 )
-from qaicmodel.spec.workload import DB_BASE, CompilerProtocolWorkload, input_slice, output_slice
+from qaicmodel.spec.dbc.workload import DB_BASE, CompilerProtocolWorkload, input_slice, output_slice
+from qaicmodel.spec.policies import REGISTRY, Policies, each_alternative, pairwise
+from qaicmodel.spec.scheduler import RandomScheduler, run
 
 DB_IDS = sorted(pid for pid, p in REGISTRY.items() if p.area == "dma-bridge")
 ROWS = list(pairwise(DB_IDS)) + list(each_alternative(DB_IDS))

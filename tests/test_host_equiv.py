@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, IoctlError
 from qaicmodel.impl.host import ImplHost
-from qaicmodel.spec import hostapi, irqproto, uapi
-from qaicmodel.spec.device import Device
-from qaicmodel.spec.host import SpecHost
-from qaicmodel.spec.wire import RSP_DTYPE
+from qaicmodel.spec.dbc.device import Device
+from qaicmodel.spec.dbc.wire import RSP_DTYPE
+from qaicmodel.spec.host import irqproto, uapi
+from qaicmodel.spec.host.core import activate_channel
+from qaicmodel.spec.host.reference import SpecHost
 
 PAGE = 4096
 
@@ -31,7 +32,7 @@ class Both:
             dev.observers.append(log.append)
             h = cls(dev, sg_max_segment=seg)
             u = h.open()
-            hostapi.activate_channel(h, 0, u, nelem)
+            activate_channel(h, 0, u, nelem)
             self.w.append((dev, h, log))
 
     def call(self, name: str, *args: Any) -> Any:
@@ -148,7 +149,7 @@ def test_drain_batch_matches_one_by_one(nslices: list[int], rids: list[int], bud
         dev = Device()
         h = cls(dev, num_events=budget)
         u = h.open()
-        hostapi.activate_channel(h, 0, u, nelem)
+        activate_channel(h, 0, u, nelem)
         ch = h.ch[0]
         for k, n in enumerate(nslices):
             bo = h.users[u].bos[h.create_bo(u, PAGE)]

@@ -7,12 +7,14 @@ import pytest
 
 from qaicmodel.errors import ArgumentError, IoctlError
 from qaicmodel.impl.host import ImplHost
-from qaicmodel.spec import hostapi, regs, uapi
-from qaicmodel.spec.device import Device
-from qaicmodel.spec.host import SpecHost
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.device import Device
+from qaicmodel.spec.dbc.wire import RequestElem
+from qaicmodel.spec.host import core, uapi
+from qaicmodel.spec.host.protocol import HostAction
+from qaicmodel.spec.host.reference import SpecHost
 from qaicmodel.spec.policies import Policies
 from qaicmodel.spec.scheduler import FirstScheduler, run
-from qaicmodel.spec.wire import RequestElem
 
 HOSTS = [SpecHost, ImplHost]
 PAGE = 4096
@@ -24,7 +26,7 @@ class World:
         self.dev = Device(policies=policies)
         self.host = cls(self.dev, sg_max_segment=seg, **kw)
         self.u = self.host.open()
-        hostapi.activate_channel(self.host, 0, self.u, nelem)
+        core.activate_channel(self.host, 0, self.u, nelem)
 
     def bo(self, size: int, dir: int = 1, entries: list[uapi.SliceEntry] | None = None,
            dbc: int = 0) -> int:
@@ -408,7 +410,7 @@ def test_release_completes_queued(cls: type) -> None:
     w = World(cls)
     h = w.bo(PAGE)
     w.host.execute(w.u, 0, [(h, 1)])
-    hostapi.deactivate_channel(w.host, 0)
+    core.deactivate_channel(w.host, 0)
     bo = w.host.users[w.u].bos[h]
     assert bo.done and not bo.queued and not bo.sliced
     assert errno_of(w.host.wait_check, w.u, 0, h, 0) == "EPERM"
@@ -442,7 +444,7 @@ def test_release_waits_for_execute_threads(cls: type) -> None:
     with pytest.raises(ArgumentError):
         w.host.dbc_release(0)
     while w.host.threads[tid].phase.name != "DONE":
-        w.host.step(hostapi.HostAction("exec", tid))
+        w.host.step(HostAction("exec", tid))
     assert w.host.execute_result(tid) is None
     w.host.dbc_release(0)
 
@@ -454,12 +456,12 @@ def test_concurrent_execute_threads_serialise(cls: type) -> None:
     a, b = w.bo(PAGE), w.bo(PAGE)
     t1 = w.host.execute_begin(w.u, 0, [(a, 1)])
     t2 = w.host.execute_begin(w.u, 0, [(b, 1)])
-    w.host.step(hostapi.HostAction("exec", t1))  # t1 takes the lock
-    assert hostapi.HostAction("exec", t2) not in w.host.enabled()
+    w.host.step(HostAction("exec", t1))  # t1 takes the lock
+    assert HostAction("exec", t2) not in w.host.enabled()
     while w.host.threads[t1].phase.name != "DONE":
-        w.host.step(hostapi.HostAction("exec", t1))
+        w.host.step(HostAction("exec", t1))
     while w.host.threads[t2].phase.name != "DONE":
-        w.host.step(hostapi.HostAction("exec", t2))
+        w.host.step(HostAction("exec", t2))
     assert w.host.execute_result(t1) is None and w.host.execute_result(t2) is None
     assert w.dev.ch[0].req_tp == 2
     assert {e.req_id for e in w.ring()[:2]} == {0, 1}

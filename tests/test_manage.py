@@ -8,10 +8,10 @@ import struct
 import pytest
 
 from qaicmodel.errors import IoctlError
-from qaicmodel.spec import manage, nnc, qsm
-from qaicmodel.spec.boot import DevState
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import manage, nnc, qsm
+from qaicmodel.spec.control.boot import DevState
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
 
 

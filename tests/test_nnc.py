@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec import crc, nnc
+from qaicmodel.spec.control import crc, nnc
 
 
 def h(text: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec import pcie
+from qaicmodel.spec.control import pcie
 from qaicmodel.spec.policies import Policies
 
 
@@ -72,7 +72,7 @@ def test_window_and_single_msi_policies() -> None:
 
 
 def test_mhi_policies() -> None:
-    from qaicmodel.spec import mhi
+    from qaicmodel.spec.control import mhi
 
     amss = {c.name for c in mhi.channels_in(mhi.Ee.AMSS, policies=Policies({"mhi-ipcr":
                                                                              "present"}))}

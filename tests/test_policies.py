@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from qaicmodel.errors import PolicyError
-from qaicmodel.spec import device, intc
+from qaicmodel.spec.dbc import device, intc
 from qaicmodel.spec.policies import REGISTRY, Policies, each_alternative, pairwise
 
 DB_IDS = sorted(pid for pid, p in REGISTRY.items() if p.area == "dma-bridge")

@@ -25,7 +25,8 @@ from proofs.z3ops import Z3IntOps, Z3Ops
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64, U512, IntOps
 from qaicmodel.errors import ArgumentError, NotModelledError
-from qaicmodel.spec import irqproto, wire
+from qaicmodel.spec.dbc import wire
+from qaicmodel.spec.host import irqproto
 
 # ---------------------------------------------------------------------------
 # 1. every proof is PROVED on the current code

@@ -7,9 +7,9 @@ import struct
 import pytest
 
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec import manage, nnc, qsm
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import manage, nnc, qsm
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from qaicmodel.errors import DecodeError
-from qaicmodel.spec import ras, timesync
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import ras, timesync
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
 
 

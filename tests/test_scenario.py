@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from qaicmodel import scenario as sc
 from qaicmodel.cli import main
 from qaicmodel.errors import FormatError
+from qaicmodel.scenario.format import FORMAT, parse
+from qaicmodel.scenario.report import RESULT_FORMAT
+from qaicmodel.scenario.runner import run_scenario
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
 
@@ -24,7 +26,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def doc(*steps: dict[str, Any], device: dict[str, Any] | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"format": sc.FORMAT, "steps": list(steps)}
+    d: dict[str, Any] = {"format": FORMAT, "steps": list(steps)}
     if device is not None:
         d["device"] = device
     return d
@@ -54,14 +56,14 @@ def test_every_example_exits_0(path: Path) -> None:
     p = cli("scenario", str(path), "--json")
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr)
     rep = json.loads(p.stdout)
-    assert rep["format"] == sc.RESULT_FORMAT
+    assert rep["format"] == RESULT_FORMAT
     assert rep["first_mismatch"] is None
     assert len(rep["results"]) == len(json.loads(path.read_text())["steps"])
 
 
 def test_echo_example_returns_the_bytes_it_sent() -> None:
     path = next(p for p in EXAMPLES if p.name == "echo_inference.json")
-    rep = sc.run_scenario(path)
+    rep = run_scenario(path)
     sent = next(s for s in json.loads(path.read_text())["steps"] if s["op"] == "write_bo")["hex"]
     got = next(r for r in rep.results if r["op"] == "read_bo")["hex"]
     assert got == sent and rep.exit_code == 0
@@ -69,7 +71,7 @@ def test_echo_example_returns_the_bytes_it_sent() -> None:
 
 def test_ioctl_tour_covers_the_driver_errnos() -> None:
     path = next(p for p in EXAMPLES if p.name == "ioctl_tour.json")
-    rep = sc.run_scenario(path)
+    rep = run_scenario(path)
     seen = {r["result"] for r in rep.results}
     assert {"EINVAL", "ENOENT", "EPERM", "EBUSY", "ENOSPC", "EAGAIN", "ETIMEDOUT",
             "EBADF"} <= seen
@@ -79,7 +81,7 @@ def test_ioctl_tour_covers_the_driver_errnos() -> None:
 
 
 def test_report_shape_and_return_values() -> None:
-    rep = sc.run_scenario(doc(OPEN, ACT, BO, attach(), {"op": "dump", "dbc_id": "d"}))
+    rep = run_scenario(doc(OPEN, ACT, BO, attach(), {"op": "dump", "dbc_id": "d"}))
     js = rep.as_json()
     assert list(js) == ["format", "results", "first_mismatch"]
     assert [r["step"] for r in js["results"]] == [0, 1, 2, 3, 4]
@@ -97,7 +99,7 @@ def test_mismatch_is_exit_1_and_names_the_first_failing_step(tmp_path: Path) -> 
     d = doc(OPEN, ACT, dict(BO, expect="ok"), {"op": "create_bo", "user": "u", "size": 0,
                                                "expect": "ok"},
             {"op": "create_bo", "user": "u", "size": 0, "expect": "EINVAL"})
-    rep = sc.run_scenario(d)
+    rep = run_scenario(d)
     assert rep.exit_code == 1
     assert rep.first_mismatch == {"step": 3, "op": "create_bo", "expect": "ok",
                                   "result": "EINVAL"}
@@ -110,20 +112,20 @@ def test_mismatch_is_exit_1_and_names_the_first_failing_step(tmp_path: Path) -> 
 
 
 def test_integers_may_be_hex_strings() -> None:
-    a = sc.run_scenario(doc(OPEN, {"op": "create_bo", "user": "u", "size": "0x2000"}))
-    b = sc.run_scenario(doc(OPEN, {"op": "create_bo", "user": "u", "size": 8192}))
+    a = run_scenario(doc(OPEN, {"op": "create_bo", "user": "u", "size": "0x2000"}))
+    b = run_scenario(doc(OPEN, {"op": "create_bo", "user": "u", "size": 8192}))
     assert a.results == b.results
     assert a.results[1]["segments"][0][1] == 8192
 
 
 def test_names_bind_and_plain_integers_pass_bogus_handles() -> None:
-    rep = sc.run_scenario(doc(OPEN, ACT, BO, dict(attach(handle="b"), expect="ok"),
+    rep = run_scenario(doc(OPEN, ACT, BO, dict(attach(handle="b"), expect="ok"),
                               dict(attach(handle=777), expect="ENOENT")))
     assert rep.exit_code == 0, rep.first_mismatch
 
 
 def test_closed_user_answers_ebadf() -> None:
-    rep = sc.run_scenario(doc(OPEN, {"op": "close", "user": "u"},
+    rep = run_scenario(doc(OPEN, {"op": "close", "user": "u"},
                               dict(BO, expect="EBADF")))
     assert rep.exit_code == 0, rep.first_mismatch
 
@@ -135,26 +137,26 @@ def test_wait_times_out_when_nothing_can_complete_the_bo() -> None:
              {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ETIMEDOUT"},
              {"op": "nsp", "dbc_id": "d", "sem": {"index": 9, "cmd": 1, "val": 3}},
              {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ok"}]
-    rep = sc.run_scenario(doc(*steps))
+    rep = run_scenario(doc(*steps))
     assert rep.exit_code == 0, rep.first_mismatch
     assert rep.results[6]["value"] == 3
 
 
 def test_ddr_write_then_read() -> None:
-    rep = sc.run_scenario(doc({"op": "ddr_write", "addr": "0x5000", "hex": "cafe"},
+    rep = run_scenario(doc({"op": "ddr_write", "addr": "0x5000", "hex": "cafe"},
                               {"op": "ddr_read", "addr": "0x4fff", "length": 4,
                                "expect_hex": "00cafe00"}))
     assert rep.exit_code == 0 and rep.results[1]["hex"] == "00cafe00"
 
 
 def test_expect_hex_difference_is_a_mismatch() -> None:
-    rep = sc.run_scenario(doc({"op": "ddr_read", "addr": 0, "length": 2, "expect_hex": "0001"}))
+    rep = run_scenario(doc({"op": "ddr_read", "addr": 0, "length": 2, "expect_hex": "0001"}))
     assert rep.exit_code == 1
     assert rep.first_mismatch["result"] == "hex differs"
 
 
 def test_read_bo_past_the_end_is_efault() -> None:
-    rep = sc.run_scenario(doc(OPEN, BO, {"op": "read_bo", "user": "u", "handle": "b",
+    rep = run_scenario(doc(OPEN, BO, {"op": "read_bo", "user": "u", "handle": "b",
                                          "offset": 4000, "length": 200, "expect": "EFAULT"}))
     assert rep.exit_code == 0, rep.first_mismatch
 
@@ -162,12 +164,12 @@ def test_read_bo_past_the_end_is_efault() -> None:
 def test_run_with_schedule_takes_exactly_those_actions() -> None:
     base = [OPEN, ACT, BO, attach(), {"op": "execute", "user": "u", "dbc_id": "d",
                                       "handles": ["b"]}]
-    rep = sc.run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=0)"]},
+    rep = run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=0)"]},
                               {"op": "dump", "dbc_id": "d"}))
     assert rep.exit_code == 0, rep.first_mismatch
     assert rep.results[5]["steps"] == 1
     assert rep.results[6]["regs"]["req_hp"] == 1 and rep.results[6]["regs"]["rsp_tp"] == 0
-    bad = sc.run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=5)"]}))
+    bad = run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=5)"]}))
     assert bad.exit_code == 1
     assert bad.first_mismatch["result"] == "schedule-diverged"
 
@@ -184,23 +186,23 @@ def test_execute_threads_and_join() -> None:
              {"op": "join", "thread": "t2", "expect": "ok"},
              {"op": "join", "thread": "t1", "expect": "ok"},
              {"op": "wait", "user": "u", "dbc_id": "d", "handle": "c", "expect": "ok"}]
-    rep = sc.run_scenario(doc(*steps))
+    rep = run_scenario(doc(*steps))
     # thread 1 holds req_lock after its first phase, so thread 2 cannot move
     assert rep.first_mismatch == {"step": 9, "op": "run", "expect": "ok",
                                   "result": "schedule-diverged"}
     del steps[9]
-    rep = sc.run_scenario(doc(*steps))
+    rep = run_scenario(doc(*steps))
     assert rep.exit_code == 0, rep.first_mismatch
     failing = [OPEN, ACT, {"op": "execute", "user": "u", "dbc_id": "d", "handles": [99],
                            "thread": "t"}, {"op": "join", "thread": "t", "expect": "ENOENT"}]
-    assert sc.run_scenario(doc(*failing)).exit_code == 0
+    assert run_scenario(doc(*failing)).exit_code == 0
     with pytest.raises(FormatError) as ei:
-        sc.parse(doc({"op": "join", "thread": "nobody"}))
+        parse(doc({"op": "join", "thread": "nobody"}))
     assert ei.value.where == "steps[0].thread"
 
 
 def test_run_reports_quiescence_and_device_steps() -> None:
-    rep = sc.run_scenario(doc(OPEN, ACT, BO, attach(),
+    rep = run_scenario(doc(OPEN, ACT, BO, attach(),
                               {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
                               {"op": "run"}, {"op": "dump", "dbc_id": "d"}))
     run = rep.results[5]
@@ -211,34 +213,34 @@ def test_run_reports_quiescence_and_device_steps() -> None:
 
 
 def test_run_max_steps_bounds_the_run() -> None:
-    rep = sc.run_scenario(doc(OPEN, ACT, BO, attach(),
+    rep = run_scenario(doc(OPEN, ACT, BO, attach(),
                               {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
                               {"op": "run", "max_steps": 2}))
     assert rep.results[5]["steps"] == 2 and rep.results[5]["quiescent"] is False
 
 
 def test_device_policies_reach_the_device() -> None:
-    rep = sc.run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
+    rep = run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
                                           "sem": {"index": 0, "cmd": 2, "val": 5}},
                               device={"policies": {"sem-inc-amount": "by-value"}}))
     assert rep.results[2]["value"] == 5
-    rep = sc.run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
+    rep = run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
                                           "sem": {"index": 0, "cmd": 2, "val": 5}}))
     assert rep.results[2]["value"] == 1
 
 
 def test_ssr_runs_the_stages(tmp_path: Path) -> None:
-    """The ssr step goes through the control plane (qaicmodel.spec.control, issue #4)."""
-    rep = sc.run_scenario(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"},
+    """The ssr step goes through the control plane (qaicmodel.spec.control.plane, issue #4)."""
+    rep = run_scenario(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"},
                               {"op": "deactivate", "user": "u", "dbc_id": "d",
                                "expect": "EPERM"}))
     assert [r["result"] for r in rep.results][-2:] == ["ok", "EPERM"]
 
 
 def test_host_option_selects_the_host() -> None:
-    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host:SpecHost",
+    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host.reference:SpecHost",
                  "--json"]) == 0
-    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host:NoSuch"]) == 2
+    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host.reference:NoSuch"]) == 2
     assert main(["scenario", str(EXAMPLES[0]), "--host", "nocolon"]) == 2
 
 
@@ -246,8 +248,8 @@ def test_host_option_selects_the_host() -> None:
 
 MALFORMED = [
     ({"format": "qaicmodel-scenario/2", "steps": []}, "format"),
-    ({"format": sc.FORMAT}, "steps"),
-    ({"format": sc.FORMAT, "steps": [], "extra": 1}, "extra"),
+    ({"format": FORMAT}, "steps"),
+    ({"format": FORMAT, "steps": [], "extra": 1}, "extra"),
     (doc({"op": "frobnicate"}), "steps[0].op"),
     (doc(OPEN, {"op": "create_bo", "user": "u"}), "steps[1].size"),
     (doc(OPEN, {"op": "create_bo", "user": "u", "size": -1}), "steps[1].size"),
@@ -286,7 +288,7 @@ MALFORMED = [
 @pytest.mark.parametrize("bad,where", MALFORMED, ids=[w for _, w in MALFORMED])
 def test_malformed_is_format_error_naming_the_field(bad: dict[str, Any], where: str) -> None:
     with pytest.raises(FormatError) as ei:
-        sc.parse(copy.deepcopy(bad))
+        parse(copy.deepcopy(bad))
     assert ei.value.where == where, ei.value
 
 
@@ -294,7 +296,7 @@ def test_binding_from_a_failed_step_is_a_format_error_at_run_time() -> None:
     d = doc(OPEN, {"op": "create_bo", "user": "u", "size": 0, "as": "b"},
             {"op": "detach_slice", "user": "u", "handle": "b"})
     with pytest.raises(FormatError) as ei:
-        sc.run_scenario(d)
+        run_scenario(d)
     assert ei.value.where == "steps[2].handle"
 
 

@@ -1,7 +1,7 @@
 """Fuzz the scenario parser: any bytes, any JSON document -> a Scenario or FormatError.
 
 Rule under test: scenario.md "exit 2 when the file is malformed" -- the parser
-(qaicmodel.scenario.load/parse) never raises anything but FormatError.
+(qaicmodel.load/parse) never raises anything but FormatError.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qaicmodel import scenario
 from qaicmodel.errors import FormatError
+from qaicmodel.scenario.format import FORMAT, OPS, Scenario, load, parse
 
 _scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) \
     | st.floats(allow_nan=False) | st.text(max_size=12) \
@@ -34,13 +34,13 @@ def _near_valid(draw: st.DrawFn) -> dict:
     """Documents shaped like scenarios, with random field values (reaches deep checks)."""
     steps = [{"op": "open"}]
     for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(sorted(scenario.OPS)))
-        fields = [f.name for f in scenario.OPS[op][0]] + ["expect", "as", "note", "bogus"]
+        op = draw(st.sampled_from(sorted(OPS)))
+        fields = [f.name for f in OPS[op][0]] + ["expect", "as", "note", "bogus"]
         step = {"op": op}
         for name in draw(st.lists(st.sampled_from(fields), max_size=4, unique=True)):
             step[name] = draw(_field_values)
         steps.append(step)
-    doc = {"format": scenario.FORMAT, "steps": steps}
+    doc = {"format": FORMAT, "steps": steps}
     if draw(st.booleans()):
         doc["device"] = draw(st.dictionaries(
             st.sampled_from(["family", "num_dbc", "single_msi", "datapath_polling",
@@ -50,28 +50,28 @@ def _near_valid(draw: st.DrawFn) -> dict:
 
 def _parse_or_format_error(doc: object) -> None:
     try:
-        sc = scenario.parse(doc)
+        sc = parse(doc)
     except FormatError as e:
         assert e.one_line().startswith("malformed input: ")
         assert "\n" not in e.one_line()
     else:
-        assert isinstance(sc, scenario.Scenario)
+        assert isinstance(sc, Scenario)
 
 
 @given(st.binary(max_size=300))
 def test_random_bytes_give_format_error(data: bytes) -> None:
     try:
-        scenario.load(data)
+        load(data)
     except FormatError:
         pass
     else:  # only a real scenario may parse; random bytes essentially never are one
-        assert json.loads(data)["format"] == scenario.FORMAT
+        assert json.loads(data)["format"] == FORMAT
 
 
 @given(_json)
 def test_random_json_documents_give_format_error(doc: object) -> None:
     _parse_or_format_error(doc)
-    _parse_or_format_error({"format": scenario.FORMAT, "steps": [doc]})
+    _parse_or_format_error({"format": FORMAT, "steps": [doc]})
 
 
 @given(_near_valid())
@@ -79,6 +79,6 @@ def test_near_valid_scenarios_give_scenario_or_format_error(doc: dict) -> None:
     _parse_or_format_error(doc)
     # the text form goes through the same path
     try:
-        scenario.load(json.dumps(doc).encode())
+        load(json.dumps(doc).encode())
     except FormatError:
         pass

@@ -8,11 +8,11 @@ import struct
 import pytest
 
 from qaicmodel.errors import DecodeError
-from qaicmodel.spec import ssr
-from qaicmodel.spec.control import ControlPlane
-from qaicmodel.spec.device import Device
+from qaicmodel.spec.control import ssr
+from qaicmodel.spec.control.plane import ControlPlane
+from qaicmodel.spec.control.ssr import Cmd, DbcState, Event
+from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
-from qaicmodel.spec.ssr import Cmd, DbcState, Event
 
 
 def h(text: str) -> bytes:
@@ -186,7 +186,7 @@ def test_scenario_ssr_step_userspace_view() -> None:
     import json
     from pathlib import Path
 
-    from qaicmodel.scenario import run_scenario
+    from qaicmodel.scenario.runner import run_scenario
 
     ex = json.loads((Path(__file__).resolve().parents[1] / "examples" /
                      "echo_inference.json").read_text())
@@ -216,7 +216,7 @@ def test_trace_events_decode() -> None:
     for e in evs:
         raw = bytes.fromhex(e["hex"])
         if e["ev"].startswith("nnc"):
-            from qaicmodel.spec import nnc
+            from qaicmodel.spec.control import nnc
             assert nnc.describe(raw)["violations"] == []
         else:
             assert ssr.describe(raw)["violations"] == []

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qaicmodel.errors import FormatError
-from qaicmodel.spec import regs
+from qaicmodel.spec.dbc import regs
 from qaicmodel.trace import EVENT_KINDS, Event, dumps, load, parse_jsonl, parse_mmiotrace
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "traces"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec import uapi
+from qaicmodel.spec.host import uapi
 
 SIZES = {
     uapi.CreateBo: 16, uapi.MmapBo: 16, uapi.Sem: 8, uapi.SliceEntry: 72,

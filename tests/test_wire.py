@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec.wire import (
+from qaicmodel.spec.dbc.wire import (
     REQ_DTYPE,
     RSP_DTYPE,
     DbLen,

@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qaicmodel.errors import DecodeError  # noqa: E402
-from qaicmodel.spec import boot, nnc, qsm, ras, ssr, timesync  # noqa: E402
-from qaicmodel.spec.device import Device  # noqa: E402
+from qaicmodel.spec.control import boot, nnc, qsm, ras, ssr, timesync  # noqa: E402
+from qaicmodel.spec.dbc.device import Device  # noqa: E402
 
 
 def seeds() -> list[bytes]:

@@ -94,12 +94,25 @@ def _say(progress: Progress | None, text: str) -> None:
 
 
 def _run(cmd: list[str], *, what: str, cwd: Path | None = None, log: Path | None = None,
-         env: dict[str, str] | None = None) -> str:
+         env: dict[str, str] | None = None,
+         ticker: Callable[[Path], None] | None = None) -> str:
     try:
         if log is not None:
             with open(log, "ab") as fh:
-                r = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                   stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
+                                        env=env, stdin=subprocess.DEVNULL)
+                try:
+                    while proc.poll() is None:
+                        try:
+                            proc.wait(timeout=2)
+                        except subprocess.TimeoutExpired:
+                            if ticker is not None:
+                                ticker(log)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                r = proc
             out = ""
         else:
             p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
@@ -202,6 +215,25 @@ def source_tree(name: str, cache: Path | None = None, progress: Progress | None 
     return tree
 
 
+#: what a kernel build needs beyond gcc/make: command or header -> Debian package
+BUILD_TOOLS = {"flex": "flex", "bison": "bison", "bc": "bc", "/usr/include/libelf.h": "libelf-dev",
+               "dpkg-deb": "dpkg", "xz": "xz-utils", "ccache": "ccache"}
+
+
+def ensure_tools(progress: Progress | None = None) -> None:
+    """Install missing build tools with apt-get when we are root; else name them."""
+    missing = sorted({pkg for tool, pkg in BUILD_TOOLS.items()
+                      if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise UmlError(f"the kernel build needs {', '.join(missing)}: apt-get install them")
+    _say(progress, f"apt: installing {', '.join(missing)}")
+    _run(["apt-get", "-q", "update"], what="apt-get update")
+    _run(["apt-get", "install", "-y", "-q", *missing], what=f"apt-get install {' '.join(missing)}",
+         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def tree_version(tree: Path) -> str:
     """``VERSION.PATCHLEVEL.SUBLEVEL`` from a kernel tree's Makefile."""
     try:
@@ -271,6 +303,21 @@ def _check_config(config: Path, wanted: dict[str, str]) -> None:
                            f"fragment asks for {val!r}")
 
 
+def _ticker(t0: float) -> Callable[[Path], None]:
+    """A one-line progress display on a terminal: objects compiled so far, elapsed time."""
+
+    def tick(log: Path) -> None:
+        try:
+            text = log.read_bytes()
+        except OSError:
+            return
+        n = text.count(b"  CC ")
+        sys.stderr.write(f"\r  {n} objects compiled, {time.monotonic() - t0:.0f} s ")
+        sys.stderr.flush()
+
+    return tick
+
+
 def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path | None = None,
           cache: Path | None = None, jobs: int | None = None,
           progress: Progress | None = None) -> Kernel:
@@ -279,6 +326,7 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
     found = find_kernel(name, kasan=kasan, kernel_tree=kernel_tree, cache=cache)
     if found is not None:
         return found
+    ensure_tools(progress)
     if kernel_tree is not None:
         tree = Path(kernel_tree).resolve()
         if not (tree / "Makefile").exists() or not (tree / "drivers" / "accel").is_dir():
@@ -316,7 +364,8 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
     _check_config(config, _options(frag))
     jobs = jobs or os.cpu_count() or 1
     _say(progress, f"building {version} vmlinux with {jobs} jobs (about 13 minutes on 2 cores)")
-    _run([*make, f"-j{jobs}", "vmlinux"], what=f"building {version}", log=log, env=env)
+    _run([*make, f"-j{jobs}", "vmlinux"], what=f"building {version}", log=log, env=env,
+         ticker=_ticker(t0) if sys.stderr.isatty() else None)
     built = objdir / "vmlinux"
     if not built.exists():
         raise UmlError(f"the build of {version} finished without a vmlinux (log {log})")
@@ -331,8 +380,9 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
 
 
 def add_args(p) -> None:  # type: ignore[no-untyped-def]
-    p.add_argument("--kernel", default=DEFAULT_KERNEL, choices=sorted(KERNELS),
-                   help=f"Debian kernel source package to build (default {DEFAULT_KERNEL})")
+    p.add_argument("--kernel", action="append", choices=sorted(KERNELS),
+                   help=f"Debian kernel source package to build; repeat for several "
+                        f"(default {DEFAULT_KERNEL})")
     p.add_argument("--kasan", action="store_true", help="build with KASAN and lockdep")
     p.add_argument("--kernel-tree", type=Path, default=None,
                    help="build this kernel tree (configured or not) instead of a package")
@@ -340,10 +390,14 @@ def add_args(p) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_cli(args) -> int:  # type: ignore[no-untyped-def]
-    tty = sys.stderr.isatty()
-    progress = (lambda s: print(f"qaicmodel uml build: {s}", file=sys.stderr, flush=True)) if tty \
-        else (lambda s: print(f"qaicmodel uml build: {s}", file=sys.stderr, flush=True))
-    k = build(args.kernel, kasan=args.kasan, kernel_tree=args.kernel_tree, jobs=args.jobs,
-              progress=progress)
-    print(k.path)
+    def progress(text: str) -> None:
+        print(f"qaicmodel uml build: {text}", file=sys.stderr, flush=True)
+
+    names = args.kernel or [DEFAULT_KERNEL]
+    if args.kernel_tree is not None and len(names) > 1:
+        raise ArgumentError("--kernel-tree builds one tree; give at most one --kernel")
+    for name in names:
+        k = build(name, kasan=args.kasan, kernel_tree=args.kernel_tree, jobs=args.jobs,
+                  progress=progress)
+        print(k.path, flush=True)
     return 0

@@ -1,10 +1,10 @@
-"""The fast host: the same data path as :class:`qaicmodel.spec.host.SpecHost`, in numpy.
+"""The fast host: the same data path as :class:`qaicmodel.spec.host.reference.SpecHost`, in numpy.
 
 Same behaviour (tests/test_host_equiv.py checks byte-identical FIFOs, identical
 register writes and identical ioctl results), different mechanics:
 
   * a slice's request elements are one numpy structured array with the exact
-    64-byte layout (:data:`qaicmodel.spec.wire.REQ_DTYPE`), encoded once at
+    64-byte layout (:data:`qaicmodel.spec.dbc.wire.REQ_DTYPE`), encoded once at
     attach time with vector operations (qaic_data.c encode_reqs);
   * execute copies a slice into the ring in at most two bulk byte copies
     (arith.wrap_split; copy_exec_reqs), then stamps the req_id into the ring's
@@ -21,7 +21,7 @@ register writes and identical ioctl results), different mechanics:
     crediting them in queue order exactly as the driver's list walk does;
   * the IRQ thread and hard handler are written directly on ints, one
     straight-line function per interleaving point, the IrqState record built
-    positionally (the reference host evaluates :mod:`qaicmodel.spec.irqproto`'s
+    positionally (the reference host evaluates :mod:`qaicmodel.spec.host.irqproto`'s
     dual-typed transitions, which z3 proves); ``step`` checks enabledness per kind
     instead of building :meth:`enabled`'s list; the co-simulation Pair checks both
     hosts make the same register accesses, mask changes and interleaving points;
@@ -40,22 +40,20 @@ import numpy as np
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64
 from qaicmodel.errors import NotModelledError
-from qaicmodel.spec import regs, uapi
-from qaicmodel.spec.hostapi import (
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.wire import REQ_DTYPE, REQ_SIZE, RSP_SIZE
+from qaicmodel.spec.host import uapi
+from qaicmodel.spec.host.core import (
     BULK_XFER,
     GEN_COMPLETION,
     INBOUND_XFER,
     OUTBOUND_XFER,
-    U32_MAX,
-    Bo,
-    HostAction,
-    HostChannel,
     HostCore,
-    SliceRec,
-    encode_db_len,
 )
-from qaicmodel.spec.irqproto import PC, IrqState
-from qaicmodel.spec.wire import REQ_DTYPE, REQ_SIZE, RSP_SIZE
+from qaicmodel.spec.host.irqproto import PC, IrqState
+from qaicmodel.spec.host.protocol import HostAction
+from qaicmodel.spec.host.records import Bo, HostChannel, SliceRec
+from qaicmodel.spec.host.validate import U32_MAX, encode_db_len
 
 __all__ = ["ImplHost"]
 

@@ -11,13 +11,13 @@ __all__ = ["POLICY_MODULES", "all_policies", "load_all"]
 #: Every module that calls ``policies.register`` at import time.
 POLICY_MODULES = [
     "qaicmodel.spec.policies",
-    "qaicmodel.spec.mhi",
-    "qaicmodel.spec.ssr",
-    "qaicmodel.spec.ras",
-    "qaicmodel.spec.pcie",
-    "qaicmodel.spec.qsm",
-    "qaicmodel.spec.nnc",
-    "qaicmodel.spec.hostapi",
+    "qaicmodel.spec.control.mhi",
+    "qaicmodel.spec.control.ssr",
+    "qaicmodel.spec.control.ras",
+    "qaicmodel.spec.control.pcie",
+    "qaicmodel.spec.control.qsm",
+    "qaicmodel.spec.control.nnc",
+    "qaicmodel.spec.host.core",
 ]
 
 

@@ -1,143 +1,47 @@
-"""The host interface: what a host DMA path offers, and the driver rules every host shares.
+"""The shared host core: what both hosts must run as *one piece of code*.
 
-A *host* is the Linux ``accel/qaic`` data path (drivers/accel/qaic/qaic_data.c)
-as an object: the ioctls of ``include/uapi/drm/qaic_accel.h`` (CREATE_BO,
-MMAP_BO, ATTACH_SLICE_BO, EXECUTE_BO, PARTIAL_EXECUTE_BO, WAIT_BO,
-PERF_STATS_BO, DETACH_SLICE_BO) plus its interrupt side as an *actor*
-(``enabled()``/``step()``), driving a :class:`qaicmodel.spec.device.Device`.
-
-Kernel behaviour followed: current upstream qaic_data.c (2025/2026: the
-CVE-2025-22001 ``check_add_overflow`` fix of v6.14, the per-channel
-``req_lock`` of "accel/qaic: Synchronize access to DBC request queue head & tail
-pointer" (v6.18), zero-resize partial execute (v6.8), ``bo_queued()`` as
-list membership, attach validating slices against the BO's own size).  Where
-older kernels behave differently in a way a user can observe, the difference is
-the policy ``host-attach-hdr-size``; older *bugs* (no req_lock, unchecked
-offset+size) are the broken hosts of :mod:`qaicmodel.spec.broken`.
-
-Two hosts implement the interface: :class:`qaicmodel.spec.host.SpecHost` (the
-reference: one element at a time) and :class:`qaicmodel.impl.host.ImplHost`
-(numpy).  Both derive from :class:`HostCore` here, which holds everything that
-must be *one piece of code*: argument validation in the driver's order with
-the driver's errnos, client/BO/channel bookkeeping, the execute phases and the
-interrupt thread, whose every control decision is taken by the transition
-functions of :mod:`qaicmodel.spec.irqproto`.  A host supplies the data path:
-``_span`` (BO segments a slice covers), ``_encode`` (request elements of a
-slice, once, at attach), ``_partial`` / ``_write_full`` / ``_write_partial``
-(copy into the request ring) and ``_drain`` (consume responses).
-
-Validation order implemented (current upstream qaic_data.c; first failing check wins)
------------------------------------------------------------------------------------
-CREATE_BO: pad != 0 EINVAL; PAGE_ALIGN(size) == 0 EINVAL (size 0, or wraps near
-  2**64); not online ENODEV; (model limit ENOMEM).  Handles: lowest free >= 1 per file.
-MMAP_BO: not online ENODEV; unknown handle ENOENT.  (pad is not checked.)
-ATTACH_SLICE_BO: count == 0 EINVAL; [old kernels: hdr.size == 0 EINVAL]; dir not
-  1/2 EINVAL; data NULL EINVAL; not online ENODEV; dbc_id >= num_dbc EINVAL; user
-  buffer short EFAULT; unknown handle ENOENT then per entry db_len not 32/16/8/0 or a
-  bad sem (val > 0xFFF, index > 31, presync > 1, pad, flags outside 0x3, cmd > 6)
-  EINVAL, offset + size overflowing u64 or past the BO EINVAL [old kernels: these
-  against hdr.size *before* the lookup]; BO already sliced EINVAL; dbc not owned
-  EINVAL; dbc in SSR EPIPE; [old kernels: hdr.size > BO EINVAL]; per entry: no DMA
-  segment covers [offset, offset + max(size, PAGE_SIZE)) EINVAL, misaligned
-  doorbell EINVAL, more than one presync EINVAL; total elements > nelem ENOSPC.
-EXECUTE_BO / PARTIAL_EXECUTE_BO: count == 0 EINVAL; not online ENODEV; dbc_id >=
-  num_dbc EINVAL; dbc not owned EPERM; dbc in SSR EPIPE; req_lock; REQ_HP/REQ_TP
-  read all-ones ENODEV; per BO in order: unknown handle ENOENT, not sliced EINVAL,
-  partial resize > BO size EINVAL, already queued EINVAL, a req_id is consumed, per
-  slice no room EAGAIN (and every BO this call queued is unqueued; nothing is
-  published).  The entry's ``dir`` is never checked, nor whether the BO was sliced
-  for this dbc.
-WAIT_BO: pad != 0 EINVAL; not online ENODEV; dbc_id >= num_dbc EINVAL; dbc not owned
-  EPERM; dbc in SSR EPIPE; unknown handle ENOENT; then done or (caller) ETIMEDOUT.
-PERF_STATS_BO: not online ENODEV; dbc_id >= num_dbc EINVAL; per entry unknown
-  handle ENOENT, not sliced EINVAL, sliced on another dbc EINVAL.  No ownership check.
-DETACH_SLICE_BO: pad != 0 EINVAL; not online ENODEV; unknown handle ENOENT; not
-  sliced EINVAL; dbc not owned EINVAL; queued EBUSY.
-
-Kernel sources read: torvalds/linux qaic_data.c at 98b4eabe (older: no req_lock, no
-overflow check, hdr.size used, no SSR) and a current-upstream copy (req_lock, SSR
-``ssr_dbc``, ``check_add_overflow``, hdr.size "Deprecated. This value is ignored",
-perf_stats sliced/dbc checks); the v6.8 "Support for 0 resize slice execution in BO"
-and v6.18 "Synchronize access to DBC request queue head & tail pointer" patches.
-
-Writing your own host (``qaicmodel conform --host MODULE:CLASS``)
------------------------------------------------------------------
-The class is constructed as ``CLASS(device, *, sg_max_segment=None,
-datapath_polling=False)`` and must provide every member of :class:`Host`.
-The easy way is to subclass :class:`qaicmodel.spec.host.SpecHost` (or
-:class:`HostCore`) and override the data-path hooks::
-
-    from qaicmodel.spec.host import SpecHost
-
-    class MyHost(SpecHost):
-        def _write_full(self, ch, sl, tail):      # your ring copy
-            ...
-
-To test a host written from scratch, implement :class:`Host` directly: raise
-``qaicmodel.errors.IoctlError("EINVAL", "why")`` exactly where the driver
-returns -EINVAL (see the ``check_*`` helpers below for the order), write
-request elements into ``device.host_mem`` at ``req_q + 64 * slot`` and move
-REQ_TP with ``device.writel``; read responses at ``rsp_q + 4 * slot`` and move
-RSP_HP; expose interrupt handling as actions from ``enabled()`` performed by
-``step(action)`` (take MSIs with ``device.intc``).  ``conform`` then runs it
-against the device model under adversarial interleavings and reports any
-invariant it breaks (see :mod:`qaicmodel.spec.cosim`).  Optional members the
-harness uses when present: ``completions`` (a list of (user, handle), one entry per
-BO completion; without it completions are observed through ``wait_check``) and
-``execute_begin``/``execute_result`` (EXECUTE_BO as an ioctl thread whose phases
-are ``exec`` actions; without them concurrent-execute operations are skipped).
+:class:`HostCore` holds client/BO/channel bookkeeping, every ioctl's validation in the
+driver's order (:mod:`qaicmodel.spec.host.validate`), the execute phases, and (through
+:class:`~qaicmodel.spec.host.irqside.IrqSide`) the interrupt side.  The interface it
+implements is :class:`qaicmodel.spec.host.protocol.Host`; a host subclass supplies the
+data-path hooks (``_span``, ``_encode``, ``_partial``, ``_write_full``,
+``_write_partial``, ``_drain``).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import attrs
 import numpy as np
 
 from qaicmodel import arith
-from qaicmodel.arith import U32, U64
+from qaicmodel.arith import U32
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec import irqproto, regs, uapi
-from qaicmodel.spec.irqproto import PC, IrqState
+from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.host import irqproto, uapi
+from qaicmodel.spec.host.irqproto import PC
+from qaicmodel.spec.host.irqside import IrqSide
+from qaicmodel.spec.host.records import Bo, Client, ExecThread, HostChannel, Phase, SliceRec
+from qaicmodel.spec.host.validate import (
+    MAX_BO_SIZE,
+    U32_MAX,
+    check_create_bo,
+    check_slice_encodable,
+    check_slice_entry,
+    check_uint,
+)
 from qaicmodel.spec.policies import Policy, register
 
-__all__ = [
-    "Host",
-    "HostAction",
-    "HostCore",
-    "Bo",
-    "Client",
-    "HostChannel",
-    "SliceRec",
-    "ExecThread",
-    "Phase",
-    "WAIT_DEFAULT_TIMEOUT_MS",
-    "MAX_BO_SIZE",
-    "U32_MAX",
-    "check_create_bo",
-    "check_sem",
-    "check_slice_entry",
-    "check_slice_encodable",
-    "activate_channel",
-    "deactivate_channel",
-    "encode_db_len",
-]
-
-#: qaic_data.c wait_exec_default_timeout_ms
-WAIT_DEFAULT_TIMEOUT_MS = 5000
-#: the model refuses BOs larger than this with -ENOMEM (the kernel's limit is RAM)
-MAX_BO_SIZE = 256 << 20
-U32_MAX = 0xFFFFFFFF
-_PAGE = arith.PAGE_SIZE
+__all__ = ["HostCore", "activate_channel", "deactivate_channel",
+           "BULK_XFER", "GEN_COMPLETION", "INBOUND_XFER", "OUTBOUND_XFER"]
 
 # qaic_data.c request element bits
 BULK_XFER = 1 << 3
 GEN_COMPLETION = 1 << 4
 INBOUND_XFER = 1
 OUTBOUND_XFER = 2
+_PAGE = arith.PAGE_SIZE
 
 # ---------------------------------------------------------------------------
 # Policies where driver versions differ observably
@@ -161,207 +65,6 @@ register(Policy(
 ))
 
 
-# ---------------------------------------------------------------------------
-# The interface
-
-
-@attrs.frozen(order=True)
-class HostAction:
-    """A host-side event a scheduler may pick.
-
-    ``kind``: ``irq`` (an MSI on vector ``arg`` reaches the hard handler),
-    ``thread`` (the IRQ thread of channel ``arg`` runs to its next interleaving
-    point), ``poll`` (the datapath-polling work of channel ``arg`` looks once),
-    ``exec`` (ioctl thread ``arg`` runs its next execute phase).
-    """
-
-    kind: str
-    arg: int
-
-
-@runtime_checkable
-class Host(Protocol):
-    """The documented host interface (see the module docstring)."""
-
-    device: Any
-
-    def open(self) -> int: ...
-    def close(self, user: int) -> None: ...
-    def dbc_assign(self, dbc_id: int, user: int, nelem: int, req_q: int, rsp_q: int) -> None: ...
-    def dbc_release(self, dbc_id: int) -> None: ...
-    def create_bo(self, user: int, size: int, pad: int = 0) -> int: ...
-    def bo_segments(self, user: int, handle: int) -> list[tuple[int, int]]: ...
-    def mmap_bo(self, user: int, handle: int) -> Any: ...
-    def attach_slice(self, user: int, hdr: uapi.AttachSliceHdr,
-                     entries: Sequence[uapi.SliceEntry] | None) -> None: ...
-    def execute(self, user: int, dbc_id: int, handles_dirs: Sequence[tuple[int, int]]) -> None: ...
-    def partial_execute(self, user: int, dbc_id: int,
-                        entries: Sequence[tuple[int, int, int]]) -> None: ...
-    def wait_check(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
-                   pad: int = 0) -> bool: ...
-    def perf_stats(self, user: int, dbc_id: int,
-                   handles: Sequence[int]) -> list[uapi.PerfStatsEntry]: ...
-    def detach_slice(self, user: int, handle: int, pad: int = 0) -> None: ...
-    def enabled(self) -> list[Any]: ...
-    def step(self, action: Any) -> None: ...
-
-
-# ---------------------------------------------------------------------------
-# Validation helpers: the driver's checks, in its order (one piece of code)
-
-
-def _int(name: str, v: Any, bits: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < (1 << bits):
-        raise ArgumentError(f"{name}={v!r} is not a __u{bits}")
-    return v
-
-
-def check_create_bo(size: int, pad: int) -> int:
-    """qaic_create_bo_ioctl: pad != 0 -> EINVAL; PAGE_ALIGN(size) == 0 -> EINVAL.
-
-    Returns the page-aligned size (PAGE_ALIGN wraps to 0 near 2**64, so those
-    sizes are -EINVAL too).
-    """
-    _int("size", size, 64)
-    _int("pad", pad, 32)
-    if pad:
-        raise IoctlError("EINVAL", "create_bo: pad must be 0")
-    aligned = arith.page_align(size, U64)
-    if aligned == 0:
-        raise IoctlError("EINVAL", f"create_bo: size {size} page-aligns to 0")
-    return int(aligned)
-
-
-def check_sem(sem: uapi.Sem) -> bool:
-    """qaic_data.c invalid_sem, inverted: True when the semaphore is acceptable."""
-    return bool(arith.sem_valid(sem.val, sem.index, sem.presync, sem.cmd, sem.flags, sem.pad, U32))
-
-
-def check_slice_entry(ent: uapi.SliceEntry, total_size: int, i: int) -> None:
-    """qaic_validate_req for one entry: db_len in {32, 16, 8, 0} and four valid
-    semaphores, then offset + size without u64 overflow and <= total_size
-    (CVE-2025-22001 fix).  All failures are -EINVAL."""
-    if ent.db_len not in (32, 16, 8, 0):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: db_len {ent.db_len} is not "
-                                   "32, 16, 8 or 0")
-    for k, s in enumerate(ent.sems):
-        if not check_sem(s):
-            raise IoctlError("EINVAL", f"attach_slice: entry {i}: sem{k} {s} is invalid")
-    if not arith.slice_in_bounds(ent.offset, ent.size, total_size, U64):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: offset {ent.offset} + size "
-                                   f"{ent.size} overflows or passes the size {total_size}")
-
-
-def check_slice_encodable(ent: uapi.SliceEntry, i: int) -> None:
-    """qaic_data.c encode_reqs checks (after the segment lookup): the doorbell address is
-    aligned to db_len/8; at most one presync semaphore.  -EINVAL."""
-    if ent.db_len and ent.db_addr % (ent.db_len // 8):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: db_addr 0x{ent.db_addr:x} is "
-                                   f"not aligned to {ent.db_len // 8} bytes")
-    if sum(s.presync for s in ent.sems) > 1:
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: more than one presync semaphore")
-
-
-def encode_db_len(db_len: int) -> int:
-    """doorbell_attr for a uapi db_len (encode_reqs): 32 -> 0x80, 16 -> 0x81, 8 -> 0x82, 0 -> 0."""
-    return {32: 0x80, 16: 0x81, 8: 0x82, 0: 0}[db_len]
-
-
-# ---------------------------------------------------------------------------
-# Host-side records
-
-
-@attrs.define(eq=False)
-class SliceRec:
-    """One attached slice: where it lies in the BO and its encoded requests (host-specific)."""
-
-    offset: int
-    size: int
-    nents: int
-    enc: Any  # the host's encoding of the slice's request elements
-
-
-@attrs.define(eq=False)
-class Bo:
-    """A GEM buffer object of one client (qaic.h struct qaic_bo)."""
-
-    user: int
-    handle: int
-    size: int
-    array: np.ndarray  # the bytes (mmap view); segments are views into it
-    segments: list[tuple[int, int]]  # (bus address, length)
-    sliced: bool = False
-    dbc_id: int | None = None
-    dir: int = 0
-    nr_slice: int = 0
-    slices: list[SliceRec] = attrs.field(factory=list)
-    total_slice_nents: int = 0
-    queued: bool = False  # bo_queued(): on a channel's xfer_list
-    queued_on: int | None = None
-    done: bool = True  # bo->xfer_done (init: complete_all)
-    req_id: int = 0
-    nr_slice_xfer_done: int = 0
-    queue_level_before: int = 0
-    executions: int = 0  # successful executes (for harnesses)
-    completions: int = 0
-    cache: Any = None  # host-specific data (e.g. segment address arrays)
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.user, self.handle)
-
-
-@attrs.define(eq=False)
-class Client:
-    """An open DRM file (qaic_user): its id and its GEM handles."""
-
-    user: int
-    bos: dict[int, Bo] = attrs.field(factory=dict)
-
-
-@attrs.define(eq=False)
-class HostChannel:
-    """The driver's view of one DBC (qaic.h struct dma_bridge_chan)."""
-
-    id: int
-    usr: int | None = None
-    in_use: bool = False
-    nelem: int = 0
-    req_q: int = 0
-    rsp_q: int = 0
-    next_req_id: int = 0
-    xfer: dict[tuple[int, int], Bo] = attrs.field(factory=dict)  # xfer_list, in order
-    bo_list: dict[tuple[int, int], Bo] = attrs.field(factory=dict)  # bo_lists
-    irq: IrqState = attrs.field(factory=lambda: irqproto.initial(0))
-    poll: bool = False  # datapath polling work scheduled
-    lock: int | None = None  # req_lock holder (exec thread id)
-    cache: Any = None  # host-specific per-channel data (ring views)
-
-
-class Phase(enum.IntEnum):
-    """Interleaving points of one EXECUTE_BO call (qaic_data.c __qaic_execute_bo_ioctl)."""
-
-    LOCK = 0  # mutex_lock_interruptible(&dbc->req_lock)
-    READ = 1  # readl REQ_HP, REQ_TP
-    SEND = 2  # send_bo_list_to_device: checks + copies into the ring
-    COMMIT = 3  # writel REQ_TP, unlock, profiling
-    DONE = 4
-
-
-@attrs.define(eq=False)
-class ExecThread:
-    """An ioctl thread inside EXECUTE_BO / PARTIAL_EXECUTE_BO."""
-
-    tid: int
-    user: int
-    dbc_id: int
-    entries: list[tuple[int, int, int]]  # (handle, dir, resize)
-    partial: bool
-    phase: Phase = Phase.LOCK
-    head: int = 0
-    tail: int = 0
-    queue_level: int = 0
-    error: IoctlError | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -394,11 +97,13 @@ def deactivate_channel(host: Any, dbc_id: int) -> None:
         pass
 
 
+
+
 # ---------------------------------------------------------------------------
 # The shared core
 
 
-class HostCore:
+class HostCore(IrqSide):
     """Bookkeeping, validation, execute phases and the IRQ thread of the qaic data path.
 
     Subclasses supply the data path (see the module docstring).  Class
@@ -514,7 +219,7 @@ class HostCore:
     # -- control plane ----------------------------------------------------
     def dbc_assign(self, dbc_id: int, user: int, nelem: int, req_q: int, rsp_q: int) -> None:
         """save_dbc_buf + enable_dbc after a successful activate (control-path.md §2.2)."""
-        _int("dbc_id", dbc_id, 32)
+        check_uint("dbc_id", dbc_id, 32)
         if dbc_id >= len(self.ch):
             raise ArgumentError(f"dbc_id {dbc_id} out of range")
         self._client(user)
@@ -588,7 +293,7 @@ class HostCore:
     def mmap_bo(self, user: int, handle: int) -> np.ndarray:
         """DRM_IOCTL_QAIC_MMAP_BO + mmap: online, lookup (-ENOENT); a writable view."""
         self._client(user)
-        _int("handle", handle, 32)
+        check_uint("handle", handle, 32)
         self._online()
         return self._lookup(user, handle).array
 
@@ -666,8 +371,8 @@ class HostCore:
     def detach_slice(self, user: int, handle: int, pad: int = 0) -> None:
         """DRM_IOCTL_QAIC_DETACH_SLICE_BO (qaic_detach_slice_bo_ioctl)."""
         self._client(user)
-        _int("handle", handle, 32)
-        _int("pad", pad, 32)
+        check_uint("handle", handle, 32)
+        check_uint("pad", pad, 32)
         if pad:
             raise IoctlError("EINVAL", "detach_slice: pad must be 0")
         self._online()
@@ -701,16 +406,16 @@ class HostCore:
         for e in entries:
             if not isinstance(e, (list, tuple)) or len(e) != width:
                 raise ArgumentError(f"execute entry {e!r} must have {width} fields")
-            _int("handle", e[0], 32)
-            _int("dir", e[1], 32)
+            check_uint("handle", e[0], 32)
+            check_uint("dir", e[1], 32)
             if width == 3:
-                _int("resize", e[2], 64)
+                check_uint("resize", e[2], 64)
             out.append(tuple(e))
         return out
 
     def _run_exec(self, user: int, dbc_id: int, ents: list[Any], partial: bool) -> None:
         self._client(user)
-        _int("dbc_id", dbc_id, 32)
+        check_uint("dbc_id", dbc_id, 32)
         ch = self._exec_pre(user, dbc_id, ents)
         if self.use_req_lock and ch.lock is not None:
             raise ArgumentError(f"execute would block: req_lock of dbc {dbc_id} is held by "
@@ -724,7 +429,7 @@ class HostCore:
         """Start an ioctl thread inside EXECUTE_BO (or PARTIAL_EXECUTE_BO); its phases
         become ``exec`` actions.  Returns the thread id; see :meth:`execute_result`."""
         self._client(user)
-        _int("dbc_id", dbc_id, 32)
+        check_uint("dbc_id", dbc_id, 32)
         ents = (self._entries(entries, 3) if partial
                 else [(h, d, 0) for h, d in self._entries(entries, 2)])
         th = ExecThread(self._next_tid, user, dbc_id, ents, partial)
@@ -879,7 +584,7 @@ class HostCore:
         self._client(user)
         for name, v in (("dbc_id", dbc_id), ("handle", handle), ("timeout_ms", timeout_ms),
                         ("pad", pad)):
-            _int(name, v, 32)
+            check_uint(name, v, 32)
         if pad:
             raise IoctlError("EINVAL", "wait: pad must be 0")
         self._online()
@@ -897,11 +602,11 @@ class HostCore:
         sliced (-EINVAL), sliced on this dbc (-EINVAL).  No ownership check.
         The model has no clock: latencies are 0."""
         self._client(user)
-        _int("dbc_id", dbc_id, 32)
+        check_uint("dbc_id", dbc_id, 32)
         if not isinstance(handles, (list, tuple)) or len(handles) > 0xFFFF:
             raise ArgumentError("perf_stats: handles must be a list of at most 65535 (u16 count)")
         for h in handles:
-            _int("handle", h, 32)
+            check_uint("handle", h, 32)
         self._online()
         self._dbc_range(dbc_id)
         out = []
@@ -917,202 +622,6 @@ class HostCore:
         return out
 
     # -- the IRQ side as an actor -------------------------------------------
-    def enabled(self) -> list[HostAction]:
-        """Host events possible now, in a fixed order: MSIs, IRQ threads, polls, ioctls."""
-        out: list[HostAction] = []
-        intc = self.device.intc
-        for v in intc.deliverable_vectors():
-            if v == 0 and not self.single_msi:
-                continue  # vector 0 is MHI's
-            out.append(HostAction("irq", v))
-        for ch in self.ch:
-            s = ch.irq
-            if s.pc or s.wake:
-                out.append(HostAction("thread", ch.id))
-        if self.datapath_polling:
-            dev = self.device
-            for ch in self.ch:
-                if ch.poll and (not ch.xfer or ch.usr is None or not self.online
-                                or dev.ch[ch.id].rsp_hp != dev.ch[ch.id].rsp_tp):
-                    out.append(HostAction("poll", ch.id))
-        for tid, th in self.threads.items():
-            if self._exec_runnable(th):
-                out.append(HostAction("exec", tid))
-        return out
-
-    def step(self, action: HostAction) -> None:
-        if not self.is_enabled(action):
-            raise ArgumentError(f"host action {action!r} is not enabled")
-        kind = action.kind
-        if kind == "thread":
-            self._thread(self.ch[action.arg])
-        elif kind == "irq":
-            self._hard_irq(action.arg)
-        elif kind == "poll":
-            self._poll(self.ch[action.arg])
-        else:
-            self._exec_step(self.threads[action.arg])
-
-    def is_enabled(self, action: Any) -> bool:
-        """Whether ``action`` is among :meth:`enabled` (without building the list)."""
-        if not isinstance(action, HostAction) or not isinstance(action.arg, int):
-            return False
-        kind, arg = action.kind, action.arg
-        if kind == "thread":
-            if not 0 <= arg < len(self.ch):
-                return False
-            s = self.ch[arg].irq
-            return bool(s.pc or s.wake)
-        if kind == "exec":
-            th = self.threads.get(arg)
-            return th is not None and self._exec_runnable(th)
-        return action in self.enabled()
-
-    def quiescent(self) -> bool:
-        return not self.enabled()
-
-    def _apply(self, ch: HostChannel, name: str) -> IrqState:
-        """Apply irqproto transition ``name`` to the channel: do its register reads, check
-        its guard, take its update, do its register writes and mask changes."""
-        guard, update = self.proto[name]
-        s = ch.irq
-        for reg in irqproto.READS.get(name, ()):
-            s = s.with_(**{reg: self._readl(ch.id, regs.RSP_HP if reg == "rsp_hp"
-                                             else regs.RSP_TP)})
-        if not guard(s, U32):
-            raise AssertionError(f"irqproto {name} not enabled in {s}")  # host bug
-        new = update(s, U32)
-        if "rsp_hp" in irqproto.WRITES.get(name, ()):
-            self._writel(ch.id, regs.RSP_HP, self._head_to_write(ch, new.rsp_hp))
-        self._sync_mask(ch, s.depth, new.depth)
-        ch.irq = new
-        return new
-
-    def _head_to_write(self, ch: HostChannel, head: int) -> int:
-        return head
-
-    def _sync_mask(self, ch: HostChannel, old: int, new: int) -> None:
-        """disable_irq_nosync / enable_irq: the line is masked while the depth is > 0."""
-        if self._mask_on_irq and (old == 0) != (new == 0):
-            v = self.device.vector(ch.id)
-            if new:
-                self.device.intc.mask(v)
-            else:
-                self.device.intc.unmask(v)
-
-    def _decide(self, ch: HostChannel, names: tuple[str, ...]) -> str:
-        """The one transition among ``names`` whose guard holds (no register reads)."""
-        hits = [n for n in names if n in self.proto and self.proto[n][0](ch.irq, U32)]
-        if len(hits) != 1:
-            raise AssertionError(f"irqproto: {hits} enabled among {names}")  # host bug
-        return hits[0]
-
-    def _hard_irq(self, v: int) -> None:
-        """dbc_irq_handler for every DBC on vector ``v`` (all of them in single-MSI mode)."""
-        self.device.intc.ack(v)
-        for ch in self.ch:
-            if self.device.vector(ch.id) != v:
-                continue
-            if self.datapath_polling or ch.usr is None:
-                continue  # IRQ_HANDLED at once
-            hp = self._readl(ch.id, regs.RSP_HP)
-            if hp == U32_MAX:
-                continue  # IRQ_NONE
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX:
-                continue
-            guard, update = self.proto["hard_irq"]
-            s = ch.irq.with_(rsp_hp=hp, rsp_tp=tp, pending=True)
-            new = update(s, U32)
-            self._sync_mask(ch, s.depth, new.depth)
-            ch.irq = new
-
-    def _error_out(self, ch: HostChannel, force: bool = False) -> None:
-        """dbc_irq_threaded_fn ``error_out``: enable_irq (or re-arm polling) and return.
-
-        ``force``: release_dbc waits (synchronize_srcu) for a running thread, so a
-        release ends every run the thread still owes at once.
-        """
-        d = ch.irq.depth
-        nd = d
-        if self._mask_on_irq:
-            nd = 0 if force else max(d - 1, 0)
-        self._sync_mask(ch, d, nd)
-        ch.irq = ch.irq.with_(depth=nd, pc=int(PC.IDLE), wake=False if force else ch.irq.wake)
-        if self.datapath_polling:
-            ch.poll = True
-
-    def _thread(self, ch: HostChannel) -> None:
-        """One run of the IRQ thread up to its next interleaving point (a register access
-        whose timing against the device matters)."""
-        pc = ch.irq.pc
-        if pc == PC.IDLE:
-            hp = self._readl(ch.id, regs.RSP_HP)
-            if hp == U32_MAX:
-                self._error_out(ch)
-                return
-            guard, update = self.proto["thread_start"]
-            s = ch.irq.with_(rsp_hp=hp)
-            assert guard(s, U32)
-            ch.irq = update(s, U32)
-            pc = PC.READ_TAIL
-        if pc == PC.READ_TAIL:
-            if ch.usr is None:
-                self._error_out(ch)
-                return
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX:
-                self._error_out(ch)
-                return
-            guard, update = self.proto["read_tail"]
-            ch.irq = update(ch.irq.with_(rsp_tp=tp), U32)
-            name = self._decide(ch, ("poll_empty", "give_up", "start_drain"))
-            self._apply(ch, name)
-        elif pc == PC.DRAIN:
-            self._drain(ch)
-            self._apply(ch, "end_drain")
-        elif pc == PC.WRITE_HEAD:
-            self._apply(ch, "write_head")
-        elif pc == PC.UNMASK:
-            self._apply(ch, "unmask")
-            if self.datapath_polling:
-                ch.poll = True  # schedule_work(&dbc->poll_work)
-        elif pc == PC.RECHECK:
-            tp = self._readl(ch.id, regs.RSP_TP)
-            if tp == U32_MAX:
-                ch.irq = ch.irq.with_(pc=int(PC.IDLE))
-                return
-            guard, update = self.proto["recheck"]
-            s = ch.irq.with_(rsp_tp=tp)
-            new = update(s, U32)
-            self._sync_mask(ch, s.depth, new.depth)
-            ch.irq = new
-        else:  # pragma: no cover - CHECK is never a resting point
-            raise AssertionError(f"IRQ thread of dbc {ch.id} rests at {pc}")
-
-    def _poll(self, ch: HostChannel) -> None:
-        """qaic_irq_polling_work, one look: stop when nothing is queued or the channel
-        is gone; wake the IRQ thread when a response is there."""
-        if not self.online or ch.usr is None or not ch.xfer:
-            ch.poll = False
-            return
-        hp = self._readl(ch.id, regs.RSP_HP)
-        tp = self._readl(ch.id, regs.RSP_TP)
-        if hp == U32_MAX or tp == U32_MAX:
-            ch.poll = False
-            return
-        if hp != tp:
-            ch.irq = ch.irq.with_(wake=True)  # irq_wake_thread
-            ch.poll = False
-
-    def _complete(self, ch: HostChannel, bo: Bo) -> None:
-        """All of a BO's slices answered: off the xfer list, completion fires."""
-        self._xfer_remove(ch, bo)
-        bo.nr_slice_xfer_done = 0
-        bo.done = True
-        bo.completions += 1
-        self.completions.append(bo.key)
-
     # -- data-path hooks (the two hosts differ here) ---------------------------
     def _span(self, bo: Bo, offset: int, size: int) -> Any:
         """The slice's DMA pieces (a sized collection), or None (-EINVAL)."""
@@ -1133,3 +642,4 @@ class HostCore:
 
     def _drain(self, ch: HostChannel) -> None:
         raise NotImplementedError
+

@@ -19,8 +19,8 @@ machines can show that the invariant guarding it can fail (tests/test_broken_hos
 from __future__ import annotations
 
 from qaicmodel import arith
-from qaicmodel.spec.host import SpecHost
-from qaicmodel.spec.hostapi import Bo, HostChannel
+from qaicmodel.spec.host.records import Bo, HostChannel
+from qaicmodel.spec.host.reference import SpecHost
 
 __all__ = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "EarlyCompleteHost",
            "DoubleCompleteHost", "BROKEN"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from qaicmodel.errors import DecodeError
-from qaicmodel.spec.device import CC_NAMES  # model-defined codes (completion-code-values)
-from qaicmodel.spec.wire import RequestElem, ResponseElem, SemCmd, SemOp, Violation
+from qaicmodel.spec.dbc.device import CC_NAMES  # model-defined codes (completion-code-values)
+from qaicmodel.spec.dbc.wire import RequestElem, ResponseElem, SemCmd, SemOp, Violation
 
 __all__ = ["describe_request", "describe_response", "describe_sem", "SEM_SIZE"]
 

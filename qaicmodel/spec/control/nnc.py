@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec.crc import nnc_crc
+from qaicmodel.spec.control.crc import nnc_crc
 from qaicmodel.spec.policies import Policy, register
 
 __all__ = [

@@ -3,7 +3,7 @@
 This is the executable statement of what a correct host does on the data path
 (qaic_data.c; control-path.md §3.4).  Validation, bookkeeping, the execute
 phases and the IRQ thread's control flow are shared with the fast host in
-:class:`qaicmodel.spec.hostapi.HostCore`; this module is the data path:
+:class:`qaicmodel.spec.host.core.HostCore`; this module is the data path:
 
   * ``_span`` -- clone_range_of_sgt_for_slice: walk the BO's DMA segments, the
     first is the one holding ``offset``, the last the first whose end reaches
@@ -31,19 +31,17 @@ import attrs
 
 from qaicmodel import arith
 from qaicmodel.arith import U32
-from qaicmodel.spec import uapi
-from qaicmodel.spec.hostapi import (
+from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE, RequestElem, ResponseElem
+from qaicmodel.spec.host import uapi
+from qaicmodel.spec.host.core import (
     BULK_XFER,
     GEN_COMPLETION,
     INBOUND_XFER,
     OUTBOUND_XFER,
-    Bo,
-    HostChannel,
     HostCore,
-    SliceRec,
-    encode_db_len,
 )
-from qaicmodel.spec.wire import REQ_SIZE, RSP_SIZE, RequestElem, ResponseElem
+from qaicmodel.spec.host.records import Bo, HostChannel, SliceRec
+from qaicmodel.spec.host.validate import encode_db_len
 
 __all__ = ["SpecHost"]
 

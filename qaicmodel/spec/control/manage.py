@@ -38,11 +38,11 @@ import attrs
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, RemoteProtocolError
-from qaicmodel.spec import nnc
-from qaicmodel.spec.boot import DevState
-from qaicmodel.spec.crc import nnc_crc
+from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control.boot import DevState
+from qaicmodel.spec.control.crc import nnc_crc
+from qaicmodel.spec.control.ssr import DbcState
 from qaicmodel.spec.policies import Policies
-from qaicmodel.spec.ssr import DbcState
 
 __all__ = ["ManageResult", "User", "HostDbc", "DataPathHooks", "ControlClient",
            "usr_passthrough", "usr_dma_xfer", "usr_activate", "usr_deactivate", "usr_status",
@@ -151,7 +151,7 @@ class HostDbc:
 
 
 class DataPathHooks(Protocol):
-    """What the control plane tells the host data path (hostapi)."""
+    """What the control plane tells the host data path (spec/host)."""
 
     def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None: ...
     def release(self, dbc: int) -> None: ...

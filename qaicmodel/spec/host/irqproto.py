@@ -14,7 +14,7 @@ Rules of this module (the style of :mod:`qaicmodel.arith`):
     state values, only on the structural parameters of :func:`make_transitions`;
   * the same functions run on ints (:data:`qaicmodel.arith.U32`) and on z3
     bit-vectors/bools (``proofs``);
-  * the reference host (:mod:`qaicmodel.spec.host`) takes every IRQ-side control
+  * the reference host (:mod:`qaicmodel.spec.host.reference`) takes every IRQ-side control
     decision by evaluating these guards and applying these updates, so a proof
     about :data:`TRANSITIONS` is a proof about the code that runs.
 

@@ -26,8 +26,8 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError
-from qaicmodel.spec import parsed
-from qaicmodel.spec.mhi import Ee
+from qaicmodel.spec.control import parsed
+from qaicmodel.spec.control.mhi import Ee
 
 __all__ = ["DevState", "SaharaCmd", "SaharaPkt", "parse", "decode", "describe",
            "HostSahara", "DeviceSbl", "SOC_RESET_OFFSET", "SOC_RESET_REQ", "SBL_IMAGE",

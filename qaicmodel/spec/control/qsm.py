@@ -41,10 +41,10 @@ import attrs
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec import nnc
-from qaicmodel.spec.memory import DmaFault
+from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control.ssr import DeviceSsr
+from qaicmodel.spec.dbc.memory import DmaFault
 from qaicmodel.spec.policies import Policies, Policy, register
-from qaicmodel.spec.ssr import DeviceSsr
 
 __all__ = ["Qsm", "Cmd", "St", "command", "parse_command", "QsmViolation", "Activation",
            "DDR_MAX", "NUM_NSP"]

@@ -25,11 +25,11 @@ import struct
 from typing import Any
 
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec import boot, manage, nnc, qsm, ssr, timesync
-from qaicmodel.spec.manage import ManageResult, User
+from qaicmodel.spec.control import boot, manage, nnc, qsm, ssr, timesync
+from qaicmodel.spec.control.manage import ManageResult, User
+from qaicmodel.spec.control.ras import HostRas
+from qaicmodel.spec.control.ssr import DbcState
 from qaicmodel.spec.policies import Policies
-from qaicmodel.spec.ras import HostRas
-from qaicmodel.spec.ssr import DbcState
 
 __all__ = ["ControlPlane", "HostHooks", "for_runner", "scenario_activate",
            "scenario_deactivate", "scenario_close", "scenario_ssr"]
@@ -39,7 +39,7 @@ MODEL_IMAGES = {i: f"model image {name}".encode() for i, name in boot.AIC100_IMA
 
 
 class HostHooks:
-    """Adapter from the control plane to the host data path (qaicmodel.spec.hostapi).
+    """Adapter from the control plane to the host data path (qaicmodel.spec.host.core).
 
     Calls ``host.dbc_assign(dbc, uid, nelem, req_q, rsp_q)`` and
     ``host.dbc_release(dbc)``; ``dbc_disable`` / ``dbc_enable`` / ``dbc_ssr`` are

@@ -88,5 +88,15 @@ class Intc:
         self._masked = [False] * self.vectors
         self._pending = [False] * self.vectors
 
+    def copy(self) -> Intc:
+        """An independent copy (masks, latches, counters; the policies are shared) -- for
+        checkers that keep several possible device states (qaicmodel/check_states.py)."""
+        c = Intc.__new__(Intc)
+        c.vectors, c.policies = self.vectors, self.policies
+        c._masked, c._pending = list(self._masked), list(self._pending)
+        c.raised, c.latched = list(self.raised), list(self.latched)
+        c.lost, c.delivered = list(self.lost), list(self.delivered)
+        return c
+
     def deliverable_vectors(self) -> list[int]:
         return [v for v in range(self.vectors) if self._pending[v] and not self._masked[v]]

@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError
-from qaicmodel.spec.wire import SemOp
+from qaicmodel.spec.dbc.wire import SemOp
 
 __all__ = [
     "DB_BASE",

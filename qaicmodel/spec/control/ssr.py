@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.spec import parsed
+from qaicmodel.spec.control import parsed
 from qaicmodel.spec.policies import Policies, Policy, register
 
 __all__ = ["Cmd", "Event", "DbcState", "SsrMsg", "decode", "parse", "describe",

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError
-from qaicmodel.spec import parsed
+from qaicmodel.spec.control import parsed
 from qaicmodel.spec.policies import Policies, Policy, register
 
 __all__ = ["RasMsg", "ErrType", "Source", "decode", "parse", "describe", "HostRas", "SIZE"]

@@ -6,7 +6,7 @@ Rules (control-path.md §3.3, qaic_accel.h):
   * sizes are fixed and checked at import time (``SIZE`` on every class);
   * ``unpack`` of any bytes of the right length succeeds (every bit pattern is a
     representable struct; *validity* is the driver's job, see
-    :mod:`qaicmodel.spec.hostapi`); any other length raises ``DecodeError``;
+    :mod:`qaicmodel.spec.host.core`); any other length raises ``DecodeError``;
   * constructing a record with a field out of its C type's range raises
     ``ArgumentError`` (the C type could not hold it).
 

@@ -1,0 +1,354 @@
+"""``qaicmodel conform``: run a host against the device model under random interleavings.
+
+``qaicmodel conform [--host MODULE:CLASS] [--budget SECONDS] [--seed N] [--policy ID=ALT ...]``
+
+Rules:
+  C1  Policy rows: :func:`qaicmodel.spec.policies.pairwise` over every registered policy
+      that ``--policy`` does not pin; pinned policies take their given alternative in
+      every row.  Every pair of alternatives of every two policies runs in some row,
+      except that the policies of ``cosim.DRIVER_ASSUMES`` (alternatives under which the
+      Linux driver itself cannot conform) stay at their defaults unless pinned.
+  C2  The budget is split evenly over the rows; a row runs episodes until its share is
+      used.  ``--episodes N`` runs exactly N episodes per row instead (budget ignored),
+      so ``--seed S --episodes N`` replays a run exactly.
+  C3  An episode is a random scenario (the ``qaicmodel-scenario/1`` vocabulary, see
+      :mod:`qaicmodel.scenario`) built step by step from a PRNG seeded by (seed, row,
+      episode): users, channels with an echo workload, buffer objects, slices (mostly
+      valid, some not), executes, waits, semaphore pokes, and ``run`` steps whose
+      interleaving of device, host-IRQ and workload actions is chosen at random and
+      recorded as a ``schedule``.  Each step runs on the host under test and -- unless it
+      *is* the reference host -- on the reference host (``qaicmodel.spec.host.reference``) side by
+      side, each with its own device model.
+  C4  Invariants checked after every step (stable ids):
+        CONF-CRASH      the host raised something other than an ioctl errno;
+        CONF-VIOLATION  the device recorded a host rule violation (HOST-REQ-OVERRUN, ...);
+        CONF-STRANDED   a quiescent run left a response in a ring (missed-event check);
+        CONF-DATA       an echo inference returned other bytes than were sent (checked
+                        when input and output were executed together and the output's
+                        wait returned ok in the same run);
+        CONF-RESULT     an ioctl returned other than the reference host's result;
+        CONF-STATE      registers, FIFO bytes, semaphores or interrupt masks differ
+                        from the reference host's device after the same step;
+        CONF-REFERENCE  the reference host crashed or broke a device rule (a model bug,
+                        reported rather than hidden);
+        COSIM-REQ-OVERWRITE, COSIM-REQ-OVERRUN, COSIM-RSP-PAST-READ
+                        the co-simulation harness's register-level invariants
+                        (qaicmodel/oracle/cosim.py ``Recorder`` and ``World`` snapshots),
+                        reused, not re-implemented: the host under test sees the device
+                        through a cosim ``Recorder`` and every host call is wrapped in
+                        cosim's request-slot snapshot check.
+  C5  A failure is shrunk (delta debugging over the steps, then over each ``run``'s
+      schedule) and written as a scenario file whose ``expect`` fields are the reference
+      host's results, so ``qaicmodel scenario FILE --host MODULE:CLASS`` shows it.
+  C6  Exit status: 0 everything conformed, 1 a failure was found, 2 bad arguments.
+      The seed is always printed; progress (one line per row) goes to stderr, the report
+      to stdout.
+
+Time: the *driver* of the exploration reads the clock to honour ``--budget``; the model
+never does (docs/design.md).
+
+Pieces: :mod:`qaicmodel.oracle.pair` (one step on the host under test and the
+reference host, invariants C4), :mod:`qaicmodel.oracle.explore` (the episode
+generator, C3), :mod:`qaicmodel.oracle.shrink` (episodes, replay, shrinking and
+reproducer files, C5); this module runs the whole thing (C1, C2, C6) and is the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from qaicmodel.errors import ArgumentError
+from qaicmodel.oracle.pair import INVARIANTS, Failure
+from qaicmodel.oracle.shrink import (
+    EPISODE_MOVES,
+    Episode,
+    _episode_seed,
+    replay,
+    shrink,
+    write_reproducer,
+)
+from qaicmodel.scenario.format import load
+from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
+from qaicmodel.spec.host.protocol import HOST_METHODS, load_host
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_BUDGET", "INVARIANTS", "Failure", "Conformance",
+           "add_args", "run_cli", "run_conformance"]
+
+#: The host ``conform`` checks unless told otherwise: the fast host (qaicmodel/impl/host.py).
+DEFAULT_HOST = "qaicmodel.impl.host:ImplHost"
+#: Seconds; keeps ``qaicmodel conform`` near a minute on 2 cores including start-up.
+DEFAULT_BUDGET = 40.0
+#: Stop the whole run after this many failures (each is shrunk, which costs time).
+MAX_FAILURES = 3
+
+
+# ---------------------------------------------------------------------------
+# The whole run (C1, C2, C6)
+
+
+class Conformance:
+    """A conformance run: the rows, the counters, the failures."""
+
+    def __init__(self, host_ref: str | type, *, seed: int, budget: float,
+                 episodes: int | None, pinned: dict[str, str], out_dir: Path,
+                 progress: Any = None) -> None:
+        from qaicmodel.spec import registry
+        from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
+
+        registry.load_all()
+        Policies(pinned)  # validates ids and alternatives (PolicyError)
+        if isinstance(host_ref, str):
+            self.host_ref, self.host_cls = host_ref, load_host(host_ref)
+        else:
+            self.host_ref = f"{host_ref.__module__}:{host_ref.__qualname__}"
+            self.host_cls = _check_host(host_ref)
+        ref_cls = load_host(SCENARIO_HOST)
+        self.ref_cls = None if ref_cls is self.host_cls else ref_cls
+        self.seed, self.budget, self.episodes = seed, budget, episodes
+        self.out_dir = out_dir
+        self.progress = progress
+        from qaicmodel.oracle.cosim import DRIVER_ASSUMES
+
+        # policies under whose non-default alternatives the Linux driver itself does not
+        # conform (found by the cosim machines) stay at their defaults unless pinned
+        self.held = {p: why for p, why in DRIVER_ASSUMES.items()
+                     if p in REGISTRY and p not in pinned}
+        free = [p for p in sorted(REGISTRY) if p not in pinned and p not in self.held]
+        self.rows = [Policies({**r.chosen, **pinned}) for r in pairwise(free)]
+        self.pinned = pinned
+        self.registry = REGISTRY
+        self.checks: Counter[str] = Counter()
+        self.steps = self.actions = self.episodes_run = 0
+        self.failures: list[dict[str, Any]] = []
+        self.rows_run: list[Any] = []
+        self.row_log: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+
+    def run(self) -> Conformance:
+        t0 = time.monotonic()
+        share = self.budget / max(1, len(self.rows))
+        for ri, row in enumerate(self.rows):
+            if len(self.failures) >= MAX_FAILURES:
+                break
+            t_row = time.monotonic()
+            deadline = None if self.episodes is not None else t_row + share
+            steps0, ep, row_fail = self.steps, 0, 0
+            while True:
+                if self.episodes is not None and ep >= self.episodes:
+                    break
+                if deadline is not None and time.monotonic() >= deadline and ep > 0:
+                    break
+                f = self._episode(ri, row, ep, deadline)
+                ep += 1
+                if f:
+                    row_fail += 1
+                    break
+            self.rows_run.append(row)
+            dt = max(time.monotonic() - t_row, 1e-9)
+            n = self.steps - steps0
+            self.row_log.append({"row": ri, "policies": row.label(), "episodes": ep,
+                                 "steps": n, "failures": row_fail})
+            if self.progress is not None:
+                self.progress.write(
+                    f"row {ri + 1}/{len(self.rows)} [{row.label()[:60]}]: {ep} episodes, "
+                    f"{n} steps, {n / dt:.0f} steps/s, {row_fail} failures\n")
+                self.progress.flush()
+        self.elapsed = time.monotonic() - t0
+        return self
+
+    def _episode(self, ri: int, row: Any, ep: int, deadline: float | None) -> bool:
+        eseed = _episode_seed(self.seed, ri, ep)
+        e = Episode(eseed, row, self.host_cls, self.ref_cls)
+        f = e.run(EPISODE_MOVES, deadline)
+        self.episodes_run += 1
+        self.steps += len(e.steps)
+        self.actions += e.actions
+        self.checks.update(e.pair.checks)
+        if f is None:
+            return False
+        pols = {k: v for k, v in row.chosen.items() if self.registry[k].default != v}
+        small, f2, replays = shrink(e.explorer.cfg, pols, e.steps, f, self.host_cls,
+                                    self.ref_cls)
+        again = replay(e.explorer.cfg, pols, small, self.host_cls, self.ref_cls)
+        name = f"conform-{self.seed}-row{ri}-ep{ep}.json"
+        path = self.out_dir / name
+        write_reproducer(path, e.explorer.cfg, pols, small, f2, self.ref_cls,
+                         f"qaicmodel conform --seed {self.seed} --host {self.host_ref}")
+        self.failures.append({
+            "invariant": f2.invariant, "description": INVARIANTS[f2.invariant],
+            "message": f2.message, "row": ri, "policies": row.label(), "episode": ep,
+            "episode_seed": eseed, "steps_before_shrink": len(e.steps),
+            "steps_after_shrink": len(small), "shrink_replays": replays,
+            "reproduces": again is not None and again.key == f2.key,
+            "reproducer": str(path),
+            "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}"})
+        return True
+
+    def coverage(self) -> dict[str, Any]:
+        pids = sorted(self.registry)
+        alts = {(p, a) for p in pids for a in self.registry[p].alternatives}
+        pairs_total = sum(len(self.registry[a].alternatives) * len(self.registry[b].alternatives)
+                          for a, b in itertools.combinations(pids, 2))
+        seen_alts = {(p, r[p]) for r in self.rows_run for p in pids}
+        seen_pairs = {(a, r[a], b, r[b]) for r in self.rows_run
+                      for a, b in itertools.combinations(pids, 2)}
+        return {"policies": len(pids), "alternatives_covered": len(seen_alts & alts),
+                "alternatives_total": len(alts), "pairs_covered": len(seen_pairs),
+                "pairs_total": pairs_total, "rows_run": len(self.rows_run),
+                "rows_total": len(self.rows), "pinned": dict(self.pinned),
+                "held_at_default": dict(self.held)}
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "format": "qaicmodel-conform/1",
+            "verdict": "conforms" if not self.failures else "FAILED",
+            "host": self.host_ref,
+            "reference": SCENARIO_HOST if self.ref_cls is not None else None,
+            "seed": self.seed,
+            "budget_s": self.budget, "episodes_per_row": self.episodes,
+            "elapsed_s": round(self.elapsed, 2),
+            "episodes": self.episodes_run, "steps": self.steps, "actions": self.actions,
+            "invariants_checked": dict(sorted(self.checks.items())),
+            "invariants_total": sum(self.checks.values()),
+            "policies_covered": self.coverage(),
+            "replay": f"--seed {self.seed} --episodes "
+                      f"{max([r['episodes'] for r in self.row_log] or [1])}",
+            "rows": self.row_log,
+            "failures": self.failures,
+        }
+
+
+def _text(rep: dict[str, Any]) -> str:
+    cov = rep["policies_covered"]
+    lines = [
+        f"qaicmodel conform: {rep['verdict']}",
+        f"  host:       {rep['host']}"
+        + (f" (checked against {rep['reference']})" if rep["reference"] else " (reference host; "
+           "checked against the device's rules only)"),
+        f"  seed:       {rep['seed']}  (replay every episode of this run: {rep['replay']})",
+        f"  time:       {rep['elapsed_s']} s of a {rep['budget_s']} s budget",
+        f"  episodes:   {rep['episodes']}   steps: {rep['steps']}   actor actions: "
+        f"{rep['actions']}",
+        f"  invariants: {rep['invariants_total']} checks "
+        + ", ".join(f"{k} {v}" for k, v in rep["invariants_checked"].items()),
+        f"  policies:   {cov['policies']} policies, {cov['alternatives_covered']}/"
+        f"{cov['alternatives_total']} alternatives, {cov['pairs_covered']}/"
+        f"{cov['pairs_total']} pairs, {cov['rows_run']}/{cov['rows_total']} pairwise rows",
+    ]
+    if cov["pinned"]:
+        lines.append("  pinned:     " + ", ".join(f"{k}={v}" for k, v in cov["pinned"].items()))
+    for k, why in cov["held_at_default"].items():
+        lines.append(f"  held:       {k} at its default (the driver itself assumes it: {why}; "
+                     f"--policy {k}=ALT to explore)")
+    if not rep["failures"]:
+        lines.append("  failures:   none")
+    for f in rep["failures"]:
+        lines.append(f"  FAILURE {f['invariant']} ({f['description']}): {f['message']}")
+        lines.append(f"    policies {f['policies']}; episode {f['episode']}; shrunk "
+                     f"{f['steps_before_shrink']} -> {f['steps_after_shrink']} steps")
+        lines.append(f"    reproducer: {f['reproducer']}"
+                     + ("" if f["reproduces"] else "  (WARNING: did not replay)"))
+        lines.append(f"    replay:     {f['replay']}")
+    return "\n".join(lines)
+
+
+def _check_host(cls: type) -> type:
+    missing = [m for m in HOST_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ArgumentError(f"{cls.__qualname__} does not implement the host interface: "
+                            f"missing {', '.join(missing)}")
+    return cls
+
+
+def run_conformance(host: str | type = DEFAULT_HOST, *, seed: int | None = None,
+                    budget: float = DEFAULT_BUDGET, episodes: int | None = None,
+                    policies: dict[str, str] | None = None, out_dir: str | Path = "conform-failures",
+                    progress: Any = None) -> dict[str, Any]:
+    """Python API for the ``conform`` command; returns the report dict."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    return Conformance(host, seed=seed, budget=budget, episodes=episodes,
+                       pinned=dict(policies or {}), out_dir=Path(out_dir),
+                       progress=progress).run().report()
+
+
+# ---------------------------------------------------------------------------
+# CLI
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=DEFAULT_HOST, metavar="MODULE:CLASS",
+                   help=f"the host to check (default {DEFAULT_HOST}); any class implementing "
+                        "qaicmodel.spec.host.Host")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                   help=f"time to spend exploring (default {DEFAULT_BUDGET:g})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="PRNG seed (always printed); with --episodes the run replays exactly")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="exactly N episodes per policy row (exact replay; ignores --budget)")
+    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
+                   help="pin a policy in every row (repeatable)")
+    p.add_argument("--out", default="conform-failures", metavar="DIR",
+                   help="where reproducer scenarios are written (default ./conform-failures)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--replay", default=None, metavar="FILE",
+                   help="re-run a reproducer scenario with every conform check (host under "
+                        "test side by side with the reference host) and report its failure")
+
+
+def replay_file(path: str, host: str) -> dict[str, Any]:
+    """``--replay``: a scenario file through :func:`replay` (all C4 checks)."""
+    scen = load(path)
+    raw = json.loads(Path(path).read_text())
+    host_cls = load_host(host)
+    ref_cls = load_host(SCENARIO_HOST)
+    f = replay(scen.device, dict(scen.device.policies), raw["steps"], host_cls,
+               None if ref_cls is host_cls else ref_cls)
+    return {"format": "qaicmodel-conform-replay/1", "file": path, "host": host,
+            "verdict": "conforms" if f is None else "FAILED",
+            "failure": None if f is None else {"invariant": f.invariant, "step": f.index,
+                                               "op": f.op, "message": f.message}}
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from qaicmodel.spec import registry
+    from qaicmodel.spec.policies import Policies
+
+    if not args.budget > 0 or args.budget > 24 * 3600:
+        raise ArgumentError(f"--budget must be in (0, 86400] seconds, got {args.budget}")
+    if args.episodes is not None and args.episodes < 1:
+        raise ArgumentError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed is not None and not 0 <= args.seed < 1 << 64:
+        raise ArgumentError(f"--seed must be 0 .. 2**64-1, got {args.seed}")
+    registry.load_all()
+    pinned = dict(Policies.parse(args.policy).chosen)
+    load_host(args.host)  # a bad --host is exit 2 before anything is printed
+    if args.replay is not None:
+        out = replay_file(args.replay, args.host)
+        if args.json:
+            print(json.dumps(out, indent=2))
+        elif out["failure"] is None:
+            print(f"{args.replay}: conforms (host {args.host})")
+        else:
+            f = out["failure"]
+            print(f"{args.replay}: FAILED {f['invariant']} at step {f['step']} ({f['op']}): "
+                  f"{f['message']}")
+        return 0 if out["failure"] is None else 1
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    sys.stderr.write(f"qaicmodel conform: seed {seed}, host {args.host}, budget "
+                     f"{args.budget:g} s\n")
+    rep = run_conformance(args.host, seed=seed, budget=args.budget, episodes=args.episodes,
+                          policies=pinned, out_dir=args.out, progress=sys.stderr)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(_text(rep))
+    return 0 if not rep["failures"] else 1

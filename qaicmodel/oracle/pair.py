@@ -1,0 +1,287 @@
+"""One conform step on the host under test and on the reference host (invariants C4).
+
+See :mod:`qaicmodel.oracle.conform` for the rules; :class:`Pair` runs a scenario step
+on both hosts (each on its own device model) and raises :class:`Failure` when an
+invariant of :data:`INVARIANTS` breaks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from qaicmodel.errors import FormatError
+from qaicmodel.scenario.format import Step
+from qaicmodel.scenario.report import violations_of
+from qaicmodel.scenario.runner import Runner, dump_channel
+from qaicmodel.spec.dbc.config import DeviceConfig
+from qaicmodel.spec.host.protocol import HOST_METHODS
+
+__all__ = ["INVARIANTS", "Failure", "Pair"]
+
+INVARIANTS = {
+    "CONF-CRASH": "the host raised something other than an ioctl errno",
+    "CONF-VIOLATION": "the device recorded a host rule violation",
+    "CONF-STRANDED": "a quiescent run left a response in a ring",
+    "CONF-DATA": "an echo inference returned other bytes than were sent",
+    "CONF-RESULT": "an ioctl result differs from the reference host's",
+    "CONF-STATE": "device-visible state differs from the reference host's",
+    "CONF-REFERENCE": "the reference host itself crashed or broke a rule (a model bug)",
+    # checked by qaicmodel.oracle.cosim's Recorder / World snapshot around the host under test
+    "COSIM-REQ-OVERWRITE": "a host call changed a request slot the device had not consumed",
+    "COSIM-REQ-OVERRUN": "a REQ_TP write added more elements than the free space",
+    "COSIM-RSP-PAST-READ": "an RSP_HP write moved past the RSP_TP value the host had read",
+}
+#: invariants checked on every step by the cosim watch (qaicmodel/oracle/cosim.py)
+_COSIM = ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-RSP-PAST-READ")
+
+# Device addresses the echo workload uses (device DDR; doorbells at workload.DB_BASE).
+_ECHO_IN = 0x10_0000
+_ECHO_OUT = 0x20_0000
+
+
+class Failure(Exception):
+    """An invariant broke at step ``index`` (internal; becomes a report entry)."""
+
+    def __init__(self, invariant: str, index: int, op: str, message: str) -> None:
+        super().__init__(f"{invariant} at step {index} ({op}): {message}")
+        self.invariant = invariant
+        self.index = index
+        self.op = op
+        self.message = message
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.invariant, self.op)
+
+
+# ---------------------------------------------------------------------------
+# Checking one step on the host under test (+ the reference host)
+
+
+def _state(r: Runner) -> list[Any]:
+    """Everything the host can influence on the device, for CONF-STATE."""
+    dev = r.device
+    out: list[Any] = []
+    for i in range(dev.num_dbc):
+        out.append(dump_channel(dev, i))
+    intc = dev.intc
+    nvec = 1 if dev.single_msi else dev.num_dbc + 1
+    out.append([(intc.masked(v), intc.pending(v)) for v in range(nvec)])
+    return out
+
+
+def _strip(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k not in ("schedule", "expect")}
+
+
+class _Watch:
+    """cosim's register-level checks around the host under test (C4, COSIM-*).
+
+    Borrows :class:`qaicmodel.oracle.cosim.World`'s request-slot snapshot methods (they
+    need only ``dev`` and ``find``) and gives the host a cosim ``Recorder`` as its device.
+    """
+
+    def __init__(self) -> None:
+        from qaicmodel.oracle import cosim
+
+        self._cosim = cosim
+        self.dev: Any = None
+        self.findings: list[Any] = []
+
+    def find(self, rule: str, message: str) -> None:
+        self.findings.append(self._cosim.Finding(rule, message))
+
+    def bus(self, dev: Any) -> Any:
+        self.dev = dev
+        return self._cosim.Recorder(dev, self)  # type: ignore[arg-type]
+
+    def wrap(self, host: Any) -> Any:
+        return _Checked(host, self)
+
+    def snapshot(self) -> Any:
+        return self._cosim.World._snapshot(self)  # type: ignore[arg-type]
+
+    def check_snapshot(self, snap: Any) -> None:
+        self._cosim.World._check_snapshot(self, snap)  # type: ignore[arg-type]
+
+
+class _Checked:
+    """The host under test with every interface call wrapped in the snapshot check."""
+
+    def __init__(self, host: Any, watch: _Watch) -> None:
+        self._host = host
+        self._watch = watch
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._host, name)
+        if name not in HOST_METHODS and name not in ("execute_begin", "execute_result"):
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            snap = self._watch.snapshot()
+            try:
+                return attr(*args, **kw)
+            finally:
+                self._watch.check_snapshot(snap)
+
+        return call
+
+
+class Pair:
+    """The host under test and (optionally) the reference host, each on its own device."""
+
+    def __init__(self, cfg: DeviceConfig, policies: Any, host_cls: type,
+                 ref_cls: type | None) -> None:
+        self.watch = _Watch()
+        self.last_schedule: list[str] = []
+        self.prim = Runner(cfg, host_cls=host_cls, policies=policies, bus=self.watch.bus,
+                              wrap_host=self.watch.wrap)
+        self.ref = Runner(cfg, host_cls=ref_cls, policies=policies) if ref_cls else None
+        self.checks: Counter[str] = Counter()
+        # CONF-DATA bookkeeping, keyed by (user, handle as written in the step)
+        self.written: dict[tuple[str, str], str] = {}       # write_bo at offset 0 -> hex
+        self.attached: dict[tuple[str, str], tuple[str, int]] = {}  # -> (dbc, dir)
+        self.batch: dict[tuple[str, str], list[str]] = {}   # handles executed together
+        self.waited_ok: set[tuple[str, str]] = set()  # executed, then a wait returned ok
+
+    def step(self, st: Step, chooser: Callable[[int], int] | None = None,
+             n_actions: int = 0) -> dict[str, Any]:
+        """Run one step on both sides and check C4; raises :class:`Failure`."""
+        try:
+            if chooser is not None:
+                res = self._random_run(st, chooser, n_actions)
+            else:
+                res = self.prim.step(st)
+        except FormatError:
+            raise
+        except Exception as e:  # the host under test crashed ...
+            if self.ref is not None and self._ref_raises(st, type(e)):
+                # ... unless the reference refuses the step the same way (e.g. a blocking
+                # EXECUTE_BO in a shrunk sequence): the step is not runnable, not a failure
+                raise FormatError(f"step not runnable: {e}", where=f"steps[{st.index}]") from None
+            raise Failure("CONF-CRASH", st.index, st.op, f"{type(e).__name__}: {e}") from None
+        self.checks["CONF-CRASH"] += 1
+        self.checks.update(_COSIM)
+        if self.watch.findings:
+            f = self.watch.findings[0]
+            raise Failure(f.rule, st.index, st.op, f.message)
+        self.checks["CONF-VIOLATION"] += 1
+        if res.get("violations"):
+            v = res["violations"][0]
+            raise Failure("CONF-VIOLATION", st.index, st.op, f"{v['rule']}: {v['message']}")
+        if st.op == "run":
+            self.checks["CONF-STRANDED"] += 1
+            if res.get("stranded"):
+                raise Failure("CONF-STRANDED", st.index, st.op,
+                              f"response left in the ring of dbc {res['stranded'][0]} at "
+                              "quiescence")
+        self._track_data(st, res)
+        if self.ref is not None:
+            ref_st = st
+            if "schedule" in res:
+                ref_st = Step(index=st.index, op="run",
+                                 args={"max_steps": None, "schedule": res["schedule"]})
+            try:
+                ref_res = self.ref.step(ref_st)
+            except FormatError:
+                raise
+            except Exception as e:
+                raise Failure("CONF-REFERENCE", st.index, st.op,
+                              f"{type(e).__name__}: {e}") from None
+            if ref_res.get("violations"):
+                v = ref_res["violations"][0]
+                raise Failure("CONF-REFERENCE", st.index, st.op, f"{v['rule']}: {v['message']}")
+            self.checks["CONF-RESULT"] += 1
+            if _strip(res) != _strip(ref_res):
+                raise Failure("CONF-RESULT", st.index, st.op,
+                              f"host gave {json.dumps(_strip(res))[:300]}, reference gave "
+                              f"{json.dumps(_strip(ref_res))[:300]}")
+            self.checks["CONF-STATE"] += 1
+            a, b = _state(self.prim), _state(self.ref)
+            if a != b:
+                raise Failure("CONF-STATE", st.index, st.op, _state_diff(a, b))
+        return res
+
+    def _ref_raises(self, st: Step, kind: type) -> bool:
+        assert self.ref is not None
+        try:
+            self.ref.step(st)
+        except Exception as e:  # noqa: BLE001 - comparing the kinds of refusal
+            return type(e) is kind
+        return False
+
+    def _track_data(self, st: Step, res: dict[str, Any]) -> None:
+        """CONF-DATA: an output read back after (write input, attach both, execute both
+        together, wait on the output -> ok) in this same run must hold the input's bytes."""
+        a, ok = st.args, res["result"] == "ok"
+        if not ok:
+            return
+        u = str(a.get("user"))
+        if st.op == "write_bo" and a["offset"] == 0:
+            self.written[(u, repr(a["handle"]))] = a["hex"].hex()
+        elif st.op == "attach_slice":
+            h = a["hdr"]
+            self.attached[(u, repr(h["handle"]))] = (repr(h["dbc_id"]), h["dir"])
+        elif st.op == "execute" and a["thread"] is None:
+            hs = [repr(e["handle"]) for e in a["handles"]]
+            for h in hs:
+                self.batch[(u, h)] = hs
+                self.waited_ok.discard((u, h))
+        elif st.op == "wait" and (u, repr(a["handle"])) in self.batch:
+            self.waited_ok.add((u, repr(a["handle"])))
+        elif st.op == "read_bo" and a["expect_hex"] is not None:
+            out = (u, repr(a["handle"]))
+            want = a["expect_hex"].hex()
+            if out not in self.waited_ok or self.attached.get(out, ("", 0))[1] != 2:
+                return
+            dbc = self.attached[out][0]
+            if not any(self.written.get((u, h)) == want and self.attached.get((u, h)) == (dbc, 1)
+                       for h in self.batch[out]):
+                return
+            self.checks["CONF-DATA"] += 1
+            if res.get("hex_mismatch"):
+                raise Failure("CONF-DATA", st.index, st.op,
+                              "the echo output differs from the input sent with it")
+
+    def _random_run(self, st: Step, chooser: Callable[[int], int], n: int) -> dict[str, Any]:
+        """A ``run`` whose interleaving is chosen at random; the choice becomes its schedule."""
+        r = self.prim
+        seen = len(r.device.violations)
+        schedule: list[str] = []
+        dev_steps = 0
+        for _ in range(n):
+            acts = r.enabled()
+            if not acts:
+                break
+            tag, a = acts[chooser(len(acts))]
+            schedule.append(f"{tag}:{a!r}")
+            r.take(tag, a)
+            dev_steps += tag == "device"
+        res: dict[str, Any] = {"step": st.index, "op": "run", "result": "ok",
+                               "device_steps": dev_steps, "steps": len(schedule),
+                               "schedule": schedule}
+        self.last_schedule = schedule
+        new = violations_of(r.device)[seen:]
+        if new:
+            res["violations"] = new
+        r.results.append(res)
+        return res
+
+
+def _state_diff(a: list[Any], b: list[Any]) -> str:
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x == y:
+            continue
+        if i == len(a) - 1:
+            return f"interrupt mask/pending differ: host {x}, reference {y}"
+        for k in ("regs", "nelem", "sems"):
+            if x[k] != y[k]:
+                return f"dbc {i} {k}: host {x[k]}, reference {y[k]}"
+        for k in ("req", "rsp"):
+            for j, (p, q) in enumerate(zip(x[k], y[k], strict=False)):
+                if p != q:
+                    return f"dbc {i} {k} ring slot {j}: host {p}, reference {q}"
+    return "state differs"

@@ -1,0 +1,88 @@
+"""A scenario run's report (scenario.md "Report"; ``qaicmodel-result/1``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from qaicmodel.scenario.format import Step
+
+__all__ = ["RESULT_FORMAT", "Report", "mismatch_of", "violations_of"]
+
+RESULT_FORMAT = "qaicmodel-result/1"
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+@attrs.frozen
+class Report:
+    """What a scenario run returned (scenario.md "Report")."""
+
+    results: list[dict[str, Any]]
+    first_mismatch: dict[str, Any] | None
+    violations: list[dict[str, str]] = attrs.field(factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.first_mismatch is None else 1
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": RESULT_FORMAT, "results": self.results,
+                               "first_mismatch": self.first_mismatch}
+        if self.violations:
+            out["violations"] = self.violations
+        return out
+
+    def text(self) -> str:
+        lines = []
+        for r in self.results:
+            extra = " ".join(f"{k}={_short(v)}" for k, v in r.items()
+                             if k not in ("step", "op", "result", "expect"))
+            exp = f"(expect {r['expect']})" if "expect" in r else ""
+            lines.append(f"{r['step']:>4}  {r['op']:<16} {r['result']:<10} {exp:<20} {extra}"
+                         .rstrip())
+        for v in self.violations:
+            lines.append(f"violation {v['rule']}: {v['message']}")
+        if self.first_mismatch is None:
+            lines.append(f"ok: {len(self.results)} steps, every expect held")
+        else:
+            m = self.first_mismatch
+            lines.append(f"MISMATCH at step {m['step']} ({m['op']}): expected {m['expect']}, "
+                         f"got {m['result']}")
+        return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v, separators=(",", ":"))
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def mismatch_of(st: Step, res: dict[str, Any]) -> dict[str, Any] | None:
+    """E2: the step's expect (if any) against its result."""
+    got = res["result"]
+    if res.get("violations"):
+        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
+                "result": f"violation {res['violations'][0]['rule']}"}
+    if res.get("stranded"):
+        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
+                "result": f"stranded response on dbc {res['stranded'][0]}"}
+    if got == "schedule-diverged" or res.get("hex_mismatch"):
+        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
+                "result": "hex differs" if res.get("hex_mismatch") else got}
+    if st.expect is not None and got != st.expect:
+        return {"step": st.index, "op": st.op, "expect": st.expect, "result": got}
+    return None
+
+
+def violations_of(device: Any) -> list[dict[str, str]]:
+    out = []
+    for v in getattr(device, "violations", []):
+        rule = getattr(v, "rule", None) or (v[0] if isinstance(v, tuple) else str(v))
+        msg = getattr(v, "message", None) or (v[1] if isinstance(v, tuple) and len(v) > 1 else "")
+        out.append({"rule": str(rule), "message": str(msg)})
+    return out
+
+

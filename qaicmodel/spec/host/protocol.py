@@ -1,0 +1,139 @@
+"""The host interface: what a host DMA path offers (the documented protocol).
+
+A *host* is the Linux ``accel/qaic`` data path (drivers/accel/qaic/qaic_data.c)
+as an object: the ioctls of ``include/uapi/drm/qaic_accel.h`` (CREATE_BO,
+MMAP_BO, ATTACH_SLICE_BO, EXECUTE_BO, PARTIAL_EXECUTE_BO, WAIT_BO,
+PERF_STATS_BO, DETACH_SLICE_BO) plus its interrupt side as an *actor*
+(``enabled()``/``step()``), driving a :class:`qaicmodel.spec.dbc.device.Device`.
+
+Kernel behaviour followed: current upstream qaic_data.c (2025/2026: the
+CVE-2025-22001 ``check_add_overflow`` fix of v6.14, the per-channel
+``req_lock`` of "accel/qaic: Synchronize access to DBC request queue head & tail
+pointer" (v6.18), zero-resize partial execute (v6.8), ``bo_queued()`` as
+list membership, attach validating slices against the BO's own size).  Where
+older kernels behave differently in a way a user can observe, the difference is
+the policy ``host-attach-hdr-size``; older *bugs* (no req_lock, unchecked
+offset+size) are the broken hosts of :mod:`qaicmodel.oracle.broken`.
+
+Two hosts implement the interface: :class:`qaicmodel.spec.host.reference.SpecHost` (the
+reference: one element at a time) and :class:`qaicmodel.impl.host.ImplHost`
+(numpy).  Both derive from :class:`~qaicmodel.spec.host.core.HostCore`, which holds everything that
+must be *one piece of code*: argument validation in the driver's order with
+the driver's errnos, client/BO/channel bookkeeping, the execute phases and the
+interrupt thread, whose every control decision is taken by the transition
+functions of :mod:`qaicmodel.spec.host.irqproto`.  A host supplies the data path:
+``_span`` (BO segments a slice covers), ``_encode`` (request elements of a
+slice, once, at attach), ``_partial`` / ``_write_full`` / ``_write_partial``
+(copy into the request ring) and ``_drain`` (consume responses).
+
+The driver's validation order, ioctl by ioctl, is in :mod:`qaicmodel.spec.host.validate`;
+the shared core in :mod:`qaicmodel.spec.host.core`.
+
+Writing your own host (``qaicmodel conform --host MODULE:CLASS``)
+-----------------------------------------------------------------
+The class is constructed as ``CLASS(device, *, sg_max_segment=None,
+datapath_polling=False)`` and must provide every member of :class:`Host`.
+The easy way is to subclass :class:`qaicmodel.spec.host.reference.SpecHost` (or
+:class:`~qaicmodel.spec.host.core.HostCore`) and override the data-path hooks::
+
+    from qaicmodel.spec.host.reference import SpecHost
+
+    class MyHost(SpecHost):
+        def _write_full(self, ch, sl, tail):      # your ring copy
+            ...
+
+To test a host written from scratch, implement :class:`Host` directly: raise
+``qaicmodel.errors.IoctlError("EINVAL", "why")`` exactly where the driver
+returns -EINVAL (see the ``check_*`` helpers of :mod:`qaicmodel.spec.host.validate`
+for the order), write
+request elements into ``device.host_mem`` at ``req_q + 64 * slot`` and move
+REQ_TP with ``device.writel``; read responses at ``rsp_q + 4 * slot`` and move
+RSP_HP; expose interrupt handling as actions from ``enabled()`` performed by
+``step(action)`` (take MSIs with ``device.intc``).  ``conform`` then runs it
+against the device model under adversarial interleavings and reports any
+invariant it breaks (see :mod:`qaicmodel.oracle.cosim`).  Optional members the
+harness uses when present: ``completions`` (a list of (user, handle), one entry per
+BO completion; without it completions are observed through ``wait_check``) and
+``execute_begin``/``execute_result`` (EXECUTE_BO as an ioctl thread whose phases
+are ``exec`` actions; without them concurrent-execute operations are skipped).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from qaicmodel.errors import ArgumentError
+from qaicmodel.spec.host import uapi
+
+__all__ = ["Host", "HostAction", "HOST_METHODS", "load_host"]
+
+
+@attrs.frozen(order=True)
+class HostAction:
+    """A host-side event a scheduler may pick.
+
+    ``kind``: ``irq`` (an MSI on vector ``arg`` reaches the hard handler),
+    ``thread`` (the IRQ thread of channel ``arg`` runs to its next interleaving
+    point), ``poll`` (the datapath-polling work of channel ``arg`` looks once),
+    ``exec`` (ioctl thread ``arg`` runs its next execute phase).
+    """
+
+    kind: str
+    arg: int
+
+
+@runtime_checkable
+class Host(Protocol):
+    """The documented host interface (see the module docstring)."""
+
+    device: Any
+
+    def open(self) -> int: ...
+    def close(self, user: int) -> None: ...
+    def dbc_assign(self, dbc_id: int, user: int, nelem: int, req_q: int, rsp_q: int) -> None: ...
+    def dbc_release(self, dbc_id: int) -> None: ...
+    def create_bo(self, user: int, size: int, pad: int = 0) -> int: ...
+    def bo_segments(self, user: int, handle: int) -> list[tuple[int, int]]: ...
+    def mmap_bo(self, user: int, handle: int) -> Any: ...
+    def attach_slice(self, user: int, hdr: uapi.AttachSliceHdr,
+                     entries: Sequence[uapi.SliceEntry] | None) -> None: ...
+    def execute(self, user: int, dbc_id: int, handles_dirs: Sequence[tuple[int, int]]) -> None: ...
+    def partial_execute(self, user: int, dbc_id: int,
+                        entries: Sequence[tuple[int, int, int]]) -> None: ...
+    def wait_check(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
+                   pad: int = 0) -> bool: ...
+    def perf_stats(self, user: int, dbc_id: int,
+                   handles: Sequence[int]) -> list[uapi.PerfStatsEntry]: ...
+    def detach_slice(self, user: int, handle: int, pad: int = 0) -> None: ...
+    def enabled(self) -> list[Any]: ...
+    def step(self, action: Any) -> None: ...
+
+
+
+
+def load_host(ref: str) -> type:
+    """``MODULE:CLASS`` -> a class implementing :class:`Host`."""
+    mod, sep, cls_name = ref.partition(":")
+    if not sep or not mod or not cls_name:
+        raise ArgumentError(f"--host wants MODULE:CLASS, got {ref!r}")
+    try:
+        module = importlib.import_module(mod)
+    except ImportError as e:
+        raise ArgumentError(f"cannot import host module {mod!r}: {e}") from None
+    cls = getattr(module, cls_name, None)
+    if not isinstance(cls, type):
+        raise ArgumentError(f"{mod!r} has no class {cls_name!r}")
+    missing = [m for m in HOST_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ArgumentError(f"{ref} does not implement the host interface "
+                            f"(qaicmodel.spec.host.Host): missing {', '.join(missing)}")
+    return cls
+
+
+HOST_METHODS = ("open", "close", "dbc_assign", "dbc_release", "create_bo", "bo_segments",
+                 "mmap_bo", "attach_slice", "execute", "partial_execute", "wait_check",
+                 "perf_stats", "detach_slice", "enabled", "step")
