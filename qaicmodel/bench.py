@@ -36,6 +36,10 @@ What is measured (issue #3 "bench"):
       the host is the cache state rather than host code.  The target stays on B3.
 Targets (printed, not enforced): impl <= 3x copy per element on large slices; impl
 >= 50x faster than spec; one-element round trip < 2 us of host time.
+
+``qaicmodel bench --check`` measures the trace checker instead (K1-K3 of
+:mod:`qaicmodel.check_bench`: events/s and ratios to ``json.loads`` of the same lines,
+peak memory of generated streams).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from typing import Any
 
 from qaicmodel.errors import NotModelledError
 from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
-from qaicmodel.scenario.runner import Runner, _activate
+from qaicmodel.scenario.runner import Runner
 from qaicmodel.spec.dbc.config import DeviceConfig
 from qaicmodel.spec.host.protocol import load_host
 
@@ -76,7 +80,7 @@ class _Rig:
         self.host = self.r.host
         self.uid = self.host.open()
         self.r.users["bench"] = self.uid
-        self.dbc = _activate(self.r, "bench", QUEUE, 0)
+        self.dbc = self.r.control_activate("bench", QUEUE, 0)
         size = nsegs * PAGE
         self.handle = self.host.create_bo(self.uid, size)
         hdr = uapi.AttachSliceHdr(count=1, dbc_id=self.dbc, handle=self.handle, dir=1,
@@ -343,9 +347,31 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="the reference host to compare against")
     p.add_argument("--impl", default=IMPL_HOST, metavar="MODULE:CLASS",
                    help="the fast host to measure")
+    p.add_argument("--check", action="store_true",
+                   help="measure `qaicmodel check` instead (qaicmodel/check_bench.py): events/s "
+                        "and the ratio to json.loads on a recorded and two generated traces, "
+                        "and peak memory at --check-mem sizes")
+    p.add_argument("--check-mem", default="100000,1000000", metavar="N,N",
+                   help="with --check: generated-trace sizes for the memory figures "
+                        "(default 100000,1000000; the issue's 10M: 100000,10000000)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "check", False):
+        from qaicmodel import check_bench
+        from qaicmodel.errors import FormatError
+
+        try:
+            sizes = tuple(int(x) for x in args.check_mem.split(","))
+        except ValueError:
+            raise FormatError(f"expected sizes like 100000,1000000, got {args.check_mem!r}",
+                              where="--check-mem") from None
+        if not sizes or any(n < 100 for n in sizes):
+            raise FormatError("sizes must be >= 100 events", where="--check-mem")
+        sys.stderr.write("qaicmodel bench --check: measuring ...\n")
+        crep = check_bench.run_check_bench(quick=args.quick, mem_events=sizes)
+        print(json.dumps(crep, indent=2) if args.json else check_bench.text(crep))
+        return 0
     load_host(args.spec), load_host(args.impl)  # bad hosts: exit 2, one line
     sys.stderr.write("qaicmodel bench: measuring (host time only) ...\n")
     rep = run_bench(spec=args.spec, impl=args.impl, quick=args.quick)

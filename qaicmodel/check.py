@@ -81,7 +81,7 @@ from xml.etree import ElementTree as ET
 import attrs
 
 from qaicmodel import arith
-from qaicmodel.check_states import ChannelStates
+from qaicmodel.check_states import ChannelStates, CounterStates, StateSet
 from qaicmodel.errors import ArgumentError, FormatError, PolicyError
 from qaicmodel.spec.dbc import regs
 from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE, RequestElem
@@ -169,8 +169,9 @@ TRACE_VISIBILITY: dict[str, tuple[dict[str, str], tuple[str, ...], str]] = {
                         "HOST-COMPLETE-EARLY"),
                    "req (slot writes) and writel; a lost submission whose slots were "
                    "overwritten before publication needs complete events"),
-    "OverreadHost": ({}, ("HOST-RSP-OVERREAD", "HOST-RSP-NOT-WRITTEN"),
-                     "readl/writel (RSP_TP, RSP_HP): register traces suffice"),
+    "OverreadHost": ({}, ("HOST-RSP-OVERREAD", "HOST-RSP-NOT-WRITTEN", "HOST-RSP-STRANDED"),
+                     "readl/writel (RSP_TP, RSP_HP): register traces suffice (when a bound "
+                     "hides the overread, the ring it leaves behind is HOST-RSP-STRANDED at idle)"),
     "EarlyCompleteHost": ({}, ("HOST-COMPLETE-EARLY",),
                           "req, rsp and complete (a completion is host-internal)"),
     "DoubleCompleteHost": ({}, ("HOST-COMPLETE-UNKNOWN", "HOST-COMPLETE-EARLY"),
@@ -206,10 +207,15 @@ class Finding:
     state: dict[str, Any]
     source: str
 
+    @property
+    def where(self) -> dict[str, Any]:
+        """The location, in the shape of :class:`qaicmodel.findings.Finding` (issue #8)."""
+        return {"line": self.line, "event": self.event, "dbc": self.state.get("dbc")}
+
     def as_dict(self) -> dict[str, Any]:
         return {"line": self.line, "event": self.event, "rule": self.rule,
                 "family": _family(self.rule), "message": self.message, "state": self.state,
-                "source": self.source}
+                "source": self.source, "where": self.where}
 
 
 @attrs.define
@@ -297,7 +303,7 @@ class Mode(enum.Enum):
 class _Chan:
     dbc: int
     mode: Mode
-    sets: ChannelStates | None = None  # KNOWN and active
+    sets: StateSet | None = None  # KNOWN and active
     nelem: int = 0
     req_q: int = 0
     rsp_q: int = 0
@@ -320,7 +326,8 @@ class Checker:
     """Replays one trace (C1-C12).  Use :func:`check` / :func:`check_stream`."""
 
     def __init__(self, device: Any, kinds: set[str], policies: Policies, source: str = "jsonl",
-                 nelem: int | None = None, max_states: int = 4000) -> None:
+                 nelem: int | None = None, max_states: int = 4000, counters: bool = True) -> None:
+        self.counters = counters  # L10 (False: the device-copy engine everywhere; tests)
         self.cfg = device
         self.policies = policies
         self.max_states = max_states
@@ -401,7 +408,14 @@ class Checker:
         c.ring = bytearray(nelem * REQ_SIZE)
         c.asked, c.read = {}, {}
 
-    def _new_sets(self, c: _Chan) -> ChannelStates:
+    def _new_sets(self, c: _Chan) -> StateSet:
+        p = self.policies
+        if (not self.contents_known and self.counters and p["processing-order"] != "fifo"
+                and p["response-order"] == "completion-order"
+                and p["fence-scope"] != "all-outstanding"):
+            return CounterStates(c.dbc, c.nelem, c.req_q, c.rsp_q, policies=p,
+                                 single_msi=self.single_msi, watch_msi=self.watch_msi,
+                                 max_states=self.max_states)
         sets = ChannelStates(c.dbc, c.nelem, c.req_q, c.rsp_q, policies=self.policies,
                              single_msi=self.single_msi, contents_known=self.contents_known,
                              watch_msi=self.watch_msi, max_states=self.max_states, ring=c.ring)
@@ -420,12 +434,7 @@ class Checker:
             c.seen = {}
             return
         sets = self._new_sets(c)
-        s = sets.states[0]
-        ch = s.ch[c.dbc]
-        ch.req_hp, ch.req_tp = vals[regs.REQ_HP], vals[regs.REQ_TP]
-        ch.rsp_hp, ch.rsp_tp = vals[regs.RSP_HP], vals[regs.RSP_TP]
-        ch.req_count = int(arith.ring_occupancy(ch.req_hp, ch.req_tp, n))
-        ch.rsp_count = int(arith.ring_occupancy(ch.rsp_hp, ch.rsp_tp, n))
+        sets.resync(vals[regs.REQ_HP], vals[regs.REQ_TP], vals[regs.RSP_HP], vals[regs.RSP_TP])
         c.sets = sets
         c.mode = Mode.KNOWN
         c.resynced = True
@@ -476,7 +485,7 @@ class Checker:
                 self._inactive(ev, c, f"wrote {regs.REG_NAMES[reg]}")
             return
         d = c.dbc
-        old_tp = sets.states[0].ch[d].req_tp
+        old_tp = sets.req_tp()
         bad = sets.host(lambda t: t.writel(d, reg, val))
         if bad is not None:
             v, pre = bad
@@ -524,15 +533,13 @@ class Checker:
             self._violate(ev, "HOST-REQ-SLOT", f"request element {idx} written, but the FIFO "
                                                f"of dbc {c.dbc} has {c.nelem} slots", self._state(c))
         if sets is not None:
-            d = c.dbc
-            for s in sets.states:
-                ch = s.ch[d]
-                if int(arith.ring_occupancy(ch.req_hp, idx, ch.nelem)) < ch.req_count:
-                    self._violate(ev, "HOST-REQ-OVERWRITE",
-                                  f"host wrote request slot {idx} of dbc {d}, which is published "
-                                  "and may not be consumed yet (the device need not have got "
-                                  "further than the host observed)",
-                                  self._state(c, s, len(sets.states)))
+            busy = sets.busy_slot(idx)
+            if busy is not None:
+                self._violate(ev, "HOST-REQ-OVERWRITE",
+                              f"host wrote request slot {idx} of dbc {c.dbc}, which is published "
+                              "and may not be consumed yet (the device need not have got "
+                              "further than the host observed)",
+                              self._state(c, busy, len(sets.states)))
         c.ring[idx * REQ_SIZE:(idx + 1) * REQ_SIZE] = data
         if sets is not None:
             sets.note_slot(idx, self._elem(data))
@@ -607,11 +614,10 @@ class Checker:
             c.recheck_owed = 0
             ok = sets.read_rsp_tp(val)
         else:  # host-owned: the same in every state
-            s0 = sets.states[0]
-            ok = sets.states if s0.readl(d, reg) == val else []
+            ok = sets.read_host_reg(reg, val)
         if not ok:
             pre = sets.states
-            possible = sorted({s.readl(d, reg) for s in pre})
+            possible = sets.reg_values(reg)
             shown = ", ".join(str(x) for x in possible[:8]) + (" ..." if len(possible) > 8 else "")
             later = " (or what its own progress from there gives)" if reg in regs.DEVICE_OWNED else ""
             name = regs.REG_NAMES[reg]
@@ -635,24 +641,20 @@ class Checker:
                                                       "which is not active", self._state(c))
             return
         pre = sets.states
-        for s in pre:
-            ch = s.ch[d]
-            if not (idx < ch.nelem and int(arith.ring_occupancy(ch.rsp_hp, idx, ch.nelem))
-                    < ch.rsp_count):
-                self._violate(ev, "HOST-RSP-NOT-WRITTEN",
-                              f"host read response slot {idx} of dbc {d}, which the device need "
-                              "not have written yet (beyond the RSP_TP the host read) or the host "
-                              "already freed", self._state(c, s, len(pre)))
+        bad = sets.unwritten(idx)
+        if bad is not None:
+            self._violate(ev, "HOST-RSP-NOT-WRITTEN",
+                          f"host read response slot {idx} of dbc {d}, which the device need "
+                          "not have written yet (beyond the RSP_TP the host read) or the host "
+                          "already freed", self._state(c, bad, len(pre)))
         rid = int.from_bytes(data[:2], "little")
         c.read[rid] = c.read.get(rid, 0) + 1
         if not self.contents_known:
             return
-        off = idx * RSP_SIZE
         ok = sets.rsp_states(idx, data)
         if not ok:
             got = rid, int.from_bytes(data[2:], "little")
-            want = sorted({bytes(s.host_mem.rsp[off:off + RSP_SIZE]).hex()  # type: ignore[attr-defined]
-                           for s in pre})
+            want = sets.rsp_words(idx)
             self._violate(ev, "DEV-RSP-CONTENT",
                           f"response slot {idx} of dbc {d} reads req_id {got[0]} code {got[1]}, "
                           f"which no conforming device wrote there (possible: {', '.join(want[:6])})",
@@ -688,9 +690,7 @@ class Checker:
                               "had one due (no response FIFO empty -> non-empty transition, no "
                               "force-MSI)", st, c=c)
             return
-        for s in ok:
-            s.intc.ack(v)
-        sets.states = sets.dedup(ok)
+        sets.take_msi(ok)
         c.recheck_owed = 0
 
     def ev_complete(self, ev: Event) -> None:
@@ -803,7 +803,6 @@ class Checker:
         dispatch = self._DISPATCH
         seen = self.seen_kinds
         n = 0
-        last = 0
         try:
             for ev in events:
                 n += 1
@@ -822,12 +821,10 @@ class Checker:
                                                    "raises it; C11)", "device-registers")
                 if progress is not None and n & 8191 == 0:
                     progress(ev.line, n, time.perf_counter() - t0)
-                    last = ev.line
         except _Stop:
             pass
         finally:
-            self.report.events = n
-        del last
+            self.report.events = n  # checked: up to and including the first violation
         r = self.report
         r.seconds = time.perf_counter() - t0
         for c in self.ch:

@@ -57,7 +57,8 @@ def _load(ref: str) -> Callable[..., Any]:
         if e.name == mod:
             from qaicmodel.errors import NotModelledError
 
-            raise NotModelledError(f"{mod} is not part of this build yet") from None
+            raise NotModelledError(f"{mod} is missing from this installation "
+                                   "(reinstall qaicmodel)") from None
         raise
     func: Callable[..., Any] = getattr(module, fn)
     return func
@@ -166,9 +167,9 @@ def _amb_text(pols: list[dict[str, Any]]) -> str:
 
 
 def _amb_run(args: argparse.Namespace) -> int:
-    from qaicmodel.spec import registry
+    from qaicmodel.spec.policies import all_policies
 
-    pols = [p.as_dict() for p in registry.all_policies()]
+    pols = [p.as_dict() for p in all_policies()]
     if args.json:
         emit({"format": "qaicmodel-ambiguities/1", "policies": pols}, True)
     else:

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-from qaicmodel.spec import registry
 from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
@@ -39,7 +38,6 @@ def test_at_least_15_policies_listed() -> None:
 
 def test_seed_quotes_are_verbatim() -> None:
     """A policy that cites a seed quotes it word for word ("..." marks an omission)."""
-    registry.load_all()
     checked = 0
     for pol in REGISTRY.values():
         m = re.search(r"seed (\d{3})", pol.source)
@@ -55,7 +53,6 @@ def test_seed_quotes_are_verbatim() -> None:
 
 
 def test_pairwise_covers_every_pair() -> None:
-    registry.load_all()
     ids = [p for p in REGISTRY if REGISTRY[p].area == "dma-bridge"]
     rows = pairwise(ids)
     assert rows[0] == Policies({p: REGISTRY[p].default for p in ids})

@@ -1,7 +1,7 @@
 """Each invariant of the co-simulation can fail: a deliberately broken host is caught.
 
 The machine is the same one tests/test_cosim_machine.py runs against the real hosts
-(qaicmodel.oracle.machine.make_machine); only the host class differs.
+(qaicmodel.testing.machine.make_machine); only the host class differs.
 """
 
 from __future__ import annotations
@@ -12,33 +12,20 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from qaicmodel.oracle.broken import (
-    BROKEN,
-    DoubleCompleteHost,
-    EarlyCompleteHost,
-    NoLockHost,
-    NoRecheckHost,
-    NoReserveHost,
-    OverreadHost,
-)
+from qaicmodel.oracle.broken import BROKEN, BROKEN_HOSTS, NoRecheckHost
 from qaicmodel.oracle.cosim import random_run
-from qaicmodel.oracle.machine import make_machine
 from qaicmodel.spec.host.reference import SpecHost
 from qaicmodel.spec.policies import Policies
+from qaicmodel.testing.machine import make_machine
 
 FIND = settings(max_examples=400, stateful_step_count=40, deadline=None, database=None,
                 derandomize=True,
                 phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
                 suppress_health_check=list(HealthCheck))
 
-CASES = [
-    (NoRecheckHost, {"policies": Policies({"msi-while-masked": "lost"})}),
-    (NoReserveHost, {}),
-    (NoLockHost, {}),
-    (OverreadHost, {}),
-    (EarlyCompleteHost, {}),
-    (DoubleCompleteHost, {}),
-]
+#: every registered broken host the co-simulation must catch, with its visible policies
+CASES = [(b.cls, {"policies": Policies(dict(b.policies))} if b.policies else {})
+         for b in BROKEN_HOSTS.values() if b.cosim_rules]
 
 
 @pytest.mark.parametrize("cls,kw", CASES, ids=[c.__name__ for c, _ in CASES])

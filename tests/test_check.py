@@ -411,3 +411,27 @@ def test_any_control_message_gets_a_verdict(msgs: list[tuple[str, bytes]]) -> No
     assert r.exit in (0, 1, 3)
     if r.violation is not None:
         assert r.violation.rule.startswith(("HOST-", "DEV-"))
+
+
+# -- the extension examples (docs/formats-extensions.md "Trace events added") ------------------
+
+@pytest.mark.parametrize("name,rule", [("early-complete.jsonl", "HOST-COMPLETE-EARLY"),
+                                       ("stranded.jsonl", "HOST-RSP-STRANDED")])
+def test_extension_examples(name: str, rule: str) -> None:
+    text = (EX / name).read_text()
+    r = check(parse_jsonl(text))
+    assert r.exit == 1 and r.violation.rule == rule, r.text()
+
+
+def test_the_missed_event_recheck_makes_it_conform() -> None:
+    lines = (EX / "stranded.jsonl").read_text().splitlines()
+    idle = lines.pop()
+    for val in (1, 2):  # the re-read sees the late response or not: both are fine
+        fixed = [*lines, json.dumps(rd("RSP_TP", val)), idle]
+        r = check(parse_jsonl("\n".join(fixed) + "\n"))
+        assert r.exit == 0, r.text()
+    # without the lossy policy the MSI is latched and delivered on unmask: no re-read needed
+    head = json.loads(lines[0])
+    head["device"]["policies"] = {}
+    r = check(parse_jsonl("\n".join([json.dumps(head), *lines[1:], idle]) + "\n"))
+    assert r.exit == 0, r.text()

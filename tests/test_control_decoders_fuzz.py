@@ -4,6 +4,8 @@ never another exception; the host and QSM survive any reply/request bytes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,7 +28,7 @@ SEEDS = [
     timesync.QtsHdr().pack(),
 ]
 
-DECODERS = [nnc.decode, ssr.decode, ras.decode, boot.decode, timesync.decode,
+DECODERS: list[Callable[[bytes], Any]] = [nnc.decode, ssr.decode, ras.decode, boot.decode, timesync.decode,
             qsm.parse_command, lambda b: nnc.decode(b, "d2h", check_crc=True)]
 DESCRIBERS = [nnc.describe, ssr.describe, ras.describe, boot.describe, timesync.describe]
 
@@ -62,8 +64,9 @@ def test_decoders_raise_only_decode_error(data: bytes) -> None:
     for desc in DESCRIBERS:
         out = desc(data)
         json.dumps(out)  # JSON-able
-        for v in out["violations"]:
-            assert set(v) == {"rule", "offset", "message"}
+        for v in out["violations"]:  # the one finding shape (qaicmodel/findings.py)
+            assert set(v) == {"rule", "offset", "message", "source", "where", "state"}
+            assert v["where"] == {"offset": v["offset"]}
 
 
 @given(inputs)
@@ -91,7 +94,7 @@ def test_host_and_qsm_survive_any_bytes(data: bytes) -> None:
         cp.host_ssr.on_message(data)
         cp.ras.on_message(data)
         real = cp.qsm.receive
-        cp.qsm.receive = lambda _b: [data]  # type: ignore[method-assign]
+        cp.qsm.receive = lambda _b: [data]  # type: ignore[method-assign,assignment]
         try:
             r = cp.manage(u, 8, 1, nnc.struct.pack("<II", 12, 8))  # status query; reply = data
         except RemoteProtocolError as e:  # a device asking to continue forever

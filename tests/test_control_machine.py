@@ -149,15 +149,20 @@ class ControlMachine(RuleBasedStateMachine):
 
     @rule(u=users)
     def stale_reply(self, u: manage.User) -> None:
-        """A reply nobody waits for is dropped and changes nothing."""
+        """A reply nobody waits for is dropped; only a DEACTIVATE_FROM_DEV in it has an
+        effect: its channel is released (resp_worker orphaned-deactivate handling, 6.12
+        and 7.2; issue #14 item 7, tests/test_kernel_fidelity.py)."""
         from qaicmodel.spec.control import nnc
 
         cp = self._cp()
         owners = {d: cp.owner(d) for d in range(cp.device.num_dbc)}
-        stale = nnc.Message.build([nnc.DeactivateFromDev(0, 0)], seq=cp.client.next_seq + 7,
-                                  handle=u.handle).pack()
+        stale = nnc.Message.build([nnc.StatusFromDev(), nnc.DeactivateFromDev(0, 0)],
+                                  seq=cp.client.next_seq + 7, handle=u.handle).pack()
         assert cp.client.deliver(stale) is False
+        owners[0] = None
         assert {d: cp.owner(d) for d in range(cp.device.num_dbc)} == owners
+        if 0 in cp.qsm.act:  # the host let go of a channel QSM still runs: deactivate
+            cp.qsm._release_channel(0)  # it there too, as the real sequence would
 
     @invariant()
     def consistent(self) -> None:

@@ -7,7 +7,7 @@ device does; the test asserts every alternative gives a different observation
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -57,9 +57,10 @@ DB = 0x4000_1000
 # -- helpers -------------------------------------------------------------------
 
 
-def make(n: int = 8, dbc: int = 0, single_msi: bool = False, **pol: str) -> Device:
-    dev = Device(policies=Policies({k.replace("_", "-"): v for k, v in pol.items()}),
-                 single_msi=single_msi)
+def make(n: int = 8, dbc: int = 0, single_msi: bool = False, *,
+         policies: Mapping[str, str] | None = None, **pol: str) -> Device:
+    chosen = {k.replace("_", "-"): v for k, v in pol.items()} | dict(policies or {})
+    dev = Device(policies=Policies(chosen), single_msi=single_msi)
     base = dev.host_mem.alloc(arith.dbc_buf_size(n))
     dev.activate(dbc, base, base + arith.dbc_rsp_offset(n), n)
     return dev
@@ -99,7 +100,7 @@ def settle(dev: Device, *actors: Any) -> int:
 
 def responses(dev: Device, dbc: int = 0, drain: bool = False) -> list[tuple[int, int]]:
     ch = dev.ch[dbc]
-    out = []
+    out: list[tuple[int, int]] = []
     i = ch.rsp_hp
     while i != ch.rsp_tp or (len(out) == 0 and ch.rsp_count == ch.nelem):
         r = ResponseElem.unpack(dev.host_mem.read(dev.rsp_slot_addr(dbc, i), 4))
@@ -120,7 +121,7 @@ def rules(dev: Device) -> list[str]:
 
 
 def case_ring_full(p: dict[str, str]) -> Any:
-    dev = make(4, **p)
+    dev = make(4, policies=p)
     push(dev, *[req(i, completion=False) for i in range(3)])
     push(dev, req(3, completion=False))  # the 4th element: overrun only when one slot is kept free
     settle(dev)
@@ -128,7 +129,7 @@ def case_ring_full(p: dict[str, str]) -> Any:
 
 
 def _sem_after(p: dict[str, str], *words: int, init: int = 0, index: int = 2) -> int:
-    dev = make(**p)
+    dev = make(policies=p)
     dev.nsp_sem(0, index, SemOp.INIT, init)
     push(dev, req(1, completion=False, sems=words))
     settle(dev)
@@ -144,7 +145,7 @@ def case_sem_overflow(p: dict[str, str]) -> Any:
 
 
 def case_sem_underflow(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(1, completion=False, sems=(sem(SemOp.DEC, 2, 1),)))
     settle(dev)
     return (dev.ch[0].sems[2], len(dev.ch[0].inflight))
@@ -165,7 +166,7 @@ def _blocker(index: int = 1) -> RequestElem:
 
 
 def case_fence_without_enable(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     fence_only = sem(SemOp.NOP, enable=False, todev=True)
     push(dev, _blocker(), req(11, completion=False, sems=(fence_only, sem(SemOp.INC, 2, 1))))
     settle(dev)
@@ -173,7 +174,7 @@ def case_fence_without_enable(p: dict[str, str]) -> Any:
 
 
 def case_fence_scope(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     dev.nsp_sem(0, 3, SemOp.INIT, 1)
     # A: an earlier to-device transfer blocked on sem1; B: fenced, with a presync P on sem3;
     # C (consumed after B): a to-device fence-free transfer blocked on sem4.
@@ -182,7 +183,7 @@ def case_fence_scope(p: dict[str, str]) -> Any:
     push(dev, _blocker(1), b)
     settle(dev)
     first = (dev.ch[0].sems[3], dev.ch[0].sems[2])
-    dev2 = make(**p)
+    dev2 = make(policies=p)
     a2 = req(20, 1, completion=False, sems=(sem(SemOp.NOP, enable=False, todev=True),
                                             sem(SemOp.INC, 2, 1)))
     push(dev2, a2)
@@ -194,7 +195,7 @@ def case_fence_scope(p: dict[str, str]) -> Any:
 
 
 def case_presync_multiple(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(5, sems=(sem(SemOp.WAIT_GE, 1, 0, presync=True),
                            sem(SemOp.INC, 2, 1, presync=True))))
     settle(dev)
@@ -202,14 +203,14 @@ def case_presync_multiple(p: dict[str, str]) -> Any:
 
 
 def case_processing_order(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, _blocker(), req(7))
     settle(dev)
     return responses(dev)
 
 
 def case_response_order(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(1, sems=(sem(SemOp.WAIT_EQ, 1, 1),)), req(2))
     settle(dev)
     before = responses(dev)
@@ -219,28 +220,28 @@ def case_response_order(p: dict[str, str]) -> Any:
 
 
 def case_illegal_direction(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(9, 3, completion=False, sems=(sem(SemOp.INC, 2, 1),)))
     settle(dev)
     return dev.ch[0].sems[2], responses(dev)
 
 
 def case_doorbell_reserved_len(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(4, db=DB, db_len=3, db_data=0xAABBCCDD))
     settle(dev)
     return dev.dev_mem.read_u(DB, 4), responses(dev)
 
 
 def case_doorbell_misaligned(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(4, db=DB + 2, db_len=0, db_data=0x11223344))
     settle(dev)
     return dev.dev_mem.read(DB, 8), responses(dev)
 
 
 def case_linked_list(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     src = dev.host_mem.alloc(4096)
     dev.host_mem.write(src, b"\x5a" * 16)
     push(dev, req(3, 1, src=src, dst=DDR, length=16, bulk=False))
@@ -249,7 +250,7 @@ def case_linked_list(p: dict[str, str]) -> Any:
 
 
 def case_msi_while_masked(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     dev.intc.mask(1)
     push(dev, req(1))
     settle(dev)
@@ -259,14 +260,14 @@ def case_msi_while_masked(p: dict[str, str]) -> Any:
 
 
 def case_force_msi(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(1, completion=False, force=True))
     settle(dev)
     return dev.ch[0].msi_raised, dev.intc.pending(1)
 
 
 def case_msi_empty_transition(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(1))
     settle(dev)
     push(dev, req(2))
@@ -275,7 +276,7 @@ def case_msi_empty_transition(p: dict[str, str]) -> Any:
 
 
 def case_response_ring_full(p: dict[str, str]) -> Any:
-    dev = make(4, **p)
+    dev = make(4, policies=p)
     push(dev, req(1), req(2), req(3))
     settle(dev)
     push(dev, req(4))
@@ -284,13 +285,13 @@ def case_response_ring_full(p: dict[str, str]) -> Any:
 
 
 def case_tail_out_of_range(p: dict[str, str]) -> Any:
-    dev = make(4, **p)
+    dev = make(4, policies=p)
     dev.writel(0, regs.REQ_TP, 5)
     return "HOST-REG-OUT-OF-RANGE" in rules(dev), dev.readl(0, regs.REQ_TP)
 
 
 def case_dma_fault(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     src = dev.host_mem.alloc(4096)
     dev.host_mem.write(src + 4088, b"ABCDEFGH")
     push(dev, req(6, 1, src=src + 4088, dst=DDR, length=16))
@@ -299,28 +300,28 @@ def case_dma_fault(p: dict[str, str]) -> Any:
 
 
 def case_doorbell_data_width(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(1, db=DB, db_len=2, db_data=0x1FF))
     settle(dev)
     return dev.dev_mem.read_u(DB, 4), "REQ-DB-DATA-WIDTH" in rules(dev)
 
 
 def case_sem_reserved_cmd(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(2, sems=(sem(SemOp.RESERVED, 1, 0), sem(SemOp.INC, 2, 1))))
     settle(dev)
     return dev.ch[0].sems[2], responses(dev)
 
 
 def case_completion_code_values(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(2, 1, length=0, bulk=False))
     settle(dev)
     return responses(dev)
 
 
 def case_inactive_dbc_regs(p: dict[str, str]) -> Any:
-    dev = make(**p)
+    dev = make(policies=p)
     return dev.readl(5, regs.RSP_TP), dev.bar_read(regs.dbc_reg_offset(7, regs.REQ_HP))
 
 
@@ -331,7 +332,7 @@ def case_presync_non_wait(p: dict[str, str]) -> Any:
 def case_head_index_meaning(p: dict[str, str]) -> Any:
     """One request consumed and answered; the host then frees the response the way
     qaic_data.c does (RSP_HP := the next slot it will read, here 1)."""
-    dev = make(**p)
+    dev = make(policies=p)
     push(dev, req(3))
     settle(dev)
     req_hp = dev.readl(0, regs.REQ_HP)
@@ -693,10 +694,10 @@ def _split_slice(dev: Device, src: int, fence: bool) -> list[RequestElem]:
 
 def _doorbell_before_data(policies: dict[str, str], fence: bool, seeds: int = 40) -> bool:
     for seed in range(seeds):
-        dev = make(**policies)
+        dev = make(policies=policies)
         src = dev.host_mem.alloc(4096)
         dev.host_mem.write(src, bytes(range(1, 49)))
-        early = []
+        early: list[bool] = []
 
         def watch(ev: tuple[Any, ...], dev: Device = dev, early: list[bool] = early) -> None:
             if ev[0] == "doorbell":
@@ -785,7 +786,7 @@ def test_run_limits_and_checks_the_scheduler() -> None:
             return len(actions)
 
     with pytest.raises(ArgumentError):
-        run([dev], Bad())  # type: ignore[arg-type]
+        run([dev], Bad())
     with pytest.raises(ArgumentError):
         run([dev], FirstScheduler(), -1)
     with pytest.raises(ArgumentError):

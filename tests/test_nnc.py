@@ -131,7 +131,7 @@ def test_crc_is_standard_crc32_over_message_with_field_zeroed() -> None:
     (lambda b: b[:32] + struct.pack("<I", 2) + b[36:], "NNC-TRANS-TYPE", 32),
     (lambda b: b[:32] + struct.pack("<I", 16) + b[36:], "NNC-TRANS-DIR", 32),
 ])
-def test_each_rule_reported_with_offset(mutate, rule, offset) -> None:  # type: ignore[no-untyped-def]
+def test_each_rule_reported_with_offset(mutate, rule, offset) -> None:
     raw = mutate(h(GOLDEN["terminate"][0]))
     vs = nnc.parse(raw, "h2d").violations
     assert any(v.rule == rule and v.offset == offset for v in vs), vs
@@ -205,7 +205,7 @@ d2h_trans = st.one_of(
 
 @given(st.lists(h2d_trans, min_size=1, max_size=5), u32, u32,
        st.integers(-(2**31), 2**31 - 1), st.booleans())
-def test_roundtrip_h2d(trans, seq, handle, part, with_crc) -> None:  # type: ignore[no-untyped-def]
+def test_roundtrip_h2d(trans, seq, handle, part, with_crc) -> None:
     m = nnc.Message.build(trans, seq=seq, handle=handle, partition_id=part, crc=with_crc)
     raw = m.pack()
     assert len(raw) == m.len
@@ -215,7 +215,7 @@ def test_roundtrip_h2d(trans, seq, handle, part, with_crc) -> None:  # type: ign
 
 
 @given(st.lists(d2h_trans, min_size=1, max_size=5), u32)
-def test_roundtrip_d2h(trans, seq) -> None:  # type: ignore[no-untyped-def]
+def test_roundtrip_d2h(trans, seq) -> None:
     m = nnc.Message.build(trans, seq=seq)
     assert nnc.decode(m.pack(), "d2h") == m
     assert nnc.describe(m.pack())["direction"] == "d2h"

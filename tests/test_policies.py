@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
+import ast
 import itertools
+import pathlib
 
+import attrs
 import pytest
 
 from qaicmodel.errors import PolicyError
-from qaicmodel.spec.dbc import device, intc
-from qaicmodel.spec.policies import REGISTRY, Policies, each_alternative, pairwise
+from qaicmodel.spec.dbc import device
+from qaicmodel.spec.policies import REGISTRY, DbcChoice, Policies, each_alternative, pairwise
 
 DB_IDS = sorted(pid for pid, p in REGISTRY.items() if p.area == "dma-bridge")
 
@@ -41,10 +43,30 @@ def test_each_alternative_lists_every_non_default() -> None:
     assert got == want
 
 
+def _reads(pkg_dir: pathlib.Path) -> set[str]:
+    """Names the code under ``pkg_dir`` reads as policies: ``x._p.<field>`` / ``p.<field>``
+    attributes of a resolved choice and ``policies[<CONST>]`` subscripts (AST, not text)."""
+    names: set[str] = set()
+    for path in pkg_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                base = node.value
+                if (isinstance(base, ast.Name) and base.id == "p") or (
+                        isinstance(base, ast.Attribute) and base.attr == "_p"):
+                    names.add(node.attr)
+            elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name):
+                names.add(node.slice.id.lower())
+    return names
+
+
 def test_the_device_reads_every_dma_bridge_policy() -> None:
-    src = inspect.getsource(device) + inspect.getsource(intc)
+    """Every dma-bridge policy is a typed field of the device's resolved choice, and the
+    device package reads that field (or subscripts its Policy constant) somewhere."""
+    fields = {f.name for f in attrs.fields(DbcChoice)}
+    assert fields == {pid.replace("-", "_") for pid in DB_IDS}
+    read = _reads(pathlib.Path(device.__file__).parent)
     for pid in DB_IDS:
-        assert f'"{pid}"' in src, f"device never reads policy {pid}"
+        assert pid.replace("-", "_") in read, f"the device never reads policy {pid}"
 
 
 @pytest.mark.parametrize("bad", [{"no-such-policy": "x"}, {"ring-full-rule": "sometimes"}])

@@ -388,9 +388,10 @@ def test_request_elem_pack_is_the_proved_packer(fields: tuple[int, ...]) -> None
 def test_req_layout_matches_wire_dtype_and_struct() -> None:
     names = [n for n, _o, _s in arith.REQ_LAYOUT]
     assert names == [a.name for a in attrs.fields(wire.RequestElem)]
+    fields = wire.REQ_DTYPE.fields
+    assert fields is not None
     for name, off, size in arith.REQ_LAYOUT:
-        dt, dt_off = wire.REQ_DTYPE.fields[name if not name.startswith("sem_cmd")
-                                           else "sem_cmd"][:2]
+        dt, dt_off = fields[name if not name.startswith("sem_cmd") else "sem_cmd"][:2]
         if name.startswith("sem_cmd"):
             assert off == dt_off + 4 * int(name[-1]) and size == 4
         else:

@@ -32,9 +32,9 @@ def doc(*steps: dict[str, Any], device: dict[str, Any] | None = None) -> dict[st
     return d
 
 
-OPEN = {"op": "open", "user": "u"}
-ACT = {"op": "activate", "user": "u", "queue_size": 8, "as": "d"}
-BO = {"op": "create_bo", "user": "u", "size": 4096, "as": "b"}
+OPEN: dict[str, Any] = {"op": "open", "user": "u"}
+ACT: dict[str, Any] = {"op": "activate", "user": "u", "queue_size": 8, "as": "d"}
+BO: dict[str, Any] = {"op": "create_bo", "user": "u", "size": 4096, "as": "b"}
 
 
 def attach(handle: Any = "b", dbc: Any = "d", **entry: Any) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def test_ddr_write_then_read() -> None:
 
 def test_expect_hex_difference_is_a_mismatch() -> None:
     rep = run_scenario(doc({"op": "ddr_read", "addr": 0, "length": 2, "expect_hex": "0001"}))
-    assert rep.exit_code == 1
+    assert rep.exit_code == 1 and rep.first_mismatch is not None
     assert rep.first_mismatch["result"] == "hex differs"
 
 
@@ -170,7 +170,7 @@ def test_run_with_schedule_takes_exactly_those_actions() -> None:
     assert rep.results[5]["steps"] == 1
     assert rep.results[6]["regs"]["req_hp"] == 1 and rep.results[6]["regs"]["rsp_tp"] == 0
     bad = run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=5)"]}))
-    assert bad.exit_code == 1
+    assert bad.exit_code == 1 and bad.first_mismatch is not None
     assert bad.first_mismatch["result"] == "schedule-diverged"
 
 

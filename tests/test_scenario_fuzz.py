@@ -7,6 +7,7 @@ Rule under test: scenario.md "exit 2 when the file is malformed" -- the parser
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,11 +37,11 @@ def _near_valid(draw: st.DrawFn) -> dict:
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(sorted(OPS)))
         fields = [f.name for f in OPS[op][0]] + ["expect", "as", "note", "bogus"]
-        step = {"op": op}
+        step: dict[str, Any] = {"op": op}
         for name in draw(st.lists(st.sampled_from(fields), max_size=4, unique=True)):
             step[name] = draw(_field_values)
         steps.append(step)
-    doc = {"format": FORMAT, "steps": steps}
+    doc: dict[str, Any] = {"format": FORMAT, "steps": steps}
     if draw(st.booleans()):
         doc["device"] = draw(st.dictionaries(
             st.sampled_from(["family", "num_dbc", "single_msi", "datapath_polling",

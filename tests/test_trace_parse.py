@@ -177,3 +177,39 @@ def test_fuzz_mmiotrace_bytes(data: bytes) -> None:
         parse_mmiotrace(data, bar2=0xFE000000)
     except FormatError:
         pass
+
+
+# -- extensions (T5) and streaming (T6) ---------------------------------------------------
+
+def test_extension_events_parse_and_round_trip() -> None:
+    t = parse_jsonl(HDR + '\n{"ev": "complete", "dbc": 0, "req_id": 7}\n{"ev": "idle", "t": 5}\n')
+    assert [(e.ev, e.dbc, e.req_id) for e in t.events] == [("complete", 0, 7), ("idle", None, None)]
+    again = parse_jsonl(dumps(None, t.events))
+    assert [(e.ev, e.dbc, e.req_id, e.t) for e in again.events] == \
+        [("complete", 0, 7, None), ("idle", None, None, 5)]
+
+
+@pytest.mark.parametrize("line,where", [
+    ('{"ev": "complete", "dbc": 0}', "line 2.req_id"),
+    ('{"ev": "complete", "dbc": 0, "req_id": 65536}', "line 2.req_id"),
+    ('{"ev": "complete", "dbc": 16, "req_id": 1}', "line 2.dbc"),
+    ('{"ev": "idle", "dbc": 0}', "line 2.dbc"),
+])
+def test_extension_events_are_strict(line: str, where: str) -> None:
+    with pytest.raises(FormatError) as info:
+        parse_jsonl(_one(line))
+    assert info.value.where == where
+
+
+def test_streamed_and_whole_file_parse_agree(tmp_path: Path) -> None:
+    from qaicmodel.trace import open_trace
+
+    for name in ("conforming.jsonl", "overrun.jsonl"):
+        whole = load(str(EX / name))
+        s = open_trace(str(EX / name))
+        assert tuple(s.events()) == whole.events and s.kinds == whole.kinds()
+    bad = tmp_path / "b.jsonl"
+    bad.write_text(HDR + "\n" + '{"ev": "readl", "dbc": 0, "reg": "REQ_HP", "val": NaN}\n')
+    with pytest.raises(FormatError) as info:
+        list(open_trace(str(bad)).events())
+    assert info.value.where == "line 2"

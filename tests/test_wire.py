@@ -42,11 +42,13 @@ request_elems = st.builds(RequestElem, **{k: st.integers(0, 2**w - 1) for k, w i
 
 def test_sizes_and_offsets_match_the_document() -> None:
     assert REQ_DTYPE.itemsize == 64 and RSP_DTYPE.itemsize == 4
+    req, rsp = REQ_DTYPE.fields, RSP_DTYPE.fields
+    assert req is not None and rsp is not None
     for name, off in OFFSETS.items():
         if not name.startswith("sem_cmd"):
-            assert REQ_DTYPE.fields[name][1] == off, name
-    assert REQ_DTYPE.fields["sem_cmd"][1] == OFFSETS["sem_cmd0"]
-    assert RSP_DTYPE.fields["completion_code"][1] == 2
+            assert req[name][1] == off, name
+    assert req["sem_cmd"][1] == OFFSETS["sem_cmd0"]
+    assert rsp["completion_code"][1] == 2
 
 
 @pytest.mark.parametrize("name", sorted(WIDTHS))

@@ -18,7 +18,9 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -84,7 +86,7 @@ def main() -> int:
                      get_state=lambda d: ssr.DbcState.BEFORE_POWER_UP, soc_reset=lambda: None)
     hr = ras.HostRas(q.policies, lambda: None)
     hsa = boot.HostSahara({1: bytes(64)})
-    strict = [nnc.decode, lambda x: nnc.decode(x, "d2h", check_crc=True), ssr.decode,
+    strict: list[Callable[[bytes], Any]] = [nnc.decode, lambda x: nnc.decode(x, "d2h", check_crc=True), ssr.decode,
               ras.decode, boot.decode, timesync.decode, qsm.parse_command]
     describe = [nnc.describe, ssr.describe, ras.describe, boot.describe, timesync.describe]
     calls = decode_errors = 0

@@ -77,7 +77,20 @@ from qaicmodel.oracle.shrink import (
 )
 from qaicmodel.scenario.format import load
 from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
+from qaicmodel.spec.host.kernels import CHOICES as KERNEL_CHOICES
 from qaicmodel.spec.host.protocol import HOST_METHODS, load_host
+
+#: Invariants the Linux driver itself breaks (a host that does what the driver does hits
+#: them): conform reports the first of each, shrunk, under ``driver_findings`` and the
+#: verdict ``driver-findings`` -- never ``conforms`` -- but they do not stop exploring
+#: and do not make the exit status 1.
+DRIVER_FINDINGS: dict[str, str] = {
+    "CONF-NEVER-COMPLETES": "issue #14 item 9: qaic_data.c copy_partial_exec_reqs (6.12, "
+                            "7.2) with resize 0 on a slice of two or more elements sends "
+                            "one element carrying reqs[0]'s cmd (GENMASK(7, 2)), which has "
+                            "no completion bit: the BO never completes, WAIT_BO times out "
+                            "(to confirm on the real driver in the UML guest)",
+}
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_BUDGET", "INVARIANTS", "Failure", "Conformance",
            "add_args", "run_cli", "run_conformance"]
@@ -99,11 +112,9 @@ class Conformance:
 
     def __init__(self, host_ref: str | type, *, seed: int, budget: float,
                  episodes: int | None, pinned: dict[str, str], out_dir: Path,
-                 progress: Any = None) -> None:
-        from qaicmodel.spec import registry
+                 progress: Any = None, kernel: str | None = None) -> None:
         from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
 
-        registry.load_all()
         Policies(pinned)  # validates ids and alternatives (PolicyError)
         if isinstance(host_ref, str):
             self.host_ref, self.host_cls = host_ref, load_host(host_ref)
@@ -113,6 +124,9 @@ class Conformance:
         ref_cls = load_host(SCENARIO_HOST)
         self.ref_cls = None if ref_cls is self.host_cls else ref_cls
         self.seed, self.budget, self.episodes = seed, budget, episodes
+        from qaicmodel.spec.host import kernels
+
+        self.kernel = str(kernels.parse(kernel))  # the driver version (spec/host/kernels.py)
         self.out_dir = out_dir
         self.progress = progress
         from qaicmodel.oracle.cosim import DRIVER_ASSUMES
@@ -128,6 +142,9 @@ class Conformance:
         self.checks: Counter[str] = Counter()
         self.steps = self.actions = self.episodes_run = 0
         self.failures: list[dict[str, Any]] = []
+        #: failures of DRIVER_FINDINGS invariants (the first of each; all are counted)
+        self.driver_findings: list[dict[str, Any]] = []
+        self.driver_hits: Counter[str] = Counter()
         self.rows_run: list[Any] = []
         self.row_log: list[dict[str, Any]] = []
         self.elapsed = 0.0
@@ -166,7 +183,7 @@ class Conformance:
 
     def _episode(self, ri: int, row: Any, ep: int, deadline: float | None) -> bool:
         eseed = _episode_seed(self.seed, ri, ep)
-        e = Episode(eseed, row, self.host_cls, self.ref_cls)
+        e = Episode(eseed, row, self.host_cls, self.ref_cls, kernel=self.kernel)
         f = e.run(EPISODE_MOVES, deadline)
         self.episodes_run += 1
         self.steps += len(e.steps)
@@ -174,6 +191,11 @@ class Conformance:
         self.checks.update(e.pair.checks)
         if f is None:
             return False
+        known = f.invariant in DRIVER_FINDINGS
+        if known:  # the Linux driver itself does this: report once, go on exploring
+            self.driver_hits[f.invariant] += 1
+            if self.driver_hits[f.invariant] > 1:
+                return False
         pols = {k: v for k, v in row.chosen.items() if self.registry[k].default != v}
         small, f2, replays = shrink(e.explorer.cfg, pols, e.steps, f, self.host_cls,
                                     self.ref_cls)
@@ -182,15 +204,17 @@ class Conformance:
         path = self.out_dir / name
         write_reproducer(path, e.explorer.cfg, pols, small, f2, self.ref_cls,
                          f"qaicmodel conform --seed {self.seed} --host {self.host_ref}")
-        self.failures.append({
+        (self.driver_findings if known else self.failures).append({
             "invariant": f2.invariant, "description": INVARIANTS[f2.invariant],
             "message": f2.message, "row": ri, "policies": row.label(), "episode": ep,
             "episode_seed": eseed, "steps_before_shrink": len(e.steps),
             "steps_after_shrink": len(small), "shrink_replays": replays,
             "reproduces": again is not None and again.key == f2.key,
             "reproducer": str(path),
-            "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}"})
-        return True
+            "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}",
+            "finding": f2.finding.as_dict(),
+            **({"driver_finding": DRIVER_FINDINGS[f.invariant]} if known else {})})
+        return not known
 
     def coverage(self) -> dict[str, Any]:
         pids = sorted(self.registry)
@@ -209,10 +233,12 @@ class Conformance:
     def report(self) -> dict[str, Any]:
         return {
             "format": "qaicmodel-conform/1",
-            "verdict": "conforms" if not self.failures else "FAILED",
+            "verdict": ("FAILED" if self.failures else
+                        "driver-findings" if self.driver_findings else "conforms"),
             "host": self.host_ref,
             "reference": SCENARIO_HOST if self.ref_cls is not None else None,
             "seed": self.seed,
+            "kernel": self.kernel,
             "budget_s": self.budget, "episodes_per_row": self.episodes,
             "elapsed_s": round(self.elapsed, 2),
             "episodes": self.episodes_run, "steps": self.steps, "actions": self.actions,
@@ -223,6 +249,8 @@ class Conformance:
                       f"{max([r['episodes'] for r in self.row_log] or [1])}",
             "rows": self.row_log,
             "failures": self.failures,
+            "driver_findings": self.driver_findings,
+            "driver_finding_hits": dict(self.driver_hits),
         }
 
 
@@ -257,6 +285,11 @@ def _text(rep: dict[str, Any]) -> str:
         lines.append(f"    reproducer: {f['reproducer']}"
                      + ("" if f["reproduces"] else "  (WARNING: did not replay)"))
         lines.append(f"    replay:     {f['replay']}")
+    for f in rep.get("driver_findings", []):
+        hits = rep.get("driver_finding_hits", {}).get(f["invariant"], 1)
+        lines.append(f"  DRIVER FINDING {f['invariant']} ({hits} episodes): {f['message']}")
+        lines.append(f"    {f['driver_finding']}")
+        lines.append(f"    reproducer: {f['reproducer']}")
     return "\n".join(lines)
 
 
@@ -271,13 +304,13 @@ def _check_host(cls: type) -> type:
 def run_conformance(host: str | type = DEFAULT_HOST, *, seed: int | None = None,
                     budget: float = DEFAULT_BUDGET, episodes: int | None = None,
                     policies: dict[str, str] | None = None, out_dir: str | Path = "conform-failures",
-                    progress: Any = None) -> dict[str, Any]:
+                    progress: Any = None, kernel: str | None = None) -> dict[str, Any]:
     """Python API for the ``conform`` command; returns the report dict."""
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     return Conformance(host, seed=seed, budget=budget, episodes=episodes,
                        pinned=dict(policies or {}), out_dir=Path(out_dir),
-                       progress=progress).run().report()
+                       progress=progress, kernel=kernel).run().report()
 
 
 # ---------------------------------------------------------------------------
@@ -299,6 +332,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="conform-failures", metavar="DIR",
                    help="where reproducer scenarios are written (default ./conform-failures)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--kernel-version", default="upstream", choices=KERNEL_CHOICES,
+                   help="the accel/qaic driver version the hosts follow (default upstream = "
+                        "the newest, 7.2)")
     p.add_argument("--replay", default=None, metavar="FILE",
                    help="re-run a reproducer scenario with every conform check (host under "
                         "test side by side with the reference host) and report its failure")
@@ -315,11 +351,11 @@ def replay_file(path: str, host: str) -> dict[str, Any]:
     return {"format": "qaicmodel-conform-replay/1", "file": path, "host": host,
             "verdict": "conforms" if f is None else "FAILED",
             "failure": None if f is None else {"invariant": f.invariant, "step": f.index,
-                                               "op": f.op, "message": f.message}}
+                                               "op": f.op, "message": f.message,
+                                               "finding": f.finding.as_dict()}}
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from qaicmodel.spec import registry
     from qaicmodel.spec.policies import Policies
 
     if not args.budget > 0 or args.budget > 24 * 3600:
@@ -328,7 +364,6 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed is not None and not 0 <= args.seed < 1 << 64:
         raise ArgumentError(f"--seed must be 0 .. 2**64-1, got {args.seed}")
-    registry.load_all()
     pinned = dict(Policies.parse(args.policy).chosen)
     load_host(args.host)  # a bad --host is exit 2 before anything is printed
     if args.replay is not None:
@@ -346,7 +381,8 @@ def run_cli(args: argparse.Namespace) -> int:
     sys.stderr.write(f"qaicmodel conform: seed {seed}, host {args.host}, budget "
                      f"{args.budget:g} s\n")
     rep = run_conformance(args.host, seed=seed, budget=args.budget, episodes=args.episodes,
-                          policies=pinned, out_dir=args.out, progress=sys.stderr)
+                          policies=pinned, out_dir=args.out, progress=sys.stderr,
+                          kernel=args.kernel_version)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -39,6 +39,7 @@ import numpy as np
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, IoctlError, QaicModelError
+from qaicmodel.findings import Finding
 from qaicmodel.spec.dbc import regs
 from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE
@@ -73,15 +74,23 @@ DRIVER_ASSUMES: dict[str, str] = {
 PAGE = arith.PAGE_SIZE
 
 
-@attrs.frozen
-class Finding:
-    """One broken invariant."""
 
-    rule: str
-    message: str
 
-    def __str__(self) -> str:
-        return f"{self.rule}: {self.message}"
+def request_overwrites(dev: Device, snap: dict[int, list[tuple[int, bytes]]]) -> list[Finding]:
+    """COSIM-REQ-OVERWRITE for every slot of ``snap`` (:meth:`Device.published_requests`
+    taken before a host call) whose bytes the host changed ("Request FIFO": a published,
+    unconsumed element belongs to the device)."""
+    out = []
+    for dbc, slots in snap.items():
+        ch = dev.ch[dbc]
+        for i, raw in slots:
+            if dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE) != raw:
+                out.append(Finding(
+                    "COSIM-REQ-OVERWRITE",
+                    f"dbc {dbc}: the host rewrote request slot {i}, published and not yet "
+                    f"consumed (REQ_HP {ch.req_hp}, REQ_TP {ch.req_tp})",
+                    "aic100.rst Request FIFO", {"dbc": dbc, "slot": i}))
+    return out
 
 
 class Recorder:
@@ -219,33 +228,11 @@ class World:
                 return n
         return None
 
-    def _snapshot(self) -> dict[int, list[tuple[int, bytes]]]:
-        out = {}
-        for ch in self.dev.ch:
-            if not ch.active:
-                continue
-            slots = []
-            i = ch.req_hp
-            for _ in range(arith.ring_occupancy(ch.req_hp, ch.req_tp, ch.nelem)):
-                slots.append((i, self.dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE)))
-                i = (i + 1) % ch.nelem
-            out[ch.dbc] = slots
-        return out
-
-    def _check_snapshot(self, snap: dict[int, list[tuple[int, bytes]]]) -> None:
-        for dbc, slots in snap.items():
-            ch = self.dev.ch[dbc]
-            for i, raw in slots:
-                if self.dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE) != raw:
-                    self.find("COSIM-REQ-OVERWRITE",
-                              f"dbc {dbc}: the host rewrote request slot {i}, published and not "
-                              f"yet consumed (REQ_HP {ch.req_hp}, REQ_TP {ch.req_tp})")
-
     def host_call(self, fn: Callable[[], Any]) -> tuple[str, Any]:
         """Run one host step or ioctl with the request-slot invariant around it."""
-        snap = self._snapshot()
+        snap = self.dev.published_requests()
         out = _outcome(fn)
-        self._check_snapshot(snap)
+        self.findings.extend(request_overwrites(self.dev, snap))
         self.check()
         return out
 
@@ -494,10 +481,8 @@ class Pair:
 def machine_policy_rows() -> list[Policies]:
     """Pairwise covering rows over the dma-bridge policies plus msi-while-masked, with the
     policies in :data:`DRIVER_ASSUMES` held at their defaults."""
-    from qaicmodel.spec import registry
     from qaicmodel.spec.policies import pairwise
 
-    registry.load_all()
     ids = [p for p, pol in REGISTRY.items()
            if pol.area in ("dma-bridge", "host-driver") and p not in DRIVER_ASSUMES]
     return pairwise(ids)

@@ -20,14 +20,15 @@ __all__ = ["Explorer"]
 class Explorer:
     """Builds one random episode step by step, watching the results as it goes."""
 
-    def __init__(self, rng: random.Random, threads: bool = True) -> None:
+    def __init__(self, rng: random.Random, threads: bool = True,
+                 kernel: str | None = None) -> None:
         self.rng = rng
         self.threads = threads  # the host offers execute_begin (concurrent EXECUTE_BO)
         self.cfg = DeviceConfig(
             num_dbc=rng.choice([2, 4]),
             single_msi=rng.random() < 0.2,
             datapath_polling=rng.random() < 0.15,
-            sg_max_segment=rng.choice([None, None, 4096, 8192]))
+            sg_max_segment=rng.choice([None, None, 4096, 8192]), kernel=kernel)
         self.users = ["u0"]
         self.chans: list[dict[str, Any]] = []   # {name, user, nelem, echo}
         self.bos: list[dict[str, Any]] = []     # {name, user, size, dbc, dir}

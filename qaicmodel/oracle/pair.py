@@ -13,13 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 from qaicmodel.errors import FormatError
+from qaicmodel.findings import Finding
 from qaicmodel.scenario.format import Step
 from qaicmodel.scenario.report import violations_of
 from qaicmodel.scenario.runner import Runner, dump_channel
 from qaicmodel.spec.dbc.config import DeviceConfig
+from qaicmodel.spec.dbc.wire import REQ_SIZE, RequestElem
 from qaicmodel.spec.host.protocol import HOST_METHODS
 
 __all__ = ["INVARIANTS", "Failure", "Pair"]
+
+#: where conform's invariants are stated
+_INVARIANT_SOURCE = "qaicmodel/oracle/conform.py (conformance invariants)"
 
 INVARIANTS = {
     "CONF-CRASH": "the host raised something other than an ioctl errno",
@@ -29,6 +34,9 @@ INVARIANTS = {
     "CONF-RESULT": "an ioctl result differs from the reference host's",
     "CONF-STATE": "device-visible state differs from the reference host's",
     "CONF-REFERENCE": "the reference host itself crashed or broke a rule (a model bug)",
+    "CONF-NEVER-COMPLETES": "a BO was queued with fewer completion-bit request elements "
+                            "than it has slices: no response can complete it, its WAIT_BO "
+                            "can only time out",
     # checked by qaicmodel.oracle.cosim's Recorder / World snapshot around the host under test
     "COSIM-REQ-OVERWRITE": "a host call changed a request slot the device had not consumed",
     "COSIM-REQ-OVERRUN": "a REQ_TP write added more elements than the free space",
@@ -43,14 +51,32 @@ _ECHO_OUT = 0x20_0000
 
 
 class Failure(Exception):
-    """An invariant broke at step ``index`` (internal; becomes a report entry)."""
+    """An invariant broke at step ``index`` (internal; becomes a report entry).
+
+    Carries the one finding record: :attr:`finding` (rule = the invariant, where =
+    the step and its op); the attributes below read from it.
+    """
 
     def __init__(self, invariant: str, index: int, op: str, message: str) -> None:
         super().__init__(f"{invariant} at step {index} ({op}): {message}")
-        self.invariant = invariant
-        self.index = index
-        self.op = op
-        self.message = message
+        self.finding = Finding(invariant, message, _INVARIANT_SOURCE,
+                               {"step": index, "op": op})
+
+    @property
+    def invariant(self) -> str:
+        return self.finding.rule
+
+    @property
+    def index(self) -> int:
+        return int(self.finding.where["step"])
+
+    @property
+    def op(self) -> str:
+        return str(self.finding.where["op"])
+
+    @property
+    def message(self) -> str:
+        return self.finding.message
 
     @property
     def key(self) -> tuple[str, str]:
@@ -80,8 +106,9 @@ def _strip(res: dict[str, Any]) -> dict[str, Any]:
 class _Watch:
     """cosim's register-level checks around the host under test (C4, COSIM-*).
 
-    Borrows :class:`qaicmodel.oracle.cosim.World`'s request-slot snapshot methods (they
-    need only ``dev`` and ``find``) and gives the host a cosim ``Recorder`` as its device.
+    Takes the device's public request snapshot (:meth:`Device.published_requests`) around
+    every host call, checks it with :func:`qaicmodel.oracle.cosim.request_overwrites`, and
+    gives the host a cosim ``Recorder`` as its device.
     """
 
     def __init__(self) -> None:
@@ -92,7 +119,7 @@ class _Watch:
         self.findings: list[Any] = []
 
     def find(self, rule: str, message: str) -> None:
-        self.findings.append(self._cosim.Finding(rule, message))
+        self.findings.append(Finding(rule, message))
 
     def bus(self, dev: Any) -> Any:
         self.dev = dev
@@ -102,10 +129,10 @@ class _Watch:
         return _Checked(host, self)
 
     def snapshot(self) -> Any:
-        return self._cosim.World._snapshot(self)  # type: ignore[arg-type]
+        return self.dev.published_requests()
 
     def check_snapshot(self, snap: Any) -> None:
-        self._cosim.World._check_snapshot(self, snap)  # type: ignore[arg-type]
+        self.findings.extend(self._cosim.request_overwrites(self.dev, snap))
 
 
 class _Checked:
@@ -146,10 +173,12 @@ class Pair:
         self.attached: dict[tuple[str, str], tuple[str, int]] = {}  # -> (dbc, dir)
         self.batch: dict[tuple[str, str], list[str]] = {}   # handles executed together
         self.waited_ok: set[tuple[str, str]] = set()  # executed, then a wait returned ok
+        self.nslices: dict[tuple[str, str], int] = {}  # attached BO -> its slice count
 
     def step(self, st: Step, chooser: Callable[[int], int] | None = None,
              n_actions: int = 0) -> dict[str, Any]:
         """Run one step on both sides and check C4; raises :class:`Failure`."""
+        tails = _tails(self.prim)
         try:
             if chooser is not None:
                 res = self._random_run(st, chooser, n_actions)
@@ -179,6 +208,7 @@ class Pair:
                               f"response left in the ring of dbc {res['stranded'][0]} at "
                               "quiescence")
         self._track_data(st, res)
+        self._check_completions(st, res, tails)
         if self.ref is not None:
             ref_st = st
             if "schedule" in res:
@@ -225,6 +255,7 @@ class Pair:
         elif st.op == "attach_slice":
             h = a["hdr"]
             self.attached[(u, repr(h["handle"]))] = (repr(h["dbc_id"]), h["dir"])
+            self.nslices[(u, repr(h["handle"]))] = h.get("count") or len(a["entries"])
         elif st.op == "execute" and a["thread"] is None:
             hs = [repr(e["handle"]) for e in a["handles"]]
             for h in hs:
@@ -245,6 +276,48 @@ class Pair:
             if res.get("hex_mismatch"):
                 raise Failure("CONF-DATA", st.index, st.op,
                               "the echo output differs from the input sent with it")
+
+    def _check_completions(self, st: Step, res: dict[str, Any],
+                           tails: list[int | None]) -> None:
+        """CONF-NEVER-COMPLETES: every BO the step queued (the request elements between
+        each channel's REQ_TP before and after, one run of equal req_id per BO) needs one
+        completion-bit element per slice (qaic_data.c dbc_irq_threaded_fn counts
+        nr_slice_xfer_done up to nr_slice).  Found by issue #14 item 9: PARTIAL_EXECUTE
+        with resize 0 on a slice of two or more elements (copy_partial_exec_reqs, 6.12 and
+        7.2) sends one element with reqs[0]'s cmd, which has no completion bit."""
+        if st.op not in ("execute", "partial_execute", "run", "join") or res["result"] != "ok":
+            return
+        dev = self.prim.device
+        handles: list[str] = []
+        names: list[str] = []
+        if st.op in ("execute", "partial_execute") and st.args.get("thread") is None:
+            key = "handles" if st.op == "execute" else "entries"
+            raw = [e["handle"] if isinstance(e, dict) else e for e in st.args[key]]
+            handles = [repr(h) for h in raw]
+            names = [str(getattr(h, "name", h)) for h in raw]
+        u = str(st.args.get("user"))
+        self.checks["CONF-NEVER-COMPLETES"] += 1
+        for i, old in enumerate(tails):
+            ch = dev.ch[i]
+            if old is None or not ch.active or ch.req_tp == old:
+                continue
+            groups: list[list[int]] = []  # [req_id, completion elements]
+            slot = old
+            while slot != ch.req_tp:
+                e = RequestElem.unpack(dev.host_mem.read(ch.req_q + REQ_SIZE * slot, REQ_SIZE))
+                if not groups or groups[-1][0] != e.req_id:
+                    groups.append([e.req_id, 0])
+                groups[-1][1] += e.completion
+                slot = (slot + 1) % ch.nelem
+            for k, (req_id, done) in enumerate(groups):
+                h = handles[k] if k < len(handles) else None
+                need = self.nslices.get((u, h), 1) if h is not None else 1
+                if done < need:
+                    what = (f"BO {names[k]}" if h is not None
+                            else f"the BO with req_id {req_id}")
+                    raise Failure("CONF-NEVER-COMPLETES", st.index, st.op,
+                                  f"{what} was queued on dbc {i} with {done} completion "
+                                  f"element(s) for {need} slice(s): it can never complete")
 
     def _random_run(self, st: Step, chooser: Callable[[int], int], n: int) -> dict[str, Any]:
         """A ``run`` whose interleaving is chosen at random; the choice becomes its schedule."""
@@ -269,6 +342,11 @@ class Pair:
             res["violations"] = new
         r.results.append(res)
         return res
+
+
+def _tails(r: Runner) -> list[int | None]:
+    """Each channel's REQ_TP on the device (None: not active)."""
+    return [c.req_tp if c.active else None for c in r.device.ch]
 
 
 def _state_diff(a: list[Any], b: list[Any]) -> str:

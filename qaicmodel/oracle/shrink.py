@@ -43,9 +43,11 @@ def _episode_seed(seed: int, row: int, episode: int) -> int:
 class Episode:
     """One generated episode: its steps (as written to a scenario) and what happened."""
 
-    def __init__(self, seed: int, policies: Any, host_cls: type, ref_cls: type | None) -> None:
+    def __init__(self, seed: int, policies: Any, host_cls: type, ref_cls: type | None,
+                 kernel: str | None = None) -> None:
         self.rng = random.Random(seed)
-        self.explorer = Explorer(self.rng, threads=hasattr(host_cls, "execute_begin"))
+        self.explorer = Explorer(self.rng, threads=hasattr(host_cls, "execute_begin"),
+                                 kernel=kernel)
         self.policies = policies
         self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls)
         self.steps: list[dict[str, Any]] = []

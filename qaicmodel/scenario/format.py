@@ -346,8 +346,8 @@ OPS: dict[str, tuple[tuple[FieldSpec, ...], bool]] = {
     "partial_execute": ((_USER, _DBC, FieldSpec("entries", _pexec_list, _REQ),
                          FieldSpec("thread", _name, None)), False),
     "join": ((FieldSpec("thread", _name, _REQ),), False),
-    "wait": ((_USER, _DBC, _HANDLE, FieldSpec("timeout_ms", U32, 0), FieldSpec("pad", U32, 0)),
-             False),
+    "wait": ((_USER, _DBC, _HANDLE, FieldSpec("timeout_ms", U32, 0), FieldSpec("pad", U32, 0),
+              FieldSpec("thread", _name, None)), False),
     "perf_stats": ((_USER, _DBC, FieldSpec("handles", _ref_list, _REQ)), False),
     "detach_slice": ((_USER, _HANDLE, FieldSpec("pad", U32, 0)), False),
     "write_bo": ((_USER, _HANDLE, FieldSpec("offset", U64, 0), FieldSpec("hex", _hex, _REQ)),
@@ -393,7 +393,8 @@ def parse_device(v: Any) -> DeviceConfig:
     if v is None:
         return DeviceConfig()
     d = _obj(v, "device")
-    known = ("family", "num_dbc", "single_msi", "datapath_polling", "sg_max_segment", "policies")
+    known = ("family", "num_dbc", "single_msi", "datapath_polling", "sg_max_segment", "policies",
+             "kernel")
     for k in d:
         if k not in known:
             raise FormatError(f"unknown key (known: {', '.join(known)})", where=f"device.{k}")
@@ -412,11 +413,16 @@ def parse_device(v: Any) -> DeviceConfig:
         if sg <= 0 or sg % 4096 or sg >= 1 << 32:
             raise FormatError(f"sg_max_segment must be a positive multiple of 4096, got {sg}",
                               where="device.sg_max_segment")
+    kernel = d.get("kernel")
+    if kernel is not None:
+        from qaicmodel.spec.host import kernels
+
+        if kernel not in kernels.CHOICES:
+            raise FormatError(f"kernel must be one of {', '.join(kernels.CHOICES)}, got "
+                              f"{kernel!r}", where="device.kernel")
     pols = _obj(d.get("policies", {}), "device.policies")
-    from qaicmodel.spec import registry
     from qaicmodel.spec.policies import Policies
 
-    registry.load_all()
     for pid, alt in pols.items():
         if not isinstance(alt, str):
             raise FormatError("a policy alternative is a string", where=f"device.policies.{pid}")
@@ -425,7 +431,8 @@ def parse_device(v: Any) -> DeviceConfig:
         except PolicyError as e:
             raise FormatError(str(e), where=f"device.policies.{pid}") from None
     return DeviceConfig(family=family, num_dbc=num_dbc, single_msi=single_msi,
-                        datapath_polling=polling, sg_max_segment=sg, policies=dict(pols))
+                        datapath_polling=polling, sg_max_segment=sg, policies=dict(pols),
+                        kernel=kernel)
 
 
 def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
@@ -476,10 +483,11 @@ def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
         if cnt is not None and cnt > len(args["entries"]):
             raise FormatError(f"hdr.count {cnt} > {len(args['entries'])} entries given",
                               where=_where(i, "hdr.count"))
-    if op in ("execute", "partial_execute") and args["thread"] is not None:
+    if op in ("execute", "partial_execute", "wait") and args["thread"] is not None:
         bound.add("thread:" + args["thread"])
     if op == "join" and "thread:" + args["thread"] not in bound:
-        raise FormatError(f"thread {args['thread']!r} is not started by an earlier execute",
+        raise FormatError(f"thread {args['thread']!r} is not started by an earlier execute "
+                          "or wait",
                           where=_where(i, "thread"))
     if as_ is not None:
         bound.add(as_)

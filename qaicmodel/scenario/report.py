@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from qaicmodel.findings import Finding
 from qaicmodel.scenario.format import Step
 
 __all__ = ["RESULT_FORMAT", "Report", "mismatch_of", "violations_of"]
@@ -23,7 +24,7 @@ class Report:
 
     results: list[dict[str, Any]]
     first_mismatch: dict[str, Any] | None
-    violations: list[dict[str, str]] = attrs.field(factory=list)
+    violations: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -77,12 +78,15 @@ def mismatch_of(st: Step, res: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def violations_of(device: Any) -> list[dict[str, str]]:
-    out = []
+def violations_of(device: Any) -> list[dict[str, Any]]:
+    """The device's findings in the one serialized shape (:meth:`Finding.as_dict`)."""
+    out: list[dict[str, Any]] = []
     for v in getattr(device, "violations", []):
-        rule = getattr(v, "rule", None) or (v[0] if isinstance(v, tuple) else str(v))
-        msg = getattr(v, "message", None) or (v[1] if isinstance(v, tuple) and len(v) > 1 else "")
-        out.append({"rule": str(rule), "message": str(msg)})
+        if isinstance(v, Finding):
+            out.append(v.as_dict())
+        else:  # a foreign record (a test double): rule and message only
+            out.append({"rule": str(getattr(v, "rule", v)),
+                        "message": str(getattr(v, "message", ""))})
     return out
 
 

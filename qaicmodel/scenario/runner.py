@@ -25,6 +25,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
+
 from qaicmodel.errors import (
     ArgumentError,
     FormatError,
@@ -40,6 +42,7 @@ from qaicmodel.scenario.format import (
 )
 from qaicmodel.scenario.report import Report, mismatch_of, violations_of
 from qaicmodel.spec.dbc.config import DeviceConfig
+from qaicmodel.spec.host import kernels
 from qaicmodel.spec.host.protocol import load_host
 
 __all__ = ["DEFAULT_HOST", "Runner", "ScheduleDiverged", "dump_channel", "run_scenario"]
@@ -68,17 +71,17 @@ class Runner:
                  wrap_host: Callable[[Any], Any] | None = None) -> None:
         """``bus`` (device -> what the host is given) and ``wrap_host`` (host -> what the
         runner calls) let ``conform`` watch every register access and host call."""
-        from qaicmodel.spec import registry
         from qaicmodel.spec.dbc.device import Device
         from qaicmodel.spec.dbc.memory import DevMemory, HostMemory
         from qaicmodel.spec.policies import Policies
 
-        registry.load_all()
         cfg = device_cfg or DeviceConfig()
         self.cfg = cfg
         pols = policies if policies is not None else Policies(dict(cfg.policies))
         self.device = Device(num_dbc=cfg.num_dbc, policies=pols, single_msi=cfg.single_msi,
                              host_mem=HostMemory(), dev_mem=DevMemory())
+        # the driver version the host and control plane follow (spec/host/kernels.py)
+        self.device.kernel = kernels.parse(cfg.kernel)  # type: ignore[attr-defined]
         cls = host_cls if host_cls is not None else load_host(DEFAULT_HOST)
         host = cls(bus(self.device) if bus is not None else self.device,
                    sg_max_segment=cfg.sg_max_segment, datapath_polling=cfg.datapath_polling)
@@ -89,8 +92,61 @@ class Runner:
         self.workloads: dict[int, list[Any]] = {}   # dbc -> workload actors
         self.bo_dir: dict[tuple[str, int], int] = {}
         self.threads: dict[str, int] = {}          # thread name -> host exec thread id
+        self.waits: dict[str, int] = {}            # thread name -> host wait thread id
         self.results: list[dict[str, Any]] = []
         self.steps_run = 0
+        self.control: Any = None  # the ControlPlane, created on first control step
+
+    # -- the control-plane seam (E5): activate, deactivate, close and ssr travel as NNC /
+    # SSR messages through qaicmodel.spec.control.plane (QSM + the driver's control path)
+    def control_plane(self) -> Any:
+        """The runner's :class:`~qaicmodel.spec.control.plane.ControlPlane` (made on first use)."""
+        if self.control is None:
+            from qaicmodel.spec.control.plane import ControlPlane
+
+            self.control = ControlPlane(self.device, self.host,
+                                        sg_max_segment=self.cfg.sg_max_segment,
+                                        kernel=getattr(self.cfg, "kernel", None))
+        return self.control
+
+    def _forget(self, dbc: int) -> None:
+        self.workloads.pop(dbc, None)
+        self.owner.pop(dbc, None)
+
+    def control_activate(self, user: str, queue_size: int, options: int) -> int:
+        """``activate``: MANAGE with one ACTIVATE_FROM_USR; returns the dbc_id."""
+        cp = self.control_plane()
+        dbc: int = cp.activate(cp.user_for(self.uid(user)), queue_size, options)
+        self.owner[dbc] = user
+        return dbc
+
+    def control_deactivate(self, user: str, dbc: int) -> None:
+        """``deactivate``: PASSTHROUGH{DEACTIVATE} + DEACTIVATE_FROM_USR (EINVAL/EPERM first)."""
+        cp = self.control_plane()
+        cp.deactivate(cp.user_for(self.uid(user)), dbc)
+        self._forget(dbc)
+
+    def control_close(self, user: str) -> None:
+        """``close``: terminate + release_dbc (control plane), then the data path's close."""
+        cp = self.control_plane()
+        uid = self.uid(user)
+        cp.close(cp.user_for(uid))
+        self.host.close(uid)
+        for dbc in sorted(d for d, u in self.owner.items() if u == user):
+            self._forget(dbc)
+        self.users[user] = None
+
+    def control_ssr(self, dbc: int) -> None:
+        """``ssr``: the workload on ``dbc`` crashes and every SSR stage runs."""
+        cp = self.control_plane()
+        if dbc not in cp.qsm.act:
+            raise ArgumentError(f"ssr: no workload is active on channel {dbc}")
+        cp.ssr(dbc)
+        self._forget(dbc)
+        if cp.resets:  # a failed crashdump reset the SoC: every channel is gone
+            for d in list(self.owner):
+                if d not in cp.qsm.act:
+                    self._forget(d)
 
     # -- actors (E3)
     def actors(self) -> list[tuple[str, Any]]:
@@ -190,10 +246,10 @@ class Runner:
         self.users[a["user"]] = self.host.open()
 
     def _op_close(self, st: Step, a: Mapping[str, Any]) -> None:
-        _close(self, a["user"])
+        self.control_close(a["user"])
 
     def _op_activate(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
-        dbc = _activate(self, a["user"], a["queue_size"], a["options"])
+        dbc = self.control_activate(a["user"], a["queue_size"], a["options"])
         if a["workload"] is not None:
             self._start_workload(dbc, a["workload"], st.index)
         return {"dbc_id": dbc}
@@ -209,7 +265,7 @@ class Runner:
         self.workloads.setdefault(dbc, []).append(actor)
 
     def _op_deactivate(self, st: Step, a: Mapping[str, Any]) -> None:
-        _deactivate(self, a["user"], self.val(a["dbc_id"], st.index, "dbc_id"))
+        self.control_deactivate(a["user"], self.val(a["dbc_id"], st.index, "dbc_id"))
 
     def _op_create_bo(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         uid = self.uid(a["user"])
@@ -266,6 +322,8 @@ class Runner:
 
     def _op_join(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         """Run the actors (default schedule) until the thread left EXECUTE_BO; its result."""
+        if a["thread"] in self.waits:
+            return self._join_wait(st, a)
         tid = self.threads.get(a["thread"])
         if tid is None:
             raise FormatError(f"thread {a['thread']!r} did not start (its step failed) or was "
@@ -285,10 +343,37 @@ class Runner:
             raise err
         return {"device_steps": dev_steps}
 
+    def _join_wait(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the actors until the WAIT_BO thread woke (its ``wake`` action ran); when
+        nothing can wake it any more, ETIMEDOUT (E4)."""
+        tid = self.waits[a["thread"]]
+        th = self.host.waiters
+
+        def finished() -> bool:
+            return th[tid].finished
+
+        _s, dev_steps, _q = self.drive(until=finished)
+        del self.waits[a["thread"]]
+        if not finished():
+            self.host.wait_result(tid, abandon=True)
+            raise IoctlError("ETIMEDOUT", "no enabled action completes the BO")
+        err = self.host.wait_result(tid)
+        if err is not None:
+            raise err
+        return {"device_steps": dev_steps}
+
     def _op_wait(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         uid = self.uid(a["user"])
         dbc = self.val(a["dbc_id"], st.index, "dbc_id")
         handle = self.val(a["handle"], st.index, "handle")
+        if a.get("thread") is not None:
+            # extension ``thread``: WAIT_BO as an ioctl thread that sleeps until the BO's
+            # completion fires, then runs its checks after waking; ``join`` gives its result
+            begin = getattr(self.host, "wait_begin", None)
+            if begin is None:
+                raise NotModelledError("this host has no wait_begin (WAIT_BO threads)")
+            self.waits[a["thread"]] = begin(uid, dbc, handle, a["timeout_ms"], a["pad"])
+            return {"device_steps": 0}
 
         def done() -> bool:
             return bool(self.host.wait_check(uid, dbc, handle, a["timeout_ms"], a["pad"]))
@@ -374,7 +459,7 @@ class Runner:
                 if self.device.ch[i].active and self.device.ch[i].rsp_hp != self.device.ch[i].rsp_tp]
 
     def _op_ssr(self, st: Step, a: Mapping[str, Any]) -> None:
-        _ssr(self, self.val(a["dbc_id"], st.index, "dbc_id"))
+        self.control_ssr(self.val(a["dbc_id"], st.index, "dbc_id"))
 
     def _op_dump(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         return dump_channel(self.device, self.val(a["dbc_id"], st.index, "dbc_id"))
@@ -424,39 +509,13 @@ def dump_channel(device: Any, dbc: int) -> dict[str, Any]:
     return out
 
 
-# -- the control-plane seam (E5): activate, deactivate, close and ssr travel as NNC / SSR
-# messages through qaicmodel.spec.control.plane (QSM + the driver's control path).
-
-
-def _activate(r: Runner, user: str, queue_size: int, options: int) -> int:
-    from qaicmodel.spec.control.plane import scenario_activate
-
-    return scenario_activate(r, user, queue_size, options)
-
-
-def _deactivate(r: Runner, user: str, dbc: int) -> None:
-    from qaicmodel.spec.control.plane import scenario_deactivate
-
-    scenario_deactivate(r, user, dbc)
-
-
-def _close(r: Runner, user: str) -> None:
-    from qaicmodel.spec.control.plane import scenario_close
-
-    scenario_close(r, user)
-
-
-def _ssr(r: Runner, dbc: int) -> None:
-    from qaicmodel.spec.control.plane import scenario_ssr
-
-    scenario_ssr(r, dbc)
-
-
-
-def run_scenario(obj_or_path: Any, *, host_cls: type | None = None) -> Report:
-    """Parse and run a scenario (path, bytes, dict or :class:`Scenario`); rules E1-E5."""
+def run_scenario(obj_or_path: Any, *, host_cls: type | None = None,
+                 kernel: str | None = None) -> Report:
+    """Parse and run a scenario (path, bytes, dict or :class:`Scenario`); rules E1-E5.
+    ``kernel`` (``--kernel-version``) overrides the file's ``device.kernel``."""
     sc = load(obj_or_path)
-    runner = Runner(sc.device, host_cls=host_cls)
+    cfg = sc.device if kernel is None else attrs.evolve(sc.device, kernel=kernel)
+    runner = Runner(cfg, host_cls=host_cls)
     mismatch = None
     for st in sc.steps:
         res = runner.step(st)

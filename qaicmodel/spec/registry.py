@@ -1,31 +1,20 @@
-"""The whole ambiguity registry: imports every module that registers policies."""
+"""Compatibility shim: the registry is complete once :mod:`qaicmodel.spec.policies` is imported.
+
+Every policy is declared in ``qaicmodel/spec/policies/`` and imported eagerly,
+so there is nothing left to load.  ``load_all`` is a no-op kept for callers not
+yet moved (``qaicmodel/check.py``); new code uses
+:func:`qaicmodel.spec.policies.all_policies`.
+"""
 
 from __future__ import annotations
 
-import importlib
-
-from qaicmodel.spec.policies import REGISTRY, Policy
+from qaicmodel.spec.policies import all_policies
 
 __all__ = ["POLICY_MODULES", "all_policies", "load_all"]
 
-#: Every module that calls ``policies.register`` at import time.
-POLICY_MODULES = [
-    "qaicmodel.spec.policies",
-    "qaicmodel.spec.control.mhi",
-    "qaicmodel.spec.control.ssr",
-    "qaicmodel.spec.control.ras",
-    "qaicmodel.spec.control.pcie",
-    "qaicmodel.spec.control.qsm",
-    "qaicmodel.spec.control.nnc",
-    "qaicmodel.spec.host.core",
-]
+#: the modules that declare policies (all imported by the package itself)
+POLICY_MODULES = ["qaicmodel.spec.policies"]
 
 
 def load_all() -> None:
-    for mod in POLICY_MODULES:
-        importlib.import_module(mod)
-
-
-def all_policies() -> list[Policy]:
-    load_all()
-    return [REGISTRY[k] for k in sorted(REGISTRY)]
+    """Nothing to do: kept for old callers (see the module docstring)."""

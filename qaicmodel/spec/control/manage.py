@@ -8,12 +8,17 @@ order below is the driver's):
   M2 encode_message: count 0 or len < 8 -> EINVAL; per transaction: consumed
      > len - 8, hdr.len < 8, consumed + hdr.len > len, unknown type -> EINVAL;
      consumed != len at the end -> EINVAL (encode_* rules at each function);
+     activate/status ENOSPC past 4 KiB of wire message in 6.12, 64 KiB in 7.2
+     (kernels ``manage-activate-status-limit``); activate/deactivate/dma read their
+     whole struct whatever hdr.len says (``DRV-MANAGE-SHORT-TRANS`` in violations);
   M3 every message gets ``seq = next_seq++`` (never reset), magic, handle,
      partition (-1; terminate: 0) and, while CRC generation is on, CRC-32;
-     sending when OFFLINE -> ENODEV; no response -> ETIMEDOUT; a response
+     sending when OFFLINE -> ENODEV; no UL ring room (``tx_free``) -> EAGAIN after
+     the number was taken (a gap); no response -> ETIMEDOUT; a response
      failing the CRC check (once enabled) -> EPIPE;
-  M4 responses are matched by sequence number only; an unmatched response, or
-     one with a bad magic, is dropped silently;
+  M4 responses are matched by sequence number only; one with a bad magic is
+     dropped; an unmatched one is dropped after its DEACTIVATE_FROM_DEV transactions
+     release their channels (resp_worker, orphaned deactivate; 6.12 and 7.2);
   M5 a lone DMA_XFER_CONT answer continues the DMA transfer (chunk id and
      transferred size must match, else EINVAL); an encode failure while a chunk
      id is active is replaced by an abort message;
@@ -42,7 +47,8 @@ from qaicmodel.spec.control import nnc
 from qaicmodel.spec.control.boot import DevState
 from qaicmodel.spec.control.crc import nnc_crc
 from qaicmodel.spec.control.ssr import DbcState
-from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.host import kernels
+from qaicmodel.spec.policies import NNC_VERSION_MINOR, NncVersionMinor, Policies
 
 __all__ = ["ManageResult", "User", "HostDbc", "DataPathHooks", "ControlClient",
            "usr_passthrough", "usr_dma_xfer", "usr_activate", "usr_deactivate", "usr_status",
@@ -214,10 +220,12 @@ class ControlClient:
 
     def __init__(self, transport: Transport, host_mem: Any, *, num_dbc: int = 16,
                  hooks: DataPathHooks | None = None, ext_msg_len: int = nnc.MAX_H2D,
-                 sg_max_segment: int | None = None, policies: Policies | None = None) -> None:
+                 sg_max_segment: int | None = None, policies: Policies | None = None,
+                 kernel: Any = None) -> None:
         if not 24 + 16 + 32 <= ext_msg_len <= nnc.MAX_H2D:
             raise ArgumentError("ext_msg_len must be 72..65536")
         self.transport = transport
+        self.kernel = kernels.parse(kernel)  # the driver version followed (kernels.TABLE)
         self.policies = policies if policies is not None else Policies()
         self.host_mem = host_mem
         self.num_dbc = num_dbc
@@ -236,6 +244,9 @@ class ControlClient:
         self.leaked_bufs: list[int] = []
         self.violations: list[str] = []
         self.on_dbc_state: Callable[[int, DbcState], None] | None = None
+        #: free descriptors on the control channel's UL ring (None: always room); a
+        #: message needs one per wrapper (msg_xfer mhi_get_free_desc_count)
+        self.tx_free: int | None = None
 
     # -- users (IDA: smallest free handle) -------------------------------------
     def open(self, host_uid: Any = None) -> User:
@@ -254,6 +265,9 @@ class ControlClient:
 
     # -- DBC bookkeeping (qaic_data.c) ---------------------------------------------
     def set_state(self, dbc: int, state: DbcState) -> None:
+        """set_dbc_state (7.2 qaic_control.c / qaic_ssr.c); 6.12 keeps no DBC states."""
+        if not kernels.behaviour(self.kernel, "dbc-states"):
+            return
         if 0 <= dbc < self.num_dbc and self.dbc[dbc].state != state:
             self.dbc[dbc].state = state
             if self.on_dbc_state is not None:
@@ -295,17 +309,56 @@ class ControlClient:
             self.dropped.append(data)  # MHI error: the 4 KiB receive buffer overflowed
             return False
         magic, seq = struct.unpack_from("<II", data, 4)
-        if magic != nnc.MAGIC or seq not in self._pending or self._pending[seq] is not None:
+        if magic != nnc.MAGIC:  # qaic_mhi_dl_xfer_cb: freed at once
+            self.dropped.append(data)
+            return False
+        if seq not in self._pending or self._pending[seq] is not None:
+            # resp_worker: no waiter -> decode_message(.., orphaned_deactivate=true), drop
+            if kernels.behaviour(self.kernel, "orphaned-deactivate"):
+                self._decode_orphan(data)
             self.dropped.append(data)
             return False
         self._pending[seq] = data
         return True
+
+    def _decode_orphan(self, rsp: bytes) -> None:
+        """decode_message(qdev, NULL, msg, NULL, NULL, true) (6.12 and 7.2 qaic_control.c):
+        only DEACTIVATE_FROM_DEV is decoded; with usr NULL decode_deactivate releases the
+        channel whatever its status (7.2: and sets it IDLE); any bound error stops."""
+        wire = rsp.ljust(MAX_MSG, b"\0")
+        hdr_len, count = struct.unpack_from("<II", wire, 12)
+        if hdr_len < 8 or hdr_len > MAX_MSG:
+            return
+        msg_len = 0
+        for _ in range(count):
+            off = nnc.HDR_SIZE + msg_len
+            if msg_len > hdr_len - 8 or off + 8 > MAX_MSG:
+                return
+            ttype, tlen = _TH.unpack_from(wire, off)
+            if tlen < 8 or msg_len + tlen > hdr_len:
+                return
+            if ttype != nnc.TransType.DEACTIVATE_FROM_DEV:
+                msg_len += tlen
+                continue
+            _status, dbc = struct.unpack_from("<II", wire, off + 8)
+            if dbc >= self.num_dbc:
+                return  # -ENODEV
+            self.violations.append(f"DRV-ORPHANED-DEACTIVATE: a reply no one waits for "
+                                   f"(seq {struct.unpack_from('<I', wire, 8)[0]}) released "
+                                   f"dbc {dbc}")
+            self.release_dbc(dbc)
+            self.set_state(dbc, DbcState.IDLE)
+            msg_len += 16
 
     def _xfer(self, msg: nnc.Message) -> bytes:
         """msg_xfer: queue, wait, check CRC.  Raises _Err with the errno name."""
         if self.dev_state == DevState.OFFLINE:
             raise _Err("ENODEV")
         wrappers = nnc.chain(msg)
+        if self.tx_free is not None and len(wrappers) > self.tx_free:
+            # no room after QAIC_MHI_RETRY_MAX tries: -EAGAIN, the sequence number taken
+            # by qaic_manage_msg_xfer is not given back (a gap on the wire)
+            raise _Err("EAGAIN")
         self.sent.append(b"".join(wrappers))
         self._pending[msg.seq] = None
         for reply in self.transport(wrappers):
@@ -415,7 +468,8 @@ class ControlClient:
                 if tlen < 8 or used + tlen > length:
                     raise _Err("EINVAL")
                 body = bytes(buf[used + 8: used + tlen])
-                t = self._encode_one(usr, ttype, tlen, body, msg_len, res)
+                ahead = bytes(buf[used + 8: used + 8 + 24]).ljust(24, b"\0")
+                t = self._encode_one(usr, ttype, tlen, body, msg_len, res, ahead, used)
                 if t is not None:
                     out.append(t)
                     msg_len += t.len
@@ -427,9 +481,30 @@ class ControlClient:
             raise
         return out
 
+    def _fields(self, ttype: int, tlen: int, ahead: bytes, used: int, size: int) -> bytes:
+        """The ``size`` bytes of the uapi struct after the header, read as the driver reads
+        them (encode_activate/encode_deactivate/encode_dma cast the transaction and read
+        every field whatever hdr.len says): past a short transaction they are the next
+        transaction's bytes, past the user's len the zeroed rest of the 4 KiB copy, past
+        4096 bytes outside the kzalloc'd buffer (the model reads zeros; a KASAN kernel
+        reports slab-out-of-bounds).  Reported in :attr:`violations`."""
+        if tlen - 8 < size:
+            name = nnc.TransType(ttype).name
+            past = used + 8 + size - MAX_MSG
+            where = (f"; {past} of them past the 4096-byte message buffer" if past > 0
+                     else "")
+            self.violations.append(
+                f"DRV-MANAGE-SHORT-TRANS: {name} at byte {used} has len {tlen} < "
+                f"{8 + size}; the driver read its fields from the {8 + size - tlen} bytes "
+                f"after it{where}")
+        return ahead[:size]
+
     def _encode_one(self, usr: User | None, ttype: int, tlen: int, body: bytes, msg_len: int,
-                    res: _Res) -> Any:
+                    res: _Res, ahead: bytes | None = None, used: int = 0) -> Any:
         T = nnc.TransType
+        if ahead is None:
+            ahead = body.ljust(24, b"\0")
+        limit = kernels.behaviour(self.kernel, "manage-activate-status-limit")
         if ttype == T.PASSTHROUGH_FROM_USR:
             if tlen % 8:
                 raise _Err("EINVAL")
@@ -437,12 +512,13 @@ class ControlClient:
                 raise _Err("ENOSPC")
             return nnc.Passthrough(T.PASSTHROUGH_TO_DEV, body)
         if ttype == T.DMA_XFER_FROM_USR:
-            fields = struct.unpack_from("<IIQQ", body.ljust(24, b"\0"))
+            fields = struct.unpack_from("<IIQQ", self._fields(ttype, tlen, ahead, used, 24))
             return self._encode_dma(usr, fields, msg_len, res)
         if ttype == T.ACTIVATE_FROM_USR:
-            if msg_len + 40 > MAX_MSG:
+            if msg_len + 40 > limit:  # kernels: 6.12 SZ_4K, 7.2 SZ_64K
                 raise _Err("ENOSPC")
-            qs, _eventfd, options, pad = struct.unpack_from("<IIII", body.ljust(16, b"\0"))
+            qs, _eventfd, options, pad = struct.unpack_from(
+                "<IIII", self._fields(ttype, tlen, ahead, used, 16))
             if qs == 0 or pad:
                 raise _Err("EINVAL")
             if not arith.activate_queue_size_ok(qs):
@@ -457,7 +533,7 @@ class ControlClient:
             res.rsp_q = b + arith.dbc_rsp_offset(qs)
             return nnc.ActivateToDev(b, res.rsp_q, qs, qs, size, options)
         if ttype == T.DEACTIVATE_FROM_USR:
-            dbc, pad = struct.unpack_from("<II", body.ljust(8, b"\0"))
+            dbc, pad = struct.unpack_from("<II", self._fields(ttype, tlen, ahead, used, 8))
             if dbc >= self.num_dbc or pad:
                 raise _Err("EINVAL")
             d = self.dbc[dbc]
@@ -467,7 +543,7 @@ class ControlClient:
             self.hooks.disable(dbc)
             return None  # no wire transaction exists
         if ttype == T.STATUS_FROM_USR:
-            if msg_len + tlen > MAX_MSG:
+            if msg_len + tlen > limit:  # kernels: 6.12 SZ_4K, 7.2 SZ_64K
                 raise _Err("ENOSPC")
             return nnc.StatusToDev(len=tlen)  # the user's len, 8 bytes on the wire
         raise _Err("EINVAL")
@@ -596,7 +672,7 @@ class ControlClient:
         if ret != "ok":
             return ret
         _t, _l, major, minor, _st, flags = struct.unpack_from("<IIHHIQ", buf, 0)
-        any_minor = self.policies["nnc-version-minor"] == "any-minor"
+        any_minor = self.policies[NNC_VERSION_MINOR] is NncVersionMinor.ANY_MINOR
         if major != nnc.CNTL_MAJOR or (minor > nnc.CNTL_MINOR and not any_minor):
             return "EINVAL"  # control channel closed, state stays BOOT
         if flags & nnc.STATUS_FLAG_CRC:

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, LocalProtocolError
-from qaicmodel.spec.policies import Policies, Policy, register
+from qaicmodel.spec.policies import MHI_IPCR, TELEMETRY_CHANNEL, MhiIpcr, Policies, TelemetryChannel
 
 __all__ = ["Ee", "MhiState", "MhiChannel", "CHANNELS", "channel", "channels_in", "host_clients",
            "Loopback", "EE_SEQUENCE"]
@@ -100,38 +100,6 @@ CHANNELS: tuple[MhiChannel, ...] = tuple(
     + _pair(24, "IPCR", Ee.AMSS, "qrtr", upstream_only=True)
 )
 
-register(Policy(
-    id="mhi-ipcr",
-    area="mhi",
-    source="seed 003 (aic100.rst) MHI Channels; control-path.md §4.1",
-    quote="This is a list of the defined channels, and their uses.",
-    question="Does the device expose IPCR on channels 24/25 (newer upstream tables), "
-             "which the document's list does not contain?",
-    alternatives={
-        "absent": "channels 0..23 only, as aic100.rst lists (and the mhi_controller.c read)",
-        "present": "channels 24/25 IPCR (QRTR) exist in AMSS as in later upstream tables",
-    },
-    default="absent",
-    rationale="The primary spec lists 0..21 (and the driver 0..23); IPCR appears only in "
-              "later patches whose AIC100 ring parameters were not read.",
-))
-
-register(Policy(
-    id="telemetry-channel",
-    area="mhi",
-    source="seed 003 (aic100.rst) MHI Channels / Telemetry",
-    quote="These items are communicated via the QAIC_TELEMETRY MHI channel.",
-    question="The document advertises QAIC_TELEMETRY (16/17) for power/thermal get/set, "
-             "but the mainline driver binds no client to it: is it modelled?",
-    alternatives={
-        "unused": "the channel exists in AMSS but no host client talks on it (mainline)",
-        "out-of-tree": "the out-of-tree hwmon client's 23-byte messages are exchanged",
-    },
-    default="unused",
-    rationale="The model follows the mainline driver; ssr-ras-boot.md §5 notes only the "
-              "out-of-tree driver implements it.",
-))
-
 
 def channel(num: int) -> MhiChannel:
     """The channel numbered ``num`` (ArgumentError if the table has none)."""
@@ -145,7 +113,7 @@ def channels_in(ee: Ee, *, ipcr: bool | None = None,
                 policies: Policies | None = None) -> list[MhiChannel]:
     """The channels that exist while the device is in ``ee`` (policy ``mhi-ipcr``)."""
     if ipcr is None:
-        ipcr = (policies or Policies())["mhi-ipcr"] == "present"
+        ipcr = (policies or Policies())[MHI_IPCR] is MhiIpcr.PRESENT
     return [c for c in CHANNELS if c.ee == ee and (ipcr or not c.upstream_only)]
 
 
@@ -153,9 +121,9 @@ def host_clients(policies: Policies | None = None) -> list[str]:
     """Channel names a host client binds (policy ``telemetry-channel``)."""
     names = sorted({c.name for c in CHANNELS if c.host_user})
     pol = policies or Policies()
-    if pol["telemetry-channel"] == "out-of-tree":
+    if pol[TELEMETRY_CHANNEL] is TelemetryChannel.OUT_OF_TREE:
         names.append("QAIC_TELEMETRY")
-    if pol["mhi-ipcr"] == "absent":
+    if pol[MHI_IPCR] is MhiIpcr.ABSENT:
         names.remove("IPCR")
     return sorted(names)
 

@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.findings import Finding
 from qaicmodel.spec.control.crc import nnc_crc
-from qaicmodel.spec.policies import Policy, register
 
 __all__ = [
     "MAGIC", "HDR_SIZE", "TRANS_HDR_SIZE", "MAX_D2H", "MAX_H2D", "WRAPPER_MAX",
@@ -44,6 +44,7 @@ __all__ = [
     "DeactivateFromDev", "TerminateToDev", "TerminateFromDev", "StatusToDev",
     "StatusFromDev", "ValidatePartToDev", "ValidatePartFromDev", "RawTrans",
     "Message", "parse", "decode", "describe", "chain", "status_u32", "status_s32",
+    "seq_follows",
 ]
 
 MAGIC = 0x43494151  # MANAGE_MAGIC_NUMBER, "QAIC" on the wire (qaic_control.c)
@@ -63,21 +64,7 @@ STATUS_FLAG_CRC = 1 << 0  # status_flags bit 0: device requires CRC
 
 _HDR = struct.Struct("<IIIIIIiI")
 
-register(Policy(
-    id="nnc-version-minor",
-    area="nnc",
-    source="seed 003 (aic100.rst) Transaction descriptions; control-path.md §1.7",
-    quote="Query the QSM about it's NNC implementation. Returns the NNC version, and if CRC "
-          "is used.",
-    question="Which QSM versions bring the device ONLINE? qaic.rst says minor bumps do not "
-             "affect the driver; the code accepts major 5 with minor <= 0 only.",
-    alternatives={
-        "exact-5.0": "only 5.0 (the driver's check: major == 5 and minor <= 0)",
-        "any-minor": "5.x for any minor (qaic.rst's versioning statement)",
-    },
-    default="exact-5.0",
-    rationale="The model is an oracle for the driver as written.",
-))
+
 _TH = struct.Struct("<II")
 
 
@@ -127,6 +114,17 @@ def status_u32(nnc_status: int) -> int:
 def status_s32(field: int) -> int:
     """A ``status`` u32 read back as the signed NNC status code."""
     return field - (1 << 32) if field & 0x80000000 else field
+
+
+def seq_follows(last: int, seq: int) -> bool:
+    """Whether a host message numbered ``seq`` may follow one numbered ``last`` on the wire
+    (rule HOST-NNC-SEQ).  qaic_manage_msg_xfer takes ``next_seq_num++`` (a u32) *before*
+    msg_xfer looks for ring room, so a message refused with -EAGAIN (or whose
+    mhi_queue_buf fails) leaves a gap (6.12 and 7.2 qaic_control.c): numbers rise, not
+    necessarily by one.  Rising means ahead by 1 .. 2**31 - 1 modulo 2**32 (the counter
+    wraps); a repeat or a step back is a violation.
+    """
+    return 0 < (seq - last) & 0xFFFFFFFF < 1 << 31
 
 
 # --------------------------------------------------------------------------
@@ -181,16 +179,15 @@ def _tailf() -> Any:
     return attrs.field(default=b"", validator=_bytes, kw_only=True)
 
 
-@attrs.frozen
-class Violation:
-    """One protocol rule a message breaks, at a byte offset (None: the whole input)."""
+class Violation(Finding):
+    """One protocol rule a message breaks, at a byte offset (None: the whole input): a
+    :class:`Finding` at ``offset``."""
 
-    rule: str
-    offset: int | None
-    message: str
+    __slots__ = ()
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "offset": self.offset, "message": self.message}
+    def __init__(self, rule: str, offset: int | None, message: str,
+                 source: str = "control-path.md §1") -> None:
+        super().__init__(rule, message, source, {"offset": offset})
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,17 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec.policies import Policies, Policy, register
+from qaicmodel.spec.policies import (
+    PCIE_MSI_COUNT,
+    PCIE_MSIX,
+    PCIE_REGISTER_WINDOW,
+    PCIE_SINGLE_MSI_ROUTING,
+    PcieMsiCount,
+    PcieMsix,
+    PcieRegisterWindow,
+    PcieSingleMsiRouting,
+    Policies,
+)
 
 __all__ = ["VENDOR", "Family", "DEVICES", "Bar", "bars", "DBC_BASE", "DBC_SIZE",
            "dbc_reg_offset", "msi_enable_count", "alloc_msi", "MsiAlloc", "Card",
@@ -77,7 +87,8 @@ def dbc_reg_offset(dbc: int, reg: int, policies: Policies | None = None) -> int:
     128 KiB base, which aic100.rst does not give)."""
     if not 0 <= dbc < NUM_DBC or reg not in (0x0, 0x4, 0x8, 0xC):
         raise ArgumentError(f"no DBC register {reg:#x} on channel {dbc}")
-    base = DBC_BASE if (policies or Policies())["pcie-register-window"] == "driver-128k" else 0
+    window = (policies or Policies())[PCIE_REGISTER_WINDOW]
+    base = DBC_BASE if window is PcieRegisterWindow.DRIVER_128K else 0
     return base + dbc * DBC_SIZE + reg
 
 
@@ -89,73 +100,6 @@ def msi_enable_count(requested: int) -> int:
     while n < requested:
         n <<= 1
     return n
-
-
-register(Policy(
-    id="pcie-msi-count",
-    area="pcie",
-    source="seed 003 (aic100.rst) Hardware Description; seed 001 (KVM, Hyper-V)",
-    quote="AIC100 requires 17 MSIs to operate (1 for MHI, 16 for the DMA Bridge).",
-    question="How many MSI vectors does a host (or VM) have to provide: 17 (aic100.rst), "
-             "32 (the hypervisor guides: 'still requires the assignment of 32 message "
-             "signal interrupts'), or does 1 suffice (the driver's fallback)?",
-    alternatives={
-        "driver-17-fallback-1": "the current driver: exactly 17 (MSI enables 32), on "
-                                "-ENOSPC one shared vector",
-        "require-32": "the v6.4 driver: fewer than 32 fails the probe",
-        "exact-32-fallback-1": "the intermediate driver: exactly 32, else one vector",
-    },
-    default="driver-17-fallback-1",
-    rationale="Current mainline behaviour; 17 requested through plain MSI programs 32, which "
-              "is why the VM guides ask for 32.",
-))
-
-register(Policy(
-    id="pcie-msix",
-    area="pcie",
-    source="seed 003 (aic100.rst) Hardware Description; control-path.md §4.2",
-    quote="AIC100 implements MSI but does not implement MSI-X.",
-    question="The driver asks for PCI_IRQ_MSI | PCI_IRQ_MSIX: does the device expose MSI-X?",
-    alternatives={
-        "msi-only": "no MSI-X capability: the MSIX flag is harmless, MSI is used",
-        "msix-present": "an MSI-X capability exists (a derivative may have one) and the "
-                        "PCI core prefers it: 17 exact vectors, no power-of-two rounding",
-    },
-    default="msi-only",
-    rationale="The primary spec is explicit for AIC100; the doc is silent for AIC200.",
-))
-
-register(Policy(
-    id="pcie-register-window",
-    area="pcie",
-    source="seed 003 (aic100.rst) DMA Bridge; control-path.md §6 item 6",
-    quote="DBC registers are exposed to the host via the second BAR. Each DBC consumes 4KB "
-          "of space in the BAR.",
-    question="Where in the second BAR does DBC 0 start? The document gives no base.",
-    alternatives={
-        "driver-128k": "BAR2 + 0x20000 + i * 0x1000 (QAIC_DBC_BASE in the driver)",
-        "bar-start": "BAR2 + i * 0x1000",
-    },
-    default="driver-128k",
-    rationale="The driver's constant is what hardware answers to.",
-))
-
-register(Policy(
-    id="pcie-single-msi-routing",
-    area="pcie",
-    source="seed 003 (aic100.rst) Hardware Description; control-path.md §5",
-    quote="AIC100 requires 17 MSIs to operate (1 for MHI, 16 for the DMA Bridge).",
-    question="Does the device work with a single MSI (the driver's fallback; qaic.rst says "
-             "the device routes DBC interrupts to MSI 0), which aic100.rst does not allow?",
-    alternatives={
-        "routes-to-0": "with one MSI enabled, every DBC interrupt is sent on vector 0",
-        "unsupported": "with fewer than 17 vectors the DBCs raise no interrupt "
-                       "(the host must poll)",
-    },
-    default="routes-to-0",
-    rationale="qaic.rst documents the device behaviour; the seed's 'requires' is about "
-              "full performance.",
-))
 
 
 @attrs.frozen
@@ -183,20 +127,21 @@ def alloc_msi(available: int, policies: Policies | None = None,
 
     Raises IoctlError (the probe's errno) when the policy's driver fails the probe.
     """
-    pol = (policies or Policies())["pcie-msi-count"]
-    msix = (policies or Policies())["pcie-msix"] == "msix-present"
+    pol = (policies or Policies())[PCIE_MSI_COUNT]
+    msix = (policies or Policies())[PCIE_MSIX] is PcieMsix.MSIX_PRESENT
     want = num_dbc + 1
-    if pol == "require-32":
+    if pol is PcieMsiCount.REQUIRE_32:
         if available < 32:
             raise IoctlError("ENODEV", f"requested 32 MSIs, obtained {available}")
         return MsiAlloc(32, 32, False)
-    if pol == "exact-32-fallback-1":
+    if pol is PcieMsiCount.EXACT_32_FALLBACK_1:
         want = 32
     need = want if msix else msi_enable_count(want)
     if available >= need:
         return MsiAlloc(want, need, False)
     if available >= 1:  # -ENOSPC -> one vector
-        routes = (policies or Policies())["pcie-single-msi-routing"] == "routes-to-0"
+        routing = (policies or Policies())[PCIE_SINGLE_MSI_ROUTING]
+        routes = routing is PcieSingleMsiRouting.ROUTES_TO_0
         return MsiAlloc(1, 1, True, routes)
     raise IoctlError("ENOSPC", "no MSI vector available")
 

@@ -29,10 +29,10 @@ from qaicmodel.spec.control import boot, manage, nnc, qsm, ssr, timesync
 from qaicmodel.spec.control.manage import ManageResult, User
 from qaicmodel.spec.control.ras import HostRas
 from qaicmodel.spec.control.ssr import DbcState
+from qaicmodel.spec.host import kernels
 from qaicmodel.spec.policies import Policies
 
-__all__ = ["ControlPlane", "HostHooks", "for_runner", "scenario_activate",
-           "scenario_deactivate", "scenario_close", "scenario_ssr"]
+__all__ = ["ControlPlane", "HostHooks"]
 
 #: Model firmware images pulled over Sahara at boot (ids from sahara.c's AIC100 table).
 MODEL_IMAGES = {i: f"model image {name}".encode() for i, name in boot.AIC100_IMAGES.items()}
@@ -77,9 +77,12 @@ class ControlPlane:
                  crc_required: bool = False, version: tuple[int, int] = (5, 0),
                  num_nsp: int = qsm.NUM_NSP, ddr_size: int = qsm.DDR_MAX,
                  sg_max_segment: int | None = None, ext_msg_len: int = nnc.MAX_H2D,
-                 boot_now: bool = True) -> None:
+                 boot_now: bool = True, kernel: Any = None) -> None:
         self.device = device
         self.host = host
+        #: the driver version followed (qaicmodel.spec.host.kernels): the argument, else
+        #: the device's ``kernel`` attribute (set by the scenario runner), else the newest
+        self.kernel = kernels.parse(kernel) if kernel is not None else kernels.of(device)
         self.policies = policies if policies is not None else getattr(device, "policies",
                                                                       Policies())
         self.qsm = qsm.Qsm(device, policies=self.policies, num_nsp=num_nsp, ddr_size=ddr_size,
@@ -89,13 +92,14 @@ class ControlPlane:
                                            num_dbc=device.num_dbc, hooks=self.hooks,
                                            ext_msg_len=ext_msg_len,
                                            sg_max_segment=sg_max_segment,
-                                           policies=self.policies)
+                                           policies=self.policies, kernel=self.kernel)
         self.client.on_dbc_state = self._state_changed
         self.state_log: list[tuple[int, DbcState]] = []
         self.host_ssr = ssr.HostSsr(num_dbc=device.num_dbc, release=self._ssr_release,
                                     set_state=self.client.set_state,
                                     get_state=lambda d: self.client.dbc[d].state,
-                                    soc_reset=self._request_reset)
+                                    soc_reset=self._request_reset,
+                                    exit_ssr=self._ssr_exit)
         self.ras = HostRas(self.policies, self._request_reset)
         self.nnc_log: list[tuple[str, bytes]] = []
         self.ssr_log: list[tuple[str, bytes]] = []
@@ -129,11 +133,17 @@ class ControlPlane:
                 self.host.ssr_dbc = None
 
     def _ssr_release(self, dbc: int) -> None:
+        """qaic_dbc_enter_ssr (7.2 qaic_data.c): ssr_dbc = D, then release_dbc."""
         self.hooks.ssr_dbc = dbc
         try:
             self.client.release_dbc(dbc)
         finally:
             self.hooks.ssr_dbc = None
+
+    def _ssr_exit(self) -> None:
+        """qaic_dbc_exit_ssr (7.2 qaic_data.c): ssr_dbc = QAIC_SSR_DBC_SENTINEL."""
+        if self.host is not None and hasattr(self.host, "ssr_dbc"):
+            self.host.ssr_dbc = None
 
     def _request_reset(self) -> None:
         self._reset_requested = True
@@ -275,6 +285,12 @@ class ControlPlane:
         """The workload on ``dbc`` crashes; run every SSR stage.  Returns the events sent."""
         msgs = self.qsm.crash(dbc)
         s = self.qsm.ssr[dbc]
+        if not kernels.behaviour(self.kernel, "ssr-client"):
+            # 6.12: no qaic_ssr.c, no buffer queued on QAIC_SSR: the device's first
+            # event is never received and the host never learns of the crash
+            for m in msgs:
+                self.ssr_log.append(("undelivered", m))
+            return list(s.events_sent)
         steps = 0
         while msgs and not self._reset_requested:
             steps += 1
@@ -294,7 +310,10 @@ class ControlPlane:
         return events
 
     def ras_event(self, data: bytes) -> None:
-        """A RAS message arrives on QAIC_STATUS (UE -> SoC reset)."""
+        """A RAS message arrives on QAIC_STATUS (UE -> SoC reset); 6.12 has no qaic_ras.c
+        and receives nothing there."""
+        if not kernels.behaviour(self.kernel, "ras-client"):
+            return
         self.ras.on_message(data)
         self._after()
 
@@ -303,7 +322,8 @@ class ControlPlane:
         """The control traffic as trace.md events (``nnc_tx``/``nnc_rx``, ``ssr_rx``/``ssr_tx``),
         each kind in its own order (the two channels are not interleaved here)."""
         out = [{"ev": f"nnc_{k}", "hex": m.hex()} for k, m in self.nnc_log]
-        out += [{"ev": f"ssr_{k}", "hex": m.hex()} for k, m in self.ssr_log]
+        out += [{"ev": f"ssr_{k}", "hex": m.hex()} for k, m in self.ssr_log
+                if k in ("rx", "tx")]
         return out
 
     def owner(self, dbc: int) -> int | None:
@@ -334,60 +354,3 @@ class ControlPlane:
 
 def _u32(data: bytes, off: int) -> int:
     return struct.unpack_from("<I", data, off)[0]
-
-
-# --------------------------------------------------------------------------
-# the scenario runner's seam (qaicmodel/scenario.py: activate, deactivate, close, ssr)
-
-
-def for_runner(r: Any) -> ControlPlane:
-    """The runner's control plane (created on first use over its device and host)."""
-    cp = getattr(r, "control", None)
-    if cp is None:
-        cp = ControlPlane(r.device, r.host, sg_max_segment=r.cfg.sg_max_segment)
-        r.control = cp
-    return cp
-
-
-def scenario_activate(r: Any, user: str, queue_size: int, options: int) -> int:
-    """``activate``: MANAGE with one ACTIVATE_FROM_USR; returns the dbc_id."""
-    cp = for_runner(r)
-    dbc = cp.activate(cp.user_for(r.uid(user)), queue_size, options)
-    r.owner[dbc] = user
-    return dbc
-
-
-def _forget(r: Any, dbc: int) -> None:
-    r.workloads.pop(dbc, None)
-    r.owner.pop(dbc, None)
-
-
-def scenario_deactivate(r: Any, user: str, dbc: int) -> None:
-    """``deactivate``: PASSTHROUGH{DEACTIVATE} + DEACTIVATE_FROM_USR (EINVAL/EPERM first)."""
-    cp = for_runner(r)
-    cp.deactivate(cp.user_for(r.uid(user)), dbc)
-    _forget(r, dbc)
-
-
-def scenario_close(r: Any, user: str) -> None:
-    """``close``: terminate + release_dbc (control plane), then the data path's close."""
-    cp = for_runner(r)
-    uid = r.uid(user)
-    cp.close(cp.user_for(uid))
-    r.host.close(uid)
-    for dbc in sorted(d for d, u in r.owner.items() if u == user):
-        _forget(r, dbc)
-    r.users[user] = None
-
-
-def scenario_ssr(r: Any, dbc: int) -> None:
-    """``ssr``: the workload on ``dbc`` crashes and every SSR stage runs."""
-    cp = for_runner(r)
-    if dbc not in cp.qsm.act:
-        raise ArgumentError(f"ssr: no workload is active on channel {dbc}")
-    cp.ssr(dbc)
-    _forget(r, dbc)
-    if cp.resets:  # a failed crashdump reset the SoC: every channel is gone
-        for d in list(r.owner):
-            if d not in cp.qsm.act:
-                _forget(r, d)

@@ -41,10 +41,29 @@ import attrs
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.findings import Finding
 from qaicmodel.spec.control import nnc
 from qaicmodel.spec.control.ssr import DeviceSsr
 from qaicmodel.spec.dbc.memory import DmaFault
-from qaicmodel.spec.policies import Policies, Policy, register
+from qaicmodel.spec.policies import (
+    NNC_COMMAND_SET,
+    NNC_DEACTIVATE_REFUSAL,
+    NNC_MALFORMED_REQUEST,
+    NNC_TERMINATE_PARTITION,
+    NNC_UNKNOWN_PARTITION,
+    QSM_BARE_ACTIVATE_NSPS,
+    QSM_MIN_QUEUE_SIZE,
+    SSR_CRASHDUMP,
+    NncCommandSet,
+    NncDeactivateRefusal,
+    NncMalformedRequest,
+    NncTerminatePartition,
+    NncUnknownPartition,
+    Policies,
+    QsmBareActivateNsps,
+    QsmMinQueueSize,
+    SsrCrashdump,
+)
 
 __all__ = ["Qsm", "Cmd", "St", "command", "parse_command", "QsmViolation", "Activation",
            "DDR_MAX", "NUM_NSP"]
@@ -102,140 +121,15 @@ def parse_command(data: bytes) -> tuple[int, list[int]]:
     return cmd, args
 
 
-register(Policy(
-    id="nnc-command-set",
-    area="nnc",
-    source="seed 003 (aic100.rst) Neural Network Control (NNC) Protocol",
-    quote="Allows userspace to send an opaque payload directly to the QSM. This is used for "
-          "NNC commands.",
-    question="What do passthrough commands look like to QSM (their layouts are in no "
-             "document the model may use)?",
-    alternatives={
-        "model-commands": "QSM understands the model's LOAD_ELF/UNLOAD_ELF/ACTIVATE/"
-                          "DEACTIVATE commands (UMD ids, model layout) and answers others "
-                          "with status -3",
-        "opaque": "QSM answers every passthrough with status -3 (undefined request); only "
-                  "bare activate/status/terminate transactions have an effect",
-    },
-    default="model-commands",
-    rationale="Loading, unloading and deactivating need a carrier and the driver has no "
-              "transaction for them; the ids follow the open UMD.",
-))
+class QsmViolation(Finding):
+    """Something a host asked for that QSM refused as a rule breach (isolation etc.): a
+    :class:`Finding` at ``handle`` / ``partition``."""
 
-register(Policy(
-    id="qsm-bare-activate-nsps",
-    area="nnc",
-    source="seed 003 (aic100.rst) Transaction descriptions",
-    quote="Activate a workload onto NSPs. The host must provide memory to be used by the DBC.",
-    question="How many NSPs does an activate transaction without an ACTIVATE command "
-             "(the scenario's activate) assign?",
-    alternatives={
-        "one": "one idle NSP",
-        "all-idle": "every idle NSP (at least one)",
-    },
-    default="one",
-    rationale="The smallest assignment keeps 16 concurrent workloads possible, the limit "
-              "aic100.rst states.",
-))
+    __slots__ = ()
 
-register(Policy(
-    id="qsm-min-queue-size",
-    area="nnc",
-    source="seed 003 (aic100.rst) DMA Bridge",
-    quote="When sending a request to the QSM to activate a network, the host must donate "
-          "memory to be used for the FIFOs.",
-    question="Does QSM accept an activate whose FIFOs have one element (which, with one slot "
-             "kept free, can never carry a request)?",
-    alternatives={
-        "refuse-1": "queue size 1 is refused with the parameter-error status (-6), so MANAGE "
-                    "returns ECANCELED",
-        "accept-1": "queue size 1 is activated; every EXECUTE_BO on it then fails EAGAIN",
-    },
-    default="refuse-1",
-    rationale="The driver accepts any size its overflow checks pass, 1 included; the UMD never "
-              "asks for fewer than 2 (QDmaBridgeQueue asserts lenPow2 >= 1), so refusing is "
-              "the more useful firmware answer and breaks no known user.",
-))
-
-
-register(Policy(
-    id="nnc-deactivate-refusal",
-    area="nnc",
-    source="control-path.md §1.9 decode_deactivate (qaic_control.c)",
-    quote="status != 0 -> re-enable the DBC for the calling user, return -ECANCELED",
-    question="When QSM refuses a deactivate (not the owner, under SSR), does it also send "
-             "DEACTIVATE_FROM_DEV with a non-zero status?",
-    alternatives={
-        "resp-only": "only the command response carries the status; no DEACTIVATE_FROM_DEV",
-        "from-dev-nonzero": "DEACTIVATE_FROM_DEV with the status is sent too; the driver "
-                            "then re-enables the DBC for the *caller* (a stolen channel "
-                            "when the caller was not the owner)",
-    },
-    default="resp-only",
-    rationale="Nothing documents the device's refusal message; 'from-dev-nonzero' exposes "
-              "the driver's re-enable-for-caller hole, so the model can show it.",
-))
-
-register(Policy(
-    id="nnc-malformed-request",
-    area="nnc",
-    source="seed 003 (aic100.rst) Neural Network Control (NNC) Protocol",
-    quote="QSM requires NNC messages be little endian encoded and the fields be naturally "
-          "aligned.",
-    question="What does QSM do with a host message that breaks the framing rules or fails "
-             "its CRC?",
-    alternatives={
-        "drop": "no reply (the host's MANAGE times out with -ETIMEDOUT)",
-        "reply-empty": "a header-only reply with the same sequence number",
-    },
-    default="drop",
-    rationale="A safety-checked channel (CRC for black channel safing) discards corrupt "
-              "frames; the driver's timeout covers it.",
-))
-
-register(Policy(
-    id="nnc-terminate-partition",
-    area="nnc",
-    source="control-path.md §2.4 (qaic_control.c qaic_release_usr)",
-    quote="The terminate message leaves it at 0, because the buffer is zero-allocated and "
-          "the field is never set.",
-    question="Terminate carries partition_id 0 while users send -1: which resources does "
-             "QSM release?",
-    alternatives={
-        "any-partition": "every resource of the handle, whatever its partition",
-        "partition-0": "only resources of (partition 0, handle): a user of partition -1 "
-                       "keeps its channels after close (a leak)",
-    },
-    default="any-partition",
-    rationale="The driver relies on terminate releasing the user's resources; 0 is an "
-              "accident of kzalloc.",
-))
-
-register(Policy(
-    id="nnc-unknown-partition",
-    area="nnc",
-    source="seed 003 (aic100.rst) Transaction descriptions",
-    quote="A partition id identifies the resource partition that QSM manages, which this "
-          "message applies to.",
-    question="What does QSM do with a message from a partition it does not manage?",
-    alternatives={
-        "refuse": "every transaction is refused with status -11",
-        "ignore-partition": "the partition id is ignored",
-    },
-    default="refuse",
-    rationale="Partitions isolate resources; accepting an unknown one would let a message "
-              "escape its partition.",
-))
-
-
-@attrs.frozen
-class QsmViolation:
-    """Something a host asked for that QSM refused as a rule breach (isolation etc.)."""
-
-    rule: str
-    message: str
-    handle: int | None = None
-    partition: int | None = None
+    def __init__(self, rule: str, message: str, handle: int | None = None,
+                 partition: int | None = None, source: str = "control-path.md §1") -> None:
+        super().__init__(rule, message, source, {"handle": handle, "partition": partition})
 
 
 @attrs.define
@@ -351,7 +245,7 @@ class Qsm:
             msg = nnc.decode(data, "h2d", check_crc=self.crc_required)
         except DecodeError as e:
             self._violate("QSM-MALFORMED", str(e))
-            if self.policies["nnc-malformed-request"] == "reply-empty" and len(data) >= 12:
+            if self.policies[NNC_MALFORMED_REQUEST] is NncMalformedRequest.REPLY_EMPTY and len(data) >= 12:
                 seq = struct.unpack_from("<I", data, 8)[0]
                 return [nnc.Message.build((), seq=seq, crc=self.crc_required).pack()]
             return []
@@ -365,7 +259,7 @@ class Qsm:
 
     def _process(self, msg: nnc.Message, owner: tuple[int, int]) -> list[Any]:
         part_ok = (msg.partition_id in self.partitions
-                   or self.policies["nnc-unknown-partition"] == "ignore-partition"
+                   or self.policies[NNC_UNKNOWN_PARTITION] is NncUnknownPartition.IGNORE_PARTITION
                    or any(isinstance(t, nnc.TerminateToDev) for t in msg.transactions))
         if not part_ok:
             self._violate("QSM-PARTITION", f"partition {msg.partition_id} is not managed",
@@ -414,7 +308,7 @@ class Qsm:
             cmd, args = parse_command(t.data)
         except DecodeError:
             return self._resp(0, St.UNDEFINED_REQUEST & 0xFFFFFFFF), None, None
-        if self.policies["nnc-command-set"] == "opaque" or cmd not in (3, 7, 9, 11):
+        if self.policies[NNC_COMMAND_SET] is NncCommandSet.OPAQUE or cmd not in (3, 7, 9, 11):
             return self._resp(cmd + 1, St.UNDEFINED_REQUEST), None, None
         if not part_ok:
             return self._resp(cmd + 1, St.NOT_FOUND), None, None
@@ -462,7 +356,7 @@ class Qsm:
             self._release_channel(dbc)
             out.append(self._resp(Cmd.DEACTIVATE_RESP, St.OK, dbc))
             return nnc.DeactivateFromDev(0, dbc), None, None
-        if self.policies["nnc-deactivate-refusal"] == "from-dev-nonzero" and dbc < 1 << 32:
+        if self.policies[NNC_DEACTIVATE_REFUSAL] is NncDeactivateRefusal.FROM_DEV_NONZERO and dbc < 1 << 32:
             out.append(self._resp(Cmd.DEACTIVATE_RESP, st, dbc))
             return nnc.DeactivateFromDev(nnc.status_u32(st), dbc), None, None
         return self._resp(Cmd.DEACTIVATE_RESP, st, dbc), None, None
@@ -530,7 +424,7 @@ class Qsm:
         if not part_ok:
             return refuse(St.NOT_FOUND)
         n = t.req_q_size
-        min_n = 2 if self.policies["qsm-min-queue-size"] == "refuse-1" else 1
+        min_n = 2 if self.policies[QSM_MIN_QUEUE_SIZE] is QsmMinQueueSize.REFUSE_1 else 1
         layout_ok = (n >= min_n and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
                      and t.buf_len == arith.dbc_buf_size(n)
                      and t.rsp_q_addr == t.req_q_addr + arith.dbc_rsp_offset(n)
@@ -551,7 +445,7 @@ class Qsm:
                 return refuse(St.NOT_PERMITTED)
         idle = self.idle_nsps()
         if want == 0:
-            want = len(idle) if self.policies["qsm-bare-activate-nsps"] == "all-idle" else 1
+            want = len(idle) if self.policies[QSM_BARE_ACTIVATE_NSPS] is QsmBareActivateNsps.ALL_IDLE else 1
         if want > self.num_nsp or len(idle) < max(1, want):
             return refuse(St.NSP_ALLOC)
         chans = self.idle_channels()
@@ -573,7 +467,7 @@ class Qsm:
         return res
 
     def _terminate(self, handle: int, partition: int) -> int:
-        any_part = self.policies["nnc-terminate-partition"] == "any-partition"
+        any_part = self.policies[NNC_TERMINATE_PARTITION] is NncTerminatePartition.ANY_PARTITION
 
         def mine(o: tuple[int, int]) -> bool:
             return o[1] == handle and (any_part or o[0] == partition)
@@ -600,7 +494,7 @@ class Qsm:
         self.device.deactivate(dbc)
         self.ssr_nsps[dbc] = a.nsps  # NSPs under restart: neither idle nor usable
         table = None
-        if self.policies["ssr-crashdump"] == "offer":
+        if self.policies[SSR_CRASHDUMP] is SsrCrashdump.OFFER:
             base = self.ddr_size - 2 * DDR_ALIGN  # a model dump region at the top of DDR
             entry = struct.pack("<QQQ20s20s", 0, base + DDR_ALIGN, 256, b"nsp", b"nsp.bin")
             self.device.dev_mem.write(base, entry)

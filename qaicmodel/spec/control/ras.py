@@ -24,7 +24,11 @@ import attrs
 
 from qaicmodel.errors import ArgumentError
 from qaicmodel.spec.control import parsed
-from qaicmodel.spec.policies import Policies, Policy, register
+from qaicmodel.spec.policies import (
+    RAS_COUNTER_SATURATION,
+    Policies,
+    RasCounterSaturation,
+)
 
 __all__ = ["RasMsg", "ErrType", "Source", "decode", "parse", "describe", "HostRas", "SIZE"]
 
@@ -149,22 +153,6 @@ def describe(data: bytes) -> dict[str, Any]:
     return parsed.describe("ras", "message", parse, data)
 
 
-register(Policy(
-    id="ras-counter-saturation",
-    area="ras",
-    source="ssr-ras-boot.md §2.4 (qaic_ras.c)",
-    quote="the UE and UE_NF branches test ce_count != UINT_MAX instead of their own counter",
-    question="Which counter guards the saturation of ue_count and ue_nonfatal_count?",
-    alternatives={
-        "driver": "as the driver: UE/UE_NF stop counting only when ce_count is UINT_MAX",
-        "own-counter": "each counter saturates on its own value (the evident intent)",
-    },
-    default="driver",
-    rationale="The model is a conformance oracle for the driver as written; the intent is "
-              "the alternative.",
-))
-
-
 class HostRas:
     """The host's RAS client: counters and the UE reset (qaic_ras.c)."""
 
@@ -178,7 +166,7 @@ class HostRas:
         self.log: list[str] = []
 
     def _inc(self, name: str) -> None:
-        guard = name if self.policies["ras-counter-saturation"] == "own-counter" else "ce_count"
+        guard = name if self.policies[RAS_COUNTER_SATURATION] is RasCounterSaturation.OWN_COUNTER else "ce_count"
         if getattr(self, guard) != UINT_MAX:
             setattr(self, name, getattr(self, name) + 1)
 

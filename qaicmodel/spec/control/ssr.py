@@ -12,8 +12,13 @@ qaic_ssr.c and qaic_data.c):
     unsliced, FIFOs freed); AFTER_POWER_UP ends with the channel IDLE; the host
     never re-activates: userspace must ("the host will need to re-activate the
     workload if it desires to recover the workload");
-  * the host drops device messages longer than its 32-byte buffer or naming a
-    DBC >= num_dbc; unknown commands are ignored; unknown events are echoed.
+  * the host drops device messages whose ``len`` exceeds its 32-byte buffer or
+    naming a DBC >= num_dbc (0xFFFFFFFF included), and nothing else: fields are read
+    from the buffer whatever the length; unknown commands are ignored; unknown events
+    are echoed (7.2 qaic_ssr.c ssr_worker);
+  * during a crashdump only the dump buffer is queued: every device message is taken
+    for a MEMORY_READ_RSP, and anything wrong resets the SoC (ssr_dump_worker);
+  * 6.12 has no qaic_ssr.c: the control plane delivers nothing (kernels ``ssr-client``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
 from qaicmodel.spec.control import parsed
-from qaicmodel.spec.policies import Policies, Policy, register
+from qaicmodel.spec.policies import (
+    SSR_CRASHDUMP,
+    SSR_NACK_RECOVERY,
+    SSR_UNKNOWN_DUMP_DBC,
+    Policies,
+    SsrCrashdump,
+    SsrNackRecovery,
+    SsrUnknownDumpDbc,
+)
 
 __all__ = ["Cmd", "Event", "DbcState", "SsrMsg", "decode", "parse", "describe",
            "HostSsr", "DeviceSsr", "RX_SIZE", "SENTINEL", "DUMP_ENTRY_SIZE"]
@@ -36,6 +49,10 @@ RX_SIZE = 32  # SSR_RESP_MSG_SZ: the host's receive buffer
 SENTINEL = 0xFFFFFFFF  # QAIC_SSR_DBC_SENTINEL: no SSR in progress
 DUMP_ENTRY_SIZE = 64  # struct debug_info_table
 MEM_READ_CHUNK = 65472  # SSR_MEM_READ_CHUNK_SIZE on a 64-bit kernel (inference, §1.9)
+#: SSR_MEM_READ_DATA_SIZE (7.2 qaic_ssr.c): 64 KiB - sizeof(struct ssr_crashdump) (48)
+MEM_READ_DATA_SIZE = MEM_READ_CHUNK + 16
+RX_RESP = "resp"  # the 32-byte ssr_resp buffer is queued (ssr_worker)
+RX_DUMP = "dump"  # only the crashdump buffer is queued (ssr_dump_worker)
 _HDR = struct.Struct("<III")
 
 
@@ -178,7 +195,7 @@ def parse(data: bytes, num_dbc: int = 16) -> tuple[SsrMsg | None, list[dict[str,
         v("SSR-SIZE", 4, f"{Cmd(cmd).name} is {size} bytes, got {len(data)}")
     if d2h and cmd != Cmd.MEMORY_READ_RSP and mlen > RX_SIZE:
         v("SSR-LEN-MAX", 4, f"len {mlen} exceeds the host's {RX_SIZE}-byte buffer (dropped)")
-    if dbc >= num_dbc and dbc != SENTINEL:
+    if dbc >= num_dbc and (d2h or dbc != SENTINEL):  # ssr_worker: the sentinel too
         v("SSR-DBC", 8, f"dbc_id {dbc} is not below num_dbc {num_dbc} (dropped)")
     vals = struct.unpack_from("<" + fmt, data, _HDR.size)
     fields = dict(zip(names, vals, strict=True))
@@ -208,55 +225,7 @@ def describe(data: bytes) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
-# policies (what the documents leave open)
-
-register(Policy(
-    id="ssr-crashdump",
-    area="ssr",
-    source="seed 003 (aic100.rst) Subsystem Restart (SSR); ssr-ras-boot.md §1.9",
-    quote="A multi-stage recovery process is then used to cleanup both sides, and get the "
-          "DBC/NSPs into a working state.",
-    question="Does the device offer a crashdump (DEBUG_TRANSFER_INFO) in BEFORE_POWER_UP?",
-    alternatives={
-        "offer": "the device offers its dump table after the BEFORE_POWER_UP ack",
-        "none": "no crashdump is offered; BEFORE_POWER_UP is followed by AFTER_POWER_UP",
-    },
-    default="none",
-    rationale="The dump is optional in the driver (qaic_ssr.c accepts its absence); the "
-              "shorter sequence is the common case. Tests run both.",
-))
-
-register(Policy(
-    id="ssr-nack-recovery",
-    area="ssr",
-    source="ssr-ras-boot.md §1.8 (qaic_ssr.c)",
-    quote="if a dump is still in progress: free it and NACK (state unchanged, ssr_dbc not "
-          "cleared)",
-    question="What does the device do after the host NACKs AFTER_POWER_UP?",
-    alternatives={
-        "resend": "the device sends AFTER_POWER_UP again; the host then completes",
-        "give-up": "the device considers the SSR over; the host keeps ssr_dbc set until reset",
-    },
-    default="resend",
-    rationale="Nothing documents the device's reaction; resending lets both sides agree "
-              "again, 'give-up' is the pessimistic case.",
-))
-
-register(Policy(
-    id="ssr-unknown-dump-dbc",
-    area="ssr",
-    source="ssr-ras-boot.md §1.9 (qaic_ssr.c)",
-    quote="must have dbc_id == ssr_dbc (else SoC reset)",
-    question="Does the device name the crashed DBC in MEMORY_READ_RSP or echo the request's?",
-    alternatives={
-        "echo": "MEMORY_READ_RSP carries the dbc_id of the MEMORY_READ",
-        "zero": "MEMORY_READ_RSP carries dbc_id 0 (the host resets the SoC unless D is 0)",
-    },
-    default="echo",
-    rationale="The host compares against ssr_dbc, which it put in the request; echoing "
-              "is the only reading under which the dump ever succeeds for D != 0.",
-))
-
+# policies (what the documents leave open): qaicmodel/spec/policies/control.py
 
 # --------------------------------------------------------------------------
 # host side (qaic_ssr.c ssr_worker and friends)
@@ -271,48 +240,82 @@ HOST_EVENT_TABLE: dict[int, tuple[DbcState, str]] = {
 
 
 class HostSsr:
-    """The host's SSR client.  ``release(dbc)`` is the driver's ``release_dbc``;
-    ``set_state(dbc, state)`` its ``set_dbc_state``; ``soc_reset()`` ``mhi_soc_reset``.
+    """The host's SSR client (7.2 qaic_ssr.c).  ``release(dbc)`` is the driver's
+    ``qaic_dbc_enter_ssr`` -> ``release_dbc``; ``set_state(dbc, state)`` its
+    ``set_dbc_state``; ``soc_reset()`` ``mhi_soc_reset``; ``exit_ssr()``
+    ``qaic_dbc_exit_ssr``.
+
+    Which of the driver's two receive buffers is queued decides what a device message
+    is (not its command): the 32-byte ``ssr_resp`` buffer (``ssr_worker``), or, from an
+    ACKed DEBUG_TRANSFER_INFO until DEBUG_TRANSFER_DONE is sent, only the crashdump
+    buffer (``ssr_dump_worker``).  Fields are read from the buffer whatever the
+    message's length, so a short message reads what the previous one left there.  A
+    message longer than the queued buffer is an MHI overflow: the driver frees (or
+    keeps) the buffer without queueing another, and nothing more is received until a
+    reset (:attr:`rx` None).
     """
 
     def __init__(self, *, num_dbc: int, release: Callable[[int], None],
                  set_state: Callable[[int, DbcState], None],
                  get_state: Callable[[int], DbcState],
-                 soc_reset: Callable[[], None], dump_buffer: bool = True) -> None:
+                 soc_reset: Callable[[], None], dump_buffer: bool = True,
+                 exit_ssr: Callable[[], None] | None = None) -> None:
         self.num_dbc = num_dbc
         self.ssr_dbc = SENTINEL
         self._release = release
         self._set_state = set_state
         self._get_state = get_state
         self._soc_reset = soc_reset
+        self._exit_ssr = exit_ssr
         self.dump_buffer = dump_buffer
         self.dump: dict[str, Any] | None = None
         self.coredumps: list[bytes] = []
         self.dropped: list[dict[str, Any]] = []
+        self.reset()
 
     def reset(self) -> None:
-        """qaic_clean_up_ssr: a device reset cancels any SSR or dump in progress."""
+        """qaic_clean_up_ssr: a device reset cancels any SSR or dump in progress; the MHI
+        channel comes back with a fresh 32-byte buffer queued (qaic_ssr_mhi_probe)."""
         self.ssr_dbc = SENTINEL
         self.dump = None
+        self.rx: str | None = RX_RESP
+        self._resp = bytearray(RX_SIZE)  # kzalloc'd once, reused for every message
+        self._crash = bytearray(MEM_READ_DATA_SIZE)  # drmm_kzalloc'd, reused
+
+    def _drop(self, data: bytes, why: str) -> list[bytes]:
+        self.dropped.append({"hex": bytes(data).hex(), "why": why})
+        return []
 
     def on_message(self, data: bytes) -> list[bytes]:
         """Handle one device message; return the host's replies (in order)."""
-        msg, viol = parse(data, self.num_dbc)
-        drop_rules = {"SSR-SHORT", "SSR-CMD", "SSR-LEN-MAX", "SSR-DBC", "SSR-SIZE"}
-        if msg is None or any(x["rule"] in drop_rules for x in viol):
-            self.dropped.append({"hex": bytes(data).hex(), "violations": viol})
-            return []
-        handler = {Cmd.SSR_EVENT: self._on_event,
-                   Cmd.DEBUG_TRANSFER_INFO: self._on_dump_info,
-                   Cmd.MEMORY_READ_RSP: self._on_mem_read_rsp,
-                   Cmd.DEBUG_TRANSFER_DONE_RSP: self._on_done_rsp}.get(Cmd(msg.cmd))
-        if handler is None:  # a host->device command arriving from the device: ignored
-            self.dropped.append({"hex": bytes(data).hex(), "violations": viol})
-            return []
-        return handler(msg)
+        data = bytes(data)
+        if self.rx is None:
+            return self._drop(data, "no receive buffer queued (an earlier overflow)")
+        buf = self._resp if self.rx == RX_RESP else self._crash
+        if len(data) > len(buf):  # MHI -EOVERFLOW: dl_xfer_cb frees/keeps, queues nothing
+            self.rx = None
+            return self._drop(data, f"{len(data)} bytes overflow the {len(buf)}-byte buffer")
+        buf[:len(data)] = data
+        if self.rx == RX_DUMP:
+            return self._dump_worker(data)
+        return self._ssr_worker(data)
 
-    def _on_event(self, msg: SsrMsg) -> list[bytes]:
-        ev, dbc = msg["event"], msg.dbc_id
+    # -- ssr_worker: the 32-byte buffer ---------------------------------------------
+    def _ssr_worker(self, data: bytes) -> list[bytes]:
+        b = self._resp
+        cmd, ln, dbc = _HDR.unpack_from(b, 0)
+        if ln > RX_SIZE or dbc >= self.num_dbc:
+            return self._drop(data, f"hdr.len {ln} > {RX_SIZE} or dbc_id {dbc} >= num_dbc")
+        if cmd == Cmd.SSR_EVENT:
+            return self._on_event(dbc, struct.unpack_from("<I", b, 12)[0])
+        if cmd == Cmd.DEBUG_TRANSFER_INFO:
+            _resv, tbl_addr, tbl_len = struct.unpack_from("<IQQ", b, 12)
+            return self._on_dump_info(dbc, tbl_addr, tbl_len)
+        if cmd == Cmd.DEBUG_TRANSFER_DONE_RSP:
+            return self._on_done_rsp(struct.unpack_from("<I", b, 12)[0])
+        return self._drop(data, f"cmd 0x{cmd:x} is not handled (ignored)")
+
+    def _on_event(self, dbc: int, ev: int) -> list[bytes]:
         row = HOST_EVENT_TABLE.get(ev)
         if row is None:  # unknown event: no state change, still echoed
             return [event_rsp(dbc, ev).pack()]
@@ -321,27 +324,31 @@ class HostSsr:
             self.dump = None  # an unfinished dump is freed and the event NACKed
             return [event_rsp(dbc, Event.NACK).pack()]
         self._set_state(dbc, state)
-        if action == "enter":
+        if action == "enter":  # qaic_dbc_enter_ssr
             self.ssr_dbc = dbc
             self._release(dbc)
         out = [event_rsp(dbc, ev).pack()]
-        if action == "exit":
+        if action == "exit":  # qaic_dbc_exit_ssr, then IDLE
             self.ssr_dbc = SENTINEL
+            if self._exit_ssr is not None:
+                self._exit_ssr()
             self._set_state(dbc, DbcState.IDLE)
         return out
 
-    def _on_dump_info(self, msg: SsrMsg) -> list[bytes]:
-        tbl_len = msg["tbl_len"]
-        ok = (self.dump_buffer and self._get_state(msg.dbc_id) == DbcState.BEFORE_POWER_UP
+    def _on_dump_info(self, dbc: int, tbl_addr: int, tbl_len: int) -> list[bytes]:
+        """dbg_xfer_info_rsp: NACK unless buffer, state BEFORE_POWER_UP, valid tbl_len."""
+        ok = (self.dump_buffer and self._get_state(dbc) == DbcState.BEFORE_POWER_UP
               and tbl_len != 0 and tbl_len % DUMP_ENTRY_SIZE == 0)
         if not ok:
-            return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, msg.dbc_id, {"ret": 1}).pack()]
-        self.dump = {"tbl_addr": msg["tbl_addr"], "tbl_len": tbl_len, "table": b"",
+            return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, dbc, {"ret": 1}).pack()]
+        self.dump = {"tbl_addr": tbl_addr, "tbl_len": tbl_len, "table": b"",
                      "entries": [], "ent": 0, "ent_off": 0, "data": []}
-        return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, msg.dbc_id, {"ret": 0}).pack(),
-                self._read(msg["tbl_addr"], min(tbl_len, MEM_READ_CHUNK))]
+        return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, dbc, {"ret": 0}).pack(),
+                self._read(tbl_addr, min(tbl_len, MEM_READ_CHUNK))]
 
     def _read(self, addr: int, length: int) -> bytes:
+        """mem_read_req: queue the crashdump buffer, send MEMORY_READ naming ssr_dbc."""
+        self.rx = RX_DUMP
         return SsrMsg(Cmd.MEMORY_READ, self.ssr_dbc,
                       {"resv": 0, "addr": addr, "len": length}).pack()
 
@@ -350,40 +357,51 @@ class HostSsr:
         self._soc_reset()
         return []
 
-    def _on_mem_read_rsp(self, msg: SsrMsg) -> list[bytes]:
+    # -- ssr_dump_worker: the crashdump buffer ----------------------------------------
+    def _dump_worker(self, data: bytes) -> list[bytes]:
+        b = self._crash
+        cmd, ln, dbc = _HDR.unpack_from(b, 0)
         d = self.dump
-        if msg.dbc_id != self.ssr_dbc or d is None:
-            return self._fail()
-        if not d["entries"] and len(d["table"]) < d["tbl_len"]:
-            d["table"] += msg.data
-            if len(d["table"]) > d["tbl_len"]:
+        if dbc != self.ssr_dbc or d is None:
+            return self._fail()  # reset_device
+        if cmd != Cmd.MEMORY_READ_RSP or ln > MEM_READ_DATA_SIZE:
+            return self._fail()  # free_dump_info, reset_device
+        n = (ln - 16) & (1 << 64) - 1  # data_len = hdr.len - sizeof(*mem_rd_resp), u64
+        chunk = bytes(b[16:16 + n])
+        if not d["entries"] and len(d["table"]) < d["tbl_len"]:  # ssr_copy_table
+            if n > d["tbl_len"] - len(d["table"]):
                 return self._fail()
-            if len(d["table"]) < d["tbl_len"]:
-                got = len(d["table"])
-                return [self._read(d["tbl_addr"] + got, min(d["tbl_len"] - got, MEM_READ_CHUNK))]
-            for i in range(0, d["tbl_len"], DUMP_ENTRY_SIZE):
-                _perf, base, length = struct.unpack_from("<QQQ", d["table"], i)
-                if length == 0:
-                    return self._fail()
-                d["entries"].append((base, length))
-        else:
+            d["table"] += chunk
+            if len(d["table"]) == d["tbl_len"]:  # alloc_dump
+                for i in range(0, d["tbl_len"], DUMP_ENTRY_SIZE):
+                    _perf, base, length = struct.unpack_from("<QQQ", d["table"], i)
+                    if length == 0:
+                        return self._fail()
+                    d["entries"].append((base, length))
+        else:  # ssr_copy_dump
             base, length = d["entries"][d["ent"]]
-            d["data"].append(msg.data)
-            d["ent_off"] += len(msg.data)
-            if d["ent_off"] > length:
+            if n > length - d["ent_off"]:
                 return self._fail()
+            d["data"].append(chunk)
+            d["ent_off"] += n
             if d["ent_off"] == length:
                 d["ent"] += 1
                 d["ent_off"] = 0
+        if len(d["table"]) < d["tbl_len"]:
+            got = len(d["table"])
+            return [self._read(d["tbl_addr"] + got, min(d["tbl_len"] - got, MEM_READ_CHUNK))]
         if d["ent"] < len(d["entries"]):
             base, length = d["entries"][d["ent"]]
             return [self._read(base + d["ent_off"], min(MEM_READ_CHUNK, length - d["ent_off"]))]
-        return [SsrMsg(Cmd.DEBUG_TRANSFER_DONE, self.ssr_dbc, {"resv": 0}).pack()]
+        self.rx = RX_RESP  # send_xfer_done queues the 32-byte buffer again
+        return [SsrMsg(Cmd.DEBUG_TRANSFER_DONE, dbc, {"resv": 0}).pack()]
 
-    def _on_done_rsp(self, msg: SsrMsg) -> list[bytes]:
+    def _on_done_rsp(self, ret: int) -> list[bytes]:
         d = self.dump
+        if d is None:
+            return []
         self.dump = None
-        if d is not None and msg["ret"] == 0:
+        if ret == 0:
             meta = struct.pack("<QQQQ", 0x1234567890ABCDEF, 1,
                                32 + d["tbl_len"] + sum(len(x) for x in d["data"]), d["tbl_len"])
             self.coredumps.append(meta + d["table"] + b"".join(d["data"]))
@@ -459,7 +477,7 @@ class DeviceSsr:
             return [event(self.dbc, Event.AFTER_POWER_UP).pack()]
         if msg.cmd == Cmd.MEMORY_READ:
             data_ = self.read_mem(msg["addr"], msg["len"])
-            dbc = msg.dbc_id if self.policies["ssr-unknown-dump-dbc"] == "echo" else 0
+            dbc = msg.dbc_id if self.policies[SSR_UNKNOWN_DUMP_DBC] is SsrUnknownDumpDbc.ECHO else 0
             return [SsrMsg(Cmd.MEMORY_READ_RSP, dbc, {"resv": 0}, data_).pack()]
         if msg.cmd == Cmd.DEBUG_TRANSFER_DONE:
             self.stage = DevStage.ACK_AFTER_POWER_UP
@@ -471,7 +489,7 @@ class DeviceSsr:
 
     def _on_ack(self, ev: int) -> list[bytes]:
         if self.stage == DevStage.ACK_AFTER_POWER_UP and ev == Event.NACK:
-            if self.policies["ssr-nack-recovery"] == "resend":
+            if self.policies[SSR_NACK_RECOVERY] is SsrNackRecovery.RESEND:
                 self.events_sent.append(Event.AFTER_POWER_UP)
                 return [event(self.dbc, Event.AFTER_POWER_UP).pack()]
             self.stage = DevStage.DONE
@@ -482,7 +500,7 @@ class DeviceSsr:
             return []
         _, nxt, send = row
         if (self.stage == DevStage.ACK_BEFORE_POWER_UP and self.dump_table is not None
-                and self.policies["ssr-crashdump"] == "offer"):
+                and self.policies[SSR_CRASHDUMP] is SsrCrashdump.OFFER):
             self.stage = DevStage.DUMP
             addr, table = self.dump_table
             return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO, self.dbc,

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.spec.control import parsed
 
 __all__ = ["MsgType", "QtsHdr", "SyncMsg", "qtimer_to_us", "HostBootSync",
            "periodic_message", "describe", "decode", "SIGNATURE", "QTIMER_OFFSET"]
@@ -142,5 +143,6 @@ def describe(data: bytes) -> dict[str, Any]:
         m = decode(data)
     except DecodeError as e:
         return {"kind": "timesync", "message": None,
-                "violations": [{"rule": e.rule, "offset": e.offset, "message": str(e)}]}
+                "violations": [parsed.finding("timesync", {"rule": e.rule, "offset": e.offset,
+                                                            "message": str(e)})]}
     return {"kind": "timesync", "message": attrs.asdict(m), "violations": []}

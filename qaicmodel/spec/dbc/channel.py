@@ -8,15 +8,16 @@ in flight on it, with the actions a scheduler may pick.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
 
 import attrs
 
+from qaicmodel.findings import Finding
 from qaicmodel.spec.dbc.wire import (
     Dir,
     RequestElem,
     SemCmd,
 )
+from qaicmodel.spec.policies import FENCE_SCOPE, FenceScope
 
 __all__ = ["Channel", "InFlight", "Stage", "Consume", "Advance", "RaiseMsi", "Action", "HostViolation", "DeviceStats", "NUM_SEMS", "SEM_MAX", "CC_SUCCESS", "CC_ILLEGAL_DIR", "CC_LINKED_LIST", "CC_MULTI_PRESYNC", "CC_SEM_RESERVED", "CC_BAD_DOORBELL", "CC_DMA_FAULT", "CC_NAMES"]
 
@@ -57,14 +58,15 @@ class Stage(enum.IntEnum):
 
 
 #: stage order per ``fence-scope`` (the fence acts before or after the presync)
-_PLANS = {
-    "earlier-before-presync": (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
-                               Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-    "earlier-before-dma": (Stage.PRESYNC, Stage.FENCE, Stage.DMA, Stage.POSTSYNC,
-                           Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-    "all-outstanding": (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
-                        Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-}
+#: stage plan per ``fence-scope`` alternative (checked complete at import)
+_PLANS = FENCE_SCOPE.table({
+    FenceScope.EARLIER_BEFORE_PRESYNC: (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
+                                        Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+    FenceScope.EARLIER_BEFORE_DMA: (Stage.PRESYNC, Stage.FENCE, Stage.DMA, Stage.POSTSYNC,
+                                    Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+    FenceScope.ALL_OUTSTANDING: (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
+                                 Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
+})
 #: when a request failed validation it goes straight to its response step
 _ERROR_PLAN = (Stage.RESPONSE, Stage.DONE)
 
@@ -97,13 +99,14 @@ class RaiseMsi:
 Action = Consume | Advance | RaiseMsi
 
 
-class HostViolation(NamedTuple):
-    """A rule the host broke, recorded (the device keeps going)."""
+class HostViolation(Finding):
+    """A rule the host broke, recorded (the device keeps going): a :class:`Finding` at ``dbc``."""
 
-    rule: str
-    message: str
-    dbc: int | None = None
-    source: str = "aic100.rst DMA Bridge"
+    __slots__ = ()
+
+    def __init__(self, rule: str, message: str, dbc: int | None = None,
+                 source: str = "aic100.rst DMA Bridge") -> None:
+        super().__init__(rule, message, source, {"dbc": dbc})
 
 
 @attrs.define

@@ -31,8 +31,8 @@ def _bytes(data: Any, what: str) -> bytes:
     return bytes(data)
 
 
-def _viol(v: Violation) -> dict[str, str]:
-    return {"rule": v.rule, "field": v.field, "message": v.message, "source": v.source}
+def _viol(v: Violation) -> dict[str, Any]:
+    return v.as_dict()  # the one finding shape (qaicmodel/findings.py)
 
 
 def describe_request(data: bytes) -> dict[str, Any]:

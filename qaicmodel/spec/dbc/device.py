@@ -110,7 +110,22 @@ from qaicmodel.spec.dbc.wire import (
     SemCmd,
     SemOp,
 )
-from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.policies import (
+    CompletionCodeValues,
+    DbcChoice,
+    FenceScope,
+    HeadIndexMeaning,
+    InactiveDbcRegs,
+    Policies,
+    ProcessingOrder,
+    RingFullRule,
+    SemEnableBit,
+    SemIncAmount,
+    SemOverflow,
+    SemPDecrements,
+    SemUnderflow,
+    TailOutOfRange,
+)
 
 __all__ = [
     "Device",
@@ -136,15 +151,6 @@ __all__ = [
 ]
 
 #: every policy this module (and Intc) reads
-_POLICY_IDS = (
-    "ring-full-rule", "sem-inc-amount", "sem-overflow", "sem-underflow", "sem-p-decrements",
-    "sem-enable-bit", "fence-without-enable", "fence-scope", "presync-multiple",
-    "processing-order", "response-order", "illegal-direction", "doorbell-reserved-len",
-    "doorbell-misaligned", "linked-list", "msi-while-masked", "force-msi",
-    "msi-empty-transition", "response-ring-full", "tail-out-of-range", "dma-fault",
-    "doorbell-data-width", "sem-reserved-cmd", "completion-code-values", "inactive-dbc-regs",
-    "presync-non-wait", "head-index-meaning",
-)
 
 
 class Device(Engine):
@@ -176,13 +182,13 @@ class Device(Engine):
         self.stats = DeviceStats()
         #: callables receiving every device event as a tuple (kind, dbc, ...)
         self.observers: list[Callable[[tuple[Any, ...]], None]] = []
-        # the policy choice, read once into a plain dict (hot path); keys are policy ids
-        p = self._p = {pid: self.policies[pid] for pid in _POLICY_IDS}
-        self._plan = _PLANS[p["fence-scope"]]
+        # the policy choice, resolved once into typed fields (hot path)
+        p = self._p = DbcChoice.of(self.policies)
+        self._plan = _PLANS[p.fence_scope]
         self._version = 0  # bumped by every state change; keys the enabled() cache
         self._cache: tuple[int, list[Action]] | None = None
-        self._keep_one_free = p["ring-full-rule"] == "keep-one-free"
-        self._rule_permitted = p["processing-order"] == "rule-permitted"
+        self._keep_one_free = p.ring_full_rule is RingFullRule.KEEP_ONE_FREE
+        self._rule_permitted = p.processing_order is ProcessingOrder.RULE_PERMITTED
 
     # -- helpers --------------------------------------------------------------
     def _emit(self, *event: Any) -> None:
@@ -227,7 +233,7 @@ class Device(Engine):
 
     def _cc(self, code: int) -> int:
         """Completion code as written (policy completion-code-values)."""
-        if code and self._p["completion-code-values"] == "one":
+        if code and self._p.completion_code_values is CompletionCodeValues.ONE:
             return 1
         return code
 
@@ -281,8 +287,8 @@ class Device(Engine):
         self._reg(reg)
         if not ch.active:
             # policy inactive-dbc-regs
-            return 0xFFFFFFFF if self._p["inactive-dbc-regs"] == "all-ones" else 0
-        if reg == regs.REQ_HP and self._p["head-index-meaning"] == "last-consumed":
+            return 0xFFFFFFFF if self._p.inactive_dbc_regs is InactiveDbcRegs.ALL_ONES else 0
+        if reg == regs.REQ_HP and self._p.head_index_meaning is HeadIndexMeaning.LAST_CONSUMED:
             # the slot consumed last: one behind the next slot to consume
             return arith.ring_advance(ch.req_hp, ch.nelem - 1, ch.nelem)
         return {regs.REQ_HP: ch.req_hp, regs.REQ_TP: ch.req_tp,
@@ -309,13 +315,13 @@ class Device(Engine):
             self._violation("HOST-REG-OUT-OF-RANGE",
                             f"{name} write {val} of dbc {dbc} is not an index below nelem "
                             f"{ch.nelem}", dbc)
-            if self._p["tail-out-of-range"] == "ignore":
+            if self._p.tail_out_of_range is TailOutOfRange.IGNORE:
                 return
             val %= ch.nelem
         if reg == regs.REQ_TP:
             self._write_req_tp(ch, val)
         else:
-            if self._p["head-index-meaning"] == "last-consumed":
+            if self._p.head_index_meaning is HeadIndexMeaning.LAST_CONSUMED:
                 # the host names the response it consumed last: the next slot is one on
                 val = arith.ring_advance(val, 1, ch.nelem)
             self._write_rsp_hp(ch, val)
@@ -381,7 +387,7 @@ class Device(Engine):
     # -- semaphores (R6) --------------------------------------------------------
     def _active(self, cmd: SemCmd) -> bool:
         """Is this sem_cmd word a command at all? (policy sem-enable-bit)"""
-        if self._p["sem-enable-bit"] == "enable-gates":
+        if self._p.sem_enable_bit is SemEnableBit.ENABLE_GATES:
             return cmd.enable and cmd.op is not SemOp.NOP
         return cmd.op is not SemOp.NOP
 
@@ -389,7 +395,7 @@ class Device(Engine):
         """Run one semaphore command; False (and no change) when it must wait."""
         p = self._p
         s = ch.sems[index]
-        amount = 1 if p["sem-inc-amount"] == "by-one" else value
+        amount = 1 if p.sem_inc_amount is SemIncAmount.BY_ONE else value
         new = s
         if op is SemOp.NOP or op is SemOp.RESERVED:
             return True
@@ -398,14 +404,14 @@ class Device(Engine):
         elif op is SemOp.INC:
             new = s + amount
             if new > SEM_MAX:
-                new = SEM_MAX if p["sem-overflow"] == "saturate" else new & SEM_MAX
+                new = SEM_MAX if p.sem_overflow is SemOverflow.SATURATE else new & SEM_MAX
         elif op is SemOp.DEC:
             new = s - amount
             if new < 0:
-                under = p["sem-underflow"]
-                if under == "block":
+                under = p.sem_underflow
+                if under is SemUnderflow.BLOCK:
                     return False
-                new = 0 if under == "saturate" else new & SEM_MAX
+                new = 0 if under is SemUnderflow.SATURATE else new & SEM_MAX
         elif op is SemOp.WAIT_EQ:
             return s == value
         elif op is SemOp.WAIT_GE:
@@ -413,7 +419,7 @@ class Device(Engine):
         elif op is SemOp.P:
             if s == 0:
                 return False
-            if p["sem-p-decrements"] == "decrement":
+            if p.sem_p_decrements is SemPDecrements.DECREMENT:
                 new = s - 1
         if not dry and new != s:
             ch.sems[index] = new
@@ -445,7 +451,7 @@ class Device(Engine):
         if not ch.inflight:
             return []
         ctx = _Ctx()
-        if self._p["fence-scope"] == "all-outstanding":
+        if self._p.fence_scope is FenceScope.ALL_OUTSTANDING:
             started = {Dir.TO_DEV: 0, Dir.FROM_DEV: 0}
             for r in ch.inflight.values():
                 if r.xfer and not r.dma_done and r.fence_passed:
@@ -514,6 +520,22 @@ class Device(Engine):
     def msi_per_vector(self) -> list[int]:
         """MSIs raised per vector (0 = MHI, i+1 = DBC i; all on 0 in single-MSI mode)."""
         return list(self.intc.raised)
+
+    def published_requests(self) -> dict[int, list[tuple[int, bytes]]]:
+        """A public snapshot of the request FIFOs: per active channel, ``(slot, raw 64
+        bytes)`` of every element the host has published (REQ_HP up to REQ_TP) and the
+        device has not consumed yet ("Request FIFO"; the host may not rewrite these)."""
+        out: dict[int, list[tuple[int, bytes]]] = {}
+        for ch in self.ch:
+            if not ch.active:
+                continue
+            slots = []
+            i = ch.req_hp
+            for _ in range(arith.ring_occupancy(ch.req_hp, ch.req_tp, ch.nelem)):
+                slots.append((i, self.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE)))
+                i = (i + 1) % ch.nelem
+            out[ch.dbc] = slots
+        return out
 
     def quiescent(self) -> bool:
         """Nothing can happen without an outside action (host or workload)."""

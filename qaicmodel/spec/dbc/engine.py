@@ -40,7 +40,25 @@ from qaicmodel.spec.dbc.wire import (
     SemCmd,
     SemOp,
 )
-from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.policies import (
+    DbcChoice,
+    DoorbellDataWidth,
+    DoorbellMisaligned,
+    DoorbellReservedLen,
+    FenceWithoutEnable,
+    ForceMsi,
+    IllegalDirection,
+    LinkedList,
+    MsiEmptyTransition,
+    OnDmaFault,
+    Policies,
+    PresyncMultiple,
+    PresyncNonWait,
+    ProcessingOrder,
+    ResponseOrder,
+    ResponseRingFull,
+    SemReservedCmd,
+)
 
 __all__ = ["Engine", "StageRule", "STAGE_TABLE"]
 
@@ -53,7 +71,7 @@ class Engine:
         host_mem: HostMemory
         dev_mem: DevMemory
         stats: DeviceStats
-        _p: dict[str, str]
+        _p: DbcChoice
         _plan: Any
         _rule_permitted: bool
 
@@ -75,31 +93,31 @@ class Engine:
         d = elem.dir
         error = CC_SUCCESS
         if d is Dir.ILLEGAL:  # policy illegal-direction
-            rule = p["illegal-direction"]
-            if rule == "as-none":
+            rule = p.illegal_direction
+            if rule is IllegalDirection.AS_NONE:
                 d = Dir.NONE
             else:
                 error = CC_ILLEGAL_DIR
-                if rule == "error-always":
+                if rule is IllegalDirection.ERROR_ALWAYS:
                     rec.wants_response = True
         if not error and d in (Dir.TO_DEV, Dir.FROM_DEV) and not elem.bulk \
-                and p["linked-list"] == "error":
+                and p.linked_list is LinkedList.ERROR:
             error = CC_LINKED_LIST
         cmds = [s for s in elem.sems if self._active(s)]
         reserved = [s for s in cmds if s.op is SemOp.RESERVED]
         if reserved:
-            if not error and p["sem-reserved-cmd"] == "error":
+            if not error and p.sem_reserved_cmd is SemReservedCmd.ERROR:
                 error = CC_SEM_RESERVED
             cmds = [s for s in cmds if s.op is not SemOp.RESERVED]
         pre = [s for s in cmds if s.presync]
         post = [s for s in cmds if not s.presync]
         if len(pre) > 1:
-            rule = p["presync-multiple"]
-            if rule == "error" and not error:
+            multi = p.presync_multiple
+            if multi is PresyncMultiple.ERROR and not error:
                 error = CC_MULTI_PRESYNC
-            elif rule == "first-only":
+            elif multi is PresyncMultiple.FIRST_ONLY:
                 pre = pre[:1]
-        if p["presync-non-wait"] == "ignore":
+        if p.presync_non_wait is PresyncNonWait.IGNORE:
             pre = [s for s in pre if s.op in (SemOp.WAIT_EQ, SemOp.WAIT_GE, SemOp.P)]
         if error:
             rec.code = error
@@ -107,7 +125,7 @@ class Engine:
             return rec
         rec.dir = d
         rec.xfer = d in (Dir.TO_DEV, Dir.FROM_DEV)
-        gate_all = p["fence-without-enable"] == "honoured"
+        gate_all = p.fence_without_enable is FenceWithoutEnable.HONOURED
         words = [s for s in elem.sems if gate_all or self._active(s)]
         rec.fence_todev = any(s.todev_fence for s in words)
         rec.fence_fromdev = any(s.fromdev_fence for s in words)
@@ -134,7 +152,7 @@ class Engine:
         for v in elem.violations():
             self._violation(v.rule, f"request element {slot} of dbc {ch.dbc}: {v.field}: "
                             f"{v.message}", ch.dbc, v.source)
-        if elem.db_write and self._p["doorbell-data-width"] == "violation":
+        if elem.db_write and self._p.doorbell_data_width is DoorbellDataWidth.VIOLATION:
             width = elem.db_len.nbytes
             if width and elem.doorbell_data >> (8 * width):
                 self._violation("REQ-DB-DATA-WIDTH",
@@ -162,10 +180,10 @@ class Engine:
         return self._sem_apply(ch, cmd.op, cmd.index, cmd.value, dry=True)
 
     def _response_ok(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
-        if self._p["response-order"] == "request-order" and ctx.resp_owed:
+        if self._p.response_order is ResponseOrder.REQUEST_ORDER and ctx.resp_owed:
             return False
         if ch.rsp_count >= self._capacity(ch):
-            return self._p["response-ring-full"] == "drop"
+            return self._p.response_ring_full is ResponseRingFull.DROP
         return True
 
     def _can_advance(self, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
@@ -178,7 +196,7 @@ class Engine:
 
     def _skip_trivial(self, ch: Channel, rec: InFlight) -> None:
         """Pass empty stages; under processing-order=fifo only the oldest request moves (R5)."""
-        fifo = self._p["processing-order"] == "fifo"
+        fifo = self._p.processing_order is ProcessingOrder.FIFO
         while True:
             if fifo and next(iter(ch.inflight)) != rec.seq:
                 return
@@ -226,7 +244,7 @@ class Engine:
         if n < length:
             rec.code = rec.code or CC_DMA_FAULT
             self.stats.dma_faults += 1
-            if self._p["dma-fault"] == "error":
+            if self._p.dma_fault is OnDmaFault.ERROR:
                 n = 0
         if n:
             if to_dev:
@@ -244,18 +262,18 @@ class Engine:
         p = self._p
         dl = e.db_len
         if dl is DbLen.RESERVED:
-            if p["doorbell-reserved-len"] == "skip-error":
+            if p.doorbell_reserved_len is DoorbellReservedLen.SKIP_ERROR:
                 rec.code = rec.code or CC_BAD_DOORBELL
                 return
             dl = DbLen.W32
         width = dl.nbytes
         addr = e.doorbell_addr
         if addr % width:
-            rule = p["doorbell-misaligned"]
-            if rule == "skip-error":
+            mis = p.doorbell_misaligned
+            if mis is DoorbellMisaligned.SKIP_ERROR:
                 rec.code = rec.code or CC_BAD_DOORBELL
                 return
-            if rule == "align-down":
+            if mis is DoorbellMisaligned.ALIGN_DOWN:
                 addr -= addr % width
         try:
             self.dev_mem.write_u(addr, width, e.doorbell_data)
@@ -286,14 +304,14 @@ class Engine:
         if was_empty:
             ch.empty_transitions += 1
             self.stats.empty_transitions += 1
-        if was_empty or self._p["msi-empty-transition"] == "every-response":
+        if was_empty or self._p.msi_empty_transition is MsiEmptyTransition.EVERY_RESPONSE:
             ch.msi_due = True
         self._emit("response", ch.dbc, rec.seq, slot, rsp)
 
     def _finish(self, ch: Channel, rec: InFlight) -> None:
         del ch.inflight[rec.seq]
         self.stats.completed += 1
-        if rec.elem.force_msi and self._p["force-msi"] == "honoured":
+        if rec.elem.force_msi and self._p.force_msi is ForceMsi.HONOURED:
             ch.msi_due = True
             ch.msi_forced += 1
             self.stats.msi_forced += 1

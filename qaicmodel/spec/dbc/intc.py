@@ -15,7 +15,7 @@ Device side: :meth:`Intc.raise_`.  Host side: :meth:`mask`, :meth:`unmask`,
 from __future__ import annotations
 
 from qaicmodel.errors import ArgumentError
-from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.policies import MSI_WHILE_MASKED, MsiWhileMasked, Policies
 
 __all__ = ["Intc", "MHI_VECTOR"]
 
@@ -30,6 +30,7 @@ class Intc:
             raise ArgumentError(f"vector count must be a positive int, got {vectors!r}")
         self.vectors = vectors
         self.policies = policies if policies is not None else Policies()
+        self._lost_when_masked = self.policies[MSI_WHILE_MASKED] is MsiWhileMasked.LOST
         self._masked = [False] * vectors
         self._pending = [False] * vectors
         self.raised = [0] * vectors  # raise_ calls (device side)
@@ -49,7 +50,7 @@ class Intc:
         self.raised[v] += 1
         if self._masked[v]:
             # policy msi-while-masked (seed 003 Response FIFO; seed 001 MSI in VMs)
-            if self.policies["msi-while-masked"] == "lost":
+            if self._lost_when_masked:
                 self.lost[v] += 1
                 return False
             self.latched[v] += 1
@@ -93,6 +94,7 @@ class Intc:
         checkers that keep several possible device states (qaicmodel/check_states.py)."""
         c = Intc.__new__(Intc)
         c.vectors, c.policies = self.vectors, self.policies
+        c._lost_when_masked = self._lost_when_masked
         c._masked, c._pending = list(self._masked), list(self._pending)
         c.raised, c.latched = list(self.raised), list(self.latched)
         c.lost, c.delivered = list(self.lost), list(self.delivered)

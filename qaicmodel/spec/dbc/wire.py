@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.findings import Finding
 
 __all__ = [
     "Dir",
@@ -94,14 +95,14 @@ class DbLen(enum.IntEnum):
         return {0: 4, 1: 2, 2: 1, 3: 0}[int(self)]
 
 
-@attrs.frozen
-class Violation:
-    """One rule of the seed document an element breaks."""
+class Violation(Finding):
+    """One rule of the seed document an element breaks: a :class:`Finding` at ``field``."""
 
-    rule: str
-    field: str
-    message: str
-    source: str = "aic100.rst Request FIFO"
+    __slots__ = ()
+
+    def __init__(self, rule: str, field: str, message: str,
+                 source: str = "aic100.rst Request FIFO") -> None:
+        super().__init__(rule, message, source, {"field": field})
 
 
 def _u(bits: int) -> Any:

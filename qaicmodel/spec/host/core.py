@@ -19,10 +19,18 @@ from qaicmodel import arith
 from qaicmodel.arith import U32
 from qaicmodel.errors import ArgumentError, IoctlError
 from qaicmodel.spec.dbc import regs
-from qaicmodel.spec.host import irqproto, uapi
+from qaicmodel.spec.host import irqproto, kernels, uapi
 from qaicmodel.spec.host.irqproto import PC
 from qaicmodel.spec.host.irqside import IrqSide
-from qaicmodel.spec.host.records import Bo, Client, ExecThread, HostChannel, Phase, SliceRec
+from qaicmodel.spec.host.records import (
+    Bo,
+    Client,
+    ExecThread,
+    HostChannel,
+    Phase,
+    SliceRec,
+    WaitThread,
+)
 from qaicmodel.spec.host.validate import (
     MAX_BO_SIZE,
     U32_MAX,
@@ -31,7 +39,11 @@ from qaicmodel.spec.host.validate import (
     check_slice_entry,
     check_uint,
 )
-from qaicmodel.spec.policies import Policy, register
+from qaicmodel.spec.policies import (
+    HOST_ATTACH_HDR_SIZE,
+    MSI_WHILE_MASKED,
+    HostAttachHdrSize,
+)
 
 __all__ = ["HostCore", "activate_channel", "deactivate_channel",
            "BULK_XFER", "GEN_COMPLETION", "INBOUND_XFER", "OUTBOUND_XFER"]
@@ -44,28 +56,7 @@ OUTBOUND_XFER = 2
 _PAGE = arith.PAGE_SIZE
 
 # ---------------------------------------------------------------------------
-# Policies where driver versions differ observably
-
-register(Policy(
-    id="host-attach-hdr-size",
-    area="host-driver",
-    source="qaic_data.c qaic_attach_slice_bo_ioctl; qaic_accel.h struct qaic_attach_slice_hdr",
-    quote="@size: Deprecated. This value is ignored and size of @handle is used instead.",
-    question="Does ATTACH_SLICE_BO use hdr.size (older kernels) or the BO's own size (current)?",
-    alternatives={
-        "ignored": "current upstream: hdr.size is not read; slices are checked against the "
-                   "BO's size, after the handle lookup (-ENOENT before slice -EINVAL)",
-        "checked": "older kernels (torvalds/linux 98b4eabe): hdr.size == 0 -> -EINVAL up "
-                   "front; slices checked against hdr.size before the handle lookup; "
-                   "-EINVAL when hdr.size exceeds the BO",
-    },
-    default="ignored",
-    rationale="The newest driver is the reference; the older order is kept so traces from "
-              "older kernels can be checked.",
-))
-
-
-
+# Policies where driver versions differ observably: qaicmodel/spec/policies/host.py
 
 # ---------------------------------------------------------------------------
 # Control-plane helpers for runners (activate/deactivate without NNC)
@@ -97,8 +88,6 @@ def deactivate_channel(host: Any, dbc_id: int) -> None:
         pass
 
 
-
-
 # ---------------------------------------------------------------------------
 # The shared core
 
@@ -128,6 +117,8 @@ class HostCore(IrqSide):
                 raise ArgumentError(f"{name} must be a non-negative int, got {v!r}")
         self.device = device
         self.policies = device.policies
+        #: the driver version followed (spec/host/kernels.py): the device's ``kernel``
+        self.kernel = kernels.of(device)
         self.single_msi = bool(device.single_msi)
         self.sg_max_segment = sg_max_segment
         self.datapath_polling = bool(datapath_polling)
@@ -141,10 +132,11 @@ class HostCore(IrqSide):
         #: (user, handle) of every BO completion, in order (for harnesses)
         self.completions: list[tuple[int, int]] = []
         self.threads: dict[int, ExecThread] = {}
+        self.waiters: dict[int, WaitThread] = {}  # WAIT_BO threads (wait_begin)
         self._next_tid = 1
         self._mask_on_irq = not (self.single_msi or self.datapath_polling)
         self.proto = irqproto.make_transitions(
-            recheck=self.recheck, msi_while_masked=self.policies["msi-while-masked"],
+            recheck=self.recheck, msi_while_masked=self.policies[MSI_WHILE_MASKED],
             mask_on_irq=self._mask_on_irq, num_events=num_events, num_delays=num_delays)
         if self.datapath_polling and not self.single_msi:
             # qaic_drv.c: with datapath_polling each DBC line is disabled at probe
@@ -235,6 +227,21 @@ class HostCore(IrqSide):
         ch.cache = None
         self._on_assign(ch)
 
+    def dbc_disable(self, dbc_id: int) -> None:
+        """disable_dbc (6.12/7.2 qaic_data.c), before an NNC deactivate is sent: usr = NULL
+        (then synchronize_srcu); the FIFOs and BOs stay until release_dbc."""
+        self.ch[dbc_id].usr = None
+
+    def dbc_enable(self, dbc_id: int, user: Any) -> None:
+        """enable_dbc (qaic_data.c), when the device refuses a deactivate: usr = the
+        *caller* (the driver trusts the id and the user)."""
+        self.ch[dbc_id].usr = user if isinstance(user, int) and user in self.users else None
+
+    def dbc_ssr(self, dbc_id: int) -> None:
+        """qaic_dbc_enter_ssr (7.2 qaic_data.c): ssr_dbc = D; release_dbc follows."""
+        if kernels.behaviour(self.kernel, "datapath-ssr-epipe"):
+            self.ssr_dbc = dbc_id
+
     def _on_assign(self, ch: HostChannel) -> None:
         """Hook: a channel got FIFOs (hosts build ring views here)."""
 
@@ -309,7 +316,7 @@ class HostCore(IrqSide):
             raise ArgumentError(f"hdr must be a uapi.AttachSliceHdr, not {type(hdr).__name__}")
         if entries is not None and not all(isinstance(e, uapi.SliceEntry) for e in entries):
             raise ArgumentError("entries must be uapi.SliceEntry records")
-        old = self.policies["host-attach-hdr-size"] == "checked"
+        old = self.policies[HOST_ATTACH_HDR_SIZE] is HostAttachHdrSize.CHECKED
         if hdr.count == 0:
             raise IoctlError("EINVAL", "attach_slice: count is 0")
         # count * sizeof(entry) cannot overflow an unsigned long for a u32 count
@@ -338,7 +345,7 @@ class HostCore(IrqSide):
         if ch.usr != user:
             raise IoctlError("EINVAL", f"attach_slice: dbc {hdr.dbc_id} is not owned by user "
                                        f"{user}")
-        if self.ssr_dbc == hdr.dbc_id:
+        if self.ssr_dbc == hdr.dbc_id and self._epipe:
             raise IoctlError("EPIPE", f"attach_slice: dbc {hdr.dbc_id} is in SSR")
         if old and bo.size < hdr.size:
             raise IoctlError("EINVAL", f"attach_slice: hdr.size {hdr.size} > BO size {bo.size}")
@@ -490,7 +497,7 @@ class HostCore(IrqSide):
         ch = self._dbc_range(dbc_id)
         if ch.usr is None or ch.usr != user:
             raise IoctlError("EPERM", f"execute: dbc {dbc_id} is not owned by user {user}")
-        if self.ssr_dbc == dbc_id:
+        if self.ssr_dbc == dbc_id and self._epipe:
             raise IoctlError("EPIPE", f"execute: dbc {dbc_id} is in SSR")
         return ch
 
@@ -591,15 +598,58 @@ class HostCore(IrqSide):
         ch = self._dbc_range(dbc_id)
         if ch.usr != user:
             raise IoctlError("EPERM", f"wait: dbc {dbc_id} is not owned by user {user}")
-        if self.ssr_dbc == dbc_id:
+        if self.ssr_dbc == dbc_id and self._epipe:
             raise IoctlError("EPIPE", f"wait: dbc {dbc_id} is in SSR")
         bo = self._lookup(user, handle)
         return bo.done
 
+    @property
+    def _epipe(self) -> bool:
+        """7.2 only: the data path's -EPIPE checks on qdev->ssr_dbc (6.12 has none)."""
+        return bool(kernels.behaviour(self.kernel, "datapath-ssr-epipe"))
+
+    def wait_begin(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
+                   pad: int = 0) -> int:
+        """WAIT_BO as an ioctl thread: the checks before the sleep now (an error finishes
+        the thread at once); it sleeps until the BO's completion fires (also by
+        release_dbc's complete_all) and then wakes -- a ``wake`` action, see
+        :meth:`_wake`.  Returns the thread id; :meth:`wait_result` gives the outcome."""
+        tid = self._next_tid
+        self._next_tid += 1
+        w = WaitThread(tid, user, dbc_id, None)
+        self.waiters[tid] = w
+        try:
+            self.wait_check(user, dbc_id, handle, timeout_ms, pad)
+            w.bo = self._lookup(user, handle)
+        except IoctlError as e:
+            w.error, w.finished = e, True
+        return tid
+
+    def _wake(self, w: WaitThread) -> None:
+        """qaic_wait_bo_ioctl after wait_for_completion_interruptible_timeout: ``if
+        (!dbc->usr) ret = -EPERM`` (6.12, 7.2); 7.2 then ``if (dbc->id == qdev->ssr_dbc)
+        ret = -EPIPE``."""
+        ch = self.ch[w.dbc_id]
+        if ch.usr is None:
+            w.error = IoctlError("EPERM", f"wait: dbc {w.dbc_id} was released while waiting")
+        if self._epipe and self.ssr_dbc == w.dbc_id:
+            w.error = IoctlError("EPIPE", f"wait: dbc {w.dbc_id} entered SSR while waiting")
+        w.finished = True
+
+    def wait_result(self, tid: int, abandon: bool = False) -> IoctlError | None:
+        """The woken WAIT_BO thread's outcome (None = 0); forgets it.  ``abandon``: the
+        harness gives up on a thread that can never wake (its -ETIMEDOUT)."""
+        w = self.waiters.get(tid)
+        if w is None or not (w.finished or abandon):
+            raise ArgumentError(f"wait thread {tid!r} has not woken")
+        del self.waiters[tid]
+        return w.error
+
     def perf_stats(self, user: int, dbc_id: int, handles: Sequence[int]) -> list[
             uapi.PerfStatsEntry]:
         """DRM_IOCTL_QAIC_PERF_STATS_BO: online, dbc range, then per entry lookup (-ENOENT),
-        sliced (-EINVAL), sliced on this dbc (-EINVAL).  No ownership check.
+        sliced (-EINVAL), sliced on this dbc (-EINVAL) -- those two 7.2 only (6.12
+        qaic_perf_stats_bo_ioctl has neither).  No ownership check.
         The model has no clock: latencies are 0."""
         self._client(user)
         check_uint("dbc_id", dbc_id, 32)
@@ -610,11 +660,14 @@ class HostCore(IrqSide):
         self._online()
         self._dbc_range(dbc_id)
         out = []
+        checks = kernels.behaviour(self.kernel, "perf-stats-slice-checks")  # 7.2 only
         for h in handles:
             bo = self._lookup(user, h)
-            if not bo.sliced:
+            if not checks:
+                pass
+            elif not bo.sliced:
                 raise IoctlError("EINVAL", f"perf_stats: BO {h} is not sliced")
-            if bo.dbc_id != dbc_id:
+            elif bo.dbc_id != dbc_id:
                 raise IoctlError("EINVAL", f"perf_stats: BO {h} is sliced on dbc {bo.dbc_id}, "
                                            f"not {dbc_id}")
             out.append(uapi.PerfStatsEntry(handle=h, queue_level_before=bo.queue_level_before,

@@ -14,9 +14,22 @@ Rules of this module (the style of :mod:`qaicmodel.arith`):
     state values, only on the structural parameters of :func:`make_transitions`;
   * the same functions run on ints (:data:`qaicmodel.arith.U32`) and on z3
     bit-vectors/bools (``proofs``);
-  * the reference host (:mod:`qaicmodel.spec.host.reference`) takes every IRQ-side control
-    decision by evaluating these guards and applying these updates, so a proof
-    about :data:`TRANSITIONS` is a proof about the code that runs.
+  * the reference host (:mod:`qaicmodel.spec.host.reference`, through ``HostCore``'s IRQ
+    side :mod:`qaicmodel.spec.host.irqside`) takes every IRQ-side control decision by
+    evaluating these guards and applying these updates, so a proof about
+    :data:`TRANSITIONS` is a proof about the code that runs.  Exactly: every
+    transition of :data:`HOST_TRANSITIONS` has its guard checked before its update
+    (``hard_irq``, ``thread_start``, ``read_tail``, ``recheck`` in ``irqside._take``;
+    ``poll_empty`` / ``give_up`` / ``start_drain`` chosen by ``irqside._decide``;
+    ``end_drain``, ``write_head``, ``unmask`` in ``irqside._apply``; ``consume_one``
+    as the loop condition of ``reference._drain``).  Not covered: the
+    :data:`DEVICE_TRANSITIONS` (``device_post``, ``raise_msi``) are a model of the
+    device that the device model (``qaicmodel/spec/dbc/engine.py``) implements on
+    its own (tested, not proved), and the fast host (``qaicmodel/impl/host.py``)
+    takes the same decisions on plain ints without evaluating these guards
+    (checked against the reference host by tests/test_host_equiv.py).  The paths
+    where a register read returns all-ones (a dead link) end the run without a
+    transition (``irqside._error_out``).
 
 State (:class:`IrqState`): ``rsp_hp``/``rsp_tp`` (the registers), ``nelem``,
 ``msi_due`` (the device saw the ring go empty -> non-empty and owes an MSI),
@@ -35,6 +48,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from qaicmodel.arith import U32, ring_advance, ring_occupancy
+from qaicmodel.spec.policies import MsiWhileMasked
 
 __all__ = [
     "PC",
@@ -133,9 +147,12 @@ def make_transitions(
     False in single-MSI and datapath-polling modes, where the DBC handlers never
     disable the (shared) line (qaic_data.c ``!qdev->single_msi``).
     """
-    if msi_while_masked not in ("latched", "lost"):
-        raise ValueError(f"msi_while_masked must be 'latched' or 'lost', not {msi_while_masked!r}")
-    latched = msi_while_masked == "latched"
+    try:
+        mode = MsiWhileMasked(msi_while_masked)
+    except ValueError:
+        raise ValueError(f"msi_while_masked must be 'latched' or 'lost', "
+                         f"not {msi_while_masked!r}") from None
+    latched = mode is MsiWhileMasked.LATCHED
 
     # -- device side ------------------------------------------------------
     def post_g(s: IrqState, ops: Any) -> Any:

@@ -15,7 +15,7 @@ from qaicmodel.spec.dbc import regs
 from qaicmodel.spec.host import irqproto
 from qaicmodel.spec.host.irqproto import PC, IrqState
 from qaicmodel.spec.host.protocol import HostAction
-from qaicmodel.spec.host.records import Bo, ExecThread, HostChannel
+from qaicmodel.spec.host.records import Bo, ExecThread, HostChannel, WaitThread
 from qaicmodel.spec.host.validate import U32_MAX
 
 __all__ = ["IrqSide"]
@@ -28,6 +28,7 @@ class IrqSide:
         device: Any
         ch: list[HostChannel]
         threads: dict[int, ExecThread]
+        waiters: dict[int, WaitThread]
         completions: list[tuple[int, int]]
         online: bool
         single_msi: bool
@@ -42,6 +43,7 @@ class IrqSide:
         def _xfer_remove(self, ch: HostChannel, bo: Bo) -> None: ...
         def _exec_runnable(self, th: ExecThread) -> bool: ...
         def _exec_step(self, th: ExecThread) -> None: ...
+        def _wake(self, w: WaitThread) -> None: ...
 
     def enabled(self) -> list[HostAction]:
         """Host events possible now, in a fixed order: MSIs, IRQ threads, polls, ioctls."""
@@ -64,6 +66,9 @@ class IrqSide:
         for tid, th in self.threads.items():
             if self._exec_runnable(th):
                 out.append(HostAction("exec", tid))
+        for tid, w in self.waiters.items():
+            if not w.finished and w.bo is not None and w.bo.done:
+                out.append(HostAction("wake", tid))  # complete_all woke the sleeper
         return out
 
     def step(self, action: HostAction) -> None:
@@ -76,6 +81,8 @@ class IrqSide:
             self._hard_irq(action.arg)
         elif kind == "poll":
             self._poll(self.ch[action.arg])
+        elif kind == "wake":
+            self._wake(self.waiters[action.arg])
         else:
             self._exec_step(self.threads[action.arg])
 
@@ -126,6 +133,14 @@ class IrqSide:
             else:
                 self.device.intc.unmask(v)
 
+    def _take(self, ch: HostChannel, name: str, s: IrqState) -> IrqState:
+        """Transition ``name`` from ``s`` (the registers already read into it): check its
+        guard, return its update (the caller does the mask changes)."""
+        guard, update = self.proto[name]
+        if not guard(s, U32):
+            raise AssertionError(f"irqproto {name} not enabled on dbc {ch.id} in {s}")  # host bug
+        return update(s, U32)
+
     def _decide(self, ch: HostChannel, names: tuple[str, ...]) -> str:
         """The one transition among ``names`` whose guard holds (no register reads)."""
         hits = [n for n in names if n in self.proto and self.proto[n][0](ch.irq, U32)]
@@ -147,9 +162,8 @@ class IrqSide:
             tp = self._readl(ch.id, regs.RSP_TP)
             if tp == U32_MAX:
                 continue
-            guard, update = self.proto["hard_irq"]
             s = ch.irq.with_(rsp_hp=hp, rsp_tp=tp, pending=True)
-            new = update(s, U32)
+            new = self._take(ch, "hard_irq", s)
             self._sync_mask(ch, s.depth, new.depth)
             ch.irq = new
 
@@ -177,10 +191,7 @@ class IrqSide:
             if hp == U32_MAX:
                 self._error_out(ch)
                 return
-            guard, update = self.proto["thread_start"]
-            s = ch.irq.with_(rsp_hp=hp)
-            assert guard(s, U32)
-            ch.irq = update(s, U32)
+            ch.irq = self._take(ch, "thread_start", ch.irq.with_(rsp_hp=hp))
             pc = PC.READ_TAIL
         if pc == PC.READ_TAIL:
             if ch.usr is None:
@@ -190,8 +201,7 @@ class IrqSide:
             if tp == U32_MAX:
                 self._error_out(ch)
                 return
-            guard, update = self.proto["read_tail"]
-            ch.irq = update(ch.irq.with_(rsp_tp=tp), U32)
+            ch.irq = self._take(ch, "read_tail", ch.irq.with_(rsp_tp=tp))
             name = self._decide(ch, ("poll_empty", "give_up", "start_drain"))
             self._apply(ch, name)
         elif pc == PC.DRAIN:
@@ -208,9 +218,8 @@ class IrqSide:
             if tp == U32_MAX:
                 ch.irq = ch.irq.with_(pc=int(PC.IDLE))
                 return
-            guard, update = self.proto["recheck"]
             s = ch.irq.with_(rsp_tp=tp)
-            new = update(s, U32)
+            new = self._take(ch, "recheck", s)
             self._sync_mask(ch, s.depth, new.depth)
             ch.irq = new
         else:  # pragma: no cover - CHECK is never a resting point

@@ -10,7 +10,9 @@ Kernel behaviour followed: current upstream qaic_data.c (2025/2026: the
 CVE-2025-22001 ``check_add_overflow`` fix of v6.14, the per-channel
 ``req_lock`` of "accel/qaic: Synchronize access to DBC request queue head & tail
 pointer" (v6.18), zero-resize partial execute (v6.8), ``bo_queued()`` as
-list membership, attach validating slices against the BO's own size).  Where
+list membership, attach validating slices against the BO's own size).  What differs
+between the kernels we read (6.12.117, 7.2.13) is a row of
+:mod:`qaicmodel.spec.host.kernels`, chosen by ``device.kernel``.  Where
 older kernels behave differently in a way a user can observe, the difference is
 the policy ``host-attach-hdr-size``; older *bugs* (no req_lock, unchecked
 offset+size) are the broken hosts of :mod:`qaicmodel.oracle.broken`.
@@ -39,8 +41,10 @@ The easy way is to subclass :class:`qaicmodel.spec.host.reference.SpecHost` (or
     from qaicmodel.spec.host.reference import SpecHost
 
     class MyHost(SpecHost):
-        def _write_full(self, ch, sl, tail):      # your ring copy
-            ...
+        def _write_full(self, ch, sl, req_id, tail):   # your ring copy of a whole slice
+            super()._write_full(ch, sl, req_id, tail)  # (replace with your own)
+
+(tests/test_docs.py runs this example under ``conform``.)
 
 To test a host written from scratch, implement :class:`Host` directly: raise
 ``qaicmodel.errors.IoctlError("EINVAL", "why")`` exactly where the driver

@@ -12,7 +12,7 @@ from qaicmodel.errors import IoctlError
 from qaicmodel.spec.host import irqproto
 from qaicmodel.spec.host.irqproto import IrqState
 
-__all__ = ["SliceRec", "Bo", "Client", "HostChannel", "Phase", "ExecThread"]
+__all__ = ["SliceRec", "Bo", "Client", "HostChannel", "Phase", "ExecThread", "WaitThread"]
 
 
 
@@ -110,3 +110,15 @@ class ExecThread:
     error: IoctlError | None = None
 
 
+@attrs.define(eq=False)
+class WaitThread:
+    """An ioctl thread asleep in WAIT_BO (qaic_data.c qaic_wait_bo_ioctl,
+    wait_for_completion_interruptible_timeout on ``bo->xfer_done``).  It wakes (a ``wake``
+    action) once the completion has fired, then runs the checks after the sleep."""
+
+    tid: int
+    user: int
+    dbc_id: int
+    bo: Bo | None
+    finished: bool = False
+    error: IoctlError | None = None

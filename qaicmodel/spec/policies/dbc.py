@@ -1,204 +1,86 @@
-"""The ambiguity registry: every point where the documents leave the device open.
+"""DMA Bridge policies (seed 003, sections "DMA Bridge", "Request FIFO", "Response FIFO").
 
-Where aic100.rst (the seed ``003_*.txt``) does not decide a behaviour, the
-model does not decide quietly: the point is a :class:`Policy` with a stable id,
-the sentence it comes from, its alternatives, and a default.  The default is
-what the Linux driver relies on where it relies on anything; the rationale
-says so.  A device is built with a :class:`Policies` choice (defaults for the
-rest) and never changes it.
-
-Other modules register their own policies with :func:`register` at import
-time (control plane, SSR, PCIe identity).  ``qaicmodel ambiguities`` lists the
-registry.
+Quotes are verbatim from the seed.  Each policy is an :class:`Alt` enum (its
+alternatives) and a :class:`Policy` constant; the device reads them in
+``qaicmodel/spec/dbc/`` (device.py, engine.py, intc.py).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
-
 import attrs
 
-from qaicmodel.errors import PolicyError
+from qaicmodel.spec.policies._base import SEED, Alt, Policies, Policy, register
 
-__all__ = ["Policy", "Policies", "REGISTRY", "register", "pairwise", "all_ids"]
-
-SEED = "seed 003 (aic100.rst)"
-
-
-@attrs.frozen
-class Policy:
-    """One open point of the documents."""
-
-    id: str
-    area: str
-    source: str  # document and section
-    quote: str  # the sentence(s) that leave the point open
-    question: str
-    alternatives: Mapping[str, str]  # alternative id -> what the device does
-    default: str
-    rationale: str
-
-    def __attrs_post_init__(self) -> None:
-        if self.default not in self.alternatives:
-            raise PolicyError(f"policy {self.id}: default {self.default!r} is not an alternative")
-        if len(self.alternatives) < 2:
-            raise PolicyError(f"policy {self.id}: needs at least two alternatives")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "area": self.area,
-            "source": self.source,
-            "quote": self.quote,
-            "question": self.question,
-            "alternatives": dict(self.alternatives),
-            "default": self.default,
-            "rationale": self.rationale,
-        }
-
-
-REGISTRY: dict[str, Policy] = {}
-
-
-def register(policy: Policy) -> Policy:
-    """Add ``policy`` to the registry (ids are unique and stable)."""
-    old = REGISTRY.get(policy.id)
-    if old is not None and old != policy:
-        raise PolicyError(f"policy id {policy.id!r} registered twice with different contents")
-    REGISTRY[policy.id] = policy
-    return policy
-
-
-def all_ids() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def _as_dict(m: Mapping[str, str]) -> dict[str, str]:
-    return dict(m)
-
-
-@attrs.frozen
-class Policies:
-    """A choice of one alternative per policy; unnamed policies take their default."""
-
-    chosen: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
-
-    def __attrs_post_init__(self) -> None:
-        for pid, alt in self.chosen.items():
-            pol = REGISTRY.get(pid)
-            if pol is None:
-                raise PolicyError(f"unknown policy {pid!r} (see `qaicmodel ambiguities`)")
-            if alt not in pol.alternatives:
-                raise PolicyError(
-                    f"policy {pid!r} has no alternative {alt!r}; "
-                    f"choose one of {', '.join(pol.alternatives)}"
-                )
-
-    def __getitem__(self, pid: str) -> str:
-        alt = self.chosen.get(pid)
-        if alt is not None:
-            return alt
-        pol = REGISTRY.get(pid)
-        if pol is None:
-            raise PolicyError(f"unknown policy {pid!r}")
-        return pol.default
-
-    def is_(self, pid: str, alt: str) -> bool:
-        """True when policy ``pid`` is set to ``alt`` (``alt`` must exist)."""
-        pol = REGISTRY.get(pid)
-        if pol is None or alt not in pol.alternatives:
-            raise PolicyError(f"policy {pid!r} has no alternative {alt!r}")
-        return self[pid] == alt
-
-    def with_(self, **kw: str) -> Policies:
-        d = dict(self.chosen)
-        d.update({k.replace("_", "-"): v for k, v in kw.items()})
-        return Policies(d)
-
-    @classmethod
-    def parse(cls, items: Iterable[str]) -> Policies:
-        """From ``ID=ALT`` strings (the CLI's ``--policy``)."""
-        d: dict[str, str] = {}
-        for item in items:
-            if "=" not in item:
-                raise PolicyError(f"--policy wants ID=ALT, got {item!r}")
-            k, v = item.split("=", 1)
-            d[k.strip()] = v.strip()
-        return cls(d)
-
-    def label(self) -> str:
-        diff = {k: v for k, v in self.chosen.items() if REGISTRY[k].default != v}
-        return ",".join(f"{k}={v}" for k, v in sorted(diff.items())) or "defaults"
-
-
-def pairwise(ids: Iterable[str] | None = None) -> list[Policies]:
-    """A covering set: every pair of alternatives of every two policies appears in some row.
-
-    Deterministic greedy construction (each new row picks, policy by policy,
-    the alternative that covers most uncovered pairs; ties go to the default).
-    The first row is all defaults.
-    """
-    pids = sorted(ids) if ids is not None else all_ids()
-    alts = {p: list(REGISTRY[p].alternatives) for p in pids}
-    uncovered: set[tuple[str, str, str, str]] = set()
-    for a, b in itertools.combinations(pids, 2):
-        for x in alts[a]:
-            for y in alts[b]:
-                uncovered.add((a, x, b, y))
-    singles = {(p, x) for p in pids for x in alts[p]}
-    rows: list[dict[str, str]] = [{p: REGISTRY[p].default for p in pids}]
-
-    def cover(row: dict[str, str]) -> None:
-        for a, b in itertools.combinations(pids, 2):
-            uncovered.discard((a, row[a], b, row[b]))
-        for p in pids:
-            singles.discard((p, row[p]))
-
-    cover(rows[0])
-    while uncovered or singles:
-        # seed the row with one uncovered pair (or single) so progress is guaranteed
-        row: dict[str, str] = {}
-        if uncovered:
-            a, x, b, y = min(uncovered)
-            row[a], row[b] = x, y
-        else:
-            p, x = min(singles)
-            row[p] = x
-        for p in pids:
-            if p in row:
-                continue
-            best, best_n = REGISTRY[p].default, -1
-            for x in alts[p]:
-                n = sum(
-                    1
-                    for q, y in row.items()
-                    if ((p, x, q, y) if p < q else (q, y, p, x)) in uncovered
-                )
-                if n > best_n or (n == best_n and x == REGISTRY[p].default):
-                    best, best_n = x, n
-            row[p] = best
-        cover(row)
-        rows.append(row)
-    return [Policies(r) for r in rows]
-
-
-def each_alternative(ids: Iterable[str] | None = None) -> Iterator[Policies]:
-    """One device per (policy, non-default alternative), the rest at defaults."""
-    for pid in sorted(ids) if ids is not None else all_ids():
-        for alt in REGISTRY[pid].alternatives:
-            if alt != REGISTRY[pid].default:
-                yield Policies({pid: alt})
-
-
-# ---------------------------------------------------------------------------
-# DMA Bridge policies (seed 003, sections "DMA Bridge", "Request FIFO",
-# "Response FIFO").  Quotes are verbatim from the seed.
+__all__ = [
+    "DbcChoice",
+    "RingFullRule",
+    "RING_FULL_RULE",
+    "SemIncAmount",
+    "SEM_INC_AMOUNT",
+    "SemOverflow",
+    "SEM_OVERFLOW",
+    "SemUnderflow",
+    "SEM_UNDERFLOW",
+    "SemPDecrements",
+    "SEM_P_DECREMENTS",
+    "SemEnableBit",
+    "SEM_ENABLE_BIT",
+    "FenceWithoutEnable",
+    "FENCE_WITHOUT_ENABLE",
+    "FenceScope",
+    "FENCE_SCOPE",
+    "PresyncMultiple",
+    "PRESYNC_MULTIPLE",
+    "ProcessingOrder",
+    "PROCESSING_ORDER",
+    "ResponseOrder",
+    "RESPONSE_ORDER",
+    "IllegalDirection",
+    "ILLEGAL_DIRECTION",
+    "DoorbellReservedLen",
+    "DOORBELL_RESERVED_LEN",
+    "DoorbellMisaligned",
+    "DOORBELL_MISALIGNED",
+    "LinkedList",
+    "LINKED_LIST",
+    "MsiWhileMasked",
+    "MSI_WHILE_MASKED",
+    "ForceMsi",
+    "FORCE_MSI",
+    "MsiEmptyTransition",
+    "MSI_EMPTY_TRANSITION",
+    "ResponseRingFull",
+    "RESPONSE_RING_FULL",
+    "TailOutOfRange",
+    "TAIL_OUT_OF_RANGE",
+    "OnDmaFault",
+    "DMA_FAULT",
+    "DoorbellDataWidth",
+    "DOORBELL_DATA_WIDTH",
+    "SemReservedCmd",
+    "SEM_RESERVED_CMD",
+    "CompletionCodeValues",
+    "COMPLETION_CODE_VALUES",
+    "InactiveDbcRegs",
+    "INACTIVE_DBC_REGS",
+    "PresyncNonWait",
+    "PRESYNC_NON_WAIT",
+    "HeadIndexMeaning",
+    "HEAD_INDEX_MEANING",
+]
 
 _DB = "dma-bridge"
 
-register(Policy(
+
+class RingFullRule(Alt):
+    """Alternatives of ``ring-full-rule``."""
+
+    KEEP_ONE_FREE = "keep-one-free"
+    ALL_SLOTS = "all-slots"
+
+
+RING_FULL_RULE = register(Policy(
+    kind=RingFullRule,
     id="ring-full-rule",
     area=_DB,
     source=f"{SEED} DMA Bridge",
@@ -214,7 +96,16 @@ register(Policy(
               "has capacity len-1.",
 ))
 
-register(Policy(
+
+class SemIncAmount(Alt):
+    """Alternatives of ``sem-inc-amount``."""
+
+    BY_ONE = "by-one"
+    BY_VALUE = "by-value"
+
+
+SEM_INC_AMOUNT = register(Policy(
+    kind=SemIncAmount,
     id="sem-inc-amount",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -230,7 +121,16 @@ register(Policy(
               "driver never sends INC/DEC itself.",
 ))
 
-register(Policy(
+
+class SemOverflow(Alt):
+    """Alternatives of ``sem-overflow``."""
+
+    SATURATE = "saturate"
+    WRAP = "wrap"
+
+
+SEM_OVERFLOW = register(Policy(
+    kind=SemOverflow,
     id="sem-overflow",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -245,7 +145,17 @@ register(Policy(
               "making a waiting request pass spuriously. Nothing in the driver relies on it.",
 ))
 
-register(Policy(
+
+class SemUnderflow(Alt):
+    """Alternatives of ``sem-underflow``."""
+
+    SATURATE = "saturate"
+    WRAP = "wrap"
+    BLOCK = "block"
+
+
+SEM_UNDERFLOW = register(Policy(
+    kind=SemUnderflow,
     id="sem-underflow",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -260,7 +170,16 @@ register(Policy(
     rationale="Silent in every document; the driver never decrements.",
 ))
 
-register(Policy(
+
+class SemPDecrements(Alt):
+    """Alternatives of ``sem-p-decrements``."""
+
+    DECREMENT = "decrement"
+    WAIT_ONLY = "wait-only"
+
+
+SEM_P_DECREMENTS = register(Policy(
+    kind=SemPDecrements,
     id="sem-p-decrements",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -276,7 +195,16 @@ register(Policy(
               "comment is shorter.",
 ))
 
-register(Policy(
+
+class SemEnableBit(Alt):
+    """Alternatives of ``sem-enable-bit``."""
+
+    ENABLE_GATES = "enable-gates"
+    COMMAND_GATES = "command-gates"
+
+
+SEM_ENABLE_BIT = register(Policy(
+    kind=SemEnableBit,
     id="sem-enable-bit",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -291,7 +219,16 @@ register(Policy(
               "driver-built elements; 'enabled' reads most naturally as a gate.",
 ))
 
-register(Policy(
+
+class FenceWithoutEnable(Alt):
+    """Alternatives of ``fence-without-enable``."""
+
+    HONOURED = "honoured"
+    NEEDS_ENABLE = "needs-enable"
+
+
+FENCE_WITHOUT_ENABLE = register(Policy(
+    kind=FenceWithoutEnable,
     id="fence-without-enable",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -308,7 +245,17 @@ register(Policy(
               "bit but not the enable bit, so the driver relies on 'honoured'.",
 ))
 
-register(Policy(
+
+class FenceScope(Alt):
+    """Alternatives of ``fence-scope``."""
+
+    EARLIER_BEFORE_PRESYNC = "earlier-before-presync"
+    EARLIER_BEFORE_DMA = "earlier-before-dma"
+    ALL_OUTSTANDING = "all-outstanding"
+
+
+FENCE_SCOPE = register(Policy(
+    kind=FenceScope,
     id="fence-scope",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -327,7 +274,17 @@ register(Policy(
               "means those queued before this request.",
 ))
 
-register(Policy(
+
+class PresyncMultiple(Alt):
+    """Alternatives of ``presync-multiple``."""
+
+    ERROR = "error"
+    ALL_GATE = "all-gate"
+    FIRST_ONLY = "first-only"
+
+
+PRESYNC_MULTIPLE = register(Policy(
+    kind=PresyncMultiple,
     id="presync-multiple",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -344,7 +301,16 @@ register(Policy(
               "reads as an error.",
 ))
 
-register(Policy(
+
+class ProcessingOrder(Alt):
+    """Alternatives of ``processing-order``."""
+
+    RULE_PERMITTED = "rule-permitted"
+    FIFO = "fifo"
+
+
+PROCESSING_ORDER = register(Policy(
+    kind=ProcessingOrder,
     id="processing-order",
     area=_DB,
     source=f"{SEED} Request FIFO; userspace.md §7 (AICMetadata.h)",
@@ -361,7 +327,16 @@ register(Policy(
               "requests staying in order.",
 ))
 
-register(Policy(
+
+class ResponseOrder(Alt):
+    """Alternatives of ``response-order``."""
+
+    COMPLETION_ORDER = "completion-order"
+    REQUEST_ORDER = "request-order"
+
+
+RESPONSE_ORDER = register(Policy(
+    kind=ResponseOrder,
     id="response-order",
     area=_DB,
     source=f"{SEED} Response FIFO",
@@ -376,7 +351,17 @@ register(Policy(
     rationale="The driver matches responses to BOs by req_id and never assumes an order.",
 ))
 
-register(Policy(
+
+class IllegalDirection(Alt):
+    """Alternatives of ``illegal-direction``."""
+
+    ERROR_IF_REQUESTED = "error-if-requested"
+    ERROR_ALWAYS = "error-always"
+    AS_NONE = "as-none"
+
+
+ILLEGAL_DIRECTION = register(Policy(
+    kind=IllegalDirection,
     id="illegal-direction",
     area=_DB,
     source=f"{SEED} Request FIFO, pcie_dma_cmd",
@@ -395,7 +380,16 @@ register(Policy(
               "would be unexpected by a host.",
 ))
 
-register(Policy(
+
+class DoorbellReservedLen(Alt):
+    """Alternatives of ``doorbell-reserved-len``."""
+
+    SKIP_ERROR = "skip-error"
+    AS_32 = "as-32"
+
+
+DOORBELL_RESERVED_LEN = register(Policy(
+    kind=DoorbellReservedLen,
     id="doorbell-reserved-len",
     area=_DB,
     source=f"{SEED} Request FIFO, doorbell_attr",
@@ -409,7 +403,17 @@ register(Policy(
     rationale="The driver never encodes 3 (db_len must be 0/8/16/32).",
 ))
 
-register(Policy(
+
+class DoorbellMisaligned(Alt):
+    """Alternatives of ``doorbell-misaligned``."""
+
+    SKIP_ERROR = "skip-error"
+    ALIGN_DOWN = "align-down"
+    WRITE_ANYWAY = "write-anyway"
+
+
+DOORBELL_MISALIGNED = register(Policy(
+    kind=DoorbellMisaligned,
     id="doorbell-misaligned",
     area=_DB,
     source=f"{SEED} Request FIFO, doorbell_attr",
@@ -425,7 +429,16 @@ register(Policy(
               "any device behaviour here.",
 ))
 
-register(Policy(
+
+class LinkedList(Alt):
+    """Alternatives of ``linked-list``."""
+
+    ERROR = "error"
+    AS_BULK = "as-bulk"
+
+
+LINKED_LIST = register(Policy(
+    kind=LinkedList,
     id="linked-list",
     area=_DB,
     source=f"{SEED} Request FIFO, pcie_dma_cmd",
@@ -440,7 +453,16 @@ register(Policy(
     rationale="The list format is not documented and the driver always sets bit 3.",
 ))
 
-register(Policy(
+
+class MsiWhileMasked(Alt):
+    """Alternatives of ``msi-while-masked``."""
+
+    LATCHED = "latched"
+    LOST = "lost"
+
+
+MSI_WHILE_MASKED = register(Policy(
+    kind=MsiWhileMasked,
     id="msi-while-masked",
     area=_DB,
     source=f"{SEED} Response FIFO; seed 001 (MSI in VMs)",
@@ -457,7 +479,16 @@ register(Policy(
               "'lost'.",
 ))
 
-register(Policy(
+
+class ForceMsi(Alt):
+    """Alternatives of ``force-msi``."""
+
+    HONOURED = "honoured"
+    IGNORED = "ignored"
+
+
+FORCE_MSI = register(Policy(
+    kind=ForceMsi,
     id="force-msi",
     area=_DB,
     source=f"{SEED} Request FIFO, pcie_dma_cmd",
@@ -472,7 +503,16 @@ register(Policy(
     rationale="The driver never sets it; honouring it is the more demanding case for hosts.",
 ))
 
-register(Policy(
+
+class MsiEmptyTransition(Alt):
+    """Alternatives of ``msi-empty-transition``."""
+
+    HOST_HEAD = "host-head"
+    EVERY_RESPONSE = "every-response"
+
+
+MSI_EMPTY_TRANSITION = register(Policy(
+    kind=MsiEmptyTransition,
     id="msi-empty-transition",
     area=_DB,
     source=f"{SEED} Response FIFO",
@@ -491,7 +531,16 @@ register(Policy(
               "one MSI per empty->non-empty edge.",
 ))
 
-register(Policy(
+
+class ResponseRingFull(Alt):
+    """Alternatives of ``response-ring-full``."""
+
+    STALL = "stall"
+    DROP = "drop"
+
+
+RESPONSE_RING_FULL = register(Policy(
+    kind=ResponseRingFull,
     id="response-ring-full",
     area=_DB,
     source=f"{SEED} Response FIFO",
@@ -506,7 +555,16 @@ register(Policy(
               "every MSI; stalling loses nothing.",
 ))
 
-register(Policy(
+
+class TailOutOfRange(Alt):
+    """Alternatives of ``tail-out-of-range``."""
+
+    IGNORE = "ignore"
+    MODULO = "modulo"
+
+
+TAIL_OUT_OF_RANGE = register(Policy(
+    kind=TailOutOfRange,
     id="tail-out-of-range",
     area=_DB,
     source=f"{SEED} DMA Bridge",
@@ -520,7 +578,16 @@ register(Policy(
     rationale="The driver always writes values < nelem.",
 ))
 
-register(Policy(
+
+class OnDmaFault(Alt):
+    """Alternatives of ``dma-fault``."""
+
+    ERROR = "error"
+    PARTIAL = "partial"
+
+
+DMA_FAULT = register(Policy(
+    kind=OnDmaFault,
     id="dma-fault",
     area=_DB,
     source=f"{SEED} Request FIFO",
@@ -534,7 +601,16 @@ register(Policy(
     rationale="Silent; the driver only uses mapped segments.",
 ))
 
-register(Policy(
+
+class DoorbellDataWidth(Alt):
+    """Alternatives of ``doorbell-data-width``."""
+
+    TRUNCATE = "truncate"
+    VIOLATION = "violation"
+
+
+DOORBELL_DATA_WIDTH = register(Policy(
+    kind=DoorbellDataWidth,
     id="doorbell-data-width",
     area=_DB,
     source=f"{SEED} Request FIFO, doorbell_data",
@@ -548,9 +624,16 @@ register(Policy(
     rationale="The driver passes the user's db_data through unmasked for 8/16-bit doorbells.",
 ))
 
-# Added while reading the seed line by line for the device model (device.py).
 
-register(Policy(
+class SemReservedCmd(Alt):
+    """Alternatives of ``sem-reserved-cmd``."""
+
+    ERROR = "error"
+    IGNORE = "ignore"
+
+
+SEM_RESERVED_CMD = register(Policy(
+    kind=SemReservedCmd,
     id="sem-reserved-cmd",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -567,7 +650,16 @@ register(Policy(
               "(multiple presyncs) keeps the device's error handling uniform.",
 ))
 
-register(Policy(
+
+class CompletionCodeValues(Alt):
+    """Alternatives of ``completion-code-values``."""
+
+    DISTINCT = "distinct"
+    ONE = "one"
+
+
+COMPLETION_CODE_VALUES = register(Policy(
+    kind=CompletionCodeValues,
     id="completion-code-values",
     area=_DB,
     source=f"{SEED} Response FIFO, completion_code",
@@ -582,7 +674,16 @@ register(Policy(
               "still completes the BO, so no host may depend on the value.",
 ))
 
-register(Policy(
+
+class InactiveDbcRegs(Alt):
+    """Alternatives of ``inactive-dbc-regs``."""
+
+    ZERO = "zero"
+    ALL_ONES = "all-ones"
+
+
+INACTIVE_DBC_REGS = register(Policy(
+    kind=InactiveDbcRegs,
     id="inactive-dbc-regs",
     area=_DB,
     source=f"{SEED} DMA Bridge",
@@ -598,7 +699,16 @@ register(Policy(
               "(its IRQ handler returns early), so it relies on neither.",
 ))
 
-register(Policy(
+
+class PresyncNonWait(Alt):
+    """Alternatives of ``presync-non-wait``."""
+
+    APPLY = "apply"
+    IGNORE = "ignore"
+
+
+PRESYNC_NON_WAIT = register(Policy(
+    kind=PresyncNonWait,
     id="presync-non-wait",
     area=_DB,
     source=f"{SEED} Request FIFO, sem_cmd",
@@ -614,7 +724,16 @@ register(Policy(
               "(before or after the transfer); the open compiler only emits presync waits.",
 ))
 
-register(Policy(
+
+class HeadIndexMeaning(Alt):
+    """Alternatives of ``head-index-meaning``."""
+
+    NEXT_SLOT = "next-slot"
+    LAST_CONSUMED = "last-consumed"
+
+
+HEAD_INDEX_MEANING = register(Policy(
+    kind=HeadIndexMeaning,
     id="head-index-meaning",
     area=_DB,
     source=f"{SEED} DMA Bridge",
@@ -633,3 +752,44 @@ register(Policy(
               "writes RSP_HP as the next slot to read; the seed's 'latest item ... consumed' "
               "reads literally as the other alternative.",
 ))
+
+
+@attrs.frozen(slots=True)
+class DbcChoice:
+    """The DMA Bridge's policy choice resolved once: one typed field per policy above.
+
+    The device reads ``self._p.sem_underflow`` (an attribute, on the hot path)
+    instead of looking ids up; :meth:`of` builds it from a :class:`Policies`.
+    """
+
+    ring_full_rule: RingFullRule
+    sem_inc_amount: SemIncAmount
+    sem_overflow: SemOverflow
+    sem_underflow: SemUnderflow
+    sem_p_decrements: SemPDecrements
+    sem_enable_bit: SemEnableBit
+    fence_without_enable: FenceWithoutEnable
+    fence_scope: FenceScope
+    presync_multiple: PresyncMultiple
+    processing_order: ProcessingOrder
+    response_order: ResponseOrder
+    illegal_direction: IllegalDirection
+    doorbell_reserved_len: DoorbellReservedLen
+    doorbell_misaligned: DoorbellMisaligned
+    linked_list: LinkedList
+    msi_while_masked: MsiWhileMasked
+    force_msi: ForceMsi
+    msi_empty_transition: MsiEmptyTransition
+    response_ring_full: ResponseRingFull
+    tail_out_of_range: TailOutOfRange
+    dma_fault: OnDmaFault
+    doorbell_data_width: DoorbellDataWidth
+    sem_reserved_cmd: SemReservedCmd
+    completion_code_values: CompletionCodeValues
+    inactive_dbc_regs: InactiveDbcRegs
+    presync_non_wait: PresyncNonWait
+    head_index_meaning: HeadIndexMeaning
+
+    @classmethod
+    def of(cls, policies: Policies) -> DbcChoice:
+        return cls(**{f.name: policies[f.name.replace("_", "-")] for f in attrs.fields(cls)})

@@ -14,7 +14,7 @@ from typing import Any
 
 from qaicmodel.oracle.cosim import PAGE, Finding, Pair, World
 from qaicmodel.spec.host import uapi
-from qaicmodel.spec.policies import Policies
+from qaicmodel.spec.policies import PROCESSING_ORDER, Policies, ProcessingOrder
 
 __all__ = ["make_machine"]
 
@@ -48,7 +48,7 @@ def make_machine(host_factories: Sequence[Callable[..., Any]], *,
     from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
     pair = len(host_factories) == 2
-    fifo = policies is not None and policies["processing-order"] == "fifo"
+    fifo = policies is not None and policies[PROCESSING_ORDER] is ProcessingOrder.FIFO
     sems = st.builds(uapi.Sem, val=st.sampled_from([0, 1, 0xFFF, 0x1000]),
                      index=st.sampled_from([8, 9, 31, 32]), presync=st.sampled_from([0, 0, 2]),
                      cmd=st.sampled_from([0, 1, 2, 3, 7]), flags=st.sampled_from([0, 1, 2, 4]),

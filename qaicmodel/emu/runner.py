@@ -1,0 +1,947 @@
+"""``qaicmodel uml run``: boot the UML guest against the device model, run a command in it.
+
+The device model (:class:`~qaicmodel.emu.backend.Backend` with a board) runs in
+*this* process; the guest kernel is a child process that connects to the
+backend's unix socket.  The guest's root file system is the host's (hostfs), so
+the host's Python and this project run inside it.  Its init is a Python script
+(run by this interpreter, :data:`sys.executable`): it mounts proc, sysfs,
+devtmpfs and a tmpfs with ``mount(2)`` through ctypes, runs the command with its
+output on the guest's second console (``con1``, a pipe to the runner), writes the
+command's status into the run directory and powers off with ``reboot(2)``.
+
+Guest command line (names checked in both kernels): ``mem=``, ``root=/dev/root
+rootfstype=hostfs rootflags=/ rw``, ``init=``, ``virtio_uml.device=SOCKET:1234``
+(``arch/um/drivers/virtio_uml.c``), the virt-pci request timeout
+``virt_pci.max_delay_us`` (6.12: ``virt-pci.c``) and ``virtio_pcidev.max_delay_us``
+(7.2: ``virtio_pcidev.c``; a module parameter of a module that is not there is
+ignored, so both are passed), ``con0=``/``con1=``/``con=`` and ``console=tty0``
+(``arch/um/drivers/stdio_console.c``), ``uml_dir=``/``umid=``
+(``arch/um/os-Linux/umid.c``: keeps UML's pid file and mconsole socket in the run
+directory), ``firmware_class.path=``.
+
+No process outlives :func:`run`: the guest gets ``PR_SET_PDEATHSIG``; the runner is
+a child subreaper while it runs (UML's helpers call ``setsid`` — UML itself does
+in ``arch/um/os-Linux/main.c`` — so a process group is not enough); at the end
+every process descended from the guest, or reparented to the runner from its
+sessions, is killed with SIGKILL and reaped, and the run directory is removed
+(the console is kept).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from qaicmodel.emu import splat as splatmod
+from qaicmodel.errors import ArgumentError, NotModelledError, QaicModelError, UmlError
+
+if TYPE_CHECKING:  # the device side is imported when a run starts (keeps the CLI light)
+    from qaicmodel.emu.backend import Backend
+    from qaicmodel.emu.virtpci import Violation
+
+__all__ = ["run", "RunResult", "guest_argv", "init_script", "add_args", "run_cli",
+           "Reaper", "DEFAULT_TIMEOUT", "MAX_DELAY_US"]
+
+DEFAULT_TIMEOUT = 120.0
+#: virt-pci's wait for an answer, in udelay(1) steps (default 40000: a slow answer
+#: from a Python device must not make a register read fail with -EIO)
+MAX_DELAY_US = 200_000_000
+PANIC_GRACE = 3.0  # seconds the guest gets to exit by itself after a panic line
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+INIT_MARK = "qaicmodel-init:"
+
+
+# -- the guest's init ------------------------------------------------------------
+
+_INIT = r'''#!{python} -S
+"""The guest's init (PID 1), written by qaicmodel uml run.  Never raises."""
+import ctypes, json, os, sys, time
+
+CFG = json.loads({cfg!r})
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                       ctypes.c_void_p]
+RB_POWER_OFF = 0x4321FEDC
+
+
+def say(text):
+    try:
+        os.write(1, ("{mark} " + text + "\n").encode())
+    except OSError:
+        pass
+
+
+def mounted(target):
+    try:
+        with open("/proc/mounts") as fh:
+            return any(line.split()[1] == target for line in fh)
+    except OSError:
+        return False
+
+
+def mount(src, target, fstype):
+    if target != "/proc" and mounted(target):
+        return
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError:
+        pass
+    if libc.mount(src.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+        say("mount %s on %s failed: %s" % (fstype, target, os.strerror(ctypes.get_errno())))
+
+
+def put(name, text):
+    path = os.path.join(CFG["rundir"], name)
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(path + ".tmp", path)
+
+
+def child():
+    try:
+        os.setsid()
+        if CFG["output"]:
+            import termios
+            fd = os.open(CFG["output"], os.O_RDWR | os.O_NOCTTY)
+            try:
+                attrs = termios.tcgetattr(fd)
+                attrs[1] &= ~termios.OPOST
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            except termios.error:
+                pass
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+        else:  # interactive: the console is the shell's controlling terminal
+            import fcntl, termios
+            fd = os.open("/dev/tty0", os.O_RDWR)
+            fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+            for k in (0, 1, 2):
+                os.dup2(fd, k)
+        os.chdir(CFG["cwd"])
+        os.execvpe(CFG["cmd"][0], CFG["cmd"], CFG["env"])
+    except BaseException as e:
+        try:
+            os.write(2, ("qaicmodel-init: cannot run %r: %s\n" % (CFG["cmd"][0], e)).encode())
+        finally:
+            os._exit(127)
+
+
+def plug_device():
+    """The device appears after the root file system (and so its firmware path) is
+    mounted: wait for the runner to plug it in, then rescan the PCI bus."""
+    say("waiting for the device")
+    flag = os.path.join(CFG["rundir"], "present")
+    end = time.monotonic() + 30
+    while not os.path.exists(flag):
+        if time.monotonic() > end:
+            say("the device was never plugged in")
+            return
+        time.sleep(0.002)
+    with open("/sys/bus/pci/rescan", "w") as fh:
+        fh.write("1")
+    say("device scanned")
+
+
+def main():
+    say("started")
+    mount("proc", "/proc", "proc")
+    mount("sysfs", "/sys", "sysfs")
+    mount("devtmpfs", "/dev", "devtmpfs")
+    mount("tmpfs", "/dev/shm", "tmpfs")
+    mount("devpts", "/dev/pts", "devpts")
+    if CFG["hotplug"]:
+        plug_device()
+    pid = os.fork()
+    if pid == 0:
+        child()
+    status = None
+    while status is None:
+        try:
+            got, st = os.wait()
+        except ChildProcessError:
+            status = 255
+            break
+        except InterruptedError:
+            continue
+        if got == pid:
+            code = os.waitstatus_to_exitcode(st)
+            status = code if code >= 0 else 128 - code
+    say("command exited with status %d" % status)
+    put("status", json.dumps({{"status": status}}))
+    if CFG["unbind"]:
+        unbind_all()
+
+
+def unbind_all():
+    """Unbind every PCI driver (remove, without the shutdown that precedes it at
+    poweroff)."""
+    base = "/sys/bus/pci/devices"
+    for dev in sorted(os.listdir(base)):
+        drv = os.path.join(base, dev, "driver")
+        if os.path.exists(drv):
+            say("unbinding %s" % dev)
+            with open(os.path.join(drv, "unbind"), "w") as fh:
+                fh.write(dev)
+
+
+try:
+    main()
+except BaseException as e:
+    say("init failed: %r" % (e,))
+    try:
+        put("init-error", repr(e))
+    except BaseException:
+        pass
+finally:
+    try:
+        os.kill(-1, 9)
+    except OSError:
+        pass
+    libc.sync()
+    say("power off")
+    libc.reboot(RB_POWER_OFF)
+    os._exit(0)
+'''
+
+
+def init_script(*, rundir: Path, cmd: Sequence[str], env: dict[str, str], cwd: str,
+                output: str | None, hotplug: bool = True, unbind: bool = False,
+                python: str | None = None) -> str:
+    """The text of the guest's init for these settings."""
+    cfg = json.dumps({"rundir": str(rundir), "cmd": list(cmd), "env": env, "cwd": cwd,
+                      "output": output, "hotplug": hotplug, "unbind": unbind})
+    return _INIT.format(python=python or sys.executable, cfg=cfg, mark=INIT_MARK)
+
+
+def guest_argv(vmlinux: Path, *, socket_path: Path, init: Path, rundir: Path, firmware: Path,
+               mem: str = "256M", interactive: bool = False, console_fd: int = 1,
+               output_fd: int | None = None, max_delay_us: int = MAX_DELAY_US,
+               extra: Sequence[str] = ()) -> list[str]:
+    """The guest kernel's command line."""
+    from qaicmodel.emu.backend import device_arg
+
+    con0 = f"fd:0,fd:{console_fd}" if interactive else f"null,fd:{console_fd}"
+    argv = [str(vmlinux), f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
+            "rw", f"init={init}", device_arg(socket_path),
+            f"virt_pci.max_delay_us={max_delay_us}",
+            f"virtio_pcidev.max_delay_us={max_delay_us}",
+            "con=null", f"con0={con0}"]
+    if output_fd is not None:
+        argv.append(f"con1=null,fd:{output_fd}")
+    argv += ["console=tty0", f"firmware_class.path={firmware}",
+             f"uml_dir={rundir}/uml", "umid=guest", *extra]
+    return argv
+
+
+# -- processes -------------------------------------------------------------------
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, arg: int) -> int:
+    return int(_libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0))
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, session id, start time) of every process (from /proc/PID/stat)."""
+    out: dict[int, tuple[int, int, int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(b")") + 2:].split()
+        try:
+            out[int(name)] = (int(rest[1]), int(rest[3]), int(rest[19]))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+class Reaper:
+    """Finds and kills every process of one guest: its tree, the sessions its
+    processes lead, and orphans reparented to this (subreaper) process.
+
+    Processes are known by (pid, start time), so a recycled pid is never mistaken
+    for a guest's; the runner's own session is never treated as the guest's.
+    """
+
+    def __init__(self) -> None:
+        self.root: int | None = None
+        self.known: dict[int, int] = {}  # pid -> start time
+        self.sessions: set[int] = set()
+        self._before: set[tuple[int, int]] = set()
+        self._was_subreaper: int | None = None
+        self._my_sid = os.getsid(0)
+
+    def __enter__(self) -> Reaper:
+        """Become a child subreaper (orphans of the guest's helpers come to us)."""
+        flag = ctypes.c_int(0)
+        try:
+            if _libc().prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0:
+                self._was_subreaper = flag.value
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        except (OSError, AttributeError):
+            self._was_subreaper = None
+        me = os.getpid()
+        self._before = {(p, st) for p, (pp, _sid, st) in _proc_table().items() if pp == me}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.kill_all()
+        finally:
+            self.restore()
+
+    def restore(self) -> None:
+        if self._was_subreaper is not None:
+            _prctl(_PR_SET_CHILD_SUBREAPER, self._was_subreaper)
+            self._was_subreaper = None
+
+    def track(self, pid: int) -> None:
+        """The guest itself (started in a session of its own)."""
+        self.root = pid
+        entry = _proc_table().get(pid)
+        if entry is not None:
+            self.known[pid] = entry[2]
+            if entry[1] == pid and pid != self._my_sid:
+                self.sessions.add(pid)
+
+    def scan(self) -> set[int]:
+        """The guest's processes now (and remember them)."""
+        if self.root is None:
+            return set()
+        table = _proc_table()
+        me = os.getpid()
+        found = {p for p, st in self.known.items() if p in table and table[p][2] == st}
+        for p, (pp, sid, st) in table.items():
+            if p == me:
+                continue
+            if sid in self.sessions:
+                found.add(p)
+            elif pp == me and (p, st) not in self._before:
+                found.add(p)  # an orphan of the guest's helpers, reparented to us
+        grew = True
+        while grew:
+            grew = False
+            for p, (pp, _sid, _st) in table.items():
+                if pp in found and p not in found and p != me:
+                    found.add(p)
+                    grew = True
+        for p in found:
+            sid = table[p][1]
+            if sid == p and sid != self._my_sid:
+                self.sessions.add(sid)  # a guest process that called setsid()
+            self.known[p] = table[p][2]
+        return found
+
+    def kill_all(self, wait: float = 5.0) -> list[int]:
+        """SIGKILL every process of the guest and reap the ones that are our children;
+        returns the pids still alive afterwards (empty when all is well)."""
+        deadline = time.monotonic() + wait
+        while True:
+            alive = {p for p in self.scan() if not _is_zombie(p)}
+            if not alive or time.monotonic() > deadline:
+                break
+            for p in alive:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+            self._reap()
+        self._reap()
+        return sorted(alive)
+
+    def _reap(self) -> None:
+        for p in list(self.known):
+            if p == self.root:
+                continue  # the guest itself: its Popen reaps it
+            try:
+                got, _ = os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if got == p:
+                del self.known[p]
+
+
+def _exists(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return True
+    return raw[raw.rfind(b")") + 2:raw.rfind(b")") + 3] in (b"Z", b"X")
+
+
+# -- one run -----------------------------------------------------------------------
+
+@attrs.define
+class RunResult:
+    """What a run came to; :meth:`failure` says why it is not a success, in one line."""
+
+    status: int | None
+    console: Path
+    splats: list[splatmod.Splat]
+    violations: list[Violation]
+    timed_out: bool
+    guest_exit: int | None
+    seconds: float
+    boot_seconds: float | None
+    output: bytes
+    error: str | None
+    summary: dict[str, Any]
+    leftover: list[int] = attrs.Factory(list)
+    init_error: str | None = None
+    timeout: float = 0.0
+    hints: list[str] = attrs.Factory(list)
+
+    def failure(self) -> str | None:
+        if self.error:
+            return self.error
+        if self.splats:
+            s = self.splats[0]
+            more = f" (+{len(self.splats) - 1} more)" if len(self.splats) > 1 else ""
+            hint = f"; {self.hints[0]}" if self.hints else ""
+            return f"kernel {s.kind} in the guest, {s.quote()}{more}{hint}"
+        if self.timed_out:
+            return f"the guest did not finish within {self.timeout:g} s (--timeout)"
+        if self.violations:
+            v = self.violations
+            return f"the guest broke the device's rules: {v[0]}" + (
+                f" (+{len(v) - 1} more)" if len(v) > 1 else "")
+        if self.init_error:
+            return f"the guest's init failed: {self.init_error}"
+        if self.status is None:
+            return (f"the guest exited (status {self.guest_exit}) without reporting the "
+                    "command's status")
+        if self.leftover:
+            return f"processes outlived the guest: {self.leftover}"
+        return None
+
+    @property
+    def exit_code(self) -> int:
+        if self.failure() is not None:
+            return 2 if self.status in (None, 0) else self.status
+        return self.status or 0
+
+
+def _default_board(policies: Sequence[str], seed: int) -> Any:
+    """The model's board (``qaicmodel.emu.board.Board``) if it is part of this build,
+    else None."""
+    try:
+        from qaicmodel.emu import board as boardmod
+    except ModuleNotFoundError as e:
+        if e.name == "qaicmodel.emu.board":
+            return None
+        raise
+    return boardmod.Board(policies=policies, seed=seed)
+
+
+def _write_firmware(directory: Path) -> None:
+    try:
+        from qaicmodel.emu import firmware
+    except ModuleNotFoundError as e:
+        if e.name == "qaicmodel.emu.firmware":
+            return
+        raise
+    firmware.write_images(directory)
+
+
+def resolve_kernel(kernel: str | None, vmlinux: Path | None = None) -> Path:
+    if vmlinux is not None:
+        p = Path(vmlinux)
+        if not p.is_file() or not os.access(p, os.X_OK):
+            raise UmlError(f"{p} is not an executable UML kernel")
+        return p
+    from qaicmodel.emu import kbuild
+
+    name = kernel or kbuild.DEFAULT_KERNEL
+    k = kbuild.find_kernel(name)
+    if k is None:
+        raise UmlError(f"no {name} kernel has been built: run `qaicmodel uml build --kernel "
+                       f"{name}` first")
+    return Path(k.path)
+
+
+def run(cmd: Sequence[str] | None, *, kernel: str | None = None, vmlinux: Path | None = None,
+        board: Any = None, policies: Sequence[str] = (), seed: int = 0,
+        timeout: float = DEFAULT_TIMEOUT, console: Path | None = None, mem: str = "256M",
+        echo: IO[bytes] | None = None, capture: bool = False,
+        log: Callable[[str], None] | None = None, steps_per_turn: int = 32,
+        env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
+        hotplug: bool = True, unbind: bool = False) -> RunResult:
+    """Boot the guest against ``board`` (default: the model's board), run ``cmd`` in it.
+
+    ``hotplug`` (default): the PCI function is absent while the kernel boots and is
+    plugged in once the init has mounted the root file system (the init then
+    rescans the bus), because the driver asks for its firmware as it probes and a
+    UML kernel without initramfs has no file system before the root is mounted;
+    ``hotplug=False`` presents it from the first bus scan.
+
+    ``unbind``: after the command, the init unbinds every PCI driver before it
+    powers off, which avoids the qaic double teardown at poweroff (shutdown, then
+    remove: the panic in ``mhi_deinit_dev_ctxt``, docs/findings.md); off by
+    default, so a run shows what the driver does.
+
+    ``cmd`` None is an interactive shell on the guest console (this process's
+    terminal).  ``echo`` gets the command's output as it comes (default: this
+    process's stdout); ``capture`` also keeps it in :attr:`RunResult.output`.
+    The console is saved to ``console`` (default: a fresh file under the system's
+    temporary directory) and kept.
+    """
+    if timeout <= 0:
+        raise ArgumentError(f"--timeout must be positive, not {timeout}")
+    if cmd is not None and not cmd:
+        raise ArgumentError("no command given after --")
+    path = resolve_kernel(kernel, vmlinux)
+    if board is None:
+        board = _default_board(policies, seed)
+        if board is None:
+            from qaicmodel.emu.testboard import StubBoard
+
+            if log is not None:
+                log("the model's board (qaicmodel.emu.board) is not part of this build: "
+                    "running against the stand-in board (BARs read 0)")
+            board = StubBoard()
+    if console is None:
+        fd, name = tempfile.mkstemp(prefix="qaicmodel-uml-console-", suffix=".txt")
+        os.close(fd)
+        console = Path(name)
+    g = _Guest(board, Path(console), echo=echo, capture=capture, log=log, seed=seed,
+               steps_per_turn=steps_per_turn, interactive=cmd is None, hotplug=hotplug,
+               unbind=unbind)
+    return g.run(path, list(cmd) if cmd is not None else None, timeout=timeout, mem=mem,
+                 env=env, extra_args=extra_args)
+
+
+class _Guest:
+    """The state of one run (the callbacks of the loop share it)."""
+
+    def __init__(self, board: Any, console: Path, *, echo: IO[bytes] | None, capture: bool,
+                 log: Callable[[str], None] | None, seed: int, steps_per_turn: int,
+                 interactive: bool, hotplug: bool, unbind: bool) -> None:
+        self.board = board
+        self.hotplug = hotplug
+        self.unbind = unbind
+        self.rundir: Path | None = None
+        self.plugged_at: float | None = None
+        self.console = console
+        self.out_sink = echo if echo is not None else getattr(sys.stdout, "buffer", None)
+        self.capture = capture
+        self.log = log
+        self.seed = seed
+        self.steps_per_turn = steps_per_turn
+        self.interactive = interactive
+        self.captured = bytearray()
+        self.lines: list[str] = []
+        self.partial = b""
+        self.boot_at: float | None = None
+        self.panic_at: float | None = None
+        self.exited = False
+        self.t0 = time.monotonic()
+        self.backend: Backend | None = None
+        self.console_fh: IO[bytes] | None = None
+
+    # loop callbacks
+    def on_console(self, fd: int) -> None:
+        data = os.read(fd, 65536)
+        if not data:
+            assert self.backend is not None
+            self.backend.remove_reader(fd)
+            return
+        self.console_data(data)
+
+    def console_data(self, data: bytes) -> None:
+        assert self.console_fh is not None
+        self.console_fh.write(data)
+        if self.interactive and self.out_sink is not None:
+            self.out_sink.write(data)
+            self.out_sink.flush()
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for raw in lines:
+            self._line(raw.decode("utf-8", "replace"))
+
+    def _line(self, line: str) -> None:
+        self.lines.append(line)
+        if self.boot_at is None and INIT_MARK in line and "started" in line:
+            self.boot_at = time.monotonic() - self.t0
+        if (self.hotplug and self.plugged_at is None and INIT_MARK in line
+                and "waiting for the device" in line):
+            self.plug()
+        if self.panic_at is None and splatmod.classify_line(line) == "panic":
+            self.panic_at = time.monotonic()
+
+    def plug(self) -> None:
+        assert self.backend is not None and self.rundir is not None
+        self.backend.plug()
+        (self.rundir / "present").write_text("1\n")
+        self.plugged_at = time.monotonic() - self.t0
+
+    def on_output(self, fd: int) -> None:
+        data = os.read(fd, 65536)
+        if not data:
+            assert self.backend is not None
+            self.backend.remove_reader(fd)
+            return
+        self.output_data(data)
+
+    def output_data(self, data: bytes) -> None:
+        if self.capture:
+            self.captured.extend(data)
+        if self.out_sink is not None:
+            self.out_sink.write(data)
+            self.out_sink.flush()
+
+    def on_exit(self, fd: int) -> None:
+        self.exited = True
+        assert self.backend is not None
+        self.backend.remove_reader(fd)
+
+    def run(self, vmlinux: Path, cmd: list[str] | None, *, timeout: float, mem: str,
+            env: dict[str, str] | None, extra_args: Sequence[str]) -> RunResult:
+        _remove_stale_rundirs()
+        rundir = self.rundir = Path(tempfile.mkdtemp(prefix=RUNDIR_PREFIX))
+        (rundir / "owner").write_text(_owner_tag(os.getpid()))
+        fds: list[int] = []
+        proc: subprocess.Popen[bytes] | None = None
+        error: str | None = None
+        timed_out = False
+        guest_exit: int | None = None
+        leftover: list[int] = []
+        saved_tty: Any = None
+        reaper = Reaper()
+        old_term: Any = None
+        term_installed = False
+        try:
+            (rundir / "uml").mkdir()
+            fw = rundir / "firmware"
+            fw.mkdir()
+            _write_firmware(fw)
+            from qaicmodel.emu.backend import Backend
+
+            self.backend = backend = Backend(self.board, seed=self.seed,
+                                             steps_per_turn=self.steps_per_turn,
+                                             present=not self.hotplug, log=self.log)
+            sock = backend.listen(rundir / "vu.sock")
+            con_r, con_w = os.pipe()
+            fds += [con_r, con_w]
+            out_r: int | None = None
+            out_w: int | None = None
+            if not self.interactive:
+                out_r, out_w = os.pipe()
+                fds += [out_r, out_w]
+            init = rundir / "init"
+            guest_env = dict(env if env is not None else os.environ)
+            argv_cmd = [guest_env.get("SHELL") or "/bin/sh"] if cmd is None else cmd
+            init.write_text(init_script(rundir=rundir, cmd=argv_cmd, env=guest_env,
+                                        cwd=os.getcwd(),
+                                        output=None if self.interactive else "/dev/tty1",
+                                        hotplug=self.hotplug, unbind=self.unbind))
+            init.chmod(0o755)
+            argv = guest_argv(vmlinux, socket_path=sock, init=init, rundir=rundir, firmware=fw,
+                              mem=mem, interactive=self.interactive, console_fd=con_w,
+                              output_fd=out_w, extra=extra_args)
+            if self.interactive and sys.stdin.isatty():
+                import termios
+
+                saved_tty = termios.tcgetattr(sys.stdin.fileno())
+            # unbuffered: the console on disk is current even if this process is killed
+            self.console_fh = open(self.console, "wb", buffering=0)  # noqa: SIM115
+            reaper.__enter__()
+            if threading.current_thread() is threading.main_thread():
+                old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+                term_installed = True
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=None if self.interactive else subprocess.DEVNULL,
+                    stdout=con_w, stderr=subprocess.STDOUT,
+                    pass_fds=[fd for fd in (con_w, out_w) if fd is not None],
+                    preexec_fn=_set_pdeathsig, start_new_session=True, cwd=rundir)
+            except OSError as e:
+                raise UmlError(f"cannot start the guest kernel {vmlinux}: {e}") from None
+            reaper.track(proc.pid)
+            for fd in (con_w, out_w):
+                if fd is not None:
+                    os.close(fd)
+                    fds.remove(fd)
+            backend.add_reader(con_r, self.on_console)
+            if out_r is not None:
+                backend.add_reader(out_r, self.on_output)
+            pidfd = os.pidfd_open(proc.pid)
+            fds.append(pidfd)
+            backend.add_reader(pidfd, self.on_exit)
+            deadline = self.t0 + timeout
+            last_scan = 0.0
+            try:
+                while not self.exited:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        timed_out = True
+                        break
+                    if self.panic_at is not None and now - self.panic_at > PANIC_GRACE:
+                        break
+                    backend.turn(min(0.25, deadline - now))
+                    if now - last_scan > 0.5:
+                        reaper.scan()
+                        last_scan = now
+            except QaicModelError as e:
+                error = f"device side: {e.one_line()}"
+            except Exception as e:  # a bug in the board or the backend: one line + a file
+                tb = self.console.with_suffix(".backend.txt")
+                tb.write_text(traceback.format_exc())
+                error = f"device side failed: {type(e).__name__}: {e} (traceback in {tb})"
+            if self.exited:
+                guest_exit = proc.wait()
+                _drain(con_r, self.console_data)
+                if out_r is not None:
+                    _drain(out_r, self.output_data)
+        finally:
+            if term_installed:
+                signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+            if proc is not None:
+                reaper.scan()
+                if proc.poll() is None:
+                    proc.kill()
+                    try:
+                        proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        pass
+            leftover = reaper.kill_all()
+            reaper.restore()
+            if saved_tty is not None:
+                import termios
+
+                try:
+                    termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved_tty)
+                except termios.error:
+                    pass
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            if self.partial:
+                self._line(self.partial.decode("utf-8", "replace"))
+                self.partial = b""
+            if self.console_fh is not None:
+                self.console_fh.close()
+            status, init_error = _read_status(rundir)
+            summary: dict[str, Any] = {}
+            violations: list[Violation] = []
+            if self.backend is not None:
+                summary = self.backend.summary()
+                violations = self.backend.violations
+                self.backend.close()
+            shutil.rmtree(rundir, ignore_errors=True)
+        return RunResult(status=status, console=self.console, splats=splatmod.find(self.lines),
+                         violations=violations, timed_out=timed_out, guest_exit=guest_exit,
+                         seconds=time.monotonic() - self.t0, boot_seconds=self.boot_at,
+                         output=bytes(self.captured), error=error, summary=summary,
+                         leftover=leftover, init_error=init_error, timeout=timeout,
+                         hints=_hints(self.lines))
+
+
+#: console line -> what it means (known environment problems, not driver findings)
+HINTS = {
+    "ptrace set fp regs failed": "this kernel's UML cannot start user space on this host: "
+    "6.12's arch/x86/um/os-Linux/registers.c passes a fixed FP_SIZE buffer to "
+    "PTRACE_SETREGSET(NT_X86_XSTATE), smaller than the host's XSAVE area (AVX-512/AMX), so "
+    "init dies with SIGSEGV; 7.2 sizes it from the host (host_fp_size): use --kernel 7.2",
+}
+
+
+def _hints(lines: list[str]) -> list[str]:
+    return [h for key, h in HINTS.items() if any(key in ln for ln in lines)]
+
+
+RUNDIR_PREFIX = "qaicmodel-uml-"
+
+
+def _owner_tag(pid: int) -> str:
+    """pid and start time: a recycled pid is not the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        start = int(raw[raw.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        start = 0
+    return f"{pid} {start}\n"
+
+
+def _remove_stale_rundirs() -> None:
+    """Run directories whose runner was killed outright (SIGKILL skips ``finally``):
+    their owner process is gone, so nobody uses them."""
+    base = Path(tempfile.gettempdir())
+    for d in base.glob(RUNDIR_PREFIX + "*"):
+        try:
+            pid_s, start_s = (d / "owner").read_text().split()
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner file)
+        if _owner_tag(pid) != f"{pid} {start_s}\n":
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _drain(fd: int, data_cb: Callable[[bytes], None]) -> None:
+    """Read what a pipe still holds after its writer exited (until EOF or 1 s)."""
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if not r:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        data_cb(data)
+
+
+def _read_status(rundir: Path) -> tuple[int | None, str | None]:
+    status: int | None = None
+    err: str | None = None
+    try:
+        status = int(json.loads((rundir / "status").read_text())["status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        status = None
+    try:
+        err = (rundir / "init-error").read_text().strip() or None
+    except OSError:
+        err = None
+    return status, err
+
+
+# -- the command line ----------------------------------------------------------------
+
+def add_args(p: Any) -> None:
+    from qaicmodel.emu import kbuild
+
+    p.add_argument("--kernel", default=kbuild.DEFAULT_KERNEL, choices=sorted(kbuild.KERNELS),
+                   help=f"the built kernel to boot (default {kbuild.DEFAULT_KERNEL}; build it "
+                        "with `qaicmodel uml build`)")
+    p.add_argument("--vmlinux", type=Path, default=None,
+                   help="boot this UML kernel binary instead of a built one")
+    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
+                   help="choose a policy alternative for the device (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="the device scheduler's seed (default 0)")
+    p.add_argument("--trace", type=Path, default=None, metavar="OUT.jsonl",
+                   help="record the device's trace (not recorded by the emulator yet)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"kill the guest after S seconds (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--console", type=Path, default=None, metavar="FILE",
+                   help="save the guest console here (default: a new temporary file)")
+    p.add_argument("--board", choices=["model", "dead", "zero"], default="model",
+                   help="the device behind the BARs: the model's AIC100 (default); for "
+                        "debugging the transport, 'dead' (BARs read all ones: the driver's "
+                        "probe fails cleanly) or 'zero' (BARs read 0: MHI sees the boot ROM "
+                        "and never gets further)")
+    p.add_argument("--unbind", action="store_true",
+                   help="unbind the PCI drivers before powering off (avoids the driver's "
+                        "known double teardown at poweroff, docs/findings.md)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the device side's events (connection, memory table)")
+    p.add_argument("cmd", nargs="*", metavar="-- CMD ARGS",
+                   help="the command to run in the guest (none: an interactive shell)")
+
+
+def run_cli(args: Any) -> int:
+    if args.trace is not None:
+        raise NotModelledError("--trace: the emulator does not record a trace of the device yet")
+    if args.seed < 0:
+        raise ArgumentError(f"--seed must be >= 0, not {args.seed}")
+    if args.timeout <= 0:
+        raise ArgumentError(f"--timeout must be positive, not {args.timeout}")
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    board: Any = None
+    if args.policy:
+        _check_policies(args.policy)
+    if args.board != "model":
+        if args.policy:
+            raise ArgumentError(f"--policy needs the model's board, not --board {args.board}")
+        from qaicmodel.emu.testboard import StubBoard
+
+        board = StubBoard(fill=0xFF if args.board == "dead" else 0)
+
+    def say(text: str) -> None:
+        print(f"qaicmodel: uml: {text}", file=sys.stderr, flush=True)
+
+    vmlinux = resolve_kernel(args.kernel, args.vmlinux)
+    say(f"seed {args.seed} (replay with --seed {args.seed})")
+    if board is None:
+        try:
+            board = _default_board(args.policy, args.seed)
+        except QaicModelError:
+            raise
+        except Exception as e:  # a bug in the board's constructor: one line
+            raise UmlError(f"the model's board failed to start: {type(e).__name__}: {e}") from None
+        if board is None:
+            from qaicmodel.emu.testboard import StubBoard
+
+            say("the model's board (qaicmodel.emu.board) is not part of this build: running "
+                "against --board zero")
+            board = StubBoard()
+    console = args.console
+    if console is None:
+        fd, name = tempfile.mkstemp(prefix="qaicmodel-uml-console-", suffix=".txt")
+        os.close(fd)
+        console = Path(name)
+    try:
+        res = run(cmd or None, vmlinux=vmlinux, board=board,
+                  policies=args.policy, seed=args.seed, timeout=args.timeout,
+                  console=console, log=say if args.verbose else None,
+                  unbind=args.unbind)
+    finally:
+        say(f"console saved to {console}")
+    why = res.failure()
+    if why is not None:
+        say(why)
+    return res.exit_code
+
+
+def _check_policies(items: Sequence[str]) -> None:
+    try:
+        from qaicmodel.emu._model import Policies
+    except ImportError:
+        from qaicmodel.spec.policies import Policies
+    Policies.parse(items)  # raises PolicyError on an unknown id or alternative

@@ -1,0 +1,48 @@
+"""The ambiguity registry: every point where the documents leave the device open.
+
+One place: the framework (:mod:`._base`) and every declaration (:mod:`.dbc`,
+:mod:`.control`, :mod:`.host`), all imported here, so the registry is complete
+once this package is imported (``Policies({"host-attach-hdr-size": "checked"})``
+works in a fresh interpreter).  ``qaicmodel ambiguities`` lists it.
+
+Plugins (the UML emulator, ``qaicmodel/emu/mhi_policies.py``) add their own with
+``register(Policy(...))``; ``kind=`` (an :class:`Alt` subclass) is optional for
+them.
+"""
+
+from __future__ import annotations
+
+from qaicmodel.spec.policies import control as _control
+from qaicmodel.spec.policies import dbc as _dbc
+from qaicmodel.spec.policies import host as _host
+from qaicmodel.spec.policies._base import (
+    REGISTRY,
+    SEED,
+    Alt,
+    Policies,
+    Policy,
+    all_ids,
+    all_policies,
+    each_alternative,
+    pairwise,
+    register,
+)
+from qaicmodel.spec.policies.control import *  # noqa: F403
+from qaicmodel.spec.policies.dbc import *  # noqa: F403
+from qaicmodel.spec.policies.host import *  # noqa: F403
+
+__all__ = [
+    "Alt",
+    "Policy",
+    "Policies",
+    "REGISTRY",
+    "SEED",
+    "register",
+    "pairwise",
+    "each_alternative",
+    "all_ids",
+    "all_policies",
+    *_dbc.__all__,
+    *_control.__all__,
+    *_host.__all__,
+]
