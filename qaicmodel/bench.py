@@ -354,9 +354,21 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-mem", default="100000,1000000", metavar="N,N",
                    help="with --check: generated-trace sizes for the memory figures "
                         "(default 100000,1000000; the issue's 10M: 100000,10000000)")
+    p.add_argument("--uml", action="store_true",
+                   help="measure the UML bridge instead (qaicmodel/emu/bench.py): guest MMIO "
+                        "reads/s through the real driver and boot-to-online time, as ratios to "
+                        "a plain socket round trip (needs `qaicmodel uml build`)")
+    p.add_argument("--kernel", default="7.2", help="with --uml: the guest kernel (default 7.2)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "uml", False):
+        from qaicmodel.emu import bench as uml_bench
+
+        sys.stderr.write("qaicmodel bench --uml: measuring ...\n")
+        urep = uml_bench.run(args.kernel, n=300 if args.quick else 2000)
+        print(json.dumps(urep, indent=2) if args.json else uml_bench.report(urep))
+        return 0
     if getattr(args, "check", False):
         from qaicmodel import check_bench
         from qaicmodel.errors import FormatError

@@ -872,9 +872,6 @@ class Checker:
 
 
 def _policies(device: Any, policies: Policies | None) -> Policies:
-    from qaicmodel.spec import registry
-
-    registry.load_all()
     chosen = dict(device.policies)
     if policies is not None:
         chosen.update(policies.chosen)
@@ -993,9 +990,6 @@ def check_file(path: str, fmt: str = "jsonl", *, bar2: int | None = None,
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from qaicmodel.spec import registry
-
-    registry.load_all()
     try:
         pols = Policies.parse(args.policy)
     except PolicyError as e:

@@ -143,15 +143,28 @@ def memory(events: int, registers_only: bool = False) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-def _mem_main(events: int, registers_only: bool) -> None:
+def _peak_rss_kib() -> int:
+    """The process's peak resident set: VmHWM (Linux; ru_maxrss would include the parent's
+    size at fork, which survives exec), else ru_maxrss."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     import resource
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _mem_main(events: int, registers_only: bool) -> None:
+    base = _peak_rss_kib()
     t0 = time.perf_counter()
     rep = _check_lines(synthetic(events, registers_only),
                        kinds=REGISTER_KINDS if registers_only else FULL_KINDS)
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_rss_kib()
     print(json.dumps({"events": rep.events, "verdict": rep.verdict, "seconds": round(dt, 2),
                       "events_per_s": round(rep.events / dt), "rss_before_kib": base,
                       "peak_rss_kib": peak}))

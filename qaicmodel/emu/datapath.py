@@ -41,16 +41,26 @@ def echo_workload(in_addr: int = ECHO_IN, out_addr: int = ECHO_OUT,
     return make
 
 
+_ECHO = echo_workload()
+
+
 class DatapathBoard(Board):
     """The board plus one NSP workload per activated channel (D1-D3)."""
 
-    def __init__(self, *a: Any, workload: Callable[[Any, int], Any] | None = None,
+    def __init__(self, *a: Any, workload: Callable[[Any, int], Any] | None = _ECHO,
                  **kw: Any) -> None:
-        self.workload_factory = workload if workload is not None else echo_workload()
+        """``workload``: the factory of D1 (None: no automatic workload; the caller puts
+        actors in :attr:`workloads` itself, as the Linux scenario host does)."""
+        self.workload_factory = workload
         self.workloads: dict[int, Any] = {}
         self.consumed: list[tuple[int, int, bytes]] = []
         self.fifos: dict[int, tuple[int, int, int]] = {}  # dbc -> (req_q, rsp_q, nelem)
-        self.activations: list[tuple[int, int, int, int]] = []
+        #: (dbc, req_q, rsp_q, nelem, both FIFOs in the attached memory at activation)
+        self.activations: list[tuple[int, int, int, int, bool]] = []
+        #: every DMA Bridge event (the Device's observer tuples; consume as its raw bytes)
+        self.events: list[tuple[Any, ...]] = []
+        #: every guest access to BAR2 (the DMA Bridge registers): (r|w, offset, value)
+        self.bar2_log: list[tuple[str, int, int]] = []
         super().__init__(*a, **kw)
 
     def _build(self, mem: Any) -> None:
@@ -60,11 +70,14 @@ class DatapathBoard(Board):
 
     def _dp_event(self, ev: tuple[Any, ...]) -> None:
         kind = ev[0]
+        self.events.append(ev if kind != "consume" else ev[:4] + (ev[4].pack(),))
         if kind == "activate":
             dbc, req_q, rsp_q, nelem = ev[1:5]
             self.fifos[dbc] = (req_q, rsp_q, nelem)
-            self.activations.append((dbc, req_q, rsp_q, nelem))
-            self.workloads[dbc] = self.workload_factory(self.device, dbc)
+            mapped = bool(self.mem.mapped(req_q, 64 * nelem) and self.mem.mapped(rsp_q, 4 * nelem))
+            self.activations.append((dbc, req_q, rsp_q, nelem, mapped))
+            if self.workload_factory is not None:
+                self.workloads[dbc] = self.workload_factory(self.device, dbc)
         elif kind == "deactivate":
             self.workloads.pop(ev[1], None)
         elif kind == "reset":
@@ -72,6 +85,17 @@ class DatapathBoard(Board):
         elif kind == "consume":
             _dbc, _seq, slot, elem = ev[1:5]
             self.consumed.append((ev[1], slot, elem.pack()))
+
+    def bar_read(self, bar: int, off: int, size: int) -> int:
+        v = super().bar_read(bar, off, size)
+        if bar == 2:
+            self.bar2_log.append(("r", off, v))
+        return v
+
+    def bar_write(self, bar: int, off: int, size: int, value: int) -> None:
+        if bar == 2:
+            self.bar2_log.append(("w", off, value))
+        super().bar_write(bar, off, size, value)
 
     def actions(self) -> list[tuple[Any, ...]]:
         out = super().actions()

@@ -166,6 +166,8 @@ class MhiDevice:
 
     # -- state ------------------------------------------------------------------
     def _power_on(self, ee: int, *, ready: bool = False) -> None:
+        #: the EE the firmware left in this power cycle (None: none yet)
+        self.left_ee: int | None = None
         self.regs.reset_all()
         self.regs.set_bhi(R.BHI_EXECENV, ee)
         self.channels = [Channel(i) for i in range(R.NUM_CHANNELS)]
@@ -516,6 +518,7 @@ class MhiDevice:
 
     def set_ee(self, ee: int) -> None:
         """The firmware moves to ``ee`` (SBL -> AMSS): EXECENV and an EE event (M6)."""
+        self.left_ee = self.ee
         self.regs.set_bhi(R.BHI_EXECENV, ee)
         self._log("ee", EE_NAMES.get(ee, ee))
         if self.state == ST_M0:
@@ -589,6 +592,15 @@ class MhiDevice:
         if ctype == CMD_NOP:
             return CC_SUCCESS
         self._log("cmd", name, chid)
+        if (chid in self.dropped or (self.left_ee is not None
+                                     and self.channel_ok(chid, self.left_ee))) \
+                and not self.channel_ok(chid, self.ee):
+            # a channel of the previous EE, commanded after the EE change: the host's
+            # client had not yet seen the change (a race of the driver's workers, e.g. the
+            # SBL timesync client against the AMSS transition): answered as an error and
+            # traced, like a doorbell on a dropped channel, not a rule the host broke
+            self._log("late-cmd", name, chid)
+            return CC_UNDEFINED_ERR
         if chid >= R.WAKE_DB_CHANNEL or not self.channel_ok(chid, self.ee):
             self._violate("MHI-CHAN-UNKNOWN", f"{name} for channel {chid}, which the device "
                           f"does not serve in {EE_NAMES.get(self.ee)}", f"channel {chid}")

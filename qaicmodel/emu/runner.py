@@ -226,7 +226,7 @@ finally:
 
 
 def init_script(*, rundir: Path, cmd: Sequence[str], env: dict[str, str], cwd: str,
-                output: str | None, hotplug: bool = True, unbind: bool = False,
+                output: str | None, hotplug: bool = True, unbind: bool = True,
                 python: str | None = None) -> str:
     """The text of the guest's init for these settings."""
     cfg = json.dumps({"rundir": str(rundir), "cmd": list(cmd), "env": env, "cwd": cwd,
@@ -503,7 +503,7 @@ def run(cmd: Sequence[str] | None, *, kernel: str | None = None, vmlinux: Path |
         echo: IO[bytes] | None = None, capture: bool = False,
         log: Callable[[str], None] | None = None, steps_per_turn: int = 32,
         env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
-        hotplug: bool = True, unbind: bool = False) -> RunResult:
+        hotplug: bool = True, unbind: bool = True) -> RunResult:
     """Boot the guest against ``board`` (default: the model's board), run ``cmd`` in it.
 
     ``hotplug`` (default): the PCI function is absent while the kernel boots and is
@@ -512,10 +512,10 @@ def run(cmd: Sequence[str] | None, *, kernel: str | None = None, vmlinux: Path |
     UML kernel without initramfs has no file system before the root is mounted;
     ``hotplug=False`` presents it from the first bus scan.
 
-    ``unbind``: after the command, the init unbinds every PCI driver before it
-    powers off, which avoids the qaic double teardown at poweroff (shutdown, then
-    remove: the panic in ``mhi_deinit_dev_ctxt``, docs/findings.md); off by
-    default, so a run shows what the driver does.
+    ``unbind`` (default): after the command, the init unbinds every PCI driver
+    before it powers off, which avoids the qaic double teardown at poweroff
+    (shutdown, then remove: the panic in ``mhi_deinit_dev_ctxt``, docs/findings.md
+    F1); ``unbind=False`` powers off with the driver bound and so reproduces F1.
 
     ``cmd`` None is an interactive shell on the guest console (this process's
     terminal).  ``echo`` gets the command's output as it comes (default: this
@@ -874,9 +874,10 @@ def add_args(p: Any) -> None:
                         "debugging the transport, 'dead' (BARs read all ones: the driver's "
                         "probe fails cleanly) or 'zero' (BARs read 0: MHI sees the boot ROM "
                         "and never gets further)")
-    p.add_argument("--unbind", action="store_true",
-                   help="unbind the PCI drivers before powering off (avoids the driver's "
-                        "known double teardown at poweroff, docs/findings.md)")
+    p.add_argument("--poweroff", choices=["unbind", "raw"], default="unbind",
+                   help="'unbind' (default): unbind the PCI drivers before powering off, "
+                        "which avoids the driver's double teardown at poweroff; 'raw': power "
+                        "off with the driver bound (reproduces docs/findings.md F1)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the device side's events (connection, memory table)")
     p.add_argument("cmd", nargs="*", metavar="-- CMD ARGS",
@@ -930,7 +931,7 @@ def run_cli(args: Any) -> int:
         res = run(cmd or None, vmlinux=vmlinux, board=board,
                   policies=args.policy, seed=args.seed, timeout=args.timeout,
                   console=console, log=say if args.verbose else None,
-                  unbind=args.unbind)
+                  unbind=args.poweroff == "unbind")
     finally:
         say(f"console saved to {console}")
     why = res.failure()

@@ -39,6 +39,22 @@ def test_sbl_channels_vanish_in_amss_and_late_doorbells_are_not_violations() -> 
     assert h.b.violations == []
 
 
+def test_late_start_of_an_sbl_channel_after_amss_is_traced_not_a_violation() -> None:
+    """Seen against the 7.2 driver (about 1 run in 7): the SBL timesync client's START
+    for channel 20 reaches the device after it entered AMSS.  The device answers with an
+    error completion and traces it; a START for an SBL channel on a device that never
+    left SBL in this power cycle stays a violation (test_board_mhi)."""
+    h = FakeHost()
+    h.power_up()
+    h.sahara()
+    assert h.b.ee == "AMSS"
+    assert h.start(20) == 0x10
+    assert ("late-cmd", "START", 20) in h.b.mhi.trace
+    assert h.b.violations == []
+    assert h.start(30) == 0x10  # never an AIC100 channel: still a violation
+    assert [v.rule for v in h.b.violations] == ["MHI-CHAN-UNKNOWN"]
+
+
 def test_bootlog_and_boot_timesync() -> None:
     h = FakeHost()
     h.power_up()

@@ -36,13 +36,19 @@ def kernel_or_fail(name: str = KERNEL) -> Any:
     return k
 
 
+#: the driver's data-path mode -> its module parameter (qaicmodel/scenario/linux.py H6)
+MODES = {"polling": ("qaic.datapath_polling=1",), "irq": ()}
+
+
 def guest(cmd: str, tmp_path: Path, board: Any = None, timeout: float = 100,
-          policies: tuple[str, ...] = ("mhi-start-ee=amss",)) -> tuple[Any, Any]:
+          policies: tuple[str, ...] = ("mhi-start-ee=amss",),
+          mode: str = "polling") -> tuple[Any, Any]:
     kernel_or_fail()
     b = board if board is not None else DatapathBoard(policies=list(policies), kernel=KERNEL)
     script = f"{cmd}; rc=$?; {UNBIND}; exit $rc"
     res = runner.run(["/bin/sh", "-c", script], kernel=KERNEL, board=b, timeout=timeout,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+                     capture=True, console=tmp_path / "console.txt", echo=None,
+                     extra_args=MODES[mode])
     return res, b
 
 
@@ -53,11 +59,14 @@ def json_line(res: Any) -> dict[str, Any]:
     raise AssertionError(f"no JSON line in the guest output: {res.output!r}")
 
 
-def test_echo_every_ioctl_real_driver(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["polling"])
+def test_echo_every_ioctl_real_driver(mode: str, tmp_path: Path) -> None:
     """activate, CREATE_BO, MMAP_BO, ATTACH_SLICE_BO, EXECUTE_BO, WAIT_BO, PERF_STATS_BO,
     PARTIAL_EXECUTE_BO, DETACH_SLICE_BO, GEM close, deactivate, terminate on close: the
-    echo workload returns the input bytes intact, through the real driver."""
-    res, b = guest("python3 -m qaicmodel.guest.client echo", tmp_path)
+    echo workload returns the input bytes intact, through the real driver; in ``irq``
+    mode the hard-IRQ handler reads the ring registers on each MSI (vector 0), in
+    ``polling`` mode the poll work wakes the IRQ thread."""
+    res, b = guest("python3 -m qaicmodel.guest.client echo", tmp_path, mode=mode)
     assert res.failure() is None, (res.failure(), res.console)
     got = json_line(res)
     assert "error" not in got, got
@@ -82,3 +91,138 @@ def test_echo_every_ioctl_real_driver(tmp_path: Path) -> None:
     assert b.device.stats.msi_raised >= 1
     assert b.violations == []
     assert not res.splats and not res.leftover
+    # the FIFOs the device read and wrote were the driver's DMA memory in the guest
+    assert b.activations[0][4] is True
+
+
+#: what UML's non-re-entrant virtio_pcidev does to a register read nested in another
+#: (qaicmodel/scenario/linux.py H6; the report's finding U1)
+U1_SIGNATURES = ("HOST-RSP-OVERREAD", "virtio_pcidev_send_cmd")
+
+
+def test_echo_irq_mode_works_or_shows_the_uml_transport_race(tmp_path: Path) -> None:
+    """Interrupt mode (no qaic.datapath_polling): on each MSI (vector 0) the hard-IRQ
+    handler reads RSP_HP/RSP_TP and wakes the IRQ thread, which drains the ring.  It
+    works, except when UML's virtio_pcidev race (U1) corrupts a register read (about one
+    run in four on this machine); any other failure fails the test."""
+    res, b = guest("python3 -m qaicmodel.guest.client echo", tmp_path, mode="irq")
+    why = res.failure()
+    if why is not None:
+        assert any(sig in why for sig in U1_SIGNATURES), (why, res.console)
+        pytest.xfail(f"finding U1 (UML virtio_pcidev race) hit this run: {why}")
+    got = json_line(res)
+    assert got["echo_intact"] is True and got["partial_intact"] is True, got
+    assert b.msi_log and set(b.msi_log) == {0} and b.violations == []
+
+
+# -- scenarios: one file, three hosts ------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+#: what the real driver does differently from the model's scenario semantics in
+#: examples/ioctl_tour.json, and why (none is a host bug; see the module docstring of
+#: qaicmodel/emu/differential.py):
+#:   23 ENOSPC -> ok: the file sets sg_max_segment 4096, so the model's 20 KiB BO has 5
+#:      DMA segments (5 requests > 3 free slots); the guest's allocator gives the real
+#:      driver one contiguous 20 KiB block (one segment);
+#:   32 EINVAL -> ok: the model's device does nothing between steps (scenario.md), so
+#:      bo1 is still queued at its second execute; on Linux the device runs by itself
+#:      and bo1 completed before the second EXECUTE_BO;
+#:   39 EAGAIN -> ok: bo3 (12 KiB) is 3 segments in the model, 1 on Linux (as step 23);
+#:   33 EBUSY -> ok, then 47 perf_stats and 49 detach ok -> EINVAL: as 32, bo1 completed,
+#:      so the detach at 33 succeeds and the later uses of its slice find none.
+#: 23 and 39 always diverge; 32/33/47/49 when bo1 completes before step 32 (usual).
+TOUR_KNOWN = {23: ("ENOSPC", "ok"), 32: ("EINVAL", "ok"), 39: ("EAGAIN", "ok")}
+TOUR_TIMING = {32: ("EINVAL", "ok"), 33: ("EBUSY", "ok"), 47: ("ok", "EINVAL"),
+               49: ("ok", "EINVAL")}
+
+
+def _linux(path: Path, tmp_path: Path) -> Any:
+    kernel_or_fail()
+    from qaicmodel.scenario.linux import run_scenario_linux
+
+    return run_scenario_linux(path, console=tmp_path / "console.txt", timeout=100)
+
+
+@pytest.mark.parametrize("name", ["echo_inference", "partial_resize0", "request_elements",
+                                  "ioctl_tour"])
+def test_example_on_three_hosts(name: str, tmp_path: Path) -> None:
+    """examples/NAME.json on the spec host, the impl host and the real driver."""
+    from qaicmodel.scenario.cli import HOST_ALIASES
+    from qaicmodel.scenario.runner import run_scenario
+    from qaicmodel.spec.host.protocol import load_host
+
+    path = EXAMPLES / f"{name}.json"
+    for host in ("spec", "impl"):
+        rep = run_scenario(path, host_cls=load_host(HOST_ALIASES[host]))
+        assert rep.first_mismatch is None, (host, rep.first_mismatch)
+    lx = _linux(path, tmp_path)
+    assert lx.run.failure() is None, (lx.run.failure(), lx.run.console)
+    rep = lx.report
+    assert len(rep.results) == len(json.loads(path.read_text())["steps"])
+    if name == "ioctl_tour":
+        m = rep.first_mismatch
+        assert m is not None and (m["step"], m["expect"], m["result"]) == (23, "ENOSPC", "ok"), m
+        got = {r["step"]: r["result"] for r in rep.results}
+        assert got[23] == "ok" and got[39] == "ok", got
+        for i, pair in TOUR_TIMING.items():
+            assert got[i] in pair, (i, got[i])
+    else:
+        assert rep.first_mismatch is None, (rep.first_mismatch, lx.run.console)
+    assert rep.violations == []
+
+
+def test_partial_resize0_never_completes_on_the_real_driver(tmp_path: Path) -> None:
+    """The driver finding CONF-NEVER-COMPLETES, on the real 7.2 driver: a zero-resize partial
+    execute of a two-segment slice sends one element without the completion bit; WAIT_BO
+    times out (the model predicts it, examples/partial_resize0.json)."""
+    lx = _linux(EXAMPLES / "partial_resize0.json", tmp_path)
+    res = {r["step"]: r for r in lx.report.results}
+    assert res[7]["result"] == "ok" and res[10]["result"] == "ETIMEDOUT"
+    elems = [RequestElem.unpack(raw) for _d, _s, raw in lx.board.consumed]
+    assert len(elems) == 2 and not elems[1].completion and elems[0].completion
+
+
+@pytest.mark.parametrize("host", ["spec", "impl"])
+@pytest.mark.parametrize("name", ["request_elements", "echo_inference", "partial_resize0"])
+def test_differential_errnos_and_request_elements(host: str, name: str, tmp_path: Path) -> None:
+    """Same call sequence: same errno on every step, and the request elements the real driver
+    wrote equal the model host's byte for byte (host DMA addresses mapped)."""
+    kernel_or_fail()
+    from qaicmodel.emu.differential import run_differential
+
+    d = run_differential(EXAMPLES / f"{name}.json", host=host, timeout=100,
+                         console=tmp_path / "console.txt")
+    assert d.linux_failure is None, d.linux_failure
+    assert d.elems_model and len(d.elems_model) == len(d.elems_linux)
+    assert d.divergences == [], [str(x) for x in d.divergences]
+
+
+def test_differential_ioctl_tour_only_known(tmp_path: Path) -> None:
+    """ioctl_tour: the only errno divergences are the three of TOUR_KNOWN (allocator and
+    device timing, not host bugs); what they change downstream is the element count."""
+    kernel_or_fail()
+    from qaicmodel.emu.differential import run_differential
+
+    d = run_differential(EXAMPLES / "ioctl_tour.json", host="spec", timeout=100,
+                         console=tmp_path / "console.txt")
+    errnos = {int(x.where.split()[1]): (x.model, x.linux) for x in d.divergences
+              if x.kind == "errno"}
+    assert {23: TOUR_KNOWN[23], 39: TOUR_KNOWN[39]}.items() <= errnos.items(), errnos
+    for i, pair in errnos.items():
+        assert i in (23, 39) or TOUR_TIMING.get(i) == pair, (i, pair)
+
+
+def test_cli_scenario_host_linux(tmp_path: Path) -> None:
+    """`qaicmodel scenario FILE --host linux` exits 0 on the echo example."""
+    import subprocess
+    import sys
+
+    kernel_or_fail()
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "scenario",
+                        str(EXAMPLES / "echo_inference.json"), "--host", "linux", "--json",
+                        "--console", str(tmp_path / "console.txt")],
+                       capture_output=True, text=True, timeout=110)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+    rep = json.loads(p.stdout)
+    assert rep["format"] == "qaicmodel-result/1" and rep["first_mismatch"] is None

@@ -248,7 +248,7 @@ def test_cli_quotes_the_poweroff_panic(tmp_path: Path) -> None:
     """The known finding, through the CLI: BARs reading 0, then poweroff."""
     _kernel("7.2")
     con = tmp_path / "c.txt"
-    p = _cli(["--board", "zero", "--console", str(con), "--", "true"])
+    p = _cli(["--board", "zero", "--poweroff", "raw", "--console", str(con), "--", "true"])
     assert p.returncode == 2
     assert "kernel panic in the guest" in p.stderr and "mhi_deinit_dev_ctxt" in p.stderr
     assert not _leftovers(_rundir(con))
