@@ -803,6 +803,7 @@ class Checker:
         dispatch = self._DISPATCH
         seen = self.seen_kinds
         n = 0
+        events = iter(events)
         try:
             for ev in events:
                 n += 1
@@ -822,9 +823,11 @@ class Checker:
                 if progress is not None and n & 8191 == 0:
                     progress(ev.line, n, time.perf_counter() - t0)
         except _Stop:
-            pass
-        finally:
             self.report.events = n  # checked: up to and including the first violation
+            for _ev in events:  # the rest is still read: malformed input is exit 2 (C9)
+                pass
+        else:
+            self.report.events = n
         r = self.report
         r.seconds = time.perf_counter() - t0
         for c in self.ch:

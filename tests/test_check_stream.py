@@ -120,3 +120,13 @@ def test_generated_stream_keeps_nothing_per_event() -> None:
 
     small, large = run(2_000), run(20_000)
     assert large < small * 2 + 200_000
+
+
+def test_malformed_after_a_violation_is_still_exit_2(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "bad.jsonl"
+    lines = (EX / "overrun.jsonl").read_text().splitlines()
+    lines.append('{"ev": "readl", "dbc": 0}')
+    f.write_text("\n".join(lines) + "\n")
+    assert main(["check", str(f)]) == 2
+    assert "line 13.reg" in capsys.readouterr().err

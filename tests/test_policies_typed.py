@@ -39,15 +39,16 @@ def test_a_fresh_interpreter_with_only_the_policies_package_knows_every_policy()
             "print(sorted(m for m in sys.modules if m.startswith('qaicmodel.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     ids, mods = out.stdout.splitlines()
-    from qaicmodel.spec.policies import control, dbc, host
+    from qaicmodel.spec.policies import board, control, dbc, host
 
     declared = {getattr(m, n).id for m in (dbc, control, host) for n in m.__all__
-                if isinstance(getattr(m, n), Policy)}
+                if isinstance(getattr(m, n), Policy)} | set(board.POLICY_IDS)
     assert set(ast.literal_eval(ids)) == declared and declared <= set(REGISTRY)
     loaded = set(ast.literal_eval(mods))
     assert loaded <= {"qaicmodel.errors", "qaicmodel.spec", "qaicmodel.spec.policies",
                       "qaicmodel.spec.policies._base",
                       "qaicmodel.spec.policies.dbc", "qaicmodel.spec.policies.control",
+                      "qaicmodel.spec.policies.board",
                       "qaicmodel.spec.policies.host"}, loaded  # no model module was needed
 
 

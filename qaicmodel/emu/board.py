@@ -26,10 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from qaicmodel.emu import (
-    firmware,
-    mhi_policies,  # noqa: F401 - registers the board's policies
-)
+from qaicmodel.emu import firmware
 from qaicmodel.emu import mhi_regs as R
 from qaicmodel.emu._compat import model_name
 from qaicmodel.emu.mhi_dev import EE_AMSS, EE_NAMES, EE_PBL, STATE_NAMES, MhiDevice, Violation

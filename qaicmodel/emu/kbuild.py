@@ -278,6 +278,8 @@ def find_kernel(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree:
     cache = cache or cache_dir()
     if kernel_tree is not None:
         tree = Path(kernel_tree).resolve()
+        if not (tree / "Makefile").is_file():
+            raise UmlError(f"--kernel-tree {tree} is not a kernel tree (no Makefile)")
         key_name = f"tree:{tree}"
     else:
         if name not in KERNELS:

@@ -481,7 +481,10 @@ def _write_firmware(directory: Path) -> None:
     firmware.write_images(directory)
 
 
-def resolve_kernel(kernel: str | None, vmlinux: Path | None = None) -> Path:
+def resolve_kernel(kernel: str | None, vmlinux: Path | None = None, *,
+                   kernel_tree: Path | None = None, kasan: bool = False) -> Path:
+    """The vmlinux to boot: ``vmlinux`` as given, else the cached build of ``kernel_tree``
+    or of the Debian kernel ``kernel`` (``qaicmodel uml build`` made it)."""
     if vmlinux is not None:
         p = Path(vmlinux)
         if not p.is_file() or not os.access(p, os.X_OK):
@@ -490,10 +493,17 @@ def resolve_kernel(kernel: str | None, vmlinux: Path | None = None) -> Path:
     from qaicmodel.emu import kbuild
 
     name = kernel or kbuild.DEFAULT_KERNEL
-    k = kbuild.find_kernel(name)
+    flag = " --kasan" if kasan else ""
+    if kernel_tree is not None:
+        k = kbuild.find_kernel(name, kasan=kasan, kernel_tree=Path(kernel_tree))
+        if k is None:
+            raise UmlError(f"{kernel_tree} has not been built: run `qaicmodel uml build "
+                           f"--kernel-tree {kernel_tree}{flag}` first")
+        return Path(k.path)
+    k = kbuild.find_kernel(name, kasan=kasan)
     if k is None:
-        raise UmlError(f"no {name} kernel has been built: run `qaicmodel uml build --kernel "
-                       f"{name}` first")
+        raise UmlError(f"no {name}{flag} kernel has been built: run `qaicmodel uml build "
+                       f"--kernel {name}{flag}` first")
     return Path(k.path)
 
 
@@ -858,6 +868,11 @@ def add_args(p: Any) -> None:
     p.add_argument("--kernel", default=kbuild.DEFAULT_KERNEL, choices=sorted(kbuild.KERNELS),
                    help=f"the built kernel to boot (default {kbuild.DEFAULT_KERNEL}; build it "
                         "with `qaicmodel uml build`)")
+    p.add_argument("--kasan", action="store_true",
+                   help="boot the KASAN/lockdep build (`qaicmodel uml build --kasan`)")
+    p.add_argument("--kernel-tree", type=Path, default=None, metavar="DIR",
+                   help="boot the build of your own kernel tree (`qaicmodel uml build "
+                        "--kernel-tree DIR` made it)")
     p.add_argument("--vmlinux", type=Path, default=None,
                    help="boot this UML kernel binary instead of a built one")
     p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
@@ -907,7 +922,8 @@ def run_cli(args: Any) -> int:
     def say(text: str) -> None:
         print(f"qaicmodel: uml: {text}", file=sys.stderr, flush=True)
 
-    vmlinux = resolve_kernel(args.kernel, args.vmlinux)
+    vmlinux = resolve_kernel(args.kernel, args.vmlinux, kernel_tree=args.kernel_tree,
+                             kasan=args.kasan)
     say(f"seed {args.seed} (replay with --seed {args.seed})")
     if board is None:
         try:

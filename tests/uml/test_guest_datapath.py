@@ -145,7 +145,7 @@ def _linux(path: Path, tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize("name", ["echo_inference", "partial_resize0", "request_elements",
-                                  "ioctl_tour"])
+                                  "errno_probes", "ioctl_tour"])
 def test_example_on_three_hosts(name: str, tmp_path: Path) -> None:
     """examples/NAME.json on the spec host, the impl host and the real driver."""
     from qaicmodel.scenario.cli import HOST_ALIASES
@@ -184,7 +184,8 @@ def test_partial_resize0_never_completes_on_the_real_driver(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("host", ["spec", "impl"])
-@pytest.mark.parametrize("name", ["request_elements", "echo_inference", "partial_resize0"])
+@pytest.mark.parametrize("name", ["request_elements", "errno_probes", "echo_inference",
+                                  "partial_resize0"])
 def test_differential_errnos_and_request_elements(host: str, name: str, tmp_path: Path) -> None:
     """Same call sequence: same errno on every step, and the request elements the real driver
     wrote equal the model host's byte for byte (host DMA addresses mapped)."""

@@ -425,7 +425,7 @@ class Qsm:
             return refuse(St.NOT_FOUND)
         n = t.req_q_size
         min_n = 2 if self.policies[QSM_MIN_QUEUE_SIZE] is QsmMinQueueSize.REFUSE_1 else 1
-        layout_ok = (n >= min_n and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
+        layout_ok = (n >= 1 and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
                      and t.buf_len == arith.dbc_buf_size(n)
                      and t.rsp_q_addr == t.req_q_addr + arith.dbc_rsp_offset(n)
                      and self.device.host_mem.mapped(t.req_q_addr, t.buf_len))
@@ -434,6 +434,9 @@ class Qsm:
                                                  f"nelem {n} buf_len {t.buf_len} is not one "
                                                  "mapped chunk with the response FIFO at the end",
                           owner)
+            return refuse(St.PARAMETER)
+        if n < min_n:
+            # policy qsm-min-queue-size: the QSM's own refusal of a well-formed request
             return refuse(St.PARAMETER)
         if elf_id:
             img = self.images.get(elf_id)

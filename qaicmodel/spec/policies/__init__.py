@@ -5,13 +5,13 @@ One place: the framework (:mod:`._base`) and every declaration (:mod:`.dbc`,
 once this package is imported (``Policies({"host-attach-hdr-size": "checked"})``
 works in a fresh interpreter).  ``qaicmodel ambiguities`` lists it.
 
-Plugins (the UML emulator, ``qaicmodel/emu/mhi_policies.py``) add their own with
-``register(Policy(...))``; ``kind=`` (an :class:`Alt` subclass) is optional for
-them.
+The virtual AIC100's boot/MHI policies are in :mod:`.board`.  A plugin may add its
+own with ``register(Policy(...))``; ``kind=`` (an :class:`Alt` subclass) is optional.
 """
 
 from __future__ import annotations
 
+from qaicmodel.spec.policies import board as _board
 from qaicmodel.spec.policies import control as _control
 from qaicmodel.spec.policies import dbc as _dbc
 from qaicmodel.spec.policies import host as _host
@@ -45,4 +45,5 @@ __all__ = [
     *_dbc.__all__,
     *_control.__all__,
     *_host.__all__,
+    *_board.__all__,
 ]

@@ -159,7 +159,7 @@ def register(policy: Policy[A]) -> Policy[A]:
     """Add ``policy`` to the registry (ids are unique and stable); returns it.
 
     The declarations in this package call it at import; a plugin (the UML
-    emulator's ``qaicmodel/emu/mhi_policies.py``) calls it for its own ids.
+    plugin) calls it for its own ids.
     """
     old = REGISTRY.get(policy.id)
     if old is not None and old != policy:

@@ -1,17 +1,13 @@
-"""The virtual AIC100's open points: where the documents leave the board's behaviour open.
+"""The board's open points: boot, MHI and firmware behaviour the documents leave open.
 
-Registered at import time like every other policy module (``policies.register``);
-the board imports this module, so ``Policies(...)`` accepts these ids once a
-board module is loaded.  ``qaicmodel.spec.registry.POLICY_MODULES`` should list
-``qaicmodel.emu.mhi_policies`` so ``qaicmodel ambiguities`` shows them.
+The virtual AIC100 of ``qaicmodel/emu/`` (the board behind User-Mode Linux's
+virtual PCI) reads these; they are declared here, with every other policy, so the
+registry is complete on import and ``qaicmodel ambiguities`` lists them.
 """
 
 from __future__ import annotations
 
-from qaicmodel.emu._compat import model_name
-
-Policy = model_name("Policy")
-register = model_name("register")
+from qaicmodel.spec.policies._base import Policy, register
 
 __all__ = ["POLICY_IDS"]
 
