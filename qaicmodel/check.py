@@ -46,7 +46,8 @@ and `qaicmodel check`"):
       ``encode_reqs``); response contents are then not checked.
   C8  NNC (control-path.md §1.5): every nnc_tx/nnc_rx is decoded (qaicmodel.spec.nnc;
       its rule ids prefixed HOST-/DEV-); tx sequence numbers increase by one
-      (``next_seq_num++``, HOST-NNC-SEQ); an rx must answer an outstanding tx
+      (``next_seq_num++``, taken before the ring-room check, so a refused message leaves a
+      gap: numbers rise, not necessarily by one, ``nnc.seq_follows``; HOST-NNC-SEQ); an rx must answer an outstanding tx
       sequence number (DEV-NNC-UNMATCHED).  SSR messages are decoded
       (qaicmodel.spec.ssr; HOST-/DEV- prefixed).
   C9  Exit status: 0 conforming, 1 a violation (the first is reported), 3 inconclusive,
@@ -762,9 +763,9 @@ class Checker:
         if seq is None:
             return
         if tx:
-            if self.nnc_last_seq is not None and seq != (self.nnc_last_seq + 1) & 0xFFFFFFFF:
+            if self.nnc_last_seq is not None and not nnc.seq_follows(self.nnc_last_seq, seq):
                 self._violate(ev, "HOST-NNC-SEQ", f"sequence number {seq} after "
-                                                  f"{self.nnc_last_seq}; the driver counts up by one",
+                                                  f"{self.nnc_last_seq}; the driver's numbers rise",
                               {"last_sequence_number": self.nnc_last_seq})
             self.nnc_last_seq = seq
             self.nnc_outstanding.add(seq)

@@ -486,11 +486,6 @@ def test_item8_no_ring_room_leaves_a_sequence_gap(kernel: str) -> None:
     assert not nnc.seq_follows(s2, s2) and not nnc.seq_follows(s2, s0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="qaicmodel/check.py ev_nnc (owned by #11) still "
-    "requires seq == last + 1; switch it to nnc.seq_follows",
-)
 def test_item8_checker_accepts_a_gap() -> None:
     from qaicmodel.check import check
     from qaicmodel.trace import dumps, parse_jsonl
@@ -505,6 +500,9 @@ def test_item8_checker_accepts_a_gap() -> None:
     ]
     rep = check(parse_jsonl(dumps(None, evs)))
     assert rep.violation is None or rep.violation.rule != "HOST-NNC-SEQ", rep.text()
+    # a repeated number is still a violation (the rule can fail)
+    rep = check(parse_jsonl(dumps(None, [evs[0], evs[0]])))
+    assert rep.violation is not None and rep.violation.rule == "HOST-NNC-SEQ", rep.text()
 
 
 # ---------------------------------------------------------------------------
@@ -544,10 +542,11 @@ def test_item9_oracle_flags_a_bo_that_can_never_complete() -> None:
     steps[1].pop("workload")
     sc = load({"format": "qaicmodel-scenario/1", "device": cfg.as_dict(), "steps": steps})
     pair = Pair(sc.device, None, SpecHost, SpecHost)
-    with pytest.raises(Failure) as e:
-        for st in sc.steps:
-            pair.step(st)
-    assert e.value.invariant == "CONF-NEVER-COMPLETES" and e.value.op == "partial_execute"
+    for st in sc.steps:  # noted, not raised: the episode goes on (a driver finding)
+        pair.step(st)
+    assert len(pair.noted) == 1 and isinstance(pair.noted[0], Failure)
+    assert pair.noted[0].invariant == "CONF-NEVER-COMPLETES"
+    assert pair.noted[0].op == "partial_execute"
 
 
 # ---------------------------------------------------------------------------

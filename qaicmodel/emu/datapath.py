@@ -14,7 +14,22 @@ the NSPs raise would wait forever.  :class:`DatapathBoard` adds them:
   D3 every request element the device consumes is recorded as it read it
      (:attr:`DatapathBoard.consumed`: ``(dbc, slot, 64 raw bytes)``), with the
      channel's FIFO addresses (:attr:`DatapathBoard.fifos`), for the differential
-     against the model's hosts.
+     against the model's hosts;
+  D4 ``record=True`` keeps the boundary as ``qaicmodel-trace/1`` events
+     (/work/shared/formats/trace.md; :meth:`DatapathBoard.trace_lines`), in the
+     order the single-threaded backend saw them: ``activate``/``deactivate`` (the
+     QSM's), ``readl``/``writel`` of the four ring registers of each channel, ``req``
+     for every element a REQ_TP write publishes (read from guest memory at that
+     write, before it: the host wrote them first), ``msi`` (single-MSI mode: every
+     one on vector 0, MHI's too), ``nnc_tx``/``nnc_rx`` (QAIC_CONTROL messages).
+     Not visible from the device side: ``rsp`` (what the host read of a response),
+     ``irq_disable``/``irq_enable``;
+  D5 ``slow_terminate=N`` (a seeded device fault, "slow replies"): the answer to a
+     terminate (QAIC_CONTROL, channel 11) goes out only after N more board steps
+     (``("hold",)`` actions, one QTimer millisecond each): the QSM has already
+     released the user's channels, the driver has not yet (qaic_drv.c
+     ``qaic_postclose``: ``qaic_release_usr`` waits for this answer, then
+     ``release_dbc``).
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qaicmodel.emu.board import Board
+from qaicmodel.emu.board import QTIMER_TICKS_PER_STEP, Board
 from qaicmodel.spec.dbc.workload import EchoWorkload
 
 __all__ = ["DatapathBoard", "ECHO_IN", "ECHO_OUT", "ECHO_LEN", "echo_workload"]
@@ -42,13 +57,15 @@ def echo_workload(in_addr: int = ECHO_IN, out_addr: int = ECHO_OUT,
 
 
 _ECHO = echo_workload()
+DBC_BASE, DBC_STRIDE = 0x20000, 0x1000  # board.py B2
+REG_NAMES = {0x0: "REQ_HP", 0x4: "REQ_TP", 0x8: "RSP_HP", 0xC: "RSP_TP"}
 
 
 class DatapathBoard(Board):
     """The board plus one NSP workload per activated channel (D1-D3)."""
 
     def __init__(self, *a: Any, workload: Callable[[Any, int], Any] | None = _ECHO,
-                 **kw: Any) -> None:
+                 record: bool = False, slow_terminate: int = 0, **kw: Any) -> None:
         """``workload``: the factory of D1 (None: no automatic workload; the caller puts
         actors in :attr:`workloads` itself, as the Linux scenario host does)."""
         self.workload_factory = workload
@@ -61,7 +78,30 @@ class DatapathBoard(Board):
         self.events: list[tuple[Any, ...]] = []
         #: every guest access to BAR2 (the DMA Bridge registers): (r|w, offset, value)
         self.bar2_log: list[tuple[str, int, int]] = []
+        self.record = record
+        self.trace: list[dict[str, Any]] = []
+        self.slow_terminate = slow_terminate
+        self._hold = 0  # steps the terminate answer still waits (D5)
+        self.held_steps = 0
         super().__init__(*a, **kw)
+        if record:
+            orig = self.services._control
+
+            def control(direction: str, ch: int, data: bytes) -> None:
+                self.trace.append({"ev": "nnc_tx" if direction == "h2d" else "nnc_rx",
+                                   "hex": bytes(data).hex()})
+                orig(direction, ch, data)
+
+            self.services._control = control  # type: ignore[method-assign]
+        if slow_terminate:
+            orig2 = self.services._control
+
+            def control2(direction: str, ch: int, data: bytes) -> None:
+                orig2(direction, ch, data)
+                if direction == "h2d" and "TerminateToDev" in self.services.control_log[-1][2]:
+                    self._hold = self.slow_terminate
+
+            self.services._control = control2  # type: ignore[method-assign]
 
     def _build(self, mem: Any) -> None:
         super()._build(mem)
@@ -71,6 +111,11 @@ class DatapathBoard(Board):
     def _dp_event(self, ev: tuple[Any, ...]) -> None:
         kind = ev[0]
         self.events.append(ev if kind != "consume" else ev[:4] + (ev[4].pack(),))
+        if self.record and kind in ("activate", "deactivate"):
+            t: dict[str, Any] = {"ev": kind, "dbc": ev[1]}
+            if kind == "activate":
+                t.update(nelem=ev[4], req_q=ev[2], rsp_q=ev[3])
+            self.trace.append(t)
         if kind == "activate":
             dbc, req_q, rsp_q, nelem = ev[1:5]
             self.fifos[dbc] = (req_q, rsp_q, nelem)
@@ -90,20 +135,81 @@ class DatapathBoard(Board):
         v = super().bar_read(bar, off, size)
         if bar == 2:
             self.bar2_log.append(("r", off, v))
+            self._trace_reg("readl", off, size, v)
         return v
 
     def bar_write(self, bar: int, off: int, size: int, value: int) -> None:
         if bar == 2:
             self.bar2_log.append(("w", off, value))
+            if self.record:
+                self._trace_req(off, size, value)
+                self._trace_reg("writel", off, size, value)
         super().bar_write(bar, off, size, value)
+
+    def _reg_of(self, off: int, size: int) -> tuple[int, str] | None:
+        rel = off - DBC_BASE
+        if size != 4 or rel < 0 or rel >= DBC_STRIDE * self.device.num_dbc:
+            return None
+        name = REG_NAMES.get(rel % DBC_STRIDE)
+        return None if name is None else (rel // DBC_STRIDE, name)
+
+    def _trace_reg(self, ev: str, off: int, size: int, val: int) -> None:
+        if not self.record:
+            return
+        r = self._reg_of(off, size)
+        if r is not None:
+            self.trace.append({"ev": ev, "dbc": r[0], "reg": r[1], "val": val & 0xFFFFFFFF})
+
+    def _trace_req(self, off: int, size: int, val: int) -> None:
+        """D4: the elements a REQ_TP write publishes, as guest memory holds them now."""
+        r = self._reg_of(off, size)
+        if r is None or r[1] != "REQ_TP":
+            return
+        dbc = r[0]
+        ch = self.device.ch[dbc]
+        if not ch.active or not ch.nelem:
+            return
+        n = ch.nelem
+        i, end = ch.req_tp % n, val % n
+        for _ in range(n):
+            if i == end:
+                break
+            try:
+                raw = self.mem.read(ch.req_q + 64 * i, 64)
+            except Exception:  # noqa: BLE001 - unmapped: the device will record the fault
+                break
+            self.trace.append({"ev": "req", "dbc": dbc, "idx": i, "hex": bytes(raw).hex()})
+            i = (i + 1) % n
+
+    def _raise(self, vector: int) -> None:
+        super()._raise(vector)
+        if self.record:
+            self.trace.append({"ev": "msi", "vector": self.msi_log[-1]})
+
+    def trace_lines(self, device: dict[str, Any] | None = None) -> list[str]:
+        """D4: the ``qaicmodel-trace/1`` text, one JSON object a line (header first)."""
+        import json
+
+        dev = {"family": "aic100", "num_dbc": self.device.num_dbc,
+               "single_msi": self.msi_vectors == 1, **(device or {})}
+        head = {"format": "qaicmodel-trace/1", "device": dev}
+        return [json.dumps(head)] + [json.dumps(e) for e in self.trace]
 
     def actions(self) -> list[tuple[Any, ...]]:
         out = super().actions()
+        if self._hold > 0:
+            out = [a for a in out if a[:3] != ("mhi", "dl", 11)] + [("hold",)]
         for w in self.workloads.values():
             out += [("nsp", a) for a in w.enabled()]
         return out
 
     def step(self, action: tuple[Any, ...]) -> None:
+        if action[0] == "hold":
+            self._hold -= 1
+            self.held_steps += 1
+            self.steps += 1
+            self.regs.qtimer += QTIMER_TICKS_PER_STEP
+            return
         if action[0] == "nsp":
             self.steps += 1
             w = self.workloads.get(action[1].dbc)

@@ -146,7 +146,8 @@ def compare(res_m: list[dict[str, Any]], res_l: list[dict[str, Any]],
 
 def run_differential(obj_or_path: Any, *, host: str = "spec", timeout: float = 120.0,
                      kernel: str | None = None, console: Any = None,
-                     datapath: str = "polling") -> Differential:
+                     datapath: str = "polling",
+                     linux_policies: list[str] | None = None) -> Differential:
     """X1-X3 for one scenario: model host ``host`` (spec|impl|MODULE:CLASS) vs Linux 7.2."""
     from qaicmodel.scenario.cli import HOST_ALIASES
     from qaicmodel.scenario.linux import run_scenario_linux
@@ -155,7 +156,7 @@ def run_differential(obj_or_path: Any, *, host: str = "spec", timeout: float = 1
     cls = load_host(HOST_ALIASES.get(host, host))
     res_m, el_m = model_side(obj_or_path, cls, kernel)
     lx = run_scenario_linux(obj_or_path, kernel=kernel, timeout=timeout, console=console,
-                            datapath=datapath)
+                            datapath=datapath, policies=linux_policies)
     el_l = [(d, raw) for d, _slot, raw in lx.board.consumed]
     divs = compare(res_m, lx.report.results, el_m, el_l)
     return Differential(host=host, results_model=res_m, results_linux=lx.report.results,

@@ -18,7 +18,9 @@ Cache layout (``$QAICMODEL_CACHE``, default ``~/.cache/qaicmodel``)::
 
 ``KEY`` hashes the version, the fragments and the tree's identity, so a second
 call with the same arguments is a lookup.  ``--kernel-tree DIR`` builds a
-developer's own tree instead (keyed by its path and HEAD/mtime).
+developer's own tree instead, in place (``make ARCH=um`` in DIR, its own
+``.config`` if it has an ARCH=um one, plus the fragment's options it lacks), and
+keeps the vmlinux under ``kernels/tree-KEY/`` (keyed by its path and HEAD/mtime).
 """
 
 from __future__ import annotations
@@ -325,7 +327,9 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
           progress: Progress | None = None) -> Kernel:
     """Build (or find) the kernel; returns it.  Idempotent: a second call is a lookup."""
     cache = cache or cache_dir()
-    found = find_kernel(name, kasan=kasan, kernel_tree=kernel_tree, cache=cache)
+    # a developer's tree is always handed to make (its own incremental build is the cache:
+    # uncommitted edits must not hide behind a cached vmlinux); a Debian tree never changes
+    found = None if kernel_tree is not None else find_kernel(name, kasan=kasan, cache=cache)
     if found is not None:
         return found
     ensure_tools(progress)
@@ -339,29 +343,37 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
         key_name = name
     version = tree_version(tree)
     slot = _slot(cache, key_name, tree, kasan)
-    objdir = slot / "build"
-    objdir.mkdir(parents=True, exist_ok=True)
+    slot.mkdir(parents=True, exist_ok=True)
     log = slot / "build.log"
     log.write_text("")
     env = dict(os.environ)
-    make = ["make", "-C", str(tree), f"O={objdir}", "ARCH=um"]
+    if kernel_tree is not None:
+        # a developer's tree is built in place, as its owner builds it (an O= build would
+        # need it clean, i.e. `make mrproper`, which is theirs to decide, not ours)
+        objdir = tree
+        make = ["make", "-C", str(tree), "ARCH=um"]
+    else:
+        objdir = slot / "build"
+        objdir.mkdir(parents=True, exist_ok=True)
+        make = ["make", "-C", str(tree), f"O={objdir}", "ARCH=um"]
     if shutil.which("ccache"):
         make.append("CC=ccache gcc")
         env.setdefault("CCACHE_DIR", str(cache / "ccache"))
     frag = fragment(kasan)
     t0 = time.monotonic()
     config = objdir / ".config"
-    if kernel_tree is not None and (tree / ".config").exists() and not (objdir / ".config").exists():
-        # an already configured developer tree: its .config plus our fragment
-        shutil.copy(tree / ".config", config)
-        _say(progress, f"configuring {version} from {tree}/.config")
-        _run(["make", "-C", str(tree), "mrproper"], what="make mrproper (O= needs a clean tree)",
-             log=log, env=env)
+    if kernel_tree is not None and config.exists():
+        if "CONFIG_UML=y" not in config.read_text(errors="replace"):
+            raise UmlError(f"{config} is not an ARCH=um configuration: configure the tree with "
+                           f"`make ARCH=um defconfig` (or give a clean worktree)")
+        _say(progress, f"configuring {version} from {config} + fragment")
     else:
         _say(progress, f"configuring {version} (ARCH=um defconfig + fragment)")
         _run([*make, "defconfig"], what="make defconfig", log=log, env=env)
-    with open(config, "a") as fh:
-        fh.write("\n" + frag)
+    have = _options(config.read_text(errors="replace"))
+    with open(config, "a") as fh:  # only what the configuration does not already say
+        fh.write("\n" + "".join(f"{k}={v}\n" for k, v in _options(frag).items()
+                                 if have.get(k) != v))
     _run([*make, "olddefconfig"], what="make olddefconfig", log=log, env=env)
     _check_config(config, _options(frag))
     jobs = jobs or os.cpu_count() or 1
@@ -382,8 +394,9 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
 
 
 def add_args(p) -> None:  # type: ignore[no-untyped-def]
-    p.add_argument("--kernel", action="append", choices=sorted(KERNELS),
-                   help=f"Debian kernel source package to build; repeat for several "
+    p.add_argument("--kernel", action="append", metavar="V[+kasan]",
+                   help=f"Debian kernel source package to build ({', '.join(sorted(KERNELS))}); "
+                        f"'V+kasan' builds its KASAN/lockdep variant; repeat for several "
                         f"(default {DEFAULT_KERNEL})")
     p.add_argument("--kasan", action="store_true", help="build with KASAN and lockdep")
     p.add_argument("--kernel-tree", type=Path, default=None,
@@ -398,8 +411,15 @@ def run_cli(args) -> int:  # type: ignore[no-untyped-def]
     names = args.kernel or [DEFAULT_KERNEL]
     if args.kernel_tree is not None and len(names) > 1:
         raise ArgumentError("--kernel-tree builds one tree; give at most one --kernel")
-    for name in names:
-        k = build(name, kasan=args.kasan, kernel_tree=args.kernel_tree, jobs=args.jobs,
+    wanted = []
+    for spec in names:
+        name, plus, variant = spec.partition("+")
+        if name not in KERNELS or (plus and variant != "kasan"):
+            raise ArgumentError(f"--kernel {spec!r}: expected one of "
+                                f"{', '.join(sorted(KERNELS))}, optionally with '+kasan'")
+        wanted.append((name, args.kasan or bool(plus)))
+    for name, kasan in wanted:
+        k = build(name, kasan=kasan, kernel_tree=args.kernel_tree, jobs=args.jobs,
                   progress=progress)
         print(k.path, flush=True)
     return 0

@@ -48,7 +48,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from qaicmodel.emu import splat as splatmod
-from qaicmodel.errors import ArgumentError, NotModelledError, QaicModelError, UmlError
+from qaicmodel.errors import ArgumentError, QaicModelError, UmlError
 
 if TYPE_CHECKING:  # the device side is imported when a run starts (keeps the CLI light)
     from qaicmodel.emu.backend import Backend
@@ -879,7 +879,12 @@ def add_args(p: Any) -> None:
                    help="choose a policy alternative for the device (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="the device scheduler's seed (default 0)")
     p.add_argument("--trace", type=Path, default=None, metavar="OUT.jsonl",
-                   help="record the device's trace (not recorded by the emulator yet)")
+                   help="record the host/device boundary as qaicmodel-trace/1 (register "
+                        "accesses, request elements, MSIs, NNC messages; the board runs an "
+                        "echo workload on every activated channel); `qaicmodel check` it")
+    p.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
+                   help="one more guest kernel command-line argument (repeatable), e.g. "
+                        "qaic.datapath_polling=1")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"kill the guest after S seconds (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--console", type=Path, default=None, metavar="FILE",
@@ -900,12 +905,11 @@ def add_args(p: Any) -> None:
 
 
 def run_cli(args: Any) -> int:
-    if args.trace is not None:
-        raise NotModelledError("--trace: the emulator does not record a trace of the device yet")
     if args.seed < 0:
         raise ArgumentError(f"--seed must be >= 0, not {args.seed}")
     if args.timeout <= 0:
         raise ArgumentError(f"--timeout must be positive, not {args.timeout}")
+    extra = tuple(getattr(args, "kernel_arg", None) or ())
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -913,6 +917,8 @@ def run_cli(args: Any) -> int:
     if args.policy:
         _check_policies(args.policy)
     if args.board != "model":
+        if args.trace is not None:
+            raise ArgumentError(f"--trace needs the model's board, not --board {args.board}")
         if args.policy:
             raise ArgumentError(f"--policy needs the model's board, not --board {args.board}")
         from qaicmodel.emu.testboard import StubBoard
@@ -925,6 +931,12 @@ def run_cli(args: Any) -> int:
     vmlinux = resolve_kernel(args.kernel, args.vmlinux, kernel_tree=args.kernel_tree,
                              kasan=args.kasan)
     say(f"seed {args.seed} (replay with --seed {args.seed})")
+    if board is None and args.trace is not None:
+        # the board with the NSP side (an echo workload on every activated channel) that
+        # records the boundary as qaicmodel-trace/1 (qaicmodel/emu/datapath.py D4)
+        from qaicmodel.emu.datapath import DatapathBoard
+
+        board = DatapathBoard(policies=args.policy, seed=args.seed, record=True)
     if board is None:
         try:
             board = _default_board(args.policy, args.seed)
@@ -947,9 +959,15 @@ def run_cli(args: Any) -> int:
         res = run(cmd or None, vmlinux=vmlinux, board=board,
                   policies=args.policy, seed=args.seed, timeout=args.timeout,
                   console=console, log=say if args.verbose else None,
-                  unbind=args.poweroff == "unbind")
+                  unbind=args.poweroff == "unbind", extra_args=extra)
     finally:
         say(f"console saved to {console}")
+    if args.trace is not None:
+        polling = "qaic.datapath_polling=1" in extra
+        lines = board.trace_lines({"datapath_polling": True} if polling else None)
+        args.trace.write_text("\n".join(lines) + "\n")
+        say(f"trace ({len(lines) - 1} events) written to {args.trace}; check it with "
+            f"`qaicmodel check {args.trace}`")
     why = res.failure()
     if why is not None:
         say(why)

@@ -135,10 +135,15 @@ class Conformance:
         # conform (found by the cosim machines) stay at their defaults unless pinned
         self.held = {p: why for p, why in DRIVER_ASSUMES.items()
                      if p in REGISTRY and p not in pinned}
-        free = [p for p in sorted(REGISTRY) if p not in pinned and p not in self.held]
+        # the virtual board's boot/MHI policies (spec/policies/board.py) are read only by
+        # the UML emulator, never by the co-simulated device: varying them here would only
+        # spend conform's rows
+        from qaicmodel.spec.policies import board as _board
+
+        self.registry = {k: v for k, v in REGISTRY.items() if k not in _board.POLICY_IDS}
+        free = [p for p in sorted(self.registry) if p not in pinned and p not in self.held]
         self.rows = [Policies({**r.chosen, **pinned}) for r in pairwise(free)]
         self.pinned = pinned
-        self.registry = REGISTRY
         self.checks: Counter[str] = Counter()
         self.steps = self.actions = self.episodes_run = 0
         self.failures: list[dict[str, Any]] = []

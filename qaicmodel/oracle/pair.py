@@ -174,6 +174,9 @@ class Pair:
         self.batch: dict[tuple[str, str], list[str]] = {}   # handles executed together
         self.waited_ok: set[tuple[str, str]] = set()  # executed, then a wait returned ok
         self.nslices: dict[tuple[str, str], int] = {}  # attached BO -> its slice count
+        #: failures of invariants the Linux driver itself breaks (conform's DRIVER_FINDINGS):
+        #: noted, not raised, so the episode goes on and the host's own failures still show
+        self.noted: list[Failure] = []
 
     def step(self, st: Step, chooser: Callable[[int], int] | None = None,
              n_actions: int = 0) -> dict[str, Any]:
@@ -208,7 +211,6 @@ class Pair:
                               f"response left in the ring of dbc {res['stranded'][0]} at "
                               "quiescence")
         self._track_data(st, res)
-        self._check_completions(st, res, tails)
         if self.ref is not None:
             ref_st = st
             if "schedule" in res:
@@ -233,6 +235,7 @@ class Pair:
             a, b = _state(self.prim), _state(self.ref)
             if a != b:
                 raise Failure("CONF-STATE", st.index, st.op, _state_diff(a, b))
+        self._check_completions(st, res, tails)
         return res
 
     def _ref_raises(self, st: Step, kind: type) -> bool:
@@ -279,7 +282,7 @@ class Pair:
 
     def _check_completions(self, st: Step, res: dict[str, Any],
                            tails: list[int | None]) -> None:
-        """CONF-NEVER-COMPLETES: every BO the step queued (the request elements between
+        """CONF-NEVER-COMPLETES (noted in :attr:`noted`, not raised): every BO the step queued (the request elements between
         each channel's REQ_TP before and after, one run of equal req_id per BO) needs one
         completion-bit element per slice (qaic_data.c dbc_irq_threaded_fn counts
         nr_slice_xfer_done up to nr_slice).  Found by issue #14 item 9: PARTIAL_EXECUTE
@@ -315,9 +318,10 @@ class Pair:
                 if done < need:
                     what = (f"BO {names[k]}" if h is not None
                             else f"the BO with req_id {req_id}")
-                    raise Failure("CONF-NEVER-COMPLETES", st.index, st.op,
-                                  f"{what} was queued on dbc {i} with {done} completion "
-                                  f"element(s) for {need} slice(s): it can never complete")
+                    self.noted.append(Failure(
+                        "CONF-NEVER-COMPLETES", st.index, st.op,
+                        f"{what} was queued on dbc {i} with {done} completion element(s) "
+                        f"for {need} slice(s): it can never complete"))
 
     def _random_run(self, st: Step, chooser: Callable[[int], int], n: int) -> dict[str, Any]:
         """A ``run`` whose interleaving is chosen at random; the choice becomes its schedule."""

@@ -52,6 +52,8 @@ class Episode:
         self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls)
         self.steps: list[dict[str, Any]] = []
         self.actions = 0
+        #: steps up to the first driver finding (Pair.noted), when one was noted
+        self.noted_at: int | None = None
 
     def run(self, moves: int, deadline: float | None) -> Failure | None:
         ex = self.explorer
@@ -76,7 +78,7 @@ class Episode:
                 res = self.pair.step(st, self.rng.randrange if n else None, n)
             except FormatError:  # a step both hosts refuse (not runnable): end the episode
                 self.steps.pop()
-                return None
+                break
             except Failure as f:
                 if n:  # the interleaving this random run took is part of the reproducer
                     d.pop("max_steps", None)
@@ -85,8 +87,13 @@ class Episode:
             if "schedule" in res:
                 d.pop("max_steps", None)
                 d["schedule"] = res["schedule"]
+            if self.pair.noted and self.noted_at is None:
+                self.noted_at = len(self.steps)  # a driver finding: keep exploring
             self.actions += self.pair.prim.steps_run - before
             ex.observe(d, res)
+        if self.noted_at is not None:  # no failure of the host's own: the driver finding
+            del self.steps[self.noted_at:]
+            return self.pair.noted[0]
         return None
 
 
@@ -109,6 +116,8 @@ def replay(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, An
         return f
     except FormatError:
         return None
+    if pair.noted:  # no failure of the host's own: the first driver finding, if any
+        return pair.noted[0]
     return None
 
 

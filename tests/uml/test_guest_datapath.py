@@ -137,11 +137,22 @@ TOUR_TIMING = {32: ("EINVAL", "ok"), 33: ("EBUSY", "ok"), 47: ("ok", "EINVAL"),
                49: ("ok", "EINVAL")}
 
 
+#: finding R1 (the report): partial_resize0 closes its file with a BO that never completes,
+#: so the driver's poll work still reads the ring registers when the QSM releases the
+#: channel on the terminate and before the driver's release_dbc (qaic_drv.c
+#: qaic_postclose); with inactive-dbc-regs=zero (the model's default) the registers read 0
+#: under the running IRQ thread, which then walks stale responses and writes RSP_HP of
+#: the released channel (HOST-INACTIVE-DBC, about one run in four).  all-ones is the
+#: alternative the driver copes with (its U32_MAX link-error exits), so these runs use it.
+LINUX_POLICIES = {"partial_resize0": ["inactive-dbc-regs=all-ones"]}
+
+
 def _linux(path: Path, tmp_path: Path) -> Any:
     kernel_or_fail()
     from qaicmodel.scenario.linux import run_scenario_linux
 
-    return run_scenario_linux(path, console=tmp_path / "console.txt", timeout=100)
+    return run_scenario_linux(path, console=tmp_path / "console.txt", timeout=100,
+                              policies=LINUX_POLICIES.get(path.stem))
 
 
 @pytest.mark.parametrize("name", ["echo_inference", "partial_resize0", "request_elements",
@@ -193,7 +204,8 @@ def test_differential_errnos_and_request_elements(host: str, name: str, tmp_path
     from qaicmodel.emu.differential import run_differential
 
     d = run_differential(EXAMPLES / f"{name}.json", host=host, timeout=100,
-                         console=tmp_path / "console.txt")
+                         console=tmp_path / "console.txt",
+                         linux_policies=LINUX_POLICIES.get(name))
     assert d.linux_failure is None, d.linux_failure
     assert d.elems_model and len(d.elems_model) == len(d.elems_linux)
     assert d.divergences == [], [str(x) for x in d.divergences]
@@ -227,3 +239,76 @@ def test_cli_scenario_host_linux(tmp_path: Path) -> None:
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
     rep = json.loads(p.stdout)
     assert rep["format"] == "qaicmodel-result/1" and rep["first_mismatch"] is None
+
+
+# -- the real driver's trace, checked --------------------------------------------------------
+
+def _check(path: Path) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "check", str(path)],
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("example", ["request_elements", "errno_probes"])
+def test_trace_of_the_real_driver_conforms(example: str, tmp_path: Path) -> None:
+    """The board records the boundary (registers, request elements, MSIs, NNC) as
+    qaicmodel-trace/1 while the real driver runs a scenario; `qaicmodel check` says
+    conforming."""
+    kernel_or_fail()
+    from qaicmodel.emu.datapath import DatapathBoard
+    from qaicmodel.scenario import linux
+
+    made: list[Any] = []
+
+    class Recording(DatapathBoard):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, record=True, **kw)
+            made.append(self)
+
+    import qaicmodel.emu.datapath as dp
+
+    saved = dp.DatapathBoard
+    dp.DatapathBoard = Recording  # type: ignore[misc]
+    try:
+        lx = linux.run_scenario_linux(EXAMPLES / f"{example}.json",
+                                      console=tmp_path / "console.txt", timeout=100)
+    finally:
+        dp.DatapathBoard = saved  # type: ignore[misc]
+    assert lx.run.failure() is None, lx.run.failure()
+    b = made[0]
+    kinds = {e["ev"] for e in b.trace}
+    assert {"activate", "deactivate", "readl", "writel", "req", "msi", "nnc_tx",
+            "nnc_rx"} <= kinds, kinds
+    out = tmp_path / "trace.jsonl"
+    out.write_text("\n".join(b.trace_lines({"datapath_polling": True})) + "\n")
+    rc, text = _check(out)
+    if example == "errno_probes":
+        # its 5000-element activate is past the checker's state limit: inconclusive there,
+        # and no violation anywhere
+        assert rc == 3 and "beyond the checker's limit" in text, text
+    else:
+        assert rc == 0 and "CONFORMING" in text, text
+
+
+def test_uml_run_trace_cli(tmp_path: Path) -> None:
+    """`qaicmodel uml run --trace OUT -- CMD` writes the trace; it checks conforming."""
+    import subprocess
+    import sys
+
+    kernel_or_fail()
+    out = tmp_path / "t.jsonl"
+    cmd = ("python3 -m qaicmodel.guest.client echo --wait 30 >/dev/null; rc=$?; "
+           f"{UNBIND}; exit $rc")
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "uml", "run", "--kernel", KERNEL,
+                        "--trace", str(out), "--kernel-arg", "qaic.datapath_polling=1",
+                        "--policy", "mhi-start-ee=amss", "--console",
+                        str(tmp_path / "console.txt"), "--", "/bin/sh", "-c", cmd],
+                       capture_output=True, text=True, timeout=110)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = out.read_text().splitlines()
+    assert json.loads(lines[0])["format"] == "qaicmodel-trace/1" and len(lines) > 20
+    rc, text = _check(out)
+    assert rc == 0 and "CONFORMING" in text, text

@@ -61,7 +61,8 @@ def test_the_unstable_suite_comes_from_the_systems_own_sources(tmp_path: Path) -
 
 @pytest.mark.parametrize("args, words", [
     (["build", "--kernel-tree", "/nonexistent-tree"], "is not a kernel tree"),
-    (["build", "--kernel", "5.4"], "invalid choice"),
+    (["build", "--kernel", "5.4"], "expected one of 6.12, 7.2"),
+    (["build", "--kernel", "7.2+ubsan"], "optionally with '+kasan'"),
     (["run", "--kernel-tree", "/nonexistent-tree", "--", "true"], "is not a kernel tree"),
     (["run", "--vmlinux", "/nonexistent/vmlinux", "--", "true"], "is not an executable UML kernel"),
 ])
@@ -70,3 +71,13 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], words: str) -> None
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_developer_tree_configured_for_another_arch_is_refused(tmp_path: Path) -> None:
+    tree = tmp_path / "linux"
+    (tree / "drivers" / "accel").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 7\nPATCHLEVEL = 2\nSUBLEVEL = 0\n")
+    (tree / ".config").write_text("CONFIG_X86_64=y\n")
+    with pytest.raises(UmlError, match="is not an ARCH=um configuration"):
+        kbuild.build(kernel_tree=tree, cache=tmp_path / "cache")
+    assert (tree / ".config").read_text() == "CONFIG_X86_64=y\n"  # left as it was
