@@ -61,10 +61,10 @@ _LAZY: dict[str, str] = {
     "ControlPlane": "qaicmodel.spec.control.plane",
     "run_conformance": "qaicmodel.oracle.conform",
     "run_scenario": "qaicmodel.scenario.runner",
-    "check": "qaicmodel.check",
-    "check_stream": "qaicmodel.check",
-    "parse_jsonl": "qaicmodel.trace",
-    "parse_mmiotrace": "qaicmodel.trace",
+    "check": "qaicmodel.oracle.check",
+    "check_stream": "qaicmodel.oracle.check",
+    "parse_jsonl": "qaicmodel.oracle.trace",
+    "parse_mmiotrace": "qaicmodel.oracle.trace",
     "Finding": "qaicmodel.findings",
 }
 
@@ -114,7 +114,7 @@ def __getattr__(name: str) -> Any:
     if mod is None:
         raise AttributeError(f"module 'qaicmodel' has no attribute {name!r}")
     m = importlib.import_module(mod)
-    value = m if mod.endswith("." + name) else getattr(m, name)
+    value = m if mod == f"qaicmodel.{name}" else getattr(m, name)
     globals()[name] = value
     return value
 
@@ -125,10 +125,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the names as mypy and editors see them
     from qaicmodel import arith
-    from qaicmodel.check import check, check_stream
     from qaicmodel.findings import Finding
     from qaicmodel.impl.host import ImplHost
+    from qaicmodel.oracle.check import check, check_stream
     from qaicmodel.oracle.conform import run_conformance
+    from qaicmodel.oracle.trace import parse_jsonl, parse_mmiotrace
     from qaicmodel.scenario.runner import run_scenario
     from qaicmodel.spec.control.plane import ControlPlane
     from qaicmodel.spec.dbc.config import DeviceConfig
@@ -140,4 +141,3 @@ if TYPE_CHECKING:  # the names as mypy and editors see them
     from qaicmodel.spec.host.reference import SpecHost
     from qaicmodel.spec.policies import Alt, Policies, Policy
     from qaicmodel.spec.scheduler import FirstScheduler, RandomScheduler, run
-    from qaicmodel.trace import parse_jsonl, parse_mmiotrace

@@ -38,7 +38,7 @@ Targets (printed, not enforced): impl <= 3x copy per element on large slices; im
 >= 50x faster than spec; one-element round trip < 2 us of host time.
 
 ``qaicmodel bench --check`` measures the trace checker instead (K1-K3 of
-:mod:`qaicmodel.check_bench`: events/s and ratios to ``json.loads`` of the same lines,
+:mod:`qaicmodel.oracle.check.bench`: events/s and ratios to ``json.loads`` of the same lines,
 peak memory of generated streams).
 """
 
@@ -348,7 +348,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", default=IMPL_HOST, metavar="MODULE:CLASS",
                    help="the fast host to measure")
     p.add_argument("--check", action="store_true",
-                   help="measure `qaicmodel check` instead (qaicmodel/check_bench.py): events/s "
+                   help="measure `qaicmodel check` instead (qaicmodel/oracle/check/bench.py): events/s "
                         "and the ratio to json.loads on a recorded and two generated traces, "
                         "and peak memory at --check-mem sizes")
     p.add_argument("--check-mem", default="100000,1000000", metavar="N,N",
@@ -370,8 +370,8 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps(urep, indent=2) if args.json else uml_bench.report(urep))
         return 0
     if getattr(args, "check", False):
-        from qaicmodel import check_bench
         from qaicmodel.errors import FormatError
+        from qaicmodel.oracle.check import bench as check_bench
 
         try:
             sizes = tuple(int(x) for x in args.check_mem.split(","))

@@ -43,7 +43,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "qaicmodel.oracle.conform:add_args", "qaicmodel.oracle.conform:run_cli"),
     "bench": ("Benchmark the host DMA path (impl vs spec vs a plain copy)",
               "qaicmodel.bench:add_args", "qaicmodel.bench:run_cli"),
-    "check": ("Check a host/device trace for conformance", "qaicmodel.check:add_args", "qaicmodel.check:run_cli"),
+    "check": ("Check a host/device trace for conformance", "qaicmodel.oracle.check.cli:add_args",
+              "qaicmodel.oracle.check.cli:run_cli"),
     "uml": ("Build a User-Mode Linux kernel, or boot it against the virtual AIC100",
             "qaicmodel.cli:_uml_args", "qaicmodel.cli:_uml_run"),
 }
@@ -185,6 +186,8 @@ UML_COMMANDS: dict[str, tuple[str, str, str]] = {
               "qaicmodel.emu.kbuild:add_args", "qaicmodel.emu.kbuild:run_cli"),
     "run": ("Boot the UML guest against the device model and run a command in it",
             "qaicmodel.emu.runner:add_args", "qaicmodel.emu.runner:run_cli"),
+    "policies": ("Every data-path policy alternative against the real driver: a table",
+                 "qaicmodel.emu.policy_table:add_args", "qaicmodel.emu.policy_table:run_cli"),
 }
 
 

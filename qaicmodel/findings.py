@@ -3,9 +3,11 @@
 Every checker reports in this shape: the device's host violations
 (``Device.violations``), the request-element rules (``RequestElem.violations``),
 the NNC/SSR/RAS/Sahara decoders' rule violations, QSM's refusals
-(``Qsm.violations``), the co-simulation invariants (``World.findings``),
-``conform``'s failures (:class:`qaicmodel.oracle.pair.Failure` carries one),
-the scenario report, and the trace checker.  The CLI prints :meth:`Finding.text`
+(``Qsm.violations``), the driver model's (``ControlClient.violations``) and the
+device-side SSR's (``DeviceSsr.violations``), the co-simulation invariants
+(``World.findings``), ``conform``'s failures (:class:`qaicmodel.oracle.pair.Failure`
+carries one), the scenario report, and the trace checker
+(:class:`qaicmodel.oracle.check.TraceFinding`, a subclass).  The CLI prints :meth:`Finding.text`
 and serializes :meth:`Finding.as_dict`.
 
 Fields (issue #8 item 3): ``rule`` (stable id), ``message`` (one sentence),

@@ -1,11 +1,11 @@
-"""``qaicmodel bench --check`` (qaicmodel/check_bench.py): the generated traces conform,
+"""``qaicmodel bench --check`` (qaicmodel/oracle/check/bench.py): the generated traces conform,
 the report has its figures; no timing is asserted (figures come from the command)."""
 
 from __future__ import annotations
 
-from qaicmodel import check_bench as cb
-from qaicmodel.check import check
-from qaicmodel.trace import parse_jsonl
+from qaicmodel.oracle.check import bench as cb
+from qaicmodel.oracle.check import check
+from qaicmodel.oracle.trace import parse_jsonl
 
 
 def test_generated_traces_conform() -> None:

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from qaicmodel.check import RULES, TRACE_VISIBILITY, check, record_cosim
 from qaicmodel.oracle.broken import BROKEN
-from qaicmodel.trace import parse_jsonl
+from qaicmodel.oracle.check import RULES, TRACE_VISIBILITY, check, record_cosim
+from qaicmodel.oracle.trace import parse_jsonl
 
 NAMES = sorted(c.__name__ for c in BROKEN)
 

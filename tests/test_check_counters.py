@@ -1,4 +1,4 @@
-"""The counter engine (check_states.CounterStates, L10) against the device-copy engine
+"""The counter engine (oracle/check/counters.py CounterStates, L10) against the device-copy engine
 (ChannelStates) on traces without request contents: same verdict, same rule, same line --
 under the policies L10 covers.  Register values are drawn near the real ones so that
 both conforming and violating traces come up."""
@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qaicmodel.check import Checker, _policies
-from qaicmodel.trace import dumps, parse_jsonl
+from qaicmodel.oracle.check.checker import Checker, _policies
+from qaicmodel.oracle.trace import dumps, parse_jsonl
 
 POLICY_SETS = [
     {},

@@ -1,4 +1,4 @@
-"""Soundness of ``qaicmodel check`` under every bound (issue #11, check.py C11).
+"""Soundness of ``qaicmodel check`` under every bound (issue #11, oracle/check C11).
 
 Property: a trace recorded from a conforming co-simulation (reference or fast host, any
 policy row the co-simulation machines use) never gets a violation -- whatever
@@ -16,12 +16,12 @@ from typing import Any
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from qaicmodel.check import TRACE_VISIBILITY, check, record_cosim
 from qaicmodel.impl.host import ImplHost
 from qaicmodel.oracle.broken import BROKEN
+from qaicmodel.oracle.check import TRACE_VISIBILITY, check, record_cosim
 from qaicmodel.oracle.cosim import machine_policy_rows
+from qaicmodel.oracle.trace import dumps, parse_jsonl
 from qaicmodel.spec.host.reference import SpecHost
-from qaicmodel.trace import dumps, parse_jsonl
 
 ROWS = machine_policy_rows()
 BOUNDS = st.sampled_from([1, 2, 3, 5, 8, 20, 100, 4000])

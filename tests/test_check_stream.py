@@ -1,4 +1,4 @@
-"""``qaicmodel check`` as a user runs it: streaming files (trace.py T6), nothing checked is
+"""``qaicmodel check`` as a user runs it: streaming files (oracle/trace.py T6), nothing checked is
 inconclusive (C9), progress only on a terminal and the report's rate/peak (C12), bad input
 is one line with exit 2."""
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from qaicmodel.check import _Progress, check_file, check_stream
-from qaicmodel.check_bench import synthetic
 from qaicmodel.cli import main
-from qaicmodel.trace import TraceStream, _first, iter_jsonl, open_trace, scan_kinds
+from qaicmodel.oracle.check import check_file, check_stream
+from qaicmodel.oracle.check.bench import synthetic
+from qaicmodel.oracle.check.cli import _Progress
+from qaicmodel.oracle.trace import TraceStream, _first, iter_jsonl, open_trace, scan_kinds
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "traces"
 

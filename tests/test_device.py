@@ -591,12 +591,13 @@ def test_msi_only_on_empty_to_non_empty() -> None:
     assert dev.ch[0].msi_raised == 2 and dev.intc.raised[1] == 2
 
 
-def test_deactivate_drops_work_and_zeroes_registers() -> None:
-    dev = make()
+@pytest.mark.parametrize("alt, want", [("zero", 0), ("all-ones", 0xFFFFFFFF)])
+def test_deactivate_drops_work_and_resets_registers(alt: str, want: int) -> None:
+    dev = make(inactive_dbc_regs=alt)
     push(dev, _blocker(), req(2))
     dev.step(Consume(0))
     dev.deactivate(0)
-    assert [dev.readl(0, r) for r in (0, 4, 8, 12)] == [0, 0, 0, 0]
+    assert [dev.readl(0, r) for r in (0, 4, 8, 12)] == [want] * 4
     assert dev.enabled() == [] and dev.ch[0].inflight == {}
     assert dev.quiescent() and dev.idle()
 

@@ -224,3 +224,19 @@ def test_trace_events_decode() -> None:
             assert nnc.describe(raw)["violations"] == []
         else:
             assert ssr.describe(raw)["violations"] == []
+
+
+def test_device_side_reports_host_replies_as_findings() -> None:
+    """DeviceSsr's rule breaks are :class:`qaicmodel.findings.Finding` records (issue #8)."""
+    from qaicmodel.findings import Finding
+
+    d = ssr.DeviceSsr(3, policies=Policies(), read_mem=lambda a, n: bytes(n))
+    d.start()
+    assert d.on_host(b"\x01") == []  # too short to decode
+    reply = ssr.SsrMsg(Cmd.MEMORY_READ, 3, {"addr": 0, "len": 8}).pack()
+    assert d.on_host(reply) == []  # a dump read while no dump is going on
+    rules = [v.rule for v in d.violations]
+    assert rules == ["SSR-HOST-MALFORMED", "SSR-HOST-UNPROMPTED"], d.violations
+    assert all(isinstance(v, Finding) and v.source and str(v).startswith(v.rule + ": ")
+               for v in d.violations)
+    assert d.violations[1].where == {"stage": ssr.DevStage.ACK_BEFORE_SHUTDOWN.value}

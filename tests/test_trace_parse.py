@@ -1,4 +1,4 @@
-"""Trace readers (qaicmodel/trace.py): shared/formats/trace.md, strict, fuzzed."""
+"""Trace readers (qaicmodel/oracle/trace.py): shared/formats/trace.md, strict, fuzzed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qaicmodel.errors import FormatError
+from qaicmodel.oracle.trace import EVENT_KINDS, Event, dumps, load, parse_jsonl, parse_mmiotrace
 from qaicmodel.spec.dbc import regs
-from qaicmodel.trace import EVENT_KINDS, Event, dumps, load, parse_jsonl, parse_mmiotrace
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "traces"
 HDR = '{"format": "qaicmodel-trace/1"}'
@@ -202,7 +202,7 @@ def test_extension_events_are_strict(line: str, where: str) -> None:
 
 
 def test_streamed_and_whole_file_parse_agree(tmp_path: Path) -> None:
-    from qaicmodel.trace import open_trace
+    from qaicmodel.oracle.trace import open_trace
 
     for name in ("conforming.jsonl", "overrun.jsonl"):
         whole = load(str(EX / name))

@@ -4,9 +4,9 @@ The real, unmodified ``accel/qaic`` + MHI driver in a UML guest talks to a
 PCI function that UML's ``virt-pci`` forwards over a vhost-user socket
 (``include/uapi/linux/virtio_pcidev.h``).  This package is the other end of
 that socket: the same :class:`~qaicmodel.spec.device.Device`, QSM and control
-plane objects the stateful tests use, behind PCI config space, the MHI
-register block (BAR0), the DMA Bridge (BAR2) and MSIs, with DMA straight into
-the guest's memory.
+plane objects the stateful tests use (imported only through ``_model``),
+behind PCI config space, the MHI register block (BAR0), the DMA Bridge (BAR2)
+and MSIs, with DMA straight into the guest's memory.
 
 Module map (one concept, one module):
 
@@ -29,9 +29,20 @@ Module map (one concept, one module):
                    BAR4, channel services
 ``mhi_*``          MHI device side at register level (registers, context
                    arrays, rings, state machine, BHI)
+``sahara_dev``     the device side of Sahara (SBL pulling the runtime images)
+``services``       the firmware's channel services (loopback, QAIC_CONTROL to
+                   the QSM, SSR, RAS, timesync, boot log)
+``firmware``       the synthetic images (``sbl.bin``, the Sahara table)
 ``runner``         ``qaicmodel uml run``: init script, guest process,
-                   console, splat detection, timeouts, cleanup
+                   console, timeouts, cleanup
+``splat``          kernel splat lines in the guest console
+``bench``          ``qaicmodel bench --uml``
+``testboard``      a stand-in board for testing the transport alone
+``_model``         the one import point for model internals
 =================  ==========================================================
+
+The board's open points (start EE, BHI image check, Sahara images, SYS_ERR
+reporting, ...) are policies of the registry: ``qaicmodel/spec/policies/board.py``.
 
 The board contract the backend drives (no threads, no clocks: the backend's
 seeded scheduler is the only source of device progress)::

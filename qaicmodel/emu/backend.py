@@ -252,8 +252,11 @@ class Backend:
     def _service(self) -> None:
         if self.conn is None:
             return
-        self.pci.service()
-        self.pci.flush_msi()
+        if self.pci.service() == 0:
+            # MSIs go out only on a turn that answered nothing: an interrupt that lands
+            # while the guest still spins on a read it was just answered makes its handler's
+            # own read take that answer (U1, docs/findings.md)
+            self.pci.flush_msi()
 
     def _schedule(self) -> None:
         if not self.attached or self.conn is None:
@@ -266,9 +269,10 @@ class Backend:
             action = acts[0] if len(acts) == 1 else self.rng.choice(acts)
             self.board.step(action)
             self.steps += 1
-            self.pci.flush_msi()
             if cmd.pending():
                 self.pci.service()  # the guest waits in a busy loop: answer first
+                return  # and hold MSIs until a later turn (U1)
+            self.pci.flush_msi()
 
     def serve(self, until: Callable[[], bool], *, timeout: float | None = None,
               tick: float = 0.25) -> bool:

@@ -159,17 +159,22 @@ class VirtPci:
         q = self.cmd_vq
         if q is None or not q.ready:
             return 0
-        done = 0
+        answered: list[tuple[Chain, int]] = []
         while True:
             chain = q.pop()
             if chain is None:
                 break
-            written = self.handle(q, chain)
+            answered.append((chain, self.handle(q, chain)))  # effects in the guest's order
+        # Completions newest first: UML's virtio_pcidev_send_cmd (7.2 virtio_pcidev.c) is
+        # not re-entrant -- a read issued from interrupt context while an earlier read
+        # spins takes the first used entry that is not its own and frees it, so the
+        # earlier read never completes (docs/findings.md U1).  When several requests are
+        # outstanding, the newest is the innermost waiter: complete it first.
+        for chain, written in reversed(answered):
             q.push(chain, written)
-            done += 1
-        if done:
+        if answered:
             q.signal()
-        return done
+        return len(answered)
 
     def handle(self, q: Virtqueue, chain: Chain) -> int:
         """One request chain; returns the bytes written into its in-buffers."""

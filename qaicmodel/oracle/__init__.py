@@ -4,6 +4,7 @@
 as a Hypothesis stateful machine), ``broken`` (deliberately broken hosts the oracles
 must catch), ``conform`` (``qaicmodel conform``) with its pieces ``pair`` (one step on
 the host under test and the reference host), ``explore`` (the episode generator) and
-``shrink`` (episodes, replay, shrinking, reproducer files).  The trace checker and its
-readers (``qaicmodel/check.py``, ``qaicmodel/trace.py``) join this package later.
+``shrink`` (episodes, replay, shrinking, reproducer files), ``check`` (``qaicmodel check``,
+the trace checker, with its recorder of co-simulation traces and ``bench --check``) and
+``trace`` (the trace readers: JSON Lines and mmiotrace).
 """

@@ -3,6 +3,6 @@
 Sub-packages: :mod:`~qaicmodel.spec.dbc` (the DMA Bridge device), :mod:`~qaicmodel.spec.control`
 (the control plane), :mod:`~qaicmodel.spec.host` (the host side: interface, validators, shared
 core, interrupt protocol, uapi, reference host).  At this level: ``policies`` (the ambiguity
-registry, every declaration in one package; ``registry`` is a compatibility shim) and
+registry, every declaration in one package) and
 ``scheduler`` (actors and the run loop).
 """

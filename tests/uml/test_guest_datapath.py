@@ -312,3 +312,24 @@ def test_uml_run_trace_cli(tmp_path: Path) -> None:
     assert json.loads(lines[0])["format"] == "qaicmodel-trace/1" and len(lines) > 20
     rc, text = _check(out)
     assert rc == 0 and "CONFORMING" in text, text
+
+
+def test_uml_policies_table_json() -> None:
+    """`qaicmodel uml policies --json` measures each alternative on the real driver; the
+    default alternative works."""
+    import subprocess
+    import sys
+
+    kernel_or_fail()
+    p = subprocess.run([sys.executable, "-m", "qaicmodel", "uml", "policies", "--json",
+                        "--policy-id", "response-order", "--workload", "echo"],
+                       capture_output=True, text=True, timeout=110)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout)
+    assert got["format"] == "qaicmodel-uml-policies/1"
+    rows = {r["alternative"]: r for r in got["rows"]}
+    assert set(rows) == {"completion-order", "request-order"}
+    assert rows["completion-order"]["default"] and \
+        rows["completion-order"]["echo"]["outcome"] == "works"
+    outcomes = {"works", "wrong-data", "wait-timeout", "errno", "violation", "splat", "hang"}
+    assert all(r["echo"]["outcome"] in outcomes for r in rows.values())

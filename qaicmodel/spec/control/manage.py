@@ -43,6 +43,7 @@ import attrs
 
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, RemoteProtocolError
+from qaicmodel.findings import Finding
 from qaicmodel.spec.control import nnc
 from qaicmodel.spec.control.boot import DevState
 from qaicmodel.spec.control.crc import nnc_crc
@@ -242,7 +243,8 @@ class ControlClient:
         self.sent: list[bytes] = []
         self.dropped: list[bytes] = []
         self.leaked_bufs: list[int] = []
-        self.violations: list[str] = []
+        #: what the driver does that a conforming host would not (``str(f)``: ``RULE: message``)
+        self.violations: list[Finding] = []
         self.on_dbc_state: Callable[[int, DbcState], None] | None = None
         #: free descriptors on the control channel's UL ring (None: always room); a
         #: message needs one per wrapper (msg_xfer mhi_get_free_desc_count)
@@ -288,8 +290,10 @@ class ControlClient:
         if res.buf is None:
             return
         if d.in_use:  # wait_event_interruptible would block; the driver overwrites after
-            self.violations.append(f"HOST-DBC-REASSIGNED: device assigned dbc {dbc} still "
-                                   "in use on the host")
+            self.violations.append(Finding(
+                "HOST-DBC-REASSIGNED", f"device assigned dbc {dbc} still in use on the host",
+                "qaic_control.c save_dbc_buf (wait_event_interruptible on in_use)",
+                where={"dbc": dbc}))
             self.release_dbc(dbc)
         d.buf, d.total_size, d.nelem, d.usr, d.in_use = (res.buf, res.total_size, res.nelem,
                                                          usr, True)
@@ -343,9 +347,12 @@ class ControlClient:
             _status, dbc = struct.unpack_from("<II", wire, off + 8)
             if dbc >= self.num_dbc:
                 return  # -ENODEV
-            self.violations.append(f"DRV-ORPHANED-DEACTIVATE: a reply no one waits for "
-                                   f"(seq {struct.unpack_from('<I', wire, 8)[0]}) released "
-                                   f"dbc {dbc}")
+            seq = struct.unpack_from("<I", wire, 8)[0]
+            self.violations.append(Finding(
+                "DRV-ORPHANED-DEACTIVATE",
+                f"a reply no one waits for (seq {seq}) released dbc {dbc}",
+                "qaic_control.c decode_message(..., NULL, ...) -> decode_deactivate",
+                where={"dbc": dbc, "seq": seq}))
             self.release_dbc(dbc)
             self.set_state(dbc, DbcState.IDLE)
             msg_len += 16
@@ -491,12 +498,14 @@ class ControlClient:
         if tlen - 8 < size:
             name = nnc.TransType(ttype).name
             past = used + 8 + size - MAX_MSG
-            where = (f"; {past} of them past the 4096-byte message buffer" if past > 0
-                     else "")
-            self.violations.append(
-                f"DRV-MANAGE-SHORT-TRANS: {name} at byte {used} has len {tlen} < "
-                f"{8 + size}; the driver read its fields from the {8 + size - tlen} bytes "
-                f"after it{where}")
+            beyond = (f"; {past} of them past the 4096-byte message buffer" if past > 0
+                      else "")
+            self.violations.append(Finding(
+                "DRV-MANAGE-SHORT-TRANS",
+                f"{name} at byte {used} has len {tlen} < {8 + size}; the driver read its "
+                f"fields from the {8 + size - tlen} bytes after it{beyond}",
+                "qaic_control.c encode_activate/encode_deactivate/encode_dma",
+                where={"offset": used, "trans": name, "len": tlen}))
         return ahead[:size]
 
     def _encode_one(self, usr: User | None, ttype: int, tlen: int, body: bytes, msg_len: int,

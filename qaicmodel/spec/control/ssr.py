@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 
 from qaicmodel.errors import ArgumentError, DecodeError
+from qaicmodel.findings import Finding
 from qaicmodel.spec.control import parsed
 from qaicmodel.spec.policies import (
     SSR_CRASHDUMP,
@@ -435,6 +436,10 @@ DEV_TABLE: dict[DevStage, tuple[int, DevStage, int | None]] = {
 }
 
 
+#: the source of :class:`DeviceSsr`'s findings
+_SSR_SRC = "aic100.rst \"Subsystem Restart (SSR)\"; ssr-ras-boot.md §1"
+
+
 class DeviceSsr:
     """QSM's side of one SSR on ``dbc``.  ``read_mem(addr, n)`` serves dump reads;
     ``dump_table`` is the packed debug_info_table the device offers (policy)."""
@@ -447,7 +452,8 @@ class DeviceSsr:
         self.dump_table = dump_table
         self.stage = DevStage.ACK_BEFORE_SHUTDOWN
         self.events_sent: list[int] = []
-        self.violations: list[str] = []
+        #: host replies a conforming host would not send (``str(f)``: ``RULE: message``)
+        self.violations: list[Finding] = []
 
     def start(self) -> list[bytes]:
         self.events_sent.append(Event.BEFORE_SHUTDOWN)
@@ -462,12 +468,13 @@ class DeviceSsr:
         try:
             msg = decode(data)
         except DecodeError as e:
-            self.violations.append(f"SSR-HOST-MALFORMED: {e}")
+            self.violations.append(Finding("SSR-HOST-MALFORMED", str(e), _SSR_SRC))
             return []
         if msg.cmd == Cmd.SSR_EVENT_RSP:
             return self._on_ack(msg["event"])
         if self.stage != DevStage.DUMP:
-            self.violations.append(f"SSR-HOST-UNPROMPTED: {Cmd(msg.cmd).name} outside a dump")
+            self.violations.append(Finding("SSR-HOST-UNPROMPTED", f"{Cmd(msg.cmd).name} outside a dump",
+                                           _SSR_SRC, where={"stage": self.stage.value}))
             return []
         if msg.cmd == Cmd.DEBUG_TRANSFER_INFO_RSP:
             if msg["ret"] == 0:
@@ -484,7 +491,8 @@ class DeviceSsr:
             self.events_sent.append(Event.AFTER_POWER_UP)
             return [SsrMsg(Cmd.DEBUG_TRANSFER_DONE_RSP, self.dbc, {"ret": 0}).pack(),
                     event(self.dbc, Event.AFTER_POWER_UP).pack()]
-        self.violations.append(f"SSR-HOST-CMD: unexpected {Cmd(msg.cmd).name}")
+        self.violations.append(Finding("SSR-HOST-CMD", f"unexpected {Cmd(msg.cmd).name}", _SSR_SRC,
+                                       where={"stage": self.stage.value}))
         return []
 
     def _on_ack(self, ev: int) -> list[bytes]:
@@ -496,7 +504,9 @@ class DeviceSsr:
             return []
         row = DEV_TABLE.get(self.stage)
         if row is None or ev != row[0]:
-            self.violations.append(f"SSR-HOST-ACK: got event 0x{ev:x} in stage {self.stage.value}")
+            self.violations.append(Finding("SSR-HOST-ACK",
+                                           f"got event 0x{ev:x} in stage {self.stage.value}",
+                                           _SSR_SRC, where={"stage": self.stage.value}))
             return []
         _, nxt, send = row
         if (self.stage == DevStage.ACK_BEFORE_POWER_UP and self.dump_table is not None

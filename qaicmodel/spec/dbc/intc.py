@@ -91,7 +91,7 @@ class Intc:
 
     def copy(self) -> Intc:
         """An independent copy (masks, latches, counters; the policies are shared) -- for
-        checkers that keep several possible device states (qaicmodel/check_states.py)."""
+        checkers that keep several possible device states (qaicmodel/oracle/check/states.py)."""
         c = Intc.__new__(Intc)
         c.vectors, c.policies = self.vectors, self.policies
         c._lost_when_masked = self._lost_when_masked

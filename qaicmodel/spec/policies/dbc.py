@@ -694,9 +694,13 @@ INACTIVE_DBC_REGS = register(Policy(
         "all-ones": "0xFFFFFFFF, as an unclaimed PCIe read (the driver treats it as a "
                     "link error)",
     },
-    default="zero",
-    rationale="The document is silent; the driver never reads an unassigned channel "
-              "(its IRQ handler returns early), so it relies on neither.",
+    default="all-ones",
+    rationale="The document is silent. Measured against the real 7.2 driver in UML "
+              "(docs/findings.md F7): qaic_postclose sends the terminate that releases the "
+              "channel before release_dbc, and in between the IRQ thread / poll work still "
+              "reads RSP_TP and writes RSP_HP. With all-ones the driver takes the read as a "
+              "link error and stops; with zero it walks stale responses and writes RSP_HP of "
+              "a released channel (HOST-RSP-OVERREAD). The driver relies on all-ones.",
 ))
 
 

@@ -8,12 +8,12 @@ What is measured (issue #11 "speed"):
       MSI, mask, response reads, head write, unmask, re-check, completion); (c) the same
       round trip as a register-only trace (readl/writel, as an mmiotrace gives).
   K2  For each: the time to parse and check the lines (streaming, as the CLI does:
-      :func:`qaicmodel.trace.iter_jsonl` + :class:`qaicmodel.check.Checker`) and the time
+      :func:`qaicmodel.oracle.trace.iter_jsonl` + :class:`qaicmodel.oracle.check.Checker`) and the time
       of a bare ``json.loads`` over the same lines, in the same run; the ratio is the
       figure the targets use (full traces <= 50x, register-only <= 10x).  Best of
       ``reps`` repetitions for both (the machine is shared).
   K3  Memory: the peak resident set of a fresh process that checks a generated stream of
-      N events (``python -m qaicmodel.check_bench --mem N``), for N = 100k and a larger
+      N events (``python -m qaicmodel.oracle.check.bench --mem N``), for N = 100k and a larger
       N (10M in the issue's closing figures); flat means the checker keeps nothing per
       event.
 """
@@ -82,8 +82,8 @@ def synthetic(events: int, registers_only: bool = False, nelem: int = 16,
 
 def recorded() -> list[bytes]:
     """K1 (a): the issue's 15k-event trace."""
-    from qaicmodel.check import record_cosim
     from qaicmodel.impl.host import ImplHost
+    from qaicmodel.oracle.check.recorder import record_cosim
 
     text, _ = record_cosim(ImplHost, seed=3, steps=20000)
     return [x.encode() for x in text.splitlines()]
@@ -97,8 +97,8 @@ def _check_lines(lines: Iterable[bytes], max_states: int = 4000,
                  kinds: set[str] | None = None) -> Any:
     """Parse and check, streaming, as ``qaicmodel check`` does (``kinds``: what a
     generator of lines holds -- a list is scanned like a file)."""
-    from qaicmodel.check import check_stream
-    from qaicmodel.trace import TraceStream, _first, iter_jsonl, scan_kinds
+    from qaicmodel.oracle.check.checker import check_stream
+    from qaicmodel.oracle.trace import TraceStream, _first, iter_jsonl, scan_kinds
 
     it = iter(lines)
     header = _first(it)
@@ -136,7 +136,7 @@ def measure(lines: list[bytes], reps: int = 3) -> dict[str, Any]:
 
 def memory(events: int, registers_only: bool = False) -> dict[str, Any]:
     """K3: peak RSS (KiB) of a fresh process checking ``events`` generated events."""
-    cmd = [sys.executable, "-m", "qaicmodel.check_bench", "--mem", str(events)]
+    cmd = [sys.executable, "-m", "qaicmodel.oracle.check.bench", "--mem", str(events)]
     if registers_only:
         cmd.append("--registers")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
