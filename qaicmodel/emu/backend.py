@@ -255,7 +255,7 @@ class Backend:
         if self.pci.service() == 0:
             # MSIs go out only on a turn that answered nothing: an interrupt that lands
             # while the guest still spins on a read it was just answered makes its handler's
-            # own read take that answer (U1, docs/findings.md)
+            # own read take that answer (docs/findings.md F7)
             self.pci.flush_msi()
 
     def _schedule(self) -> None:
@@ -271,7 +271,7 @@ class Backend:
             self.steps += 1
             if cmd.pending():
                 self.pci.service()  # the guest waits in a busy loop: answer first
-                return  # and hold MSIs until a later turn (U1)
+                return  # and hold MSIs until a later turn (F7)
             self.pci.flush_msi()
 
     def serve(self, until: Callable[[], bool], *, timeout: float | None = None,

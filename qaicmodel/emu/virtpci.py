@@ -168,7 +168,7 @@ class VirtPci:
         # Completions newest first: UML's virtio_pcidev_send_cmd (7.2 virtio_pcidev.c) is
         # not re-entrant -- a read issued from interrupt context while an earlier read
         # spins takes the first used entry that is not its own and frees it, so the
-        # earlier read never completes (docs/findings.md U1).  When several requests are
+        # earlier read never completes (docs/findings.md F7).  When several requests are
         # outstanding, the newest is the innermost waiter: complete it first.
         for chain, written in reversed(answered):
             q.push(chain, written)

@@ -28,7 +28,7 @@ The host half of the Linux host (the guest half is :mod:`qaicmodel.guest.scenari
      the other's completion, so a register read returns another register's value
      (seen: the IRQ thread writes a wrong RSP_HP, HOST-RSP-OVERREAD, or waits out
      the virt-pci delay).  That is the emulator's transport, not the qaic driver,
-     so polling is the default; ``irq`` shows it (the report's finding U1).
+     so polling is the default; ``irq`` shows it (docs/findings.md F7).
 """
 
 from __future__ import annotations
