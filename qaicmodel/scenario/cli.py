@@ -32,6 +32,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "qaic.datapath_polling=1; irq reads the ring registers in hard-IRQ "
                         "context, which UML's virtio_pcidev does not survive reliably, see "
                         "qaicmodel/scenario/linux.py H6)")
+    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
+                   help="choose a policy alternative, over the file's device.policies "
+                        "(repeatable)")
     p.add_argument("--kernel-version", default=None, choices=KERNEL_CHOICES,
                    help="the accel/qaic driver version the host follows (default: the "
                         "file's device.kernel, else upstream = the newest, 7.2)")
@@ -54,14 +57,15 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ArgumentError(f"--timeout must be positive, not {args.timeout}")
         lx = run_scenario_linux(args.file, kernel=args.kernel_version, timeout=args.timeout,
                                 console=Path(args.console) if args.console else None,
-                                datapath=args.linux_datapath)
+                                datapath=args.linux_datapath, policies=args.policy)
         print(f"qaicmodel: scenario: linux host: guest console {lx.run.console}",
               file=sys.stderr)
         report = lx.report
     else:
         ref = HOST_ALIASES.get(args.host, args.host) if args.host else None
         host_cls = load_host(ref) if ref else None
-        report = run_scenario(args.file, host_cls=host_cls, kernel=args.kernel_version)
+        report = run_scenario(args.file, host_cls=host_cls, kernel=args.kernel_version,
+                              policies=args.policy)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

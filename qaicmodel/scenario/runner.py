@@ -510,11 +510,17 @@ def dump_channel(device: Any, dbc: int) -> dict[str, Any]:
 
 
 def run_scenario(obj_or_path: Any, *, host_cls: type | None = None,
-                 kernel: str | None = None) -> Report:
+                 kernel: str | None = None, policies: list[str] | None = None) -> Report:
     """Parse and run a scenario (path, bytes, dict or :class:`Scenario`); rules E1-E5.
-    ``kernel`` (``--kernel-version``) overrides the file's ``device.kernel``."""
+    ``kernel`` (``--kernel-version``) overrides the file's ``device.kernel``;
+    ``policies`` (``--policy ID=ALT``) override the file's ``device.policies``."""
     sc = load(obj_or_path)
     cfg = sc.device if kernel is None else attrs.evolve(sc.device, kernel=kernel)
+    if policies:
+        from qaicmodel.spec.policies import Policies
+
+        chosen = dict(Policies.parse(list(policies)).chosen)
+        cfg = attrs.evolve(cfg, policies={**dict(cfg.policies), **chosen})
     runner = Runner(cfg, host_cls=host_cls)
     mismatch = None
     for st in sc.steps:
