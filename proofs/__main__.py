@@ -16,10 +16,15 @@ from qaicmodel.errors import QaicModelError
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m proofs", description=__doc__)
-    ap.add_argument("names", nargs="*", metavar="NAME",
-                    help=f"proofs to run (default: all): {', '.join(MODULES)}")
-    ap.add_argument("-q", "--quiet", action="store_true",
-                    help="one line per proof instead of one per claim")
+    ap.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"proofs to run (default: all): {', '.join(MODULES)}",
+    )
+    ap.add_argument(
+        "-q", "--quiet", action="store_true", help="one line per proof instead of one per claim"
+    )
     args = ap.parse_args(argv)
     try:
         mods = [load(n) for n in (args.names or MODULES)]

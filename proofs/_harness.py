@@ -32,8 +32,18 @@ import z3
 from proofs.z3ops import as_int
 from qaicmodel.errors import ArgumentError
 
-__all__ = ["Status", "Claim", "ClaimOutcome", "Result", "run_claims", "functions",
-           "zext", "mod_rel", "imod_rel", "TIMEOUT_MS"]
+__all__ = [
+    "Status",
+    "Claim",
+    "ClaimOutcome",
+    "Result",
+    "run_claims",
+    "functions",
+    "zext",
+    "mod_rel",
+    "imod_rel",
+    "TIMEOUT_MS",
+]
 
 #: Per-claim solver timeout; a timeout is reported as UNKNOWN (a failure).
 TIMEOUT_MS = 120_000
@@ -54,8 +64,9 @@ class Claim:
     hyps: tuple[Any, ...] = ()
     #: terms whose values are printed in a counterexample (label -> z3 term)
     show: Mapping[str, Any] = attrs.field(factory=dict)
-    expect: str = attrs.field(default="proved",
-                              validator=attrs.validators.in_(("proved", "counterexample")))
+    expect: str = attrs.field(
+        default="proved", validator=attrs.validators.in_(("proved", "counterexample"))
+    )
     #: z3 tactic: "qfbv" for bit-vector claims, "" for z3's default (integer claims)
     tactic: str = "qfbv"
     #: for trace claims: turns a counterexample model into readable steps
@@ -120,15 +131,18 @@ class Result:
             if o.ok and o.expect == "proved":
                 lines.append(f"    ok   {o.name} ({o.seconds:.2f} s)")
             elif o.ok:
-                lines.append(f"    ok   {o.name}: expected counterexample found "
-                             f"({o.seconds:.2f} s): {_fmt(o.values)}")
+                lines.append(
+                    f"    ok   {o.name}: expected counterexample found "
+                    f"({o.seconds:.2f} s): {_fmt(o.values)}"
+                )
                 lines.extend(f"           {i:2d}. {step}" for i, step in enumerate(o.trace, 1))
             elif o.expect == "proved":
                 lines.append(f"    FAIL {o.name}: {o.status.value}: {_fmt(o.values)}")
                 lines.extend(f"           {i:2d}. {step}" for i, step in enumerate(o.trace, 1))
             else:
-                lines.append(f"    FAIL {o.name}: a counterexample was expected but z3 "
-                             f"says {o.status.value}")
+                lines.append(
+                    f"    FAIL {o.name}: a counterexample was expected but z3 says {o.status.value}"
+                )
         return "\n".join(lines)
 
 
@@ -155,8 +169,13 @@ def _check(claim: Claim, timeout_ms: int) -> ClaimOutcome:
         v.set("timeout", timeout_ms)
         v.add(*claim.hyps)
         if v.check() != z3.sat:
-            return ClaimOutcome(claim.name, Status.UNKNOWN, time.perf_counter() - t0,
-                                {"vacuous_hypotheses": True}, claim.expect)
+            return ClaimOutcome(
+                claim.name,
+                Status.UNKNOWN,
+                time.perf_counter() - t0,
+                {"vacuous_hypotheses": True},
+                claim.expect,
+            )
     dt = time.perf_counter() - t0
     if r == z3.unsat:
         return ClaimOutcome(claim.name, Status.PROVED, dt, {}, claim.expect)
@@ -168,8 +187,14 @@ def _check(claim: Claim, timeout_ms: int) -> ClaimOutcome:
     return ClaimOutcome(claim.name, Status.UNKNOWN, dt, {"solver_gave_up": True}, claim.expect)
 
 
-def run_claims(name: str, title: str, bound: str, claims: Iterable[Claim],
-               timeout_ms: int = TIMEOUT_MS, fail_fast: bool = False) -> Result:
+def run_claims(
+    name: str,
+    title: str,
+    bound: str,
+    claims: Iterable[Claim],
+    timeout_ms: int = TIMEOUT_MS,
+    fail_fast: bool = False,
+) -> Result:
     """Check every claim in order.  ``fail_fast`` stops at the first claim that does
     not come out as expected (the mutant tests use it; the report then lists
     only the claims checked so far)."""
@@ -182,8 +207,9 @@ def run_claims(name: str, title: str, bound: str, claims: Iterable[Claim],
     return Result(name, title, bound, tuple(outcomes), time.perf_counter() - t0)
 
 
-def functions(defaults: Mapping[str, Callable[..., Any]],
-              overrides: Mapping[str, Callable[..., Any]] | None) -> dict[str, Callable[..., Any]]:
+def functions(
+    defaults: Mapping[str, Callable[..., Any]], overrides: Mapping[str, Callable[..., Any]] | None
+) -> dict[str, Callable[..., Any]]:
     """The functions under proof: ``defaults`` with ``overrides`` (mutants) applied."""
     fns = dict(defaults)
     for k, f in (overrides or {}).items():
@@ -210,4 +236,3 @@ def mod_rel(x: Any, r: Any, n: Any) -> Any:
 def imod_rel(x: Any, r: Any, n: Any) -> Any:
     """Integer version of :func:`mod_rel`: ``r == x mod n`` for ``0 <= x < 2n``."""
     return z3.And(0 <= r, r < n, z3.Or(x == r, x == r + n))
-

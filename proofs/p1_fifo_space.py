@@ -49,34 +49,52 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     head, tail, n, k, i = (z3.BitVec(x, 32) for x in ("head", "tail", "n", "k", "i"))
     H, T, N, K, IX = (zext(x, EW) for x in (head, tail, n, k, i))
     occ = z3.BitVec("occ", EW)  # exact occupancy, defined relationally below
-    ring = (f["activate_queue_size_ok"](n, ops), z3.ULT(head, n), z3.ULT(tail, n),
-            mod_rel(T + N - H, occ, N))
+    ring = (
+        f["activate_queue_size_ok"](n, ops),
+        z3.ULT(head, n),
+        z3.ULT(tail, n),
+        mod_rel(T + N - H, occ, N),
+    )
     space = f["fifo_space"](head, tail, n, ops)
     show = {"head": head, "tail": tail, "n": n, "fifo_space": space, "occupancy": occ}
 
     adv = f["ring_advance"](tail, i, n, ops)
     claims = [
         Claim("fifo_space == n - 1 - occupancy", zext(space, EW) == N - 1 - occ, ring, show),
-        Claim("ring_occupancy == occupancy",
-              zext(f["ring_occupancy"](head, tail, n, ops), EW) == occ, ring, show),
-        Claim("lemma: ring_advance(idx, k, n) == (idx + k) mod n for idx < n, k <= n",
-              mod_rel(T + IX, zext(adv, EW), N),
-              (f["activate_queue_size_ok"](n, ops), z3.ULT(tail, n), z3.ULE(i, n)),
-              {"idx": tail, "k": i, "n": n, "ring_advance": adv}),
+        Claim(
+            "ring_occupancy == occupancy",
+            zext(f["ring_occupancy"](head, tail, n, ops), EW) == occ,
+            ring,
+            show,
+        ),
+        Claim(
+            "lemma: ring_advance(idx, k, n) == (idx + k) mod n for idx < n, k <= n",
+            mod_rel(T + IX, zext(adv, EW), N),
+            (f["activate_queue_size_ok"](n, ops), z3.ULT(tail, n), z3.ULE(i, n)),
+            {"idx": tail, "k": i, "n": n, "ring_advance": adv},
+        ),
         # why head < n must hold: the driver checks REQ_HP only against U32_MAX (PCI
         # link error), so a device reporting REQ_HP >= nelem makes it over-grant.
-        Claim("REQ_HP >= n (not checked by the driver) => fifo_space > n - 1 is possible",
-              z3.ULE(space, n - 1),
-              (f["activate_queue_size_ok"](n, ops), z3.ULT(tail, n), z3.UGE(head, n),
-               head != 0xFFFFFFFF), {"head": head, "tail": tail, "n": n, "fifo_space": space},
-              expect="counterexample"),
+        Claim(
+            "REQ_HP >= n (not checked by the driver) => fifo_space > n - 1 is possible",
+            z3.ULE(space, n - 1),
+            (
+                f["activate_queue_size_ok"](n, ops),
+                z3.ULT(tail, n),
+                z3.UGE(head, n),
+                head != 0xFFFFFFFF,
+            ),
+            {"head": head, "tail": tail, "n": n, "fifo_space": space},
+            expect="counterexample",
+        ),
     ]
     # 2: the write claims, over unbounded integers, from exactly what the three
     # claims above establish about the code: space == n-1-occ, slot of element i
@@ -89,14 +107,22 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     granted = (0 <= kk, kk <= m - 1 - o)
     ishow = {"head": h, "tail": t, "n": m, "occupancy": o, "k": kk}
     claims += [
-        Claim("granted write i < k <= space lands in a consumed slot", d >= o,
-              iring + granted + (0 <= ii, ii < kk, imod_rel(t + ii, sl, m),
-                                 imod_rel(sl + m - h, d, m)),
-              {**ishow, "i": ii, "slot": sl, "dist_from_head": d}, tactic=""),
-        Claim("after granting k slots the ring is empty only if it was empty and k=0",
-              z3.Implies(nt == h, z3.And(o == 0, kk == 0)),
-              iring + granted + (imod_rel(t + kk, nt, m),), {**ishow, "new_tail": nt},
-              tactic=""),
+        Claim(
+            "granted write i < k <= space lands in a consumed slot",
+            d >= o,
+            iring
+            + granted
+            + (0 <= ii, ii < kk, imod_rel(t + ii, sl, m), imod_rel(sl + m - h, d, m)),
+            {**ishow, "i": ii, "slot": sl, "dist_from_head": d},
+            tactic="",
+        ),
+        Claim(
+            "after granting k slots the ring is empty only if it was empty and k=0",
+            z3.Implies(nt == h, z3.And(o == 0, kk == 0)),
+            iring + granted + (imod_rel(t + kk, nt, m),),
+            {**ishow, "new_tail": nt},
+            tactic="",
+        ),
     ]
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

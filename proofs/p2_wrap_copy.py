@@ -40,8 +40,9 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     tail, k, n, i, j = (z3.BitVec(x, 32) for x in ("tail", "k", "n", "i", "j"))
@@ -53,19 +54,34 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     new_tail = f["ring_advance"](tail, k, n, ops)
     show = {"tail": tail, "k": k, "n": n, "first": first, "second": second}
     claims = [
-        Claim("first + second == k, tail + first <= n, second <= tail",
-              z3.And(zext(first, EW) + zext(second, EW) == K, z3.ULE(T + zext(first, EW), N),
-                     z3.ULE(second, tail)),
-              pre, show),
-        Claim("element i < k lands in slot (tail + i) mod n",
-              mod_rel(T + IX, zext(slot_i, EW), N),
-              pre + (z3.ULT(i, k),), {**show, "i": i, "slot": slot_i}),
-        Claim("no two elements share a slot",
-              slot_i != slot_j,
-              pre + (z3.ULT(i, k), z3.ULT(j, k), i != j),
-              {**show, "i": i, "j": j, "slot_i": slot_i, "slot_j": slot_j}),
-        Claim("new tail == (tail + k) mod n",
-              mod_rel(T + K, zext(new_tail, EW), N), pre, {**show, "new_tail": new_tail}),
+        Claim(
+            "first + second == k, tail + first <= n, second <= tail",
+            z3.And(
+                zext(first, EW) + zext(second, EW) == K,
+                z3.ULE(T + zext(first, EW), N),
+                z3.ULE(second, tail),
+            ),
+            pre,
+            show,
+        ),
+        Claim(
+            "element i < k lands in slot (tail + i) mod n",
+            mod_rel(T + IX, zext(slot_i, EW), N),
+            pre + (z3.ULT(i, k),),
+            {**show, "i": i, "slot": slot_i},
+        ),
+        Claim(
+            "no two elements share a slot",
+            slot_i != slot_j,
+            pre + (z3.ULT(i, k), z3.ULT(j, k), i != j),
+            {**show, "i": i, "j": j, "slot_i": slot_i, "slot_j": slot_j},
+        ),
+        Claim(
+            "new tail == (tail + k) mod n",
+            mod_rel(T + K, zext(new_tail, EW), N),
+            pre,
+            {**show, "new_tail": new_tail},
+        ),
     ]
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

@@ -62,8 +62,9 @@ def _sem_inputs(tag: str) -> tuple[dict[str, Any], list[Any]]:
     return xs, ranges
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     o32 = Z3Ops(32)
     x, rx = _sem_inputs("")
@@ -82,16 +83,24 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     show = {**x, "word": word}
     claims = [
         Claim("sem: valid => decode(encode(x)) == x", roundtrip, (*rx, valid(x)), show),
-        Claim("sem: encode is injective on valid inputs",
-              z3.And(*[x[k] == y[k] for k in fields]),
-              (*rx, *ry, valid(x), valid(y), enc(x) == enc(y)),
-              {**show, **{f"{k}'": y[k] for k in fields}}),
-        Claim("sem: no reserved bit set; enable bit (31) set iff cmd != 0",
-              z3.And(word & wire.SEM_RESERVED == 0,
-                     (z3.LShR(word, 31) == 1) == (x["cmd"] != 0)),
-              (*rx, valid(x)), show),
-        Claim("sem: validator accepts exactly the lossless inputs (minus cmd 7, pad != 0)",
-              valid(x) == z3.And(roundtrip, x["cmd"] != 7, x["pad"] == 0), tuple(rx), show),
+        Claim(
+            "sem: encode is injective on valid inputs",
+            z3.And(*[x[k] == y[k] for k in fields]),
+            (*rx, *ry, valid(x), valid(y), enc(x) == enc(y)),
+            {**show, **{f"{k}'": y[k] for k in fields}},
+        ),
+        Claim(
+            "sem: no reserved bit set; enable bit (31) set iff cmd != 0",
+            z3.And(word & wire.SEM_RESERVED == 0, (z3.LShR(word, 31) == 1) == (x["cmd"] != 0)),
+            (*rx, valid(x)),
+            show,
+        ),
+        Claim(
+            "sem: validator accepts exactly the lossless inputs (minus cmd 7, pad != 0)",
+            valid(x) == z3.And(roundtrip, x["cmd"] != 7, x["pad"] == 0),
+            tuple(rx),
+            show,
+        ),
     ]
     # -- request element on 512-bit vectors
     o512 = Z3Ops(512)
@@ -101,12 +110,18 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     w = z3.BitVec("w", 512)
     fshow = {name: v for (name, _o, _s), v in zip(arith.REQ_LAYOUT, fs, strict=True)}
     claims += [
-        Claim("request element: valid fields => unpack(pack(f)) == f",
-              z3.And(*[a == b for a, b in zip(back, fs, strict=True)]),
-              (f["req_elem_valid"](fs, o512),), fshow),
-        Claim("request element: pack(unpack(w)) == w for every 512-bit w (no gap, no overlap)",
-              f["req_elem_pack"](list(f["req_elem_unpack"](w, o512)), o512) == w, (),
-              {"w": w}),
+        Claim(
+            "request element: valid fields => unpack(pack(f)) == f",
+            z3.And(*[a == b for a, b in zip(back, fs, strict=True)]),
+            (f["req_elem_valid"](fs, o512),),
+            fshow,
+        ),
+        Claim(
+            "request element: pack(unpack(w)) == w for every 512-bit w (no gap, no overlap)",
+            f["req_elem_pack"](list(f["req_elem_unpack"](w, o512)), o512) == w,
+            (),
+            {"w": w},
+        ),
     ]
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

@@ -53,8 +53,10 @@ TITLE = "interrupt protocol: no response stranded with the vector unmasked and n
 #: NUM_DELAYS=10 empty polls take 20 steps)
 BMC_DEPTH = 34
 BMC_NELEM = 4
-BOUND = ("invariant: every 32-bit state, unbounded steps; counterexample search: "
-         f"ring of {BMC_NELEM} elements, traces up to {BMC_DEPTH} steps from the initial state")
+BOUND = (
+    "invariant: every 32-bit state, unbounded steps; counterexample search: "
+    f"ring of {BMC_NELEM} elements, traces up to {BMC_DEPTH} steps from the initial state"
+)
 
 DEFAULTS: dict[str, Callable[..., Any]] = {
     "make_transitions": irqproto.make_transitions,
@@ -94,9 +96,13 @@ def invariant(s: IrqState, latched: bool, masking: bool = True) -> Any:
     owed = z3.Or(msi_due, pending, wake)
     parts = [
         z3.ULE(pc, int(PC.RECHECK)),
-        _bv(s.depth) == (z3.If(_pc_in(s, _MASKED_PCS), z3.BitVecVal(1, 32), z3.BitVecVal(0, 32))
-                         + z3.If(wake, z3.BitVecVal(1, 32), z3.BitVecVal(0, 32))
-                         if masking else z3.BitVecVal(0, 32)),
+        _bv(s.depth)
+        == (
+            z3.If(_pc_in(s, _MASKED_PCS), z3.BitVecVal(1, 32), z3.BitVecVal(0, 32))
+            + z3.If(wake, z3.BitVecVal(1, 32), z3.BitVecVal(0, 32))
+            if masking
+            else z3.BitVecVal(0, 32)
+        ),
         z3.Implies(_pc_in(s, (PC.READ_TAIL, PC.CHECK, PC.UNMASK, PC.RECHECK)), head == hp),
         z3.Implies(pc == int(PC.UNMASK), tail == head),
         z3.Implies(pc == int(PC.IDLE), z3.Or(hp == tp, owed)),
@@ -107,30 +113,42 @@ def invariant(s: IrqState, latched: bool, masking: bool = True) -> Any:
     return z3.And(*parts)
 
 
-def _induction_claims(f: dict[str, Callable[..., Any]], label: str, recheck: bool,
-                      policy: str, masking: bool = True) -> list[Claim]:
+def _induction_claims(
+    f: dict[str, Callable[..., Any]], label: str, recheck: bool, policy: str, masking: bool = True
+) -> list[Claim]:
     ops = Z32
-    table = f["make_transitions"](recheck=recheck, msi_while_masked=policy,
-                                  mask_on_irq=masking)
+    table = f["make_transitions"](recheck=recheck, msi_while_masked=policy, mask_on_irq=masking)
     latched = policy == "latched"
     s = _sym_state("")
     inv = invariant(s, latched, masking)
     show = {k: getattr(s, k) for k in _BV + _BOOL}
     claims = [
-        Claim(f"{label}: initial state satisfies the invariant",
-              invariant(irqproto.initial(s.nelem, ops), latched, masking), (), show),
-        Claim(f"{label}: invariant excludes stranded states",
-              z3.Not(_b(f["stranded"](s, ops))), (inv,), show),
+        Claim(
+            f"{label}: initial state satisfies the invariant",
+            invariant(irqproto.initial(s.nelem, ops), latched, masking),
+            (),
+            show,
+        ),
+        Claim(
+            f"{label}: invariant excludes stranded states",
+            z3.Not(_b(f["stranded"](s, ops))),
+            (inv,),
+            show,
+        ),
     ]
     for name, (guard, update) in table.items():
-        claims.append(Claim(f"{label}: invariant preserved by {name}",
-                            invariant(update(s, ops), latched, masking),
-                            (inv, _b(guard(s, ops))), show))
+        claims.append(
+            Claim(
+                f"{label}: invariant preserved by {name}",
+                invariant(update(s, ops), latched, masking),
+                (inv, _b(guard(s, ops))),
+                show,
+            )
+        )
     return claims
 
 
-def _bmc_claim(f: dict[str, Callable[..., Any]], label: str, recheck: bool,
-               policy: str) -> Claim:
+def _bmc_claim(f: dict[str, Callable[..., Any]], label: str, recheck: bool, policy: str) -> Claim:
     """Bounded search from the initial state for a stranded state (with stuttering)."""
     ops = Z32
     table = f["make_transitions"](recheck=recheck, msi_while_masked=policy)
@@ -147,8 +165,9 @@ def _bmc_claim(f: dict[str, Callable[..., Any]], label: str, recheck: bool,
             guard, update = table[name]
             cond.append(z3.Implies(sel == i, _b(guard(s, ops))))
             u = update(s, ops)
-            nxt = IrqState(**{k: _pick(sel == i, getattr(u, k), getattr(nxt, k))
-                              for k in _BV + _BOOL})
+            nxt = IrqState(
+                **{k: _pick(sel == i, getattr(u, k), getattr(nxt, k)) for k in _BV + _BOOL}
+            )
         path.extend(cond)
         s = nxt  # sel == len(names): stutter
 
@@ -161,10 +180,14 @@ def _bmc_claim(f: dict[str, Callable[..., Any]], label: str, recheck: bool,
         return out
 
     final = _b(f["stranded"](s, ops))
-    return Claim(f"{label}: no stranded state within {BMC_DEPTH} steps",
-                 z3.Not(z3.And(*path, final)), (),
-                 {"rsp_hp": _bv(s.rsp_hp), "rsp_tp": _bv(s.rsp_tp), "depth": _bv(s.depth)},
-                 expect="counterexample", trace=trace)
+    return Claim(
+        f"{label}: no stranded state within {BMC_DEPTH} steps",
+        z3.Not(z3.And(*path, final)),
+        (),
+        {"rsp_hp": _bv(s.rsp_hp), "rsp_tp": _bv(s.rsp_tp), "depth": _bv(s.depth)},
+        expect="counterexample",
+        trace=trace,
+    )
 
 
 def _pick(c: Any, a: Any, b: Any) -> Any:
@@ -173,15 +196,17 @@ def _pick(c: Any, a: Any, b: Any) -> Any:
     return z3.If(c, _bv(a), _bv(b))
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     claims: list[Claim] = []
     claims += _induction_claims(f, "latched+recheck (driver)", True, "latched")
     claims += _induction_claims(f, "lost+recheck", True, "lost")
     claims += _induction_claims(f, "latched, no recheck", False, "latched")
-    claims += _induction_claims(f, "single-MSI (no masking), latched+recheck", True, "latched",
-                                masking=False)
+    claims += _induction_claims(
+        f, "single-MSI (no masking), latched+recheck", True, "latched", masking=False
+    )
     claims.append(_bmc_claim(f, "lost, no recheck", False, "lost"))
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

@@ -40,8 +40,10 @@ from qaicmodel import arith
 
 NAME = "p6_req_id"
 TITLE = "16-bit req_ids never collide within a window of q <= n-1 <= 65536 BOs"
-BOUND = ("any u32 start id and window; n <= 65537 for the theorem; "
-         "n = any accepted queue size (<= 63161219) for the counterexample")
+BOUND = (
+    "any u32 start id and window; n <= 65537 for the theorem; "
+    "n = any accepted queue size (<= 63161219) for the counterexample"
+)
 
 DEFAULTS: dict[str, Callable[..., Any]] = {
     "req_id_next": arith.req_id_next,
@@ -51,8 +53,9 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 ID_SPACE = 1 << 16
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     x, s, k, i, j, q, n = (z3.BitVec(v, 32) for v in ("x", "s", "k", "i", "j", "q", "n"))
@@ -64,18 +67,34 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     def ident(v: Any) -> Any:
         return (s + v) & m
 
-    window = (z3.ULT(i, j), z3.ULT(j, q), f["activate_queue_size_ok"](n, ops),
-              z3.ULE(q, n - 1))
+    window = (z3.ULT(i, j), z3.ULT(j, q), f["activate_queue_size_ok"](n, ops), z3.ULE(q, n - 1))
     show = {"s": s, "i": i, "j": j, "q": q, "n": n, "id_i": ident(i), "id_j": ident(j)}
     claims = [
-        Claim("req_id_next(x) == (x + 1) mod 2**16, < 2**16",
-              z3.And(nxt == (x + 1) & m, z3.ULT(nxt, ID_SPACE)), (), {"x": x, "next": nxt}),
-        Claim("induction step: next((s + k) mod 2**16) == (s + k + 1) mod 2**16",
-              step_from == (s + k + 1) & m, (), {"s": s, "k": k, "next": step_from}),
-        Claim("window q <= n - 1 with n <= 65537: ids of BOs i != j differ",
-              ident(i) != ident(j), (*window, z3.ULE(n, ID_SPACE + 1)), show),
-        Claim("bound lifted (n any accepted size): two BOs in flight share a req_id",
-              ident(i) != ident(j), window, show, expect="counterexample"),
+        Claim(
+            "req_id_next(x) == (x + 1) mod 2**16, < 2**16",
+            z3.And(nxt == (x + 1) & m, z3.ULT(nxt, ID_SPACE)),
+            (),
+            {"x": x, "next": nxt},
+        ),
+        Claim(
+            "induction step: next((s + k) mod 2**16) == (s + k + 1) mod 2**16",
+            step_from == (s + k + 1) & m,
+            (),
+            {"s": s, "k": k, "next": step_from},
+        ),
+        Claim(
+            "window q <= n - 1 with n <= 65537: ids of BOs i != j differ",
+            ident(i) != ident(j),
+            (*window, z3.ULE(n, ID_SPACE + 1)),
+            show,
+        ),
+        Claim(
+            "bound lifted (n any accepted size): two BOs in flight share a req_id",
+            ident(i) != ident(j),
+            window,
+            show,
+            expect="counterexample",
+        ),
     ]
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

@@ -43,8 +43,9 @@ MAX_QUEUE_SIZE = 63_161_219
 U32_MAX = (1 << 32) - 1
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     ops = Z32
     n = z3.BitVec("queue_size", 32)
@@ -58,17 +59,36 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     rsp = f["dbc_rsp_offset"](n, ops)
     show = {"queue_size": n, "size": size, "rsp_offset": rsp, "exact_size": exact}
     claims = [
-        Claim("accepted <=> n != 0 and round_up(68n + 256, 4096) fits u32",
-              ok == z3.And(n != 0, z3.ULE(exact, U32_MAX)), (), show),
-        Claim(f"accepted <=> 1 <= n <= {MAX_QUEUE_SIZE}",
-              ok == z3.And(z3.UGE(n, 1), z3.ULE(n, MAX_QUEUE_SIZE)), (), show),
-        Claim("dbc_buf_size == exact round_up (multiple of 4096, >= 68n + 256)",
-              z3.And(zext(size) == exact, z3.URem(zext(size), align) == 0, z3.UGE(zext(size), raw)),
-              (ok,), show),
-        Claim("response ring ends exactly at the buffer end",
-              zext(rsp) + arith.DBC_RSP_ELEM_SIZE * N == zext(size), (ok,), show),
-        Claim("request ring + 256-byte gap ends before the response ring",
-              z3.ULE(arith.DBC_REQ_ELEM_SIZE * N + arith.DBC_Q_GAP, zext(rsp)), (ok,), show),
+        Claim(
+            "accepted <=> n != 0 and round_up(68n + 256, 4096) fits u32",
+            ok == z3.And(n != 0, z3.ULE(exact, U32_MAX)),
+            (),
+            show,
+        ),
+        Claim(
+            f"accepted <=> 1 <= n <= {MAX_QUEUE_SIZE}",
+            ok == z3.And(z3.UGE(n, 1), z3.ULE(n, MAX_QUEUE_SIZE)),
+            (),
+            show,
+        ),
+        Claim(
+            "dbc_buf_size == exact round_up (multiple of 4096, >= 68n + 256)",
+            z3.And(zext(size) == exact, z3.URem(zext(size), align) == 0, z3.UGE(zext(size), raw)),
+            (ok,),
+            show,
+        ),
+        Claim(
+            "response ring ends exactly at the buffer end",
+            zext(rsp) + arith.DBC_RSP_ELEM_SIZE * N == zext(size),
+            (ok,),
+            show,
+        ),
+        Claim(
+            "request ring + 256-byte gap ends before the response ring",
+            z3.ULE(arith.DBC_REQ_ELEM_SIZE * N + arith.DBC_Q_GAP, zext(rsp)),
+            (ok,),
+            show,
+        ),
     ]
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 

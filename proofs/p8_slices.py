@@ -64,8 +64,9 @@ DEFAULTS: dict[str, Callable[..., Any]] = {
 U32_MAX = (1 << 32) - 1
 
 
-def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
-        fail_fast: bool = False) -> Result:
+def run(
+    fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *, fail_fast: bool = False
+) -> Result:
     f = functions(DEFAULTS, fn_overrides)
     # -- A, B on bit-vectors
     o64 = Z3Ops(64)
@@ -76,11 +77,18 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     span_ok = f["slice_span_ok"](off, size, bo, o64)
     show_ab = {"offset": off, "size": size, "bo_size": bo}
     claims = [
-        Claim("A: slice_in_bounds <=> offset + size <= bo_size (exact, no wrap)",
-              inb == z3.ULE(OFF + SIZE, BO), (), {**show_ab, "accepted": inb}),
-        Claim("B: slice_span_ok <=> offset < bo_size and offset + eff <= bo_size (exact)",
-              span_ok == z3.And(z3.ULT(OFF, BO), z3.ULE(OFF + eff_bv, BO)), (),
-              {**show_ab, "accepted": span_ok}),
+        Claim(
+            "A: slice_in_bounds <=> offset + size <= bo_size (exact, no wrap)",
+            inb == z3.ULE(OFF + SIZE, BO),
+            (),
+            {**show_ab, "accepted": inb},
+        ),
+        Claim(
+            "B: slice_span_ok <=> offset < bo_size and offset + eff <= bo_size (exact)",
+            span_ok == z3.And(z3.ULT(OFF, BO), z3.ULE(OFF + eff_bv, BO)),
+            (),
+            {**show_ab, "accepted": span_ok},
+        ),
     ]
     # -- C over integers with exact u64 wrap
     ops = Z3IntOps(64, tag="_c")
@@ -90,36 +98,85 @@ def run(fn_overrides: Mapping[str, Callable[..., Any]] | None = None, *,
     eff = z3.If(s == 0, arith.PAGE_SIZE, s)
     last = first + nents - 1
     pre = (*ops.side, ok, L >= 1)
-    show = {"offset": o, "size": s, "seg_len": L, "bo_size": S, "first": first,
-            "nents": nents, "first_off": first_off, "last_len": last_len}
+    show = {
+        "offset": o,
+        "size": s,
+        "seg_len": L,
+        "bo_size": S,
+        "first": first,
+        "nents": nents,
+        "first_off": first_off,
+        "last_len": last_len,
+    }
     claims += [
-        Claim("C1: first * seg_len + first_off == offset, first_off < seg_len",
-              z3.And(first * L + first_off == o, 0 <= first_off, first_off < L), pre, show,
-              tactic=""),
-        Claim("C2: nents >= 1 and the last piece ends at offset + eff",
-              z3.And(nents >= 1, last * L + last_len == o + eff, 1 <= last_len, last_len <= L),
-              pre, show, tactic=""),
-        Claim("C3: a one-segment slice is non-empty",
-              z3.Implies(nents == 1, first_off < last_len), pre, show, tactic=""),
-        Claim("C4: the last segment exists and the slice ends inside the BO",
-              z3.And(last * L < S, last * L + last_len <= S), pre, show, tactic=""),
-        Claim("C5: with seg_len <= UINT_MAX every piece fits u32 pcie_dma_len",
-              z3.And(L - first_off <= U32_MAX, last_len <= U32_MAX,
-                     z3.Implies(nents == 1, last_len - first_off <= U32_MAX)),
-              (*pre, L <= U32_MAX), show, tactic=""),
+        Claim(
+            "C1: first * seg_len + first_off == offset, first_off < seg_len",
+            z3.And(first * L + first_off == o, 0 <= first_off, first_off < L),
+            pre,
+            show,
+            tactic="",
+        ),
+        Claim(
+            "C2: nents >= 1 and the last piece ends at offset + eff",
+            z3.And(nents >= 1, last * L + last_len == o + eff, 1 <= last_len, last_len <= L),
+            pre,
+            show,
+            tactic="",
+        ),
+        Claim(
+            "C3: a one-segment slice is non-empty",
+            z3.Implies(nents == 1, first_off < last_len),
+            pre,
+            show,
+            tactic="",
+        ),
+        Claim(
+            "C4: the last segment exists and the slice ends inside the BO",
+            z3.And(last * L < S, last * L + last_len <= S),
+            pre,
+            show,
+            tactic="",
+        ),
+        Claim(
+            "C5: with seg_len <= UINT_MAX every piece fits u32 pcie_dma_len",
+            z3.And(
+                L - first_off <= U32_MAX,
+                last_len <= U32_MAX,
+                z3.Implies(nents == 1, last_len - first_off <= U32_MAX),
+            ),
+            (*pre, L <= U32_MAX),
+            show,
+            tactic="",
+        ),
     ]
     # -- C6: partial execute over the same segmentation (copy_partial_exec_reqs)
     pops = Z3IntOps(64, tag="_p")
     r, fl, sg = (pops.var(v) for v in ("resize", "first_len", "seg_len"))
     first_n, last_bytes = f["partial_split"](r, fl, sg, pops)
-    claims.append(Claim(
-        "C6: partial_split: first_n whole elements + last_bytes of the next == resize",
-        z3.If(r <= fl, z3.And(first_n == 0, last_bytes == r),
-              z3.And(first_n >= 1, fl + (first_n - 1) * sg + last_bytes == r,
-                     1 <= last_bytes, last_bytes <= sg)),
-        (*pops.side, fl >= 1, sg >= 1),
-        {"resize": r, "first_len": fl, "seg_len": sg, "first_n": first_n,
-         "last_bytes": last_bytes}, tactic=""))
+    claims.append(
+        Claim(
+            "C6: partial_split: first_n whole elements + last_bytes of the next == resize",
+            z3.If(
+                r <= fl,
+                z3.And(first_n == 0, last_bytes == r),
+                z3.And(
+                    first_n >= 1,
+                    fl + (first_n - 1) * sg + last_bytes == r,
+                    1 <= last_bytes,
+                    last_bytes <= sg,
+                ),
+            ),
+            (*pops.side, fl >= 1, sg >= 1),
+            {
+                "resize": r,
+                "first_len": fl,
+                "seg_len": sg,
+                "first_n": first_n,
+                "last_bytes": last_bytes,
+            },
+            tactic="",
+        )
+    )
     return run_claims(NAME, TITLE, BOUND, claims, fail_fast=fail_fast)
 
 

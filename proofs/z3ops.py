@@ -183,22 +183,21 @@ class Z3IntOps:
     def mul(self, a: Any, b: Any) -> Any:
         a, b = self._iv(a), self._iv(b)
         p, k = self._new("mul"), self._new("mulk")
-        self.side.append(z3.And(p == a * b - k * self.modulus, 0 <= p, p < self.modulus,
-                                k >= 0))
+        self.side.append(z3.And(p == a * b - k * self.modulus, 0 <= p, p < self.modulus, k >= 0))
         return p
 
     def udiv(self, a: Any, b: Any) -> Any:
         a, b = self._iv(a), self._iv(b)
         q = self._new("div")
-        self.side.append(z3.If(b == 0, q == self.mask,
-                               z3.And(q >= 0, q * b <= a, a < q * b + b)))
+        self.side.append(z3.If(b == 0, q == self.mask, z3.And(q >= 0, q * b <= a, a < q * b + b)))
         return q
 
     def urem(self, a: Any, b: Any) -> Any:
         a, b = self._iv(a), self._iv(b)
         q, r = self._new("remq"), self._new("rem")
-        self.side.append(z3.If(b == 0, r == a,
-                               z3.And(q >= 0, q * b <= a, a < q * b + b, r == a - q * b)))
+        self.side.append(
+            z3.If(b == 0, r == a, z3.And(q >= 0, q * b <= a, a < q * b + b, r == a - q * b))
+        )
         return r
 
     def _bitwise(self, *_: Any) -> Any:

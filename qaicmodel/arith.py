@@ -152,9 +152,7 @@ def fifo_space(head: Any, tail: Any, nelem: Any, ops: Any = U32) -> Any:
 
 def ring_occupancy(head: Any, tail: Any, nelem: Any, ops: Any = U32) -> Any:
     """Elements between head (consumer) and tail (producer), i.e. (tail - head) mod nelem."""
-    return ops.ite(
-        ops.ule(head, tail), ops.sub(tail, head), ops.sub(ops.add(tail, nelem), head)
-    )
+    return ops.ite(ops.ule(head, tail), ops.sub(tail, head), ops.sub(ops.add(tail, nelem), head))
 
 
 def ring_advance(idx: Any, k: Any, nelem: Any, ops: Any = U32) -> Any:
@@ -181,9 +179,7 @@ def dbc_buf_size(nelem: Any, ops: Any = U32) -> Any:
     raw = ops.add(
         ops.mul(ops.const(DBC_REQ_ELEM_SIZE + DBC_RSP_ELEM_SIZE), nelem), ops.const(DBC_Q_GAP)
     )
-    return ops.band(
-        ops.add(raw, ops.const(DBC_Q_BUF_ALIGN - 1)), ops.const(~(DBC_Q_BUF_ALIGN - 1))
-    )
+    return ops.band(ops.add(raw, ops.const(DBC_Q_BUF_ALIGN - 1)), ops.const(~(DBC_Q_BUF_ALIGN - 1)))
 
 
 def dbc_rsp_offset(nelem: Any, ops: Any = U32) -> Any:
@@ -200,7 +196,9 @@ SEM_CMD_MAX = 6
 SEM_FLAGS_MASK = 0x3
 
 
-def sem_valid(val: Any, index: Any, presync: Any, cmd: Any, flags: Any, pad: Any, ops: Any = U32) -> Any:
+def sem_valid(
+    val: Any, index: Any, presync: Any, cmd: Any, flags: Any, pad: Any, ops: Any = U32
+) -> Any:
     """The driver's check on one ``struct qaic_sem`` (else -EINVAL)."""
     return ops.land(
         ops.ule(val, ops.const(SEM_VAL_MASK)),
@@ -223,7 +221,9 @@ def sem_encode(val: Any, index: Any, presync: Any, cmd: Any, flags: Any, ops: An
     word = ops.bor(word, ops.shl(ops.band(presync, ops.const(1)), 22))
     word = ops.bor(word, ops.shl(ops.band(cmd, ops.const(0x7)), 24))
     word = ops.bor(word, ops.shl(ops.band(flags, ops.const(SEM_FLAGS_MASK)), 29))
-    enable = ops.ite(ops.ne(ops.band(cmd, ops.const(0x7)), ops.const(0)), ops.const(1 << 31), ops.const(0))
+    enable = ops.ite(
+        ops.ne(ops.band(cmd, ops.const(0x7)), ops.const(0)), ops.const(1 << 31), ops.const(0)
+    )
     return ops.bor(word, enable)
 
 
@@ -316,10 +316,12 @@ REQ_LAYOUT: tuple[tuple[str, int, int], ...] = (
 
 def req_elem_valid(fields: Any, ops: Any = U512) -> Any:
     """Every field value fits its width in :data:`REQ_LAYOUT` (a wire-record invariant)."""
-    return ops.land(*[
-        ops.ule(f, ops.const((1 << (8 * size)) - 1))
-        for f, (_name, _off, size) in zip(fields, REQ_LAYOUT, strict=True)
-    ])
+    return ops.land(
+        *[
+            ops.ule(f, ops.const((1 << (8 * size)) - 1))
+            for f, (_name, _off, size) in zip(fields, REQ_LAYOUT, strict=True)
+        ]
+    )
 
 
 def req_elem_pack(fields: Any, ops: Any = U512) -> Any:
@@ -418,5 +420,13 @@ def partial_split(resize: Any, first_len: Any, seg_len: Any, ops: Any = U64) -> 
     return first_n, last_bytes
 
 
-__all__ += ["PAGE_SIZE", "REQ_ID_MASK", "page_align", "req_id_next", "drain_count", "slice_span",
-            "slice_span_ok", "partial_split"]
+__all__ += [
+    "PAGE_SIZE",
+    "REQ_ID_MASK",
+    "page_align",
+    "req_id_next",
+    "drain_count",
+    "slice_span",
+    "slice_span_ok",
+    "partial_split",
+]

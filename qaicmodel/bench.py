@@ -83,10 +83,10 @@ class _Rig:
         self.dbc = self.r.control_activate("bench", QUEUE, 0)
         size = nsegs * PAGE
         self.handle = self.host.create_bo(self.uid, size)
-        hdr = uapi.AttachSliceHdr(count=1, dbc_id=self.dbc, handle=self.handle, dir=1,
-                                  size=size)
-        self.host.attach_slice(self.uid, hdr,
-                               [uapi.SliceEntry(size=size, offset=0, dev_addr=0x10_0000)])
+        hdr = uapi.AttachSliceHdr(count=1, dbc_id=self.dbc, handle=self.handle, dir=1, size=size)
+        self.host.attach_slice(
+            self.uid, hdr, [uapi.SliceEntry(size=size, offset=0, dev_addr=0x10_0000)]
+        )
         self.nsegs = nsegs
         self.device = self.r.device
         self.clock = _DeviceClock(self.device)
@@ -121,7 +121,7 @@ class _Rig:
 
         host, dev, clock = self.host, self.device, self.clock
         t0 = time.perf_counter_ns()
-        self.floor_ring[0:self.nsegs] = self.floor_src
+        self.floor_ring[0 : self.nsegs] = self.floor_src
         floor_ns = time.perf_counter_ns() - t0
         d0 = clock.ns
         t0 = time.perf_counter_ns()
@@ -159,8 +159,10 @@ class _DeviceClock:
 
     def __init__(self, device: Any) -> None:
         self.ns = 0
-        for obj, names in ((device, ("readl", "writel", "vector")),
-                           (device.intc, ("ack", "mask", "unmask"))):
+        for obj, names in (
+            (device, ("readl", "writel", "vector")),
+            (device.intc, ("ack", "mask", "unmask")),
+        ):
             for name in names:
                 setattr(obj, name, self._timed(getattr(obj, name)))
 
@@ -222,14 +224,20 @@ def memcpy_floor_ns(n: int = SEGMENTS, reps: int = 2001) -> float:
 def machine() -> dict[str, Any]:
     import numpy as np
 
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "implementation":
-            platform.python_implementation(), "numpy": np.__version__}
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "numpy": np.__version__,
+    }
 
 
-def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = False
-              ) -> dict[str, Any]:
+def run_bench(
+    *, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = False
+) -> dict[str, Any]:
     """Every figure of B1-B5 from one run; ``quick`` cuts repetitions (tests)."""
     spec_cls, impl_cls = load_host(spec), load_host(impl)
     reps_large = {"impl": 3 if quick else 15, "spec": 1 if quick else 3}
@@ -248,9 +256,11 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
             cold_floor = statistics.median(f for *_, f in runs4) / SEGMENTS
         large[name] = statistics.median(e + d for e, d, _ in runs) / SEGMENTS
         best[name] = min(e + d for e, d, _ in runs) / SEGMENTS
-        split[name] = (statistics.median(e for e, _, _ in runs) / SEGMENTS,
-                       statistics.median(d for _, d, _ in runs) / 1000,
-                       statistics.median(x for _, _, x in runs) / 1000)
+        split[name] = (
+            statistics.median(e for e, _, _ in runs) / SEGMENTS,
+            statistics.median(d for _, d, _ in runs) / 1000,
+            statistics.median(x for _, _, x in runs) / 1000,
+        )
         rig1 = _Rig(cls, 1)
         rig1.round_trip()  # warm-up
         trips = [rig1.round_trip() for _ in range(reps_one[name])]
@@ -283,10 +293,12 @@ def run_bench(*, spec: str = SPEC_HOST, impl: str = IMPL_HOST, quick: bool = Fal
             "impl_device_us": round(split["impl"][2], 1),
             "spec_device_us": round(split["spec"][2], 1),
         },
-        "one_element": {"impl_us": round(one_us, 2), "spec_us": round(one["spec"] / 1000, 2),
-                        "impl_best_us": round(best["impl_one"] / 1000, 2),
-                        "spec_over_impl": round(one["spec"] / one["impl"], 1)
-                        if one["impl"] else None},
+        "one_element": {
+            "impl_us": round(one_us, 2),
+            "spec_us": round(one["spec"] / 1000, 2),
+            "impl_best_us": round(best["impl_one"] / 1000, 2),
+            "spec_over_impl": round(one["spec"] / one["impl"], 1) if one["impl"] else None,
+        },
         "targets": {
             "impl_over_copy_max": TARGETS["impl_over_copy_max"],
             "impl_over_copy_met": impl_over_copy <= TARGETS["impl_over_copy_max"],
@@ -309,8 +321,7 @@ def text(rep: dict[str, Any]) -> str:
         ("measurement", "value", "target"),
         ("plain numpy copy, ns/element (floor)", f"{ls['copy_ns_per_elem']}", ""),
         ("  raw byte copy (memcpy), ns/element", f"{ls['memcpy_ns_per_elem']}", ""),
-        ("  same numpy copy, cache-cold as the host, ns/el", f"{ls['copy_cold_ns_per_elem']}",
-         ""),
+        ("  same numpy copy, cache-cold as the host, ns/el", f"{ls['copy_cold_ns_per_elem']}", ""),
         ("impl host, ns/element (1000-seg slice)", f"{ls['impl_ns_per_elem']}", ""),
         ("spec host, ns/element (1000-seg slice)", f"{ls['spec_ns_per_elem']}", ""),
         ("  of which EXECUTE_BO, impl ns/element", f"{ls['impl_execute_ns_per_elem']}", ""),
@@ -318,13 +329,22 @@ def text(rep: dict[str, Any]) -> str:
         ("  impl fastest repetition, ns/element", f"{ls['impl_best_ns_per_elem']}", ""),
         ("  device-model calls excluded, impl us/BO", f"{ls['impl_device_us']}", ""),
         ("  device-model calls excluded, spec us/BO", f"{ls['spec_device_us']}", ""),
-        ("impl / copy", f"{ls['impl_over_copy']}x",
-         f"<= {t['impl_over_copy_max']:g}x ({ok(t['impl_over_copy_met'])})"),
+        (
+            "impl / copy",
+            f"{ls['impl_over_copy']}x",
+            f"<= {t['impl_over_copy_max']:g}x ({ok(t['impl_over_copy_met'])})",
+        ),
         ("  impl / cache-cold copy (information)", f"{ls['impl_over_cold_copy']}x", ""),
-        ("spec / impl", f"{ls['spec_over_impl']}x",
-         f">= {t['spec_over_impl_min']:g}x ({ok(t['spec_over_impl_met'])})"),
-        ("impl one-element BO round trip, us", f"{oe['impl_us']}",
-         f"< {t['one_elem_us_max']:g} ({ok(t['one_elem_us_met'])})"),
+        (
+            "spec / impl",
+            f"{ls['spec_over_impl']}x",
+            f">= {t['spec_over_impl_min']:g}x ({ok(t['spec_over_impl_met'])})",
+        ),
+        (
+            "impl one-element BO round trip, us",
+            f"{oe['impl_us']}",
+            f"< {t['one_elem_us_max']:g} ({ok(t['one_elem_us_met'])})",
+        ),
         ("  impl fastest repetition, us", f"{oe['impl_best_us']}", ""),
         ("spec one-element BO round trip, us", f"{oe['spec_us']}", ""),
     ]
@@ -333,31 +353,50 @@ def text(rep: dict[str, Any]) -> str:
     out = [f"| {a:<{w0}} | {b:>{w1}} | {c} |" for a, b, c in rows]
     out.insert(1, f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|---|")
     out.append("")
-    out.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, {m['implementation']} "
-               f"{m['python']}, numpy {m['numpy']}")
-    out.append("host time only (device-model steps and the device-model calls hosts make "
-               "excluded); medians (except 'fastest'); ratios and targets from the medians")
+    out.append(
+        f"machine: {m['platform']}, {m['cpu_count']} CPUs, {m['implementation']} "
+        f"{m['python']}, numpy {m['numpy']}"
+    )
+    out.append(
+        "host time only (device-model steps and the device-model calls hosts make "
+        "excluded); medians (except 'fastest'); ratios and targets from the medians"
+    )
     return "\n".join(out)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
-    p.add_argument("--spec", default=SPEC_HOST, metavar="MODULE:CLASS",
-                   help="the reference host to compare against")
-    p.add_argument("--impl", default=IMPL_HOST, metavar="MODULE:CLASS",
-                   help="the fast host to measure")
-    p.add_argument("--check", action="store_true",
-                   help="measure `qaicmodel check` instead (qaicmodel/oracle/check/bench.py): events/s "
-                        "and the ratio to json.loads on a recorded and two generated traces, "
-                        "and peak memory at --check-mem sizes")
-    p.add_argument("--check-mem", default="100000,1000000", metavar="N,N",
-                   help="with --check: generated-trace sizes for the memory figures "
-                        "(default 100000,1000000; the issue's 10M: 100000,10000000)")
-    p.add_argument("--uml", action="store_true",
-                   help="measure the UML bridge instead (qaicmodel/emu/bench.py): guest MMIO "
-                        "reads/s through the real driver and boot-to-online time, as ratios to "
-                        "a plain socket round trip (needs `qaicmodel uml build`)")
+    p.add_argument(
+        "--spec",
+        default=SPEC_HOST,
+        metavar="MODULE:CLASS",
+        help="the reference host to compare against",
+    )
+    p.add_argument(
+        "--impl", default=IMPL_HOST, metavar="MODULE:CLASS", help="the fast host to measure"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="measure `qaicmodel check` instead (qaicmodel/oracle/check/bench.py): events/s "
+        "and the ratio to json.loads on a recorded and two generated traces, "
+        "and peak memory at --check-mem sizes",
+    )
+    p.add_argument(
+        "--check-mem",
+        default="100000,1000000",
+        metavar="N,N",
+        help="with --check: generated-trace sizes for the memory figures "
+        "(default 100000,1000000; the issue's 10M: 100000,10000000)",
+    )
+    p.add_argument(
+        "--uml",
+        action="store_true",
+        help="measure the UML bridge instead (qaicmodel/emu/bench.py): guest MMIO "
+        "reads/s through the real driver and boot-to-online time, as ratios to "
+        "a plain socket round trip (needs `qaicmodel uml build`)",
+    )
     p.add_argument("--kernel", default="7.2", help="with --uml: the guest kernel (default 7.2)")
 
 
@@ -376,8 +415,9 @@ def run_cli(args: argparse.Namespace) -> int:
         try:
             sizes = tuple(int(x) for x in args.check_mem.split(","))
         except ValueError:
-            raise FormatError(f"expected sizes like 100000,1000000, got {args.check_mem!r}",
-                              where="--check-mem") from None
+            raise FormatError(
+                f"expected sizes like 100000,1000000, got {args.check_mem!r}", where="--check-mem"
+            ) from None
         if not sizes or any(n < 100 for n in sizes):
             raise FormatError("sizes must be >= 100 events", where="--check-mem")
         sys.stderr.write("qaicmodel bench --check: measuring ...\n")

@@ -33,20 +33,41 @@ DECODERS: dict[str, str] = {
 
 #: subcommand -> (module:function that adds its arguments, module:function that runs it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "decode": ("Decode a FIFO element, semaphore word or control message from hex",
-               "qaicmodel.cli:_decode_args", "qaicmodel.cli:_decode_run"),
-    "ambiguities": ("List the ambiguity registry (policies)",
-                    "qaicmodel.cli:_amb_args", "qaicmodel.cli:_amb_run"),
-    "scenario": ("Run a scenario file (shared/formats/scenario.md)",
-                 "qaicmodel.scenario.cli:add_args", "qaicmodel.scenario.cli:run_cli"),
-    "conform": ("Run a host against the device model under random interleavings",
-                "qaicmodel.oracle.conform:add_args", "qaicmodel.oracle.conform:run_cli"),
-    "bench": ("Benchmark the host DMA path (impl vs spec vs a plain copy)",
-              "qaicmodel.bench:add_args", "qaicmodel.bench:run_cli"),
-    "check": ("Check a host/device trace for conformance", "qaicmodel.oracle.check.cli:add_args",
-              "qaicmodel.oracle.check.cli:run_cli"),
-    "uml": ("Build a User-Mode Linux kernel, or boot it against the virtual AIC100",
-            "qaicmodel.cli:_uml_args", "qaicmodel.cli:_uml_run"),
+    "decode": (
+        "Decode a FIFO element, semaphore word or control message from hex",
+        "qaicmodel.cli:_decode_args",
+        "qaicmodel.cli:_decode_run",
+    ),
+    "ambiguities": (
+        "List the ambiguity registry (policies)",
+        "qaicmodel.cli:_amb_args",
+        "qaicmodel.cli:_amb_run",
+    ),
+    "scenario": (
+        "Run a scenario file (shared/formats/scenario.md)",
+        "qaicmodel.scenario.cli:add_args",
+        "qaicmodel.scenario.cli:run_cli",
+    ),
+    "conform": (
+        "Run a host against the device model under random interleavings",
+        "qaicmodel.oracle.conform:add_args",
+        "qaicmodel.oracle.conform:run_cli",
+    ),
+    "bench": (
+        "Benchmark the host DMA path (impl vs spec vs a plain copy)",
+        "qaicmodel.bench:add_args",
+        "qaicmodel.bench:run_cli",
+    ),
+    "check": (
+        "Check a host/device trace for conformance",
+        "qaicmodel.oracle.check.cli:add_args",
+        "qaicmodel.oracle.check.cli:run_cli",
+    ),
+    "uml": (
+        "Build a User-Mode Linux kernel, or boot it against the virtual AIC100",
+        "qaicmodel.cli:_uml_args",
+        "qaicmodel.cli:_uml_run",
+    ),
 }
 
 
@@ -58,8 +79,9 @@ def _load(ref: str) -> Callable[..., Any]:
         if e.name == mod:
             from qaicmodel.errors import NotModelledError
 
-            raise NotModelledError(f"{mod} is missing from this installation "
-                                   "(reinstall qaicmodel)") from None
+            raise NotModelledError(
+                f"{mod} is missing from this installation (reinstall qaicmodel)"
+            ) from None
         raise
     func: Callable[..., Any] = getattr(module, fn)
     return func
@@ -157,7 +179,7 @@ def _amb_text(pols: list[dict[str, Any]]) -> str:
     for p in pols:
         out.append(f"{p['id']}  [{p['area']}]")
         out.append(f"  source:   {p['source']}")
-        out.append(f"  quote:    \"{p['quote']}\"")
+        out.append(f'  quote:    "{p["quote"]}"')
         out.append(f"  question: {p['question']}")
         for alt, desc in p["alternatives"].items():
             mark = "*" if alt == p["default"] else " "
@@ -182,12 +204,21 @@ def _amb_run(args: argparse.Namespace) -> int:
 
 #: ``qaicmodel uml SUB``: sub -> (help, module:function adding its arguments, module:function running it)
 UML_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "build": ("Build (or find) the UML kernel the real driver runs in",
-              "qaicmodel.emu.kbuild:add_args", "qaicmodel.emu.kbuild:run_cli"),
-    "run": ("Boot the UML guest against the device model and run a command in it",
-            "qaicmodel.emu.runner:add_args", "qaicmodel.emu.runner:run_cli"),
-    "policies": ("Every data-path policy alternative against the real driver: a table",
-                 "qaicmodel.emu.policy_table:add_args", "qaicmodel.emu.policy_table:run_cli"),
+    "build": (
+        "Build (or find) the UML kernel the real driver runs in",
+        "qaicmodel.emu.kbuild:add_args",
+        "qaicmodel.emu.kbuild:run_cli",
+    ),
+    "run": (
+        "Boot the UML guest against the device model and run a command in it",
+        "qaicmodel.emu.runner:add_args",
+        "qaicmodel.emu.runner:run_cli",
+    ),
+    "policies": (
+        "Every data-path policy alternative against the real driver: a table",
+        "qaicmodel.emu.policy_table:add_args",
+        "qaicmodel.emu.policy_table:run_cli",
+    ),
 }
 
 

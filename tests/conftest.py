@@ -21,12 +21,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-_common: dict[str, Any] = dict(deadline=None, print_blob=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_common: dict[str, Any] = dict(
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile("ci", max_examples=30, stateful_step_count=30, **_common)
 settings.register_profile("dev", max_examples=100, stateful_step_count=50, **_common)
 settings.register_profile("fuzz", max_examples=20_000, stateful_step_count=200, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 #: test file -> its purpose (a marker); tests/test_habits.py checks every file is listed
 PURPOSE: dict[str, str] = {

@@ -24,8 +24,12 @@ def _seed(prefix: str) -> str:
 
 
 def test_at_least_15_policies_listed() -> None:
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "ambiguities", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "ambiguities", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     pols = json.loads(p.stdout)["policies"]
     assert len(pols) >= 15

@@ -27,7 +27,8 @@ class BruteRing:
 
 
 rings = st.integers(2, 64).flatmap(
-    lambda n: st.tuples(st.just(n), st.integers(0, n - 1), st.integers(0, n - 1)))
+    lambda n: st.tuples(st.just(n), st.integers(0, n - 1), st.integers(0, n - 1))
+)
 
 
 @given(rings)
@@ -39,7 +40,9 @@ def test_fifo_space_and_occupancy_match_brute_force(r: tuple[int, int, int]) -> 
 
 
 @given(rings, st.data())
-def test_ring_advance_and_wrap_split_cover_exact_slots(r: tuple[int, int, int], data: st.DataObject) -> None:
+def test_ring_advance_and_wrap_split_cover_exact_slots(
+    r: tuple[int, int, int], data: st.DataObject
+) -> None:
     n, head, count = r
     ring = BruteRing(n, head, count)
     tail = ring.tail

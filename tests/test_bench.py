@@ -29,13 +29,16 @@ def test_report_structure(report: dict) -> None:
 
 def test_ratios_are_computed_from_the_figures(report: dict) -> None:
     ls, t = report["large_slice"], report["targets"]
-    assert ls["impl_over_copy"] == pytest.approx(ls["impl_ns_per_elem"] / ls["copy_ns_per_elem"],
-                                                 rel=0.02)
-    assert ls["spec_over_impl"] == pytest.approx(ls["spec_ns_per_elem"] / ls["impl_ns_per_elem"],
-                                                 rel=0.02)
+    assert ls["impl_over_copy"] == pytest.approx(
+        ls["impl_ns_per_elem"] / ls["copy_ns_per_elem"], rel=0.02
+    )
+    assert ls["spec_over_impl"] == pytest.approx(
+        ls["spec_ns_per_elem"] / ls["impl_ns_per_elem"], rel=0.02
+    )
     assert ls["copy_cold_ns_per_elem"] > 0
     assert ls["impl_over_cold_copy"] == pytest.approx(
-        ls["impl_ns_per_elem"] / ls["copy_cold_ns_per_elem"], rel=0.02)
+        ls["impl_ns_per_elem"] / ls["copy_cold_ns_per_elem"], rel=0.02
+    )
     assert t["impl_over_copy_met"] == (ls["impl_over_copy"] <= t["impl_over_copy_max"])
     assert t["spec_over_impl_met"] == (ls["spec_over_impl"] >= t["spec_over_impl_min"])
     assert t["one_elem_us_met"] == (report["one_element"]["impl_us"] < t["one_elem_us_max"])
@@ -57,19 +60,34 @@ def test_round_trip_completes_the_bo_and_counts_only_host_time() -> None:
 
 def test_text_table_names_every_figure(report: dict) -> None:
     txt = bench.text(report)
-    for word in ("numpy copy", "impl host", "spec host", "impl / copy", "spec / impl",
-                 "one-element", "machine:"):
+    for word in (
+        "numpy copy",
+        "impl host",
+        "spec host",
+        "impl / copy",
+        "spec / impl",
+        "one-element",
+        "machine:",
+    ):
         assert word in txt
 
 
 def test_cli_json() -> None:
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "bench", "--quick", "--json"],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "bench", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["format"] == "qaicmodel-bench/1"
 
 
 def test_cli_bad_host_is_exit_2() -> None:
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "bench", "--impl", "x:Y"],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "bench", "--impl", "x:Y"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr

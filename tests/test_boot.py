@@ -17,20 +17,30 @@ def h(text: str) -> bytes:
 
 GOLDEN = [
     # HELLO: cmd 1, length 0x30, version 2, compat 2, max_length 0xffff, mode 0, 24 reserved
-    ("01000000 30000000 02000000 02000000 ffff0000 00000000" + "00" * 24,
-     pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=0xFFFF, mode=0)),
-    ("02000000 30000000 02000000 02000000 00000000 01000000" + "00" * 24,
-     pkt(SaharaCmd.HELLO_RESP, version=2, version_compat=2, status=0, mode=1)),
+    (
+        "01000000 30000000 02000000 02000000 ffff0000 00000000" + "00" * 24,
+        pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=0xFFFF, mode=0),
+    ),
+    (
+        "02000000 30000000 02000000 02000000 00000000 01000000" + "00" * 24,
+        pkt(SaharaCmd.HELLO_RESP, version=2, version_compat=2, status=0, mode=1),
+    ),
     # READ_DATA: length 0x14, image 5, offset 0x1000, length 0x200
-    ("03000000 14000000 05000000 00100000 00020000",
-     pkt(SaharaCmd.READ_DATA, image=5, offset=0x1000, length=0x200)),
+    (
+        "03000000 14000000 05000000 00100000 00020000",
+        pkt(SaharaCmd.READ_DATA, image=5, offset=0x1000, length=0x200),
+    ),
     ("04000000 10000000 05000000 00000000", pkt(SaharaCmd.END_OF_IMAGE, image=5, status=0)),
     ("05000000 08000000", pkt(SaharaCmd.DONE)),
     ("07000000 08000000", pkt(SaharaCmd.RESET)),
-    ("10000000 18000000 0000000010000000 4000000000000000",
-     pkt(SaharaCmd.MEM_DEBUG64, table_address=0x10_0000_0000, table_length=64)),
-    ("11000000 18000000 0010000000000000 f0ff000000000000",
-     pkt(SaharaCmd.MEM_READ64, memory_address=0x1000, memory_length=0xFFF0)),
+    (
+        "10000000 18000000 0000000010000000 4000000000000000",
+        pkt(SaharaCmd.MEM_DEBUG64, table_address=0x10_0000_0000, table_length=64),
+    ),
+    (
+        "11000000 18000000 0010000000000000 f0ff000000000000",
+        pkt(SaharaCmd.MEM_READ64, memory_address=0x1000, memory_length=0xFFF0),
+    ),
 ]
 
 
@@ -42,15 +52,18 @@ def test_sahara_golden(text: str, p: boot.SaharaPkt) -> None:
     assert boot.describe(raw)["violations"] == []
 
 
-@pytest.mark.parametrize("raw, rule", [
-    (h("01000000"), "SAHARA-SHORT"),
-    (h("03000000 18000000 05000000 00100000 00020000"), "SAHARA-LENGTH"),
-    (h("03000000 10000000 05000000 00100000"), "SAHARA-SIZE"),
-    (h("01000000 30000000 01000000 01000000 ffff0000 00000000" + "00" * 24), "SAHARA-VERSION"),
-    (h("01000000 30000000 02000000 02000000 ffff0000 07000000" + "00" * 24), "SAHARA-MODE"),
-    (h("99000000 08000000"), "SAHARA-CMD"),
-    (h("10000000 18000000 0000000000000000 4100000000000000"), "SAHARA-TABLE"),
-])
+@pytest.mark.parametrize(
+    "raw, rule",
+    [
+        (h("01000000"), "SAHARA-SHORT"),
+        (h("03000000 18000000 05000000 00100000 00020000"), "SAHARA-LENGTH"),
+        (h("03000000 10000000 05000000 00100000"), "SAHARA-SIZE"),
+        (h("01000000 30000000 01000000 01000000 ffff0000 00000000" + "00" * 24), "SAHARA-VERSION"),
+        (h("01000000 30000000 02000000 02000000 ffff0000 07000000" + "00" * 24), "SAHARA-MODE"),
+        (h("99000000 08000000"), "SAHARA-CMD"),
+        (h("10000000 18000000 0000000000000000 4100000000000000"), "SAHARA-TABLE"),
+    ],
+)
 def test_sahara_rules(raw: bytes, rule: str) -> None:
     assert any(v["rule"] == rule for v in boot.describe(raw)["violations"])
     with pytest.raises(DecodeError):
@@ -59,16 +72,22 @@ def test_sahara_rules(raw: bytes, rule: str) -> None:
 
 def test_host_sahara_serves_images_and_resets_on_bad_reads() -> None:
     host = boot.HostSahara({1: b"abcdef"})
-    (resp,) = host.on_packet(pkt(SaharaCmd.HELLO, version=2, version_compat=2,
-                                 max_length=0xFFFF, mode=0).pack())
+    (resp,) = host.on_packet(
+        pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=0xFFFF, mode=0).pack()
+    )
     assert boot.decode(resp)["status"] == 0
     assert host.on_packet(pkt(SaharaCmd.READ_DATA, image=1, offset=2, length=3).pack()) == [b"cde"]
-    for bad in (dict(image=2, offset=0, length=1), dict(image=1, offset=6, length=1),
-                dict(image=1, offset=4, length=3), dict(image=1, offset=0, length=0x80001)):
+    for bad in (
+        dict(image=2, offset=0, length=1),
+        dict(image=1, offset=6, length=1),
+        dict(image=1, offset=4, length=3),
+        dict(image=1, offset=0, length=0x80001),
+    ):
         (r,) = host.on_packet(pkt(SaharaCmd.READ_DATA, **bad).pack())
         assert boot.decode(r).cmd == SaharaCmd.RESET
     assert host.on_packet(pkt(SaharaCmd.END_OF_IMAGE, image=1, status=0).pack()) == [
-        pkt(SaharaCmd.DONE).pack()]
+        pkt(SaharaCmd.DONE).pack()
+    ]
     assert host.on_packet(pkt(SaharaCmd.END_OF_IMAGE, image=1, status=3).pack()) == []
     assert host.on_packet(h("01000000 30000000 01000000")) == []  # rejected HELLO: no reply
 
@@ -129,11 +148,11 @@ def test_sahara_memory_debug_dump() -> None:
     import struct
 
     mem = {0x1000: bytes(range(256)) * 300, 0x900000: b"\x11" * 0x10}  # 76800 and 16 bytes
-    table = b"".join(struct.pack("<QQQ20s20s", 0, a, len(b), b"d", b"f")
-                     for a, b in mem.items())
+    table = b"".join(struct.pack("<QQQ20s20s", 0, a, len(b), b"d", b"f") for a, b in mem.items())
     host = boot.HostSahara({})
-    (req,) = host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0x50,
-                                table_length=len(table)).pack())
+    (req,) = host.on_packet(
+        pkt(SaharaCmd.MEM_DEBUG64, table_address=0x50, table_length=len(table)).pack()
+    )
     reads = []
     while True:
         p = boot.decode(req)
@@ -143,12 +162,15 @@ def test_sahara_memory_debug_dump() -> None:
         addr, n = p["memory_address"], p["memory_length"]
         reads.append(n)
         assert n <= 0xFFF0 and n != 0x10
-        blob = table if addr == 0x50 else next(b[addr - a: addr - a + n] for a, b in mem.items()
-                                               if a <= addr < a + len(b))
+        blob = (
+            table
+            if addr == 0x50
+            else next(b[addr - a : addr - a + n] for a, b in mem.items() if a <= addr < a + len(b))
+        )
         (req,) = host.on_packet(blob)
     assert reads[:3] == [128, 0xFFF0, 76800 - 0xFFF0] and reads[3:] == [8, 8]
     (dump,) = host.dumps
-    assert dump[32:32 + 128] == table and dump[32 + 128:] == b"".join(mem.values())
+    assert dump[32 : 32 + 128] == table and dump[32 + 128 :] == b"".join(mem.values())
     # a wrong-sized answer aborts; a bad table length is answered with RESET
     host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0, table_length=64).pack())
     assert boot.decode(host.on_packet(b"short")[0]).cmd == SaharaCmd.RESET

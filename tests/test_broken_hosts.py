@@ -18,14 +18,23 @@ from qaicmodel.spec.host.reference import SpecHost
 from qaicmodel.spec.policies import Policies
 from qaicmodel.testing.machine import make_machine
 
-FIND = settings(max_examples=400, stateful_step_count=40, deadline=None, database=None,
-                derandomize=True,
-                phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
-                suppress_health_check=list(HealthCheck))
+FIND = settings(
+    max_examples=400,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=(Phase.explicit, Phase.generate),
+    report_multiple_bugs=False,
+    suppress_health_check=list(HealthCheck),
+)
 
 #: every registered broken host the co-simulation must catch, with its visible policies
-CASES = [(b.cls, {"policies": Policies(dict(b.policies))} if b.policies else {})
-         for b in BROKEN_HOSTS.values() if b.cosim_rules]
+CASES = [
+    (b.cls, {"policies": Policies(dict(b.policies))} if b.policies else {})
+    for b in BROKEN_HOSTS.values()
+    if b.cosim_rules
+]
 
 
 @pytest.mark.parametrize("cls,kw", CASES, ids=[c.__name__ for c, _ in CASES])
@@ -53,14 +62,16 @@ def test_every_invariant_is_shown_failing() -> None:
     shown = {r for rules in BROKEN.values() for r in rules}
     shown |= {"COSIM-LOST-COMPLETE", "COSIM-DIVERGENCE"}
     from qaicmodel.oracle.cosim import RULES
+
     assert set(RULES) <= shown
 
 
 def test_correct_host_passes_the_same_search() -> None:
     """Control: the reference host under the same policies is not flagged."""
     for seed in range(10):
-        _w, found = random_run(SpecHost, seed=seed, steps=400,
-                               policies=Policies({"msi-while-masked": "lost"}))
+        _w, found = random_run(
+            SpecHost, seed=seed, steps=400, policies=Policies({"msi-while-masked": "lost"})
+        )
         assert not found, found
 
 

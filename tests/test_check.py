@@ -51,8 +51,12 @@ def rsp(idx: int, req_id: int, code: int = 0, dbc: int = 0) -> dict[str, Any]:
     return {"ev": "rsp", "dbc": dbc, "idx": idx, "hex": ResponseElem(req_id, code).pack().hex()}
 
 
-def run(events: list[dict[str, Any]], header_policies: dict[str, str] | None = None,
-        device: dict[str, Any] | None = None, **kw: Any) -> Any:
+def run(
+    events: list[dict[str, Any]],
+    header_policies: dict[str, str] | None = None,
+    device: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Any:
     """Check ``events`` under a header with ``header_policies``; ``kw`` go to check()."""
     dev = dict(device or {})
     if header_policies:
@@ -69,9 +73,19 @@ def mmio(lines: list[tuple[str, int, int, int]], **kw: Any) -> Any:
 
 
 #: one host round trip on dbc 0: one request, its response, MSI, drain
-ROUND = [act(), rd("REQ_HP", 0), rd("REQ_TP", 0), req(0), wr("REQ_TP", 1),
-         {"ev": "msi", "vector": 1}, rd("RSP_HP", 0), rd("RSP_TP", 1), rsp(0, 0),
-         wr("RSP_HP", 1), rd("REQ_HP", 1)]
+ROUND = [
+    act(),
+    rd("REQ_HP", 0),
+    rd("REQ_TP", 0),
+    req(0),
+    wr("REQ_TP", 1),
+    {"ev": "msi", "vector": 1},
+    rd("RSP_HP", 0),
+    rd("RSP_TP", 1),
+    rsp(0, 0),
+    wr("RSP_HP", 1),
+    rd("REQ_HP", 1),
+]
 
 
 def test_round_trip_conforms() -> None:
@@ -88,35 +102,74 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, str] | None]] = [
     ("HOST-WRITE-DEVICE-REG", [act(), wr("REQ_HP", 1)], None),
     ("HOST-REG-OUT-OF-RANGE", [act(), wr("REQ_TP", 4)], None),
     ("HOST-INACTIVE-DBC", [act(), wr("REQ_TP", 1, dbc=1)], None),
-    ("HOST-REQ-OVERRUN", [act(), req(0), req(1), req(2), wr("REQ_TP", 3), req(3),
-                          wr("REQ_TP", 0)], None),
+    (
+        "HOST-REQ-OVERRUN",
+        [act(), req(0), req(1), req(2), wr("REQ_TP", 3), req(3), wr("REQ_TP", 0)],
+        None,
+    ),
     ("HOST-REQ-OVERWRITE", [act(), req(0), wr("REQ_TP", 1), req(0)], None),
     ("HOST-REQ-SLOT", [act(), req(4)], None),
     ("REQ-DIR-ILLEGAL", [act(), req(0, ILLEGAL), wr("REQ_TP", 1)], None),
-    ("HOST-RSP-OVERREAD", [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 1), wr("RSP_HP", 2)],
-     None),
+    ("HOST-RSP-OVERREAD", [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 1), wr("RSP_HP", 2)], None),
     ("HOST-RSP-NOT-WRITTEN", [act(), req(0), wr("REQ_TP", 1), rsp(0, 0)], None),
     ("DEV-REQ-HP", [act(), req(0), wr("REQ_TP", 1), rd("REQ_HP", 2)], None),
     ("DEV-RSP-TP", [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 2)], None),
     ("DEV-REG-VALUE", [act(), wr("REQ_TP", 1), rd("REQ_TP", 2)], None),
     ("DEV-RSP-CONTENT", [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 1), rsp(0, 9)], None),
     ("DEV-MSI-SPURIOUS", [act(), {"ev": "msi", "vector": 1}], None),
-    ("DEV-MSI-MASKED", [act(), {"ev": "irq_disable", "vector": 1}, req(0), wr("REQ_TP", 1),
-                        rd("RSP_TP", 1), {"ev": "msi", "vector": 1}], None),
+    (
+        "DEV-MSI-MASKED",
+        [
+            act(),
+            {"ev": "irq_disable", "vector": 1},
+            req(0),
+            wr("REQ_TP", 1),
+            rd("RSP_TP", 1),
+            {"ev": "msi", "vector": 1},
+        ],
+        None,
+    ),
     ("HOST-DBC-ACTIVE", [act(), act()], None),
     ("HOST-ACTIVATE-NELEM", [act(nelem=0)], None),
     # C10 (extension events complete / idle)
-    ("HOST-COMPLETE-EARLY", [act(), req(0, RequestElem(req_id=5, pcie_dma_cmd=CMD_COMPLETION)),
-                             req(1, RequestElem(req_id=5, pcie_dma_cmd=CMD_COMPLETION)),
-                             wr("REQ_TP", 2), rd("RSP_TP", 1), rsp(0, 5), done(5)], None),
-    ("HOST-COMPLETE-UNKNOWN", [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 1), rsp(0, 0),
-                               done(0), done(0)], None),
-    ("HOST-RSP-STRANDED", [act(), req(0), {"ev": "irq_disable", "vector": 1}, wr("REQ_TP", 1),
-                           {"ev": "irq_enable", "vector": 1}, {"ev": "msi", "vector": 1},
-                           {"ev": "irq_disable", "vector": 1}, rd("RSP_TP", 1), rsp(0, 0),
-                           wr("RSP_HP", 1), req(1), wr("REQ_TP", 2),
-                           {"ev": "irq_enable", "vector": 1}, {"ev": "idle"}],
-     {"msi-while-masked": "lost"}),
+    (
+        "HOST-COMPLETE-EARLY",
+        [
+            act(),
+            req(0, RequestElem(req_id=5, pcie_dma_cmd=CMD_COMPLETION)),
+            req(1, RequestElem(req_id=5, pcie_dma_cmd=CMD_COMPLETION)),
+            wr("REQ_TP", 2),
+            rd("RSP_TP", 1),
+            rsp(0, 5),
+            done(5),
+        ],
+        None,
+    ),
+    (
+        "HOST-COMPLETE-UNKNOWN",
+        [act(), req(0), wr("REQ_TP", 1), rd("RSP_TP", 1), rsp(0, 0), done(0), done(0)],
+        None,
+    ),
+    (
+        "HOST-RSP-STRANDED",
+        [
+            act(),
+            req(0),
+            {"ev": "irq_disable", "vector": 1},
+            wr("REQ_TP", 1),
+            {"ev": "irq_enable", "vector": 1},
+            {"ev": "msi", "vector": 1},
+            {"ev": "irq_disable", "vector": 1},
+            rd("RSP_TP", 1),
+            rsp(0, 0),
+            wr("RSP_HP", 1),
+            req(1),
+            wr("REQ_TP", 2),
+            {"ev": "irq_enable", "vector": 1},
+            {"ev": "idle"},
+        ],
+        {"msi-while-masked": "lost"},
+    ),
 ]
 
 
@@ -178,14 +231,21 @@ def test_every_family_is_exercised() -> None:
 
 # -- policies ------------------------------------------------------------------------------
 
+
 def test_policy_changes_overrun_verdict() -> None:
     overrun = next(evs for rule, evs, _ in CASES if rule == "HOST-REQ-OVERRUN")
     assert run(overrun).exit == 1
     # a ring that uses all n slots: the fourth element fits
     assert run(overrun, {"ring-full-rule": "all-slots"}).exit == 0
     # --policy overrides the header
-    assert run(overrun, {"ring-full-rule": "all-slots"},
-               policies=Policies({"ring-full-rule": "keep-one-free"})).exit == 1
+    assert (
+        run(
+            overrun,
+            {"ring-full-rule": "all-slots"},
+            policies=Policies({"ring-full-rule": "keep-one-free"}),
+        ).exit
+        == 1
+    )
 
 
 def test_policy_changes_register_reading() -> None:
@@ -200,9 +260,18 @@ def test_policy_changes_register_reading() -> None:
 
 # -- nondeterminism: device progress, NSP, unknown contents, lost events, bounds --------------
 
+
 def test_device_progress_between_events_is_explained() -> None:
-    evs = [act(), req(0), req(1), wr("REQ_TP", 2), rd("REQ_HP", 1), rd("RSP_TP", 0),
-           rd("RSP_TP", 2), rd("REQ_HP", 2)]
+    evs = [
+        act(),
+        req(0),
+        req(1),
+        wr("REQ_TP", 2),
+        rd("REQ_HP", 1),
+        rd("RSP_TP", 0),
+        rd("RSP_TP", 2),
+        rd("REQ_HP", 2),
+    ]
     assert run(evs).exit == 0
     # but a register never moves backwards
     assert run(evs + [rd("REQ_HP", 1)]).violation.rule == "DEV-REQ-HP"
@@ -216,8 +285,15 @@ def test_nsp_may_release_a_waiting_request() -> None:
 
 
 def test_unknown_contents_and_resync_in_mmiotrace() -> None:
-    seq = [("R", 0, 0x0, 0), ("R", 0, 0x4, 0), ("W", 0, 0x4, 2), ("R", 0, 0x8, 0),
-           ("R", 0, 0xC, 1), ("W", 0, 0x8, 1), ("R", 0, 0x0, 2)]
+    seq = [
+        ("R", 0, 0x0, 0),
+        ("R", 0, 0x4, 0),
+        ("W", 0, 0x4, 2),
+        ("R", 0, 0x8, 0),
+        ("R", 0, 0xC, 1),
+        ("W", 0, 0x8, 1),
+        ("R", 0, 0x0, 2),
+    ]
     ok = mmio(seq, nelem=4)
     assert ok.exit == 0, ok.text()
     assert ok.families["device-registers"]["status"] == "pass"
@@ -237,8 +313,9 @@ def test_lost_events_make_the_result_inconclusive() -> None:
     # a host rule is still a violation afterwards
     assert run(evs + [wr("RSP_TP", 0)]).exit == 1
     # a fresh activate resynchronises completely
-    r2 = run(ROUND[:5] + [{"ev": "mark", "text": "x", "lost": 1}, {"ev": "deactivate", "dbc": 0}]
-             + ROUND)
+    r2 = run(
+        ROUND[:5] + [{"ev": "mark", "text": "x", "lost": 1}, {"ev": "deactivate", "dbc": 0}] + ROUND
+    )
     assert r2.exit == 3 and r2.violation is None
 
 
@@ -268,6 +345,7 @@ def test_issue_11_max_states_5_is_not_a_violation() -> None:
 
 # -- co-simulation traces ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_reference_host_traces_conform(seed: int) -> None:
     text, found = record_cosim(SpecHost, seed=seed, steps=120)
@@ -277,10 +355,13 @@ def test_reference_host_traces_conform(seed: int) -> None:
     assert {"req", "rsp", "msi", "readl", "writel"} <= parse_jsonl(text).kinds()
 
 
-@pytest.mark.parametrize("cls,rules", [
-    (NoReserveHost, ("HOST-REQ-OVERRUN", "HOST-REQ-OVERWRITE")),
-    (OverreadHost, ("HOST-RSP-OVERREAD",)),
-])
+@pytest.mark.parametrize(
+    "cls,rules",
+    [
+        (NoReserveHost, ("HOST-REQ-OVERRUN", "HOST-REQ-OVERWRITE")),
+        (OverreadHost, ("HOST-RSP-OVERREAD",)),
+    ],
+)
 def test_broken_host_traces_violate(cls: type, rules: tuple[str, ...]) -> None:
     for seed in range(20):
         text, found = record_cosim(cls, seed=seed, steps=120)
@@ -292,6 +373,7 @@ def test_broken_host_traces_violate(cls: type, rules: tuple[str, ...]) -> None:
 
 
 # -- the CLI -------------------------------------------------------------------------------------
+
 
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(EX / "conforming.jsonl")]) == 0
@@ -337,12 +419,17 @@ def test_cli_json_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 _dbcs = st.integers(0, 1)
 _vals = st.integers(0, 5)
 _regs = st.sampled_from(["REQ_HP", "REQ_TP", "RSP_HP", "RSP_TP"])
-_elems = st.sampled_from([RequestElem(), RequestElem(req_id=1, pcie_dma_cmd=CMD_COMPLETION),
-                          RequestElem(req_id=2, pcie_dma_cmd=CMD_COMPLETION | 0x80 | 0x8 | 1,
-                                      pcie_dma_len=64),
-                          RequestElem(pcie_dma_cmd=CMD_COMPLETION,
-                                      sem_cmd0=SemCmd.build(op=SemOp.P, index=1,
-                                                            presync=True).word)])
+_elems = st.sampled_from(
+    [
+        RequestElem(),
+        RequestElem(req_id=1, pcie_dma_cmd=CMD_COMPLETION),
+        RequestElem(req_id=2, pcie_dma_cmd=CMD_COMPLETION | 0x80 | 0x8 | 1, pcie_dma_len=64),
+        RequestElem(
+            pcie_dma_cmd=CMD_COMPLETION,
+            sem_cmd0=SemCmd.build(op=SemOp.P, index=1, presync=True).word,
+        ),
+    ]
+)
 _ev = st.one_of(
     st.builds(lambda d, n: act(n, d), _dbcs, st.sampled_from([2, 4])),
     st.builds(lambda d: {"ev": "deactivate", "dbc": d}, _dbcs),
@@ -350,8 +437,11 @@ _ev = st.one_of(
     st.builds(lambda r, v, d: wr(r, v, d), _regs, _vals, _dbcs),
     st.builds(lambda i, e, d: req(i, e, d), _vals, _elems, _dbcs),
     st.builds(lambda i, q, d: rsp(i, q, 0, d), _vals, st.integers(0, 2), _dbcs),
-    st.builds(lambda k, v: {"ev": k, "vector": v},
-              st.sampled_from(["msi", "irq_disable", "irq_enable"]), st.integers(0, 2)),
+    st.builds(
+        lambda k, v: {"ev": k, "vector": v},
+        st.sampled_from(["msi", "irq_disable", "irq_enable"]),
+        st.integers(0, 2),
+    ),
     st.builds(lambda n: {"ev": "mark", "text": "m", "lost": n}, st.integers(0, 1)),
 )
 
@@ -367,10 +457,15 @@ def test_any_trace_gets_a_verdict(events: list[dict[str, Any]], fifo: bool) -> N
 
 
 @settings(max_examples=10)
-@given(st.lists(st.tuples(st.sampled_from("RW"), _dbcs, st.sampled_from([0, 4, 8, 12]), _vals),
-                max_size=14), st.sampled_from([None, 4]))
-def test_any_mmiotrace_gets_a_verdict(acc: list[tuple[str, int, int, int]],
-                                      nelem: int | None) -> None:
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("RW"), _dbcs, st.sampled_from([0, 4, 8, 12]), _vals), max_size=14
+    ),
+    st.sampled_from([None, 4]),
+)
+def test_any_mmiotrace_gets_a_verdict(
+    acc: list[tuple[str, int, int, int]], nelem: int | None
+) -> None:
     r = mmio(acc, nelem=nelem)
     assert r.exit in (0, 1, 3)
 
@@ -407,8 +502,15 @@ def test_reference_host_conforms_under_policy_rows(row: int) -> None:
     assert r.exit == 0, (pols, r.text())
 
 
-@given(st.lists(st.tuples(st.sampled_from(["nnc_tx", "nnc_rx", "ssr_rx", "ssr_tx"]),
-                          st.binary(min_size=1, max_size=80)), max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["nnc_tx", "nnc_rx", "ssr_rx", "ssr_tx"]),
+            st.binary(min_size=1, max_size=80),
+        ),
+        max_size=4,
+    )
+)
 def test_any_control_message_gets_a_verdict(msgs: list[tuple[str, bytes]]) -> None:
     r = run([{"ev": k, "hex": b.hex()} for k, b in msgs])
     assert r.exit in (0, 1, 3)
@@ -418,8 +520,11 @@ def test_any_control_message_gets_a_verdict(msgs: list[tuple[str, bytes]]) -> No
 
 # -- the extension examples (docs/formats-extensions.md "Trace events added") ------------------
 
-@pytest.mark.parametrize("name,rule", [("early-complete.jsonl", "HOST-COMPLETE-EARLY"),
-                                       ("stranded.jsonl", "HOST-RSP-STRANDED")])
+
+@pytest.mark.parametrize(
+    "name,rule",
+    [("early-complete.jsonl", "HOST-COMPLETE-EARLY"), ("stranded.jsonl", "HOST-RSP-STRANDED")],
+)
 def test_extension_examples(name: str, rule: str) -> None:
     text = (EX / name).read_text()
     r = check(parse_jsonl(text))

@@ -21,9 +21,17 @@ def test_measure_and_memory_report_shape() -> None:
     assert m["verdict"] == "conforming" and m["events"] >= 1500 and m["over_json"] > 0
     mem = cb.memory(1000, registers_only=True)
     assert mem["verdict"] == "conforming" and mem["peak_rss_kib"] > 0
-    rep = {"recorded_15k": m, "synthetic_full": m, "synthetic_registers": m,
-           "memory": {"1000": mem},
-           "targets": {**cb.TARGETS, "recorded_s_met": True, "full_over_json_met": True,
-                       "registers_over_json_met": False}}
+    rep = {
+        "recorded_15k": m,
+        "synthetic_full": m,
+        "synthetic_registers": m,
+        "memory": {"1000": mem},
+        "targets": {
+            **cb.TARGETS,
+            "recorded_s_met": True,
+            "full_over_json_met": True,
+            "registers_over_json_met": False,
+        },
+    }
     txt = cb.text(rep)
     assert "MISSED" in txt and "json.loads" in txt and "peak RSS" in txt

@@ -23,8 +23,7 @@ def test_every_registered_broken_host_is_described() -> None:
         assert all(r in RULES for r in rules)
 
 
-@pytest.mark.parametrize("cls", sorted(BROKEN, key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", sorted(BROKEN, key=lambda c: c.__name__), ids=lambda c: c.__name__)
 def test_broken_host_fails_check_on_a_recorded_trace(cls: type) -> None:
     pols, rules, _events = TRACE_VISIBILITY[cls.__name__]
     for seed in range(40):

@@ -30,11 +30,28 @@ BOUNDS = st.sampled_from([1, 2, 3, 5, 8, 20, 100, 4000])
 VIEWS: dict[str, set[str] | None] = {
     "all": None,
     "registers": {"activate", "deactivate", "readl", "writel"},
-    "no-contents": {"activate", "deactivate", "readl", "writel", "msi", "irq_disable",
-                    "irq_enable", "rsp", "idle"},
+    "no-contents": {
+        "activate",
+        "deactivate",
+        "readl",
+        "writel",
+        "msi",
+        "irq_disable",
+        "irq_enable",
+        "rsp",
+        "idle",
+    },
     "no-interrupts": {"activate", "deactivate", "readl", "writel", "req", "rsp", "complete"},
-    "no-responses": {"activate", "deactivate", "readl", "writel", "req", "msi",
-                     "irq_disable", "irq_enable"},
+    "no-responses": {
+        "activate",
+        "deactivate",
+        "readl",
+        "writel",
+        "req",
+        "msi",
+        "irq_disable",
+        "irq_enable",
+    },
 }
 
 
@@ -47,11 +64,18 @@ def view(text: str, keep: set[str] | None) -> str:
     return dumps(head.get("device"), evs)
 
 
-@given(host=st.sampled_from([SpecHost, ImplHost]), seed=st.integers(0, 10**6),
-       steps=st.integers(10, 160), row=st.one_of(st.none(), st.integers(0, len(ROWS) - 1)),
-       lost=st.booleans(), bound=BOUNDS, which=st.sampled_from(sorted(VIEWS)))
-def test_conforming_traces_never_violate(host: type, seed: int, steps: int, row: int | None,
-                                         lost: bool, bound: int, which: str) -> None:
+@given(
+    host=st.sampled_from([SpecHost, ImplHost]),
+    seed=st.integers(0, 10**6),
+    steps=st.integers(10, 160),
+    row=st.one_of(st.none(), st.integers(0, len(ROWS) - 1)),
+    lost=st.booleans(),
+    bound=BOUNDS,
+    which=st.sampled_from(sorted(VIEWS)),
+)
+def test_conforming_traces_never_violate(
+    host: type, seed: int, steps: int, row: int | None, lost: bool, bound: int, which: str
+) -> None:
     pols = dict(ROWS[row].chosen) if row is not None else {}
     if lost:
         pols["msi-while-masked"] = "lost"
@@ -63,10 +87,15 @@ def test_conforming_traces_never_violate(host: type, seed: int, steps: int, row:
         assert r.inconclusive  # a reason is given
 
 
-@given(cls=st.sampled_from(sorted(BROKEN, key=lambda c: c.__name__)),
-       seed=st.integers(0, 10**6), steps=st.integers(10, 300), bound=BOUNDS)
-def test_broken_host_traces_name_a_rule_it_breaks(cls: type, seed: int, steps: int,
-                                                  bound: int) -> None:
+@given(
+    cls=st.sampled_from(sorted(BROKEN, key=lambda c: c.__name__)),
+    seed=st.integers(0, 10**6),
+    steps=st.integers(10, 300),
+    bound=BOUNDS,
+)
+def test_broken_host_traces_name_a_rule_it_breaks(
+    cls: type, seed: int, steps: int, bound: int
+) -> None:
     pols, rules, _events = TRACE_VISIBILITY[cls.__name__]
     text, _found = record_cosim(cls, seed=seed, steps=steps, policies=pols)
     r = check(parse_jsonl(text), max_states=bound)

@@ -29,7 +29,7 @@ def test_open_trace_streams_and_knows_the_kinds() -> None:
 
 
 def test_scan_kinds_is_not_fooled_by_text() -> None:
-    data = (b'{"ev": "mark", "text": "\\"ev\\": \\"req\\""}\n' * 3 + b'{"ev": "readl"}\n')
+    data = b'{"ev": "mark", "text": "\\"ev\\": \\"req\\""}\n' * 3 + b'{"ev": "readl"}\n'
     assert scan_kinds(io.BytesIO(data), chunk=7) == {"mark", "readl"}
 
 
@@ -42,11 +42,14 @@ def test_empty_trace_is_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["check", str(f)]) == 3
 
 
-def test_mmiotrace_outside_the_bar_is_inconclusive(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_mmiotrace_outside_the_bar_is_inconclusive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "m.txt"
-    f.write_text("VERSION 20070824\nPCIDEV 0100 17cba100 3d fc00000c 0 fe00000c 0 0 0 0 4000 0 "
-                 "200000 0 0 0 0 qaic\nR 4 1.000000 1 0xfc000010 0x0 0x0 0\n")
+    f.write_text(
+        "VERSION 20070824\nPCIDEV 0100 17cba100 3d fc00000c 0 fe00000c 0 0 0 0 4000 0 "
+        "200000 0 0 0 0 qaic\nR 4 1.000000 1 0xfc000010 0x0 0x0 0\n"
+    )
     assert main(["check", "--format", "mmiotrace", str(f)]) == 3
     out = capsys.readouterr().out
     assert "no access of the mmiotrace log fell inside the DMA Bridge BAR at 0xfe000000" in out
@@ -80,19 +83,24 @@ def test_cli_is_silent_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("args,where", [
-    (["--max-states", "0"], "--max-states"),
-    (["--nelem", "1"], "--nelem"),
-])
-def test_bad_bounds_are_one_line(args: list[str], where: str,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args,where",
+    [
+        (["--max-states", "0"], "--max-states"),
+        (["--nelem", "1"], "--nelem"),
+    ],
+)
+def test_bad_bounds_are_one_line(
+    args: list[str], where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check", *args, str(EX / "conforming.jsonl")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and where in err[0]
 
 
-def test_malformed_line_in_a_stream_is_exit_2(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_line_in_a_stream_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "bad.jsonl"
     lines = [x.decode() for x in synthetic(300)]
     lines[200] = '{"ev": "readl", "dbc": 0, "reg": "REQ_HP", "val": "x"}'
@@ -110,8 +118,9 @@ def test_generated_stream_keeps_nothing_per_event() -> None:
     def run(n: int) -> int:
         it = synthetic(n, registers_only=True)
         header = _first(it)
-        stream = TraceStream(header, "jsonl", {"activate", "readl", "writel"},
-                             lambda: iter_jsonl(it, header.num_dbc))
+        stream = TraceStream(
+            header, "jsonl", {"activate", "readl", "writel"}, lambda: iter_jsonl(it, header.num_dbc)
+        )
         tracemalloc.start()
         rep = check_stream(stream)
         peak = tracemalloc.get_traced_memory()[1]
@@ -123,8 +132,9 @@ def test_generated_stream_keeps_nothing_per_event() -> None:
     assert large < small * 2 + 200_000
 
 
-def test_malformed_after_a_violation_is_still_exit_2(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_after_a_violation_is_still_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "bad.jsonl"
     lines = (EX / "overrun.jsonl").read_text().splitlines()
     lines.append('{"ev": "readl", "dbc": 0}')

@@ -13,8 +13,9 @@ from qaicmodel.errors import DecodeError
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qaicmodel", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,9 +47,14 @@ def test_python_m_matches_console_entry(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(p.stdout) == in_process
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("0x0011", b"\x00\x11"), ("00 11:22_33", b"\x00\x11\x22\x33"), ("AbCd", b"\xab\xcd"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("0x0011", b"\x00\x11"),
+        ("00 11:22_33", b"\x00\x11\x22\x33"),
+        ("AbCd", b"\xab\xcd"),
+    ],
+)
 def test_parse_hex_accepts_common_dump_styles(text: str, expected: bytes) -> None:
     assert parse_hex(text) == expected
 

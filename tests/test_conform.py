@@ -23,8 +23,9 @@ REPO = Path(__file__).parent.parent
 
 
 def _run(host: Any, tmp_path: Path, seed: int = 11, **kw: Any) -> dict[str, Any]:
-    return conform.run_conformance(host, seed=seed, episodes=kw.pop("episodes", 1),
-                                   out_dir=tmp_path / "repro", **kw)
+    return conform.run_conformance(
+        host, seed=seed, episodes=kw.pop("episodes", 1), out_dir=tmp_path / "repro", **kw
+    )
 
 
 def test_default_host_conforms_and_says_what_it_covered(tmp_path: Path) -> None:
@@ -56,8 +57,11 @@ def _few_rows() -> dict[str, str]:
     """Pin every policy but two (a few pairwise rows: fast tests)."""
     from qaicmodel.spec.policies import REGISTRY
 
-    return {p: pol.default for p, pol in REGISTRY.items()
-            if p not in ("processing-order", "msi-while-masked")}
+    return {
+        p: pol.default
+        for p, pol in REGISTRY.items()
+        if p not in ("processing-order", "msi-while-masked")
+    }
 
 
 def test_seed_replays_exactly(tmp_path: Path) -> None:
@@ -83,7 +87,8 @@ def test_pinned_policy_is_in_every_row(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("broken", [SloppyDetach, LosesCompletions, LosesWrites])
 def test_broken_host_is_caught_with_a_replayable_minimal_reproducer(
-        broken: type, tmp_path: Path) -> None:
+    broken: type, tmp_path: Path
+) -> None:
     rep = _run(broken, tmp_path, episodes=2)
     assert rep["verdict"] == "FAILED"
     f = rep["failures"][0]
@@ -100,9 +105,11 @@ def test_broken_host_is_caught_with_a_replayable_minimal_reproducer(
 
 def test_every_broken_host_class_is_registered() -> None:
     """A broken host added to qaicmodel/oracle/broken.py cannot be left out of the tests."""
-    classes = {n for n, v in vars(broken).items()
-               if isinstance(v, type) and v.__module__ == broken.__name__
-               and hasattr(v, "enabled")}
+    classes = {
+        n
+        for n, v in vars(broken).items()
+        if isinstance(v, type) and v.__module__ == broken.__name__ and hasattr(v, "enabled")
+    }
     assert classes == set(BROKEN_HOSTS)
     assert all(b.cls.__name__ == n for n, b in BROKEN_HOSTS.items())
 
@@ -158,15 +165,30 @@ def _cli(*args: str, path: Path | None = None) -> subprocess.CompletedProcess[st
     env = dict(os.environ)
     if path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(path), str(REPO)])
-    return subprocess.run([sys.executable, "-m", "qaicmodel", *args], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=path or REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=path or REPO,
+    )
 
 
-def test_cli_user_host_failure_is_exit_1_with_seed_progress_and_reproducer(
-        tmp_path: Path) -> None:
+def test_cli_user_host_failure_is_exit_1_with_seed_progress_and_reproducer(tmp_path: Path) -> None:
     (tmp_path / "myhost.py").write_text(USER_HOST)
-    p = _cli("conform", "--host", "myhost:MyHost", "--seed", "3", "--episodes", "2",
-             "--out", str(tmp_path / "out"), path=tmp_path)
+    p = _cli(
+        "conform",
+        "--host",
+        "myhost:MyHost",
+        "--seed",
+        "3",
+        "--episodes",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        path=tmp_path,
+    )
     assert p.returncode == 1, (p.stdout, p.stderr[-2000:])
     assert "seed 3" in p.stderr and "row 1/" in p.stderr
     assert "FAILURE CONF-RESULT" in p.stdout
@@ -181,20 +203,39 @@ def test_cli_user_host_failure_is_exit_1_with_seed_progress_and_reproducer(
 
 
 def test_cli_json_report(tmp_path: Path) -> None:
-    p = _cli("conform", "--seed", "4", "--episodes", "1", "--json",
-             "--policy", "msi-while-masked=lost", "--out", str(tmp_path / "o"))
+    p = _cli(
+        "conform",
+        "--seed",
+        "4",
+        "--episodes",
+        "1",
+        "--json",
+        "--policy",
+        "msi-while-masked=lost",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rep = json.loads(p.stdout)
     assert rep["format"] == "qaicmodel-conform/1" and rep["seed"] == 4
     assert rep["policies_covered"]["pinned"] == {"msi-while-masked": "lost"}
 
 
-@pytest.mark.parametrize("argv", [
-    ["--budget", "0"], ["--budget", "-3"], ["--episodes", "0"], ["--policy", "nope=x"],
-    ["--policy", "msi-while-masked"], ["--policy", "msi-while-masked=maybe"],
-    ["--host", "nocolon"], ["--host", "qaicmodel.spec.host.reference:NoSuchHost"],
-    ["--host", "qaicmodel.spec.dbc.wire:SemCmd"], ["--seed", "-1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--budget", "0"],
+        ["--budget", "-3"],
+        ["--episodes", "0"],
+        ["--policy", "nope=x"],
+        ["--policy", "msi-while-masked"],
+        ["--policy", "msi-while-masked=maybe"],
+        ["--host", "nocolon"],
+        ["--host", "qaicmodel.spec.host.reference:NoSuchHost"],
+        ["--host", "qaicmodel.spec.dbc.wire:SemCmd"],
+        ["--seed", "-1"],
+    ],
+)
 def test_bad_arguments_exit_2_one_line(argv: list[str]) -> None:
     p = _cli("conform", *argv)
     assert p.returncode == 2, (p.stdout, p.stderr)

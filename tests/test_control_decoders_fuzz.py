@@ -16,8 +16,9 @@ from qaicmodel.spec.control.plane import ControlPlane
 from qaicmodel.spec.dbc.device import Device
 
 SEEDS = [
-    nnc.Message.build([nnc.ActivateToDev(1, 2, 3, 4, 5, 6), nnc.DmaXfer(1, ((1, 2),), 3)],
-                      seq=1).pack(),
+    nnc.Message.build(
+        [nnc.ActivateToDev(1, 2, 3, 4, 5, 6), nnc.DmaXfer(1, ((1, 2),), 3)], seq=1
+    ).pack(),
     nnc.Message.build([nnc.StatusFromDev(), nnc.Passthrough(3, bytes(16))], seq=2).pack(),
     nnc.Message.build([nnc.DmaXferCont(1, 0, 5)], seq=3).pack(),
     ssr.event(1, 2).pack(),
@@ -28,8 +29,15 @@ SEEDS = [
     timesync.QtsHdr().pack(),
 ]
 
-DECODERS: list[Callable[[bytes], Any]] = [nnc.decode, ssr.decode, ras.decode, boot.decode, timesync.decode,
-            qsm.parse_command, lambda b: nnc.decode(b, "d2h", check_crc=True)]
+DECODERS: list[Callable[[bytes], Any]] = [
+    nnc.decode,
+    ssr.decode,
+    ras.decode,
+    boot.decode,
+    timesync.decode,
+    qsm.parse_command,
+    lambda b: nnc.decode(b, "d2h", check_crc=True),
+]
 DESCRIBERS = [nnc.describe, ssr.describe, ras.describe, boot.describe, timesync.describe]
 
 
@@ -47,7 +55,7 @@ def mutated(draw: st.DrawFn) -> bytes:
             base += draw(st.binary(max_size=24))
         elif base:
             i = draw(st.integers(0, len(base) - 1))
-            base[i:i + 4] = draw(st.binary(min_size=4, max_size=4))
+            base[i : i + 4] = draw(st.binary(min_size=4, max_size=4))
     return bytes(base)
 
 
@@ -102,8 +110,7 @@ def test_host_and_qsm_survive_any_bytes(data: bytes) -> None:
             return
         finally:
             cp.qsm.receive = real  # type: ignore[method-assign]
-        assert r.result in ("ok", "ETIMEDOUT", "EINVAL", "ENOSPC", "ECANCELED", "EPIPE",
-                            "ENODEV")
+        assert r.result in ("ok", "ETIMEDOUT", "EINVAL", "ENOSPC", "ECANCELED", "EPIPE", "ENODEV")
     finally:
         cp.close(u)
         if cp._reset_requested or cp.dev_state != 2:
@@ -131,15 +138,24 @@ def test_ssr_roundtrip(cmd: int, dbc: int, data: st.DataObject) -> None:
     assert ssr.decode(m.pack()) == m
 
 
-@given(st.integers(0, 2), st.integers(0, 6), u32, st.binary(min_size=64, max_size=64),
-       st.integers(1, 2))
+@given(
+    st.integers(0, 2),
+    st.integers(0, 6),
+    u32,
+    st.binary(min_size=64, max_size=64),
+    st.integers(1, 2),
+)
 def test_ras_roundtrip(et: int, src: int, seq: int, syn: bytes, ver: int) -> None:
     m = ras.RasMsg(err_type=et, source=src, seq_num=seq, syndrome=syn, ver=ver)
     assert ras.decode(m.pack()) == m
 
 
-@given(st.sampled_from([boot.SaharaCmd.READ_DATA, boot.SaharaCmd.END_OF_IMAGE,
-                        boot.SaharaCmd.MEM_READ64]), st.data())
+@given(
+    st.sampled_from(
+        [boot.SaharaCmd.READ_DATA, boot.SaharaCmd.END_OF_IMAGE, boot.SaharaCmd.MEM_READ64]
+    ),
+    st.data(),
+)
 def test_sahara_roundtrip(cmd: int, data: st.DataObject) -> None:
     fmt, names = boot.LAYOUTS[cmd]
     fields = {n: data.draw(u64 if c == "Q" else u32) for n, c in zip(names, fmt, strict=True)}

@@ -18,8 +18,7 @@ from qaicmodel.spec.control.ssr import DbcState, Event
 from qaicmodel.spec.dbc.device import Device
 from qaicmodel.spec.policies import Policies
 
-ORDER = [Event.BEFORE_SHUTDOWN, Event.AFTER_SHUTDOWN, Event.BEFORE_POWER_UP,
-         Event.AFTER_POWER_UP]
+ORDER = [Event.BEFORE_SHUTDOWN, Event.AFTER_SHUTDOWN, Event.BEFORE_POWER_UP, Event.AFTER_POWER_UP]
 
 
 class ControlMachine(RuleBasedStateMachine):
@@ -36,8 +35,9 @@ class ControlMachine(RuleBasedStateMachine):
         if self.cp is not None:
             return
         pol = Policies({"ssr-crashdump": "offer" if crashdump else "none"})
-        self.cp = ControlPlane(Device(num_dbc=num_dbc, policies=pol), num_nsp=num_nsp,
-                               ddr_size=1 << 20)
+        self.cp = ControlPlane(
+            Device(num_dbc=num_dbc, policies=pol), num_nsp=num_nsp, ddr_size=1 << 20
+        )
 
     def _cp(self) -> ControlPlane:
         if self.cp is None:
@@ -122,7 +122,7 @@ class ControlMachine(RuleBasedStateMachine):
         others = {d: cp.owner(d) for d in active if d != dbc}
         resets = cp.resets
         events = cp.ssr(dbc)
-        assert events == ORDER[:len(events)]
+        assert events == ORDER[: len(events)]
         if cp.resets == resets:  # ran to completion
             assert events == ORDER
             assert cp.dbc_state(dbc) == DbcState.IDLE and cp.owner(dbc) is None
@@ -156,8 +156,11 @@ class ControlMachine(RuleBasedStateMachine):
 
         cp = self._cp()
         owners = {d: cp.owner(d) for d in range(cp.device.num_dbc)}
-        stale = nnc.Message.build([nnc.StatusFromDev(), nnc.DeactivateFromDev(0, 0)],
-                                  seq=cp.client.next_seq + 7, handle=u.handle).pack()
+        stale = nnc.Message.build(
+            [nnc.StatusFromDev(), nnc.DeactivateFromDev(0, 0)],
+            seq=cp.client.next_seq + 7,
+            handle=u.handle,
+        ).pack()
         assert cp.client.deliver(stale) is False
         owners[0] = None
         assert {d: cp.owner(d) for d in range(cp.device.num_dbc)} == owners

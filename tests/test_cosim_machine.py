@@ -43,10 +43,15 @@ def walk(table: dict, nelem: int, seed: int, steps: int) -> list[irqproto.IrqSta
 @pytest.mark.parametrize("lost", [False, True])
 @pytest.mark.parametrize("mask_on_irq", [True, False])
 @given(seed=st.integers(0, 1 << 30), nelem=st.integers(2, 6))
-def test_irqproto_never_strands_with_recheck(lost: bool, mask_on_irq: bool, seed: int,
-                                             nelem: int) -> None:
-    table = irqproto.make_transitions(msi_while_masked="lost" if lost else "latched",
-                                      mask_on_irq=mask_on_irq, num_events=2, num_delays=1)
+def test_irqproto_never_strands_with_recheck(
+    lost: bool, mask_on_irq: bool, seed: int, nelem: int
+) -> None:
+    table = irqproto.make_transitions(
+        msi_while_masked="lost" if lost else "latched",
+        mask_on_irq=mask_on_irq,
+        num_events=2,
+        num_delays=1,
+    )
     for s in walk(table, nelem, seed, 300):
         assert not irqproto.stranded(s), s
         assert s.depth in (0, 1, 2)
@@ -61,18 +66,21 @@ def test_irqproto_never_strands_with_recheck(lost: bool, mask_on_irq: bool, seed
 def test_irqproto_strands_without_recheck_and_lost() -> None:
     """The same walk finds a stranded response once the re-check is gone and masked
     MSIs are lost: the property above can fail."""
-    table = irqproto.make_transitions(recheck=False, msi_while_masked="lost", num_events=2,
-                                      num_delays=1)
-    hits = [seed for seed in range(300)
-            if any(irqproto.stranded(s) for s in walk(table, 3, seed, 200))]
+    table = irqproto.make_transitions(
+        recheck=False, msi_while_masked="lost", num_events=2, num_delays=1
+    )
+    hits = [
+        seed for seed in range(300) if any(irqproto.stranded(s) for s in walk(table, 3, seed, 200))
+    ]
     assert hits
 
 
 def test_irqproto_latched_alone_suffices() -> None:
     """Without the re-check but with latched MSIs nothing strands either (the re-check
     is what makes the driver safe under msi-while-masked=lost)."""
-    table = irqproto.make_transitions(recheck=False, msi_while_masked="latched", num_events=2,
-                                      num_delays=1)
+    table = irqproto.make_transitions(
+        recheck=False, msi_while_masked="latched", num_events=2, num_delays=1
+    )
     for seed in range(200):
         assert not any(irqproto.stranded(s) for s in walk(table, 3, seed, 200))
 
@@ -80,38 +88,52 @@ def test_irqproto_latched_alone_suffices() -> None:
 def test_irqproto_tables() -> None:
     assert "recheck" in irqproto.TRANSITIONS
     assert "recheck" not in irqproto.make_transitions(recheck=False)
-    assert set(irqproto.DEVICE_TRANSITIONS) | set(irqproto.HOST_TRANSITIONS) == \
-        set(irqproto.TRANSITIONS)
+    assert set(irqproto.DEVICE_TRANSITIONS) | set(irqproto.HOST_TRANSITIONS) == set(
+        irqproto.TRANSITIONS
+    )
     with pytest.raises(ValueError):
         irqproto.make_transitions(msi_while_masked="maybe")
 
 
 # -- host vs device machines ----------------------------------------------------------
 
-_FAST = settings(max_examples=8, stateful_step_count=25, deadline=None,
-                 suppress_health_check=list(HealthCheck))
+_FAST = settings(
+    max_examples=8, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
+)
 
 
-@pytest.mark.parametrize("variant", [
-    {},
-    {"single_msi": True},
-    {"datapath_polling": True},
-    {"single_msi": True, "datapath_polling": True},
-    {"sg_max_segment": None},
-    {"nelem1": 3, "num_events": 1, "num_delays": 0},
-], ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"single_msi": True},
+        {"datapath_polling": True},
+        {"single_msi": True, "datapath_polling": True},
+        {"sg_max_segment": None},
+        {"nelem1": 3, "num_events": 1, "num_delays": 0},
+    ],
+    ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default",
+)
 def test_pair_machine(variant: dict) -> None:
     """Spec and fast host agree exactly and keep every invariant (default policies)."""
-    run_state_machine_as_test(make_machine(HOSTS, **variant), settings=settings(
-        settings.default, deadline=None, suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        make_machine(HOSTS, **variant),
+        settings=settings(settings.default, deadline=None, suppress_health_check=list(HealthCheck)),
+    )
 
 
 ROWS = machine_policy_rows()
 #: for machines that must fail: no shrinking (slow, and the failure is the point)
-FIND = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None,
-                derandomize=True,
-                phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
-                suppress_health_check=list(HealthCheck))
+FIND = settings(
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=(Phase.explicit, Phase.generate),
+    report_multiple_bugs=False,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.mark.parametrize("row", range(len(ROWS)), ids=lambda i: ROWS[i].label()[:60])
@@ -125,11 +147,14 @@ def test_rows_cover_msi_lost() -> None:
     assert all(r[p] == "keep-one-free" for r in ROWS for p in ["ring-full-rule"])
 
 
-@pytest.mark.parametrize("pid,alt,rule", [
-    ("ring-full-rule", "all-slots", "COSIM-LOST-COMPLETE"),
-    ("response-ring-full", "drop", "COSIM-LOST-COMPLETE"),
-    ("head-index-meaning", "last-consumed", "COSIM-DEVICE-RULE"),
-])
+@pytest.mark.parametrize(
+    "pid,alt,rule",
+    [
+        ("ring-full-rule", "all-slots", "COSIM-LOST-COMPLETE"),
+        ("response-ring-full", "drop", "COSIM-LOST-COMPLETE"),
+        ("head-index-meaning", "last-consumed", "COSIM-DEVICE-RULE"),
+    ],
+)
 def test_driver_assumption_is_necessary(pid: str, alt: str, rule: str) -> None:
     """Under these device alternatives the driver itself loses completions or breaks a
     device rule: a seeded search with the correct spec host finds it (deterministic:
@@ -160,8 +185,7 @@ def test_driver_relies_on_fence_without_enable() -> None:
     assert "fence-without-enable" in DRIVER_ASSUMES
     pol = Policies({"fence-without-enable": "needs-enable"})
     for seed in range(150):
-        _w, found = random_run(SpecHost, seed=seed, steps=600, policies=pol,
-                               datapath_polling=True)
+        _w, found = random_run(SpecHost, seed=seed, steps=600, policies=pol, datapath_polling=True)
         if found:
             break
     assert [f.rule for f in found] == ["COSIM-DATA-MISMATCH"]
@@ -185,9 +209,23 @@ def test_pair_reports_divergence() -> None:
 class _ProtocolOnly:
     """A host that offers only the documented interface (host.protocol.Host), wrapping another."""
 
-    MEMBERS = ("open", "close", "dbc_assign", "dbc_release", "create_bo", "bo_segments",
-               "mmap_bo", "attach_slice", "execute", "partial_execute", "wait_check",
-               "perf_stats", "detach_slice", "enabled", "step")
+    MEMBERS = (
+        "open",
+        "close",
+        "dbc_assign",
+        "dbc_release",
+        "create_bo",
+        "bo_segments",
+        "mmap_bo",
+        "attach_slice",
+        "execute",
+        "partial_execute",
+        "wait_check",
+        "perf_stats",
+        "detach_slice",
+        "enabled",
+        "step",
+    )
     inner_cls: type = ImplHost
 
     def __init__(self, device: object, **kw: object) -> None:

@@ -57,8 +57,14 @@ DB = 0x4000_1000
 # -- helpers -------------------------------------------------------------------
 
 
-def make(n: int = 8, dbc: int = 0, single_msi: bool = False, *,
-         policies: Mapping[str, str] | None = None, **pol: str) -> Device:
+def make(
+    n: int = 8,
+    dbc: int = 0,
+    single_msi: bool = False,
+    *,
+    policies: Mapping[str, str] | None = None,
+    **pol: str,
+) -> Device:
     chosen = {k.replace("_", "-"): v for k, v in pol.items()} | dict(policies or {})
     dev = Device(policies=Policies(chosen), single_msi=single_msi)
     base = dev.host_mem.alloc(arith.dbc_buf_size(n))
@@ -66,23 +72,62 @@ def make(n: int = 8, dbc: int = 0, single_msi: bool = False, *,
     return dev
 
 
-def sem(op: int, index: int = 0, value: int = 0, presync: bool = False, enable: bool = True,
-        todev: bool = False, fromdev: bool = False) -> int:
-    return SemCmd.build(op=op, index=index, value=value, presync=presync, enable=enable,
-                        todev_fence=todev, fromdev_fence=fromdev).word
+def sem(
+    op: int,
+    index: int = 0,
+    value: int = 0,
+    presync: bool = False,
+    enable: bool = True,
+    todev: bool = False,
+    fromdev: bool = False,
+) -> int:
+    return SemCmd.build(
+        op=op,
+        index=index,
+        value=value,
+        presync=presync,
+        enable=enable,
+        todev_fence=todev,
+        fromdev_fence=fromdev,
+    ).word
 
 
-def req(req_id: int = 0, d: int = 0, *, src: int = 0, dst: int = 0, length: int = 0,
-        completion: bool = True, bulk: bool = True, force: bool = False,
-        db: int | None = None, db_len: int = 0, db_data: int = 1, sems: tuple[int, ...] = ()) -> RequestElem:
-    cmd = d | (CMD_BULK if bulk else 0) | (CMD_COMPLETION if completion else 0) \
+def req(
+    req_id: int = 0,
+    d: int = 0,
+    *,
+    src: int = 0,
+    dst: int = 0,
+    length: int = 0,
+    completion: bool = True,
+    bulk: bool = True,
+    force: bool = False,
+    db: int | None = None,
+    db_len: int = 0,
+    db_data: int = 1,
+    sems: tuple[int, ...] = (),
+) -> RequestElem:
+    cmd = (
+        d
+        | (CMD_BULK if bulk else 0)
+        | (CMD_COMPLETION if completion else 0)
         | (CMD_FORCE_MSI if force else 0)
+    )
     words = list(sems) + [0] * (4 - len(sems))
-    return RequestElem(req_id=req_id, pcie_dma_cmd=cmd, pcie_dma_source_addr=src,
-                       pcie_dma_dest_addr=dst, pcie_dma_len=length,
-                       doorbell_addr=db or 0, doorbell_attr=(DB_WRITE | db_len) if db is not None else 0,
-                       doorbell_data=db_data, sem_cmd0=words[0], sem_cmd1=words[1],
-                       sem_cmd2=words[2], sem_cmd3=words[3])
+    return RequestElem(
+        req_id=req_id,
+        pcie_dma_cmd=cmd,
+        pcie_dma_source_addr=src,
+        pcie_dma_dest_addr=dst,
+        pcie_dma_len=length,
+        doorbell_addr=db or 0,
+        doorbell_attr=(DB_WRITE | db_len) if db is not None else 0,
+        doorbell_data=db_data,
+        sem_cmd0=words[0],
+        sem_cmd1=words[1],
+        sem_cmd2=words[2],
+        sem_cmd3=words[3],
+    )
 
 
 def push(dev: Device, *elems: RequestElem, dbc: int = 0) -> None:
@@ -161,8 +206,15 @@ def case_sem_enable_bit(p: dict[str, str]) -> Any:
 
 def _blocker(index: int = 1) -> RequestElem:
     """A to-device request stuck on its presync until semaphore ``index`` is 1."""
-    return req(10, 1, src=0, dst=DDR, length=0, completion=False,
-               sems=(sem(SemOp.WAIT_EQ, index, 1, presync=True),))
+    return req(
+        10,
+        1,
+        src=0,
+        dst=DDR,
+        length=0,
+        completion=False,
+        sems=(sem(SemOp.WAIT_EQ, index, 1, presync=True),),
+    )
 
 
 def case_fence_without_enable(p: dict[str, str]) -> Any:
@@ -178,14 +230,21 @@ def case_fence_scope(p: dict[str, str]) -> Any:
     dev.nsp_sem(0, 3, SemOp.INIT, 1)
     # A: an earlier to-device transfer blocked on sem1; B: fenced, with a presync P on sem3;
     # C (consumed after B): a to-device fence-free transfer blocked on sem4.
-    b = req(11, completion=False, sems=(sem(SemOp.P, 3, 0, presync=True, todev=True),
-                                         sem(SemOp.INC, 2, 1)))
+    b = req(
+        11,
+        completion=False,
+        sems=(sem(SemOp.P, 3, 0, presync=True, todev=True), sem(SemOp.INC, 2, 1)),
+    )
     push(dev, _blocker(1), b)
     settle(dev)
     first = (dev.ch[0].sems[3], dev.ch[0].sems[2])
     dev2 = make(policies=p)
-    a2 = req(20, 1, completion=False, sems=(sem(SemOp.NOP, enable=False, todev=True),
-                                            sem(SemOp.INC, 2, 1)))
+    a2 = req(
+        20,
+        1,
+        completion=False,
+        sems=(sem(SemOp.NOP, enable=False, todev=True), sem(SemOp.INC, 2, 1)),
+    )
     push(dev2, a2)
     dev2.step(Consume(0))
     push(dev2, _blocker(4))
@@ -196,8 +255,10 @@ def case_fence_scope(p: dict[str, str]) -> Any:
 
 def case_presync_multiple(p: dict[str, str]) -> Any:
     dev = make(policies=p)
-    push(dev, req(5, sems=(sem(SemOp.WAIT_GE, 1, 0, presync=True),
-                           sem(SemOp.INC, 2, 1, presync=True))))
+    push(
+        dev,
+        req(5, sems=(sem(SemOp.WAIT_GE, 1, 0, presync=True), sem(SemOp.INC, 2, 1, presync=True))),
+    )
     settle(dev)
     return dev.ch[0].sems[2], responses(dev)
 
@@ -378,30 +439,48 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "sem-p-decrements": {"decrement": 1, "wait-only": 2},
     "sem-enable-bit": {"enable-gates": 0, "command-gates": 1},
     "fence-without-enable": {"honoured": 0, "needs-enable": 1},
-    "fence-scope": {"earlier-before-presync": ((1, 0), 1), "earlier-before-dma": ((0, 0), 1),
-                    "all-outstanding": ((1, 0), 0)},
-    "presync-multiple": {"error": (0, [(5, CC_MULTI_PRESYNC)]), "all-gate": (1, [(5, 0)]),
-                         "first-only": (0, [(5, 0)])},
+    "fence-scope": {
+        "earlier-before-presync": ((1, 0), 1),
+        "earlier-before-dma": ((0, 0), 1),
+        "all-outstanding": ((1, 0), 0),
+    },
+    "presync-multiple": {
+        "error": (0, [(5, CC_MULTI_PRESYNC)]),
+        "all-gate": (1, [(5, 0)]),
+        "first-only": (0, [(5, 0)]),
+    },
     "processing-order": {"rule-permitted": [(7, 0)], "fifo": []},
-    "response-order": {"completion-order": ([(2, 0)], [(2, 0), (1, 0)]),
-                       "request-order": ([], [(1, 0), (2, 0)])},
-    "illegal-direction": {"error-if-requested": (0, []), "error-always": (0, [(9, CC_ILLEGAL_DIR)]),
-                          "as-none": (1, [])},
-    "doorbell-reserved-len": {"skip-error": (0, [(4, CC_BAD_DOORBELL)]),
-                              "as-32": (0xAABBCCDD, [(4, 0)])},
+    "response-order": {
+        "completion-order": ([(2, 0)], [(2, 0), (1, 0)]),
+        "request-order": ([], [(1, 0), (2, 0)]),
+    },
+    "illegal-direction": {
+        "error-if-requested": (0, []),
+        "error-always": (0, [(9, CC_ILLEGAL_DIR)]),
+        "as-none": (1, []),
+    },
+    "doorbell-reserved-len": {
+        "skip-error": (0, [(4, CC_BAD_DOORBELL)]),
+        "as-32": (0xAABBCCDD, [(4, 0)]),
+    },
     "doorbell-misaligned": {
         "skip-error": (bytes(8), [(4, CC_BAD_DOORBELL)]),
         "align-down": (bytes.fromhex("4433221100000000"), [(4, 0)]),
         "write-anyway": (bytes.fromhex("0000443322110000"), [(4, 0)]),
     },
-    "linked-list": {"error": (bytes(16), [(3, CC_LINKED_LIST)]), "as-bulk": (b"\x5a" * 16, [(3, 0)])},
+    "linked-list": {
+        "error": (bytes(16), [(3, CC_LINKED_LIST)]),
+        "as-bulk": (b"\x5a" * 16, [(3, 0)]),
+    },
     "msi-while-masked": {"latched": (True, 0), "lost": (False, 1)},
     "force-msi": {"honoured": (1, True), "ignored": (0, False)},
     "msi-empty-transition": {"host-head": 1, "every-response": 2},
     "response-ring-full": {"stall": (3, 1, 0), "drop": (3, 0, 1)},
     "tail-out-of-range": {"ignore": (True, 0), "modulo": (True, 1)},
-    "dma-fault": {"error": (bytes(16), [(6, CC_DMA_FAULT)], 0),
-                  "partial": (b"ABCDEFGH" + bytes(8), [(6, CC_DMA_FAULT)], 8)},
+    "dma-fault": {
+        "error": (bytes(16), [(6, CC_DMA_FAULT)], 0),
+        "partial": (b"ABCDEFGH" + bytes(8), [(6, CC_DMA_FAULT)], 8),
+    },
     "doorbell-data-width": {"truncate": (0xFF, False), "violation": (0xFF, True)},
     "sem-reserved-cmd": {"error": (0, [(2, CC_SEM_RESERVED)]), "ignore": (1, [(2, 0)])},
     "completion-code-values": {"distinct": [(2, CC_LINKED_LIST)], "one": [(2, 1)]},
@@ -426,7 +505,9 @@ def test_each_alternative_changes_behaviour(pid: str) -> None:
         seen[alt] = POLICY_CASES[pid]({pid: alt})
         assert seen[alt] == EXPECTED[pid][alt], (pid, alt, seen[alt])
     values = list(seen.values())
-    assert all(values[i] != values[j] for i in range(len(values)) for j in range(i + 1, len(values)))
+    assert all(
+        values[i] != values[j] for i in range(len(values)) for j in range(i + 1, len(values))
+    )
 
 
 # -- registers -------------------------------------------------------------------
@@ -468,14 +549,25 @@ def test_bar_offsets_map_to_registers() -> None:
             dev.bar_read(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("call", [
-    lambda d: d.readl(16, 0), lambda d: d.readl(0, 0x10), lambda d: d.writel(0, 4, -1),
-    lambda d: d.writel(0, 4, 1 << 32), lambda d: d.nsp_sem(0, 32, 1, 0),
-    lambda d: d.nsp_sem(0, 0, 7, 0), lambda d: d.nsp_sem(0, 0, 1, 4096),
-    lambda d: d.nsp_sem(1, 0, 1, 0), lambda d: d.activate(0, 0, 0, 8),
-    lambda d: d.activate(1, 0, 0, 8), lambda d: d.step(Consume(0)), lambda d: d.step(Advance(0, 9)),
-    lambda d: d.step(RaiseMsi(0)), lambda d: d.step("consume"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.readl(16, 0),
+        lambda d: d.readl(0, 0x10),
+        lambda d: d.writel(0, 4, -1),
+        lambda d: d.writel(0, 4, 1 << 32),
+        lambda d: d.nsp_sem(0, 32, 1, 0),
+        lambda d: d.nsp_sem(0, 0, 7, 0),
+        lambda d: d.nsp_sem(0, 0, 1, 4096),
+        lambda d: d.nsp_sem(1, 0, 1, 0),
+        lambda d: d.activate(0, 0, 0, 8),
+        lambda d: d.activate(1, 0, 0, 8),
+        lambda d: d.step(Consume(0)),
+        lambda d: d.step(Advance(0, 9)),
+        lambda d: d.step(RaiseMsi(0)),
+        lambda d: d.step("consume"),
+    ],
+)
 def test_bad_arguments_raise_argument_error(call: Callable[[Device], Any]) -> None:
     with pytest.raises(ArgumentError):
         call(make())
@@ -525,8 +617,19 @@ def test_steps_follow_the_documented_order() -> None:
     a = dev.host_mem.alloc(4096)
     events: list[str] = []
     dev.observers.append(lambda ev: events.append(ev[0]))
-    push(dev, req(1, 1, src=a, dst=DDR, length=4, db=DB, db_len=0,
-                  sems=(sem(SemOp.WAIT_EQ, 1, 1, presync=True), sem(SemOp.INC, 2, 1))))
+    push(
+        dev,
+        req(
+            1,
+            1,
+            src=a,
+            dst=DDR,
+            length=4,
+            db=DB,
+            db_len=0,
+            sems=(sem(SemOp.WAIT_EQ, 1, 1, presync=True), sem(SemOp.INC, 2, 1)),
+        ),
+    )
     settle(dev)
     assert dev.blocked(0) == [(0, Stage.PRESYNC)]
     dev.nsp_sem(0, 1, SemOp.INC, 1)
@@ -619,15 +722,26 @@ def test_enabled_is_deterministic_and_step_checks() -> None:
 # -- workloads ---------------------------------------------------------------------
 
 
-def _protocol_req(req_id: int, d: int, src: int, dst: int, length: int, sl: dict[str, Any]) -> RequestElem:
+def _protocol_req(
+    req_id: int, d: int, src: int, dst: int, length: int, sl: dict[str, Any]
+) -> RequestElem:
     def word(s: dict[str, int]) -> int:
         return arith.sem_encode(s["val"], s["index"], s["presync"], s["cmd"], s["flags"])
 
-    return RequestElem(req_id=req_id, pcie_dma_cmd=CMD_BULK | CMD_COMPLETION | d,
-                       pcie_dma_source_addr=src, pcie_dma_dest_addr=dst, pcie_dma_len=length,
-                       doorbell_addr=sl["db_addr"], doorbell_attr=DB_WRITE, doorbell_data=1,
-                       sem_cmd0=word(sl["sem0"]), sem_cmd1=word(sl["sem1"]),
-                       sem_cmd2=word(sl["sem2"]), sem_cmd3=word(sl["sem3"]))
+    return RequestElem(
+        req_id=req_id,
+        pcie_dma_cmd=CMD_BULK | CMD_COMPLETION | d,
+        pcie_dma_source_addr=src,
+        pcie_dma_dest_addr=dst,
+        pcie_dma_len=length,
+        doorbell_addr=sl["db_addr"],
+        doorbell_attr=DB_WRITE,
+        doorbell_data=1,
+        sem_cmd0=word(sl["sem0"]),
+        sem_cmd1=word(sl["sem1"]),
+        sem_cmd2=word(sl["sem2"]),
+        sem_cmd3=word(sl["sem3"]),
+    )
 
 
 @given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 6))
@@ -640,7 +754,9 @@ def test_echo_workload_returns_the_input_pipelined(seed: int, k: int) -> None:
     for i in range(k):
         dev.host_mem.write(ins[i], bytes([i + 1]) * 32)
         elems.append(_protocol_req(2 * i, 1, ins[i], DDR, 32, input_slice(0, last=True)))
-        elems.append(_protocol_req(2 * i + 1, 2, DDR + 0x1000, outs[i], 32, output_slice(1, last=True)))
+        elems.append(
+            _protocol_req(2 * i + 1, 2, DDR + 0x1000, outs[i], 32, output_slice(1, last=True))
+        )
     push(dev, *elems)
     run([dev, w], RandomScheduler(seed), 100_000)
     assert w.completed == k and w.phase is Phase.FINISHED
@@ -653,22 +769,34 @@ def test_echo_workload_returns_the_input_pipelined(seed: int, k: int) -> None:
 def test_compiler_protocol_with_several_nsps_and_buffers() -> None:
     dev = make(512)
     n_in, n_out, per = 3, 2, 2
-    w = CompilerProtocolWorkload(dev, 0, n_in, n_out, in_doorbells=(0, 1), out_doorbells=(2, 3),
-                                 inferences=50)
+    w = CompilerProtocolWorkload(
+        dev, 0, n_in, n_out, in_doorbells=(0, 1), out_doorbells=(2, 3), inferences=50
+    )
     host = dev.host_mem.alloc(4096)
     elems = []
     rid = 0
     for _ in range(50):
         for j in range(per):
-            elems.append(_protocol_req(rid, 1, host, DDR + 64 * j, 64,
-                                       input_slice(j, last=j == per - 1, n_in=n_in)))
+            elems.append(
+                _protocol_req(
+                    rid, 1, host, DDR + 64 * j, 64, input_slice(j, last=j == per - 1, n_in=n_in)
+                )
+            )
             rid += 1
         for j in range(per):
-            elems.append(_protocol_req(rid, 2, DDR + 0x800 + 64 * j, host + 1024, 64,
-                                       output_slice(2 + j, last=j == per - 1, n_out=n_out)))
+            elems.append(
+                _protocol_req(
+                    rid,
+                    2,
+                    DDR + 0x800 + 64 * j,
+                    host + 1024,
+                    64,
+                    output_slice(2 + j, last=j == per - 1, n_out=n_out),
+                )
+            )
             rid += 1
     for chunk in range(0, len(elems), 100):
-        push(dev, *elems[chunk:chunk + 100])
+        push(dev, *elems[chunk : chunk + 100])
         run([dev, w], RandomScheduler(chunk))
         responses(dev, drain=True)
     assert w.completed == 50 and dev.stats.responses == 200 and dev.violations == []
@@ -688,9 +816,11 @@ def _split_slice(dev: Device, src: int, fence: bool) -> list[RequestElem]:
     carries the doorbell and, in sem_cmd0, the fence the driver adds (flags only, enable clear;
     qaic_data.c encode_reqs)."""
     word0 = arith.sem_encode(0, 0, 0, 0, 2 if fence else 0)
-    return [req(1, 1, src=src, dst=DDR, length=16, completion=False),
-            req(1, 1, src=src + 16, dst=DDR + 16, length=16, completion=False),
-            req(1, 1, src=src + 32, dst=DDR + 32, length=16, db=DB, db_len=0, sems=(word0,))]
+    return [
+        req(1, 1, src=src, dst=DDR, length=16, completion=False),
+        req(1, 1, src=src + 16, dst=DDR + 16, length=16, completion=False),
+        req(1, 1, src=src + 32, dst=DDR + 32, length=16, db=DB, db_len=0, sems=(word0,)),
+    ]
 
 
 def _doorbell_before_data(policies: dict[str, str], fence: bool, seeds: int = 40) -> bool:
@@ -733,23 +863,60 @@ def test_workload_reset_after_reactivation() -> None:
     assert w.phase is Phase.ARM_IN and dev.ch[0].sems[1] == 1
 
 
-_junk = st.one_of(st.integers(-5, 1 << 33), st.none(), st.text(max_size=3), st.floats(0, 10),
-                  st.booleans(), st.lists(st.integers(0, 3), max_size=2))
+_junk = st.one_of(
+    st.integers(-5, 1 << 33),
+    st.none(),
+    st.text(max_size=3),
+    st.floats(0, 10),
+    st.booleans(),
+    st.lists(st.integers(0, 3), max_size=2),
+)
 
 
-@given(calls=st.lists(st.tuples(st.sampled_from(
-    ["readl", "writel", "bar_read", "bar_write", "nsp_sem", "activate", "deactivate", "step",
-     "vector", "req_slot_addr", "mask", "raise_"]), st.lists(_junk, min_size=4, max_size=4)),
-    max_size=12))
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "readl",
+                    "writel",
+                    "bar_read",
+                    "bar_write",
+                    "nsp_sem",
+                    "activate",
+                    "deactivate",
+                    "step",
+                    "vector",
+                    "req_slot_addr",
+                    "mask",
+                    "raise_",
+                ]
+            ),
+            st.lists(_junk, min_size=4, max_size=4),
+        ),
+        max_size=12,
+    )
+)
 def test_any_arguments_give_a_library_error_or_work(calls: list[tuple[str, list[Any]]]) -> None:
     from qaicmodel.errors import QaicModelError
 
     dev = make()
     for name, args in calls:
         fn = {"mask": dev.intc.mask, "raise_": dev.intc.raise_}.get(name) or getattr(dev, name)
-        n = {"readl": 2, "writel": 3, "bar_read": 1, "bar_write": 2, "nsp_sem": 4,
-             "activate": 4, "deactivate": 1, "step": 1, "vector": 1, "req_slot_addr": 2,
-             "mask": 1, "raise_": 1}[name]
+        n = {
+            "readl": 2,
+            "writel": 3,
+            "bar_read": 1,
+            "bar_write": 2,
+            "nsp_sem": 4,
+            "activate": 4,
+            "deactivate": 1,
+            "step": 1,
+            "vector": 1,
+            "req_slot_addr": 2,
+            "mask": 1,
+            "raise_": 1,
+        }[name]
         try:
             fn(*args[:n])
         except QaicModelError:

@@ -117,8 +117,9 @@ class Observer:
         elem = g.consumed.get(seq)
         assert elem is not None, "I3: response for a request never consumed"
         assert seq not in g.responded, "I3: two responses for one request"
-        wanted = elem.completion or (elem.dir is Dir.ILLEGAL
-                                     and self.p["illegal-direction"] == "error-always")
+        wanted = elem.completion or (
+            elem.dir is Dir.ILLEGAL and self.p["illegal-direction"] == "error-always"
+        )
         assert wanted, "I3: response for a request that did not ask for one"
         assert rsp.req_id == elem.req_id
         raw = self.dev.host_mem.read(self.dev.ch[dbc].rsp_q + 4 * slot, 4)
@@ -136,8 +137,10 @@ class Observer:
         host_addr, dev_addr = (src, dst) if d is Dir.TO_DEV else (dst, src)
         if n != length:
             assert rec.code == CC_DMA_FAULT, "I6: short transfer without a fault code"
-            assert not self.dev.host_mem.mapped(host_addr, length) \
-                or dev_addr + length > DevMemory.LIMIT, "I6: fault on mapped memory"
+            assert (
+                not self.dev.host_mem.mapped(host_addr, length)
+                or dev_addr + length > DevMemory.LIMIT
+            ), "I6: fault on mapped memory"
             if self.p["dma-fault"] == "error":
                 assert n == 0
         if n:
@@ -157,11 +160,15 @@ def sem_words(draw: Any, clean: bool) -> int:
     if not clean and draw(st.integers(0, 9)) == 0:
         return draw(st.integers(0, 2**32 - 1))
     op = draw(st.integers(0, 6 if clean else 7))
-    return SemCmd.build(op=op, index=draw(st.integers(0, 3)), value=draw(st.integers(0, 3)),
-                        presync=draw(st.booleans()),
-                        enable=(op != 0) if clean else draw(st.integers(0, 9)) > 0,
-                        todev_fence=draw(st.integers(0, 5)) == 0,
-                        fromdev_fence=draw(st.integers(0, 5)) == 0).word
+    return SemCmd.build(
+        op=op,
+        index=draw(st.integers(0, 3)),
+        value=draw(st.integers(0, 3)),
+        presync=draw(st.booleans()),
+        enable=(op != 0) if clean else draw(st.integers(0, 9)) > 0,
+        todev_fence=draw(st.integers(0, 5)) == 0,
+        fromdev_fence=draw(st.integers(0, 5)) == 0,
+    ).word
 
 
 @st.composite
@@ -171,9 +178,12 @@ def elements(draw: Any, host_buf: int) -> RequestElem:
         return RequestElem.unpack(draw(st.binary(min_size=64, max_size=64)))
     clean = draw(st.integers(0, 3)) > 0
     d = draw(st.sampled_from([0, 1, 2, 1, 2] + ([] if clean else [3])))
-    cmd = d | (CMD_BULK if clean or draw(st.integers(0, 9)) else 0) \
-        | (CMD_COMPLETION if draw(st.booleans()) else 0) \
+    cmd = (
+        d
+        | (CMD_BULK if clean or draw(st.integers(0, 9)) else 0)
+        | (CMD_COMPLETION if draw(st.booleans()) else 0)
         | (CMD_FORCE_MSI if draw(st.integers(0, 7)) == 0 else 0)
+    )
     length = draw(st.integers(0, 48))
     hosts = [host_buf, host_buf + 100] + ([] if clean else [host_buf + 4096 - 16, 0xDEAD_0000])
     host = draw(st.sampled_from(hosts))
@@ -191,21 +201,38 @@ def elements(draw: Any, host_buf: int) -> RequestElem:
                     words[i] = w & ~(1 << 22)
                 seen = True
     words += [0] * (4 - len(words))
-    return RequestElem(req_id=draw(st.integers(0, 0xFFFF)), pcie_dma_cmd=cmd,
-                       pcie_dma_source_addr=src, pcie_dma_dest_addr=dst, pcie_dma_len=length,
-                       doorbell_addr=db_addr, doorbell_attr=db_attr,
-                       doorbell_data=draw(st.integers(0, 2**32 - 1)),
-                       sem_cmd0=words[0], sem_cmd1=words[1], sem_cmd2=words[2], sem_cmd3=words[3])
+    return RequestElem(
+        req_id=draw(st.integers(0, 0xFFFF)),
+        pcie_dma_cmd=cmd,
+        pcie_dma_source_addr=src,
+        pcie_dma_dest_addr=dst,
+        pcie_dma_len=length,
+        doorbell_addr=db_addr,
+        doorbell_attr=db_attr,
+        doorbell_data=draw(st.integers(0, 2**32 - 1)),
+        sem_cmd0=words[0],
+        sem_cmd1=words[1],
+        sem_cmd2=words[2],
+        sem_cmd3=words[3],
+    )
 
 
 def _protocol_elem(req_id: int, d: int, src: int, dst: int, sl: dict[str, Any]) -> RequestElem:
     def word(x: dict[str, int]) -> int:
         return arith.sem_encode(x["val"], x["index"], x["presync"], x["cmd"], x["flags"])
 
-    return RequestElem(req_id=req_id, pcie_dma_cmd=CMD_BULK | CMD_COMPLETION | d,
-                       pcie_dma_source_addr=src, pcie_dma_dest_addr=dst, pcie_dma_len=16,
-                       doorbell_addr=sl["db_addr"], doorbell_attr=DB_WRITE, doorbell_data=1,
-                       sem_cmd0=word(sl["sem0"]), sem_cmd1=word(sl["sem1"]))
+    return RequestElem(
+        req_id=req_id,
+        pcie_dma_cmd=CMD_BULK | CMD_COMPLETION | d,
+        pcie_dma_source_addr=src,
+        pcie_dma_dest_addr=dst,
+        pcie_dma_len=16,
+        doorbell_addr=sl["db_addr"],
+        doorbell_attr=DB_WRITE,
+        doorbell_data=1,
+        sem_cmd0=word(sl["sem0"]),
+        sem_cmd1=word(sl["sem1"]),
+    )
 
 
 class DeviceMachine(RuleBasedStateMachine):
@@ -291,9 +318,12 @@ class DeviceMachine(RuleBasedStateMachine):
         n_in = self.workload.n_in
         elems = [
             _protocol_elem(req_id, 1, self.host_buf, DDR, input_slice(0, last=False, n_in=n_in)),
-            _protocol_elem(req_id + 1, 1, self.host_buf + 16, DDR + 16,
-                           input_slice(1, last=True, n_in=n_in)),
-            _protocol_elem(req_id + 2, 2, DDR + 64, self.host_buf + 512, output_slice(2, last=True)),
+            _protocol_elem(
+                req_id + 1, 1, self.host_buf + 16, DDR + 16, input_slice(1, last=True, n_in=n_in)
+            ),
+            _protocol_elem(
+                req_id + 2, 2, DDR + 64, self.host_buf + 512, output_slice(2, last=True)
+            ),
         ]
         for e in elems:
             self.dev.host_mem.write(ch.req_q + 64 * tp, e.pack())
@@ -305,7 +335,9 @@ class DeviceMachine(RuleBasedStateMachine):
         if self.dev.ch[dbc].active:
             self._host_write(dbc, regs.RSP_HP, self.dev.readl(dbc, regs.RSP_TP))
 
-    @rule(dbc=st.integers(0, 1), index=st.integers(0, 3), op=st.integers(0, 6), val=st.integers(0, 3))
+    @rule(
+        dbc=st.integers(0, 1), index=st.integers(0, 3), op=st.integers(0, 6), val=st.integers(0, 3)
+    )
     def nsp(self, dbc: int, index: int, op: int, val: int) -> None:
         if self.dev.ch[dbc].active:
             self.dev.nsp_sem(dbc, index, op, val)
@@ -374,8 +406,12 @@ class DeviceMachine(RuleBasedStateMachine):
         s = self.dev.stats
         assert s.bytes_moved <= s.bytes_requested
         if s.dma_faults == 0:
-            in_flight = sum(r.elem.pcie_dma_len for c in self.dev.ch for r in c.inflight.values()
-                            if r.xfer and not r.dma_done)
+            in_flight = sum(
+                r.elem.pcie_dma_len
+                for c in self.dev.ch
+                for r in c.inflight.values()
+                if r.xfer and not r.dma_done
+            )
             dropped = 0  # deactivation drops in-flight transfers
             assert s.bytes_moved + in_flight + dropped <= s.bytes_requested
 
@@ -389,7 +425,8 @@ def test_device_machine(policies: Policies) -> None:
     machine = type("Machine", (DeviceMachine,), {"policies": policies})
     base = settings()
     run_state_machine_as_test(
-        machine, settings=settings(base, max_examples=max(4, base.max_examples // 4)))
+        machine, settings=settings(base, max_examples=max(4, base.max_examples // 4))
+    )
 
 
 def test_device_machine_single_msi() -> None:
@@ -430,15 +467,26 @@ class _ShortDma(Device):
         n = rec.elem.pcie_dma_len
         super()._dma(ch, rec)
         if rec.moved == n and n > 1:
-            self.dev_mem.write(rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5") \
-                if rec.dir is Dir.TO_DEV else \
-                self.host_mem.write(rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5")
-            self._emit("dma", ch.dbc, rec.seq, rec.dir, rec.elem.pcie_dma_source_addr,
-                       rec.elem.pcie_dma_dest_addr, n, n)
+            self.dev_mem.write(
+                rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5"
+            ) if rec.dir is Dir.TO_DEV else self.host_mem.write(
+                rec.elem.pcie_dma_dest_addr + n - 1, b"\xa5"
+            )
+            self._emit(
+                "dma",
+                ch.dbc,
+                rec.seq,
+                rec.dir,
+                rec.elem.pcie_dma_source_addr,
+                rec.elem.pcie_dma_dest_addr,
+                n,
+                n,
+            )
 
 
-@pytest.mark.parametrize("broken", [_TooBigRing, _MsiStorm, _Underflow, _ShortDma],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "broken", [_TooBigRing, _MsiStorm, _Underflow, _ShortDma], ids=lambda c: c.__name__
+)
 def test_machine_catches_a_broken_device(broken: type[Device]) -> None:
     """The invariants can fail: each mutant device is caught by the machine."""
 
@@ -452,6 +500,14 @@ def test_machine_catches_a_broken_device(broken: type[Device]) -> None:
             self.dev.host_mem.write(self.host_buf, bytes(range(256)) * 16)
 
     with pytest.raises(AssertionError):
-        run_state_machine_as_test(BrokenMachine, settings=settings(
-            settings(), max_examples=300, stateful_step_count=60, report_multiple_bugs=False,
-            database=None, phases=[Phase.generate]))
+        run_state_machine_as_test(
+            BrokenMachine,
+            settings=settings(
+                settings(),
+                max_examples=300,
+                stateful_step_count=60,
+                report_multiple_bugs=False,
+                database=None,
+                phases=[Phase.generate],
+            ),
+        )

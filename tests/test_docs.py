@@ -43,8 +43,9 @@ def test_the_host_protocol_worked_example_runs_under_conform(tmp_path: pathlib.P
         orig(self, *a)
 
     cls._write_full = counted
-    rep = run_conformance(cls, seed=1, episodes=1, out_dir=tmp_path,
-                          policies={"processing-order": "fifo"})
+    rep = run_conformance(
+        cls, seed=1, episodes=1, out_dir=tmp_path, policies={"processing-order": "fifo"}
+    )
     assert rep["failures"] == [], rep["failures"]
     assert calls, "the example's _write_full never ran"
 
@@ -57,14 +58,19 @@ def _schedule_section() -> str:
 def test_formats_extensions_schedule_example_runs() -> None:
     sec = _schedule_section()
     example = json.loads(sec.split("```json", 1)[1].split("```", 1)[0])
-    steps = [{"op": "open", "user": "u"},
-             {"op": "activate", "user": "u", "queue_size": 8, "as": "d"},
-             {"op": "create_bo", "user": "u", "size": 4096, "as": "b"},
-             {"op": "attach_slice", "user": "u",
-              "hdr": {"dbc_id": "d", "handle": "b", "dir": 1, "size": 4096},
-              "entries": [{"size": 4096, "dev_addr": "0x1000"}]},
-             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
-             example]
+    steps = [
+        {"op": "open", "user": "u"},
+        {"op": "activate", "user": "u", "queue_size": 8, "as": "d"},
+        {"op": "create_bo", "user": "u", "size": 4096, "as": "b"},
+        {
+            "op": "attach_slice",
+            "user": "u",
+            "hdr": {"dbc_id": "d", "handle": "b", "dir": 1, "size": 4096},
+            "entries": [{"size": 4096, "dev_addr": "0x1000"}],
+        },
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
+        example,
+    ]
     rep = run_scenario({"format": "qaicmodel-scenario/1", "steps": steps})
     assert rep.exit_code == 0, rep.first_mismatch
     assert rep.results[-1]["result"] != "schedule-diverged"

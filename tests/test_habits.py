@@ -50,27 +50,41 @@ def test_no_library_module_imports_z3_or_hypothesis() -> None:
 
 def test_importing_every_library_module_loads_neither_z3_nor_hypothesis() -> None:
     """Dynamically, in a fresh interpreter (what ``python3 -X importtime`` would show)."""
-    code = ("import importlib, sys\n"
-            f"for m in {_modules()!r}:\n"
-            "    importlib.import_module(m)\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('z3', 'hypothesis'))\n"
-            "print(len(sys.modules), bad)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
+    code = (
+        "import importlib, sys\n"
+        f"for m in {_modules()!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('z3', 'hypothesis'))\n"
+        "print(len(sys.modules), bad)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip().endswith("[]"), p.stdout
 
 
 def test_import_qaicmodel_is_cheap_and_exports_the_public_surface() -> None:
-    code = ("import sys, qaicmodel\n"
-            "print(sorted(m for m in sys.modules if m.startswith('qaicmodel')))\n"
-            "for n in qaicmodel.__all__: getattr(qaicmodel, n)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
+    code = (
+        "import sys, qaicmodel\n"
+        "print(sorted(m for m in sys.modules if m.startswith('qaicmodel')))\n"
+        "for n in qaicmodel.__all__: getattr(qaicmodel, n)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.splitlines()[0] == "['qaicmodel', 'qaicmodel.errors']"
-    for name in ("Device", "Policies", "SpecHost", "ImplHost", "check", "run_conformance",
-                 "Finding", "QaicModelError"):
+    for name in (
+        "Device",
+        "Policies",
+        "SpecHost",
+        "ImplHost",
+        "check",
+        "run_conformance",
+        "Finding",
+        "QaicModelError",
+    ):
         assert name in qaicmodel.__all__
 
 
@@ -88,9 +102,11 @@ def test_packaging_files() -> None:
     pre = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     assert "ruff-format" in pre and "mypy" in pre
     tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
-    for tool in ("ruff check qaicmodel proofs tests tools",
-                 "ruff format --check qaicmodel proofs tests tools",
-                 "mypy qaicmodel tests tools proofs"):
+    for tool in (
+        "ruff check qaicmodel proofs tests tools",
+        "ruff format --check qaicmodel proofs tests tools",
+        "mypy qaicmodel tests tools proofs",
+    ):
         assert tool in tox
 
 
@@ -104,6 +120,7 @@ def test_every_test_file_has_a_purpose() -> None:
     assert files == set(conftest.PURPOSE), files ^ set(conftest.PURPOSE)
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    markers = {ln.split(":")[0].strip() for ln in cfg["tool:pytest"]["markers"].splitlines()
-               if ln.strip()}
+    markers = {
+        ln.split(":")[0].strip() for ln in cfg["tool:pytest"]["markers"].splitlines() if ln.strip()
+    }
     assert set(conftest.PURPOSE.values()) <= markers

@@ -21,19 +21,28 @@ PAGE = 4096
 
 
 class World:
-    def __init__(self, cls: type, *, nelem: int = 16, seg: int | None = None,
-                 policies: Policies | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        cls: type,
+        *,
+        nelem: int = 16,
+        seg: int | None = None,
+        policies: Policies | None = None,
+        **kw: object,
+    ) -> None:
         self.dev = Device(policies=policies)
         self.host = cls(self.dev, sg_max_segment=seg, **kw)
         self.u = self.host.open()
         core.activate_channel(self.host, 0, self.u, nelem)
 
-    def bo(self, size: int, dir: int = 1, entries: list[uapi.SliceEntry] | None = None,
-           dbc: int = 0) -> int:
+    def bo(
+        self, size: int, dir: int = 1, entries: list[uapi.SliceEntry] | None = None, dbc: int = 0
+    ) -> int:
         h = self.host.create_bo(self.u, size)
         ents = entries if entries is not None else [uapi.SliceEntry(size=size, dev_addr=0x10000)]
-        self.host.attach_slice(self.u, uapi.AttachSliceHdr(count=len(ents), dbc_id=dbc,
-                                                           handle=h, dir=dir), ents)
+        self.host.attach_slice(
+            self.u, uapi.AttachSliceHdr(count=len(ents), dbc_id=dbc, handle=h, dir=dir), ents
+        )
         return h
 
     def run(self, n: int = 10_000) -> int:
@@ -41,8 +50,10 @@ class World:
 
     def ring(self, dbc: int = 0) -> list[RequestElem]:
         ch = self.dev.ch[dbc]
-        return [RequestElem.unpack(self.dev.host_mem.read(ch.req_q + 64 * i, 64))
-                for i in range(ch.nelem)]
+        return [
+            RequestElem.unpack(self.dev.host_mem.read(ch.req_q + 64 * i, 64))
+            for i in range(ch.nelem)
+        ]
 
 
 def errno_of(fn: object, *a: object, **kw: object) -> str:
@@ -108,10 +119,24 @@ def test_mmap_bo_checks(cls: type) -> None:
 # -- ATTACH_SLICE_BO ------------------------------------------------------------
 
 
-def attach(w: World, handle: int, entries: list[uapi.SliceEntry] | None, *, count: int | None = None,
-           dbc: int = 0, dir: int = 1, size: int = 0, user: int | None = None) -> str:
-    hdr = uapi.AttachSliceHdr(count=len(entries or []) if count is None else count, dbc_id=dbc,
-                              handle=handle, dir=dir, size=size)
+def attach(
+    w: World,
+    handle: int,
+    entries: list[uapi.SliceEntry] | None,
+    *,
+    count: int | None = None,
+    dbc: int = 0,
+    dir: int = 1,
+    size: int = 0,
+    user: int | None = None,
+) -> str:
+    hdr = uapi.AttachSliceHdr(
+        count=len(entries or []) if count is None else count,
+        dbc_id=dbc,
+        handle=handle,
+        dir=dir,
+        size=size,
+    )
     return errno_of(w.host.attach_slice, w.u if user is None else user, hdr, entries)
 
 
@@ -151,8 +176,10 @@ def test_attach_order(cls: type) -> None:
     assert attach(w, h, two) == "EINVAL"
     # ring size: 5 segments > nelem 4
     assert attach(w, h, [uapi.SliceEntry(size=5 * PAGE)]) == "ENOSPC"
-    assert attach(w, h, [uapi.SliceEntry(size=2 * PAGE), uapi.SliceEntry(size=3 * PAGE,
-                                                                          offset=PAGE)]) == "ENOSPC"
+    assert (
+        attach(w, h, [uapi.SliceEntry(size=2 * PAGE), uapi.SliceEntry(size=3 * PAGE, offset=PAGE)])
+        == "ENOSPC"
+    )
     # ownership: another client's dbc -> EINVAL (not EPERM)
     other = w.host.open()
     h2 = w.host.create_bo(other, PAGE)
@@ -160,10 +187,13 @@ def test_attach_order(cls: type) -> None:
     w.host.ssr_dbc = 0
     assert attach(w, h, ok) == "EPIPE"
     w.host.ssr_dbc = None
-    assert attach(w, h, [uapi.SliceEntry(size=4 * PAGE, offset=4 * PAGE, db_len=32,
-                                         db_addr=6)]) == "EINVAL"
-    assert attach(w, h, [uapi.SliceEntry(size=4 * PAGE, offset=4 * PAGE, db_len=8,
-                                         db_addr=3)]) == "ok"  # 8-bit doorbells: any address
+    assert (
+        attach(w, h, [uapi.SliceEntry(size=4 * PAGE, offset=4 * PAGE, db_len=32, db_addr=6)])
+        == "EINVAL"
+    )
+    assert (
+        attach(w, h, [uapi.SliceEntry(size=4 * PAGE, offset=4 * PAGE, db_len=8, db_addr=3)]) == "ok"
+    )  # 8-bit doorbells: any address
     w.host.detach_slice(w.u, h)
     assert attach(w, h, [uapi.SliceEntry(size=4 * PAGE, offset=4 * PAGE)]) == "ok"
     assert attach(w, h, ok) == "EINVAL"  # already sliced
@@ -197,19 +227,32 @@ def test_encode_reqs(cls: type) -> None:
     h = w.host.create_bo(w.u, 4 * PAGE)
     segs = w.host.bo_segments(w.u, h)
     pre = uapi.Sem(val=5, index=3, presync=1, cmd=uapi.QAIC_SEM_WAIT_EQUAL)
-    ents = [uapi.SliceEntry(size=PAGE + 100, offset=100, dev_addr=0x5000, db_addr=0x8000,
-                            db_len=16, db_data=0xABCD, sem0=uapi.Sem(val=1, cmd=2)),
-            uapi.SliceEntry(size=2 * PAGE - 100, offset=2 * PAGE, dev_addr=0x9000, sem1=pre,
-                            sem2=uapi.Sem(index=4, cmd=uapi.QAIC_SEM_INC)),
-            uapi.SliceEntry(size=0, offset=0, dev_addr=0x20000)]
+    ents = [
+        uapi.SliceEntry(
+            size=PAGE + 100,
+            offset=100,
+            dev_addr=0x5000,
+            db_addr=0x8000,
+            db_len=16,
+            db_data=0xABCD,
+            sem0=uapi.Sem(val=1, cmd=2),
+        ),
+        uapi.SliceEntry(
+            size=2 * PAGE - 100,
+            offset=2 * PAGE,
+            dev_addr=0x9000,
+            sem1=pre,
+            sem2=uapi.Sem(index=4, cmd=uapi.QAIC_SEM_INC),
+        ),
+        uapi.SliceEntry(size=0, offset=0, dev_addr=0x20000),
+    ]
     w.host.attach_slice(w.u, uapi.AttachSliceHdr(count=3, dbc_id=0, handle=h, dir=2), ents)
     w.host.execute(w.u, 0, [(h, 2)])
     r = w.ring()[:5]
     # slice 0: two elements (100..4096, 4096..4196), from-device: src = dev, dst = host
     assert [e.pcie_dma_len for e in r[:2]] == [PAGE - 100, 200]
     assert (r[0].pcie_dma_source_addr, r[0].pcie_dma_dest_addr) == (0x5000, segs[0][0] + 100)
-    assert (r[1].pcie_dma_source_addr, r[1].pcie_dma_dest_addr) == (0x5000 + PAGE - 100,
-                                                                     segs[1][0])
+    assert (r[1].pcie_dma_source_addr, r[1].pcie_dma_dest_addr) == (0x5000 + PAGE - 100, segs[1][0])
     assert r[0].pcie_dma_cmd == 0x0A and r[1].pcie_dma_cmd == 0x1A  # bulk|out (+completion)
     assert r[0].doorbell_attr == 0 and r[1].doorbell_attr == 0x81 and r[1].doorbell_addr == 0x8000
     assert r[0].sem_cmd0 == 0  # no presync: nothing on the first element
@@ -286,9 +329,10 @@ def test_partial_execute_resize_rules(cls: type) -> None:
     """Zero resize: every slice goes with no DMA; slices past the resize point go with
     no DMA; the cut slice sends first_n elements and the last one shortened."""
     w = World(cls, nelem=16, seg=PAGE)
-    ents = [uapi.SliceEntry(size=3 * PAGE, offset=0, dev_addr=0x1000),
-            uapi.SliceEntry(size=PAGE, offset=3 * PAGE, dev_addr=0x9000, db_len=32,
-                            db_addr=0x40)]
+    ents = [
+        uapi.SliceEntry(size=3 * PAGE, offset=0, dev_addr=0x1000),
+        uapi.SliceEntry(size=PAGE, offset=3 * PAGE, dev_addr=0x9000, db_len=32, db_addr=0x40),
+    ]
     h = w.bo(4 * PAGE, dir=1, entries=ents)
     w.host.partial_execute(w.u, 0, [(h, 1, PAGE + 10)])
     r = w.ring()

@@ -31,8 +31,7 @@ def test_probe_goes_online_only_for_5_0() -> None:
         with pytest.raises(IoctlError) as e:
             cp.open()
         assert e.value.name == "ENODEV"
-    cp = ControlPlane(Device(policies=Policies({"nnc-version-minor": "any-minor"})),
-                      version=(5, 3))
+    cp = ControlPlane(Device(policies=Policies({"nnc-version-minor": "any-minor"})), version=(5, 3))
     assert cp.dev_state == DevState.ONLINE
 
 
@@ -56,32 +55,37 @@ def test_bad_crc_response_is_epipe() -> None:
     real = cp.qsm.receive
 
     def corrupt(data: bytes) -> list[bytes]:
-        return [r[:4] + bytes([r[4] ^ 0]) + r[5:40] + bytes([r[40] ^ 0xFF]) + r[41:]
-                for r in real(data)]
+        return [
+            r[:4] + bytes([r[4] ^ 0]) + r[5:40] + bytes([r[40] ^ 0xFF]) + r[41:] for r in real(data)
+        ]
+
     cp.qsm.receive = corrupt  # type: ignore[method-assign]
     r = run(cp, u, manage.usr_status())
     assert r.result == "EPIPE"
 
 
-@pytest.mark.parametrize("length, count, trans, errno", [
-    (4097, 1, b"", "EINVAL"),                                  # ioctl: len > 4096
-    (8, 513, manage.usr_status(), "EINVAL"),                   # count > 512
-    (8, 0, manage.usr_status(), "EINVAL"),                     # count 0
-    (4, 1, manage.usr_status(), "EINVAL"),                     # len < 8
-    (16, 1, manage.usr_status(), "EFAULT"),                    # buffer shorter than len
-    (8, 1, struct.pack("<II", 99, 8), "EINVAL"),               # unknown type
-    (8, 1, struct.pack("<II", 12, 4), "EINVAL"),               # trans len < 8
-    (8, 1, struct.pack("<II", 12, 16), "EINVAL"),              # trans overruns len
-    (16, 1, manage.usr_status() + bytes(8), "EINVAL"),         # consumed != len
-    (12, 1, manage.usr_passthrough(bytes(4)), "EINVAL"),       # passthrough len % 8
-    (24, 1, manage.usr_activate(0), "EINVAL"),                 # queue_size 0
-    (24, 1, manage.usr_activate(8, pad=1), "EINVAL"),          # pad
-    (24, 1, manage.usr_activate(0x0F0F0F0F), "EINVAL"),        # 68 * n overflows u32
-    (16, 1, manage.usr_deactivate(16), "EINVAL"),              # dbc_id >= num_dbc
-    (16, 1, manage.usr_deactivate(0, pad=1), "EINVAL"),
-    (16, 1, manage.usr_deactivate(0), "EPERM"),                # not the owner
-    # status 24 + 4096 > 4096 -> ENOSPC is 6.12 only: tests/test_kernel_fidelity.py item 1
-])
+@pytest.mark.parametrize(
+    "length, count, trans, errno",
+    [
+        (4097, 1, b"", "EINVAL"),  # ioctl: len > 4096
+        (8, 513, manage.usr_status(), "EINVAL"),  # count > 512
+        (8, 0, manage.usr_status(), "EINVAL"),  # count 0
+        (4, 1, manage.usr_status(), "EINVAL"),  # len < 8
+        (16, 1, manage.usr_status(), "EFAULT"),  # buffer shorter than len
+        (8, 1, struct.pack("<II", 99, 8), "EINVAL"),  # unknown type
+        (8, 1, struct.pack("<II", 12, 4), "EINVAL"),  # trans len < 8
+        (8, 1, struct.pack("<II", 12, 16), "EINVAL"),  # trans overruns len
+        (16, 1, manage.usr_status() + bytes(8), "EINVAL"),  # consumed != len
+        (12, 1, manage.usr_passthrough(bytes(4)), "EINVAL"),  # passthrough len % 8
+        (24, 1, manage.usr_activate(0), "EINVAL"),  # queue_size 0
+        (24, 1, manage.usr_activate(8, pad=1), "EINVAL"),  # pad
+        (24, 1, manage.usr_activate(0x0F0F0F0F), "EINVAL"),  # 68 * n overflows u32
+        (16, 1, manage.usr_deactivate(16), "EINVAL"),  # dbc_id >= num_dbc
+        (16, 1, manage.usr_deactivate(0, pad=1), "EINVAL"),
+        (16, 1, manage.usr_deactivate(0), "EPERM"),  # not the owner
+        # status 24 + 4096 > 4096 -> ENOSPC is 6.12 only: tests/test_kernel_fidelity.py item 1
+    ],
+)
 def test_encode_errnos(length, count, trans, errno) -> None:
     cp = cp_()
     u = cp.open()
@@ -100,7 +104,9 @@ def test_activate_copy_back_and_fifo_layout() -> None:
     t, ln, status, dbc, opts = struct.unpack("<IIIIQ", r.data)
     assert (t, ln, status, opts) == (8, 24, 0, 0)
     d = cp.client.dbc[dbc]
-    assert d.in_use and d.usr is u and d.total_size == 4096 and d.nelem == 16  # round_up(68*16+256, 4K)
+    assert (
+        d.in_use and d.usr is u and d.total_size == 4096 and d.nelem == 16
+    )  # round_up(68*16+256, 4K)
     act = [nnc.decode(m) for k, m in cp.nnc_log if k == "tx"][-1].transactions[0]
     assert isinstance(act, nnc.ActivateToDev)
     assert act.rsp_q_addr == act.req_q_addr + 4096 - 64 and act.buf_len == 4096
@@ -211,14 +217,20 @@ def test_continuation_mismatch_is_einval() -> None:
             m = nnc.decode(r)
             if isinstance(m.transactions[0], nnc.DmaXferCont):
                 t = m.transactions[0]
-                r = nnc.Message((nnc.DmaXferCont(t.dma_chunk_id, 0, t.xferred_size + 1),),
-                                seq=m.seq).pack()
+                r = nnc.Message(
+                    (nnc.DmaXferCont(t.dma_chunk_id, 0, t.xferred_size + 1),), seq=m.seq
+                ).pack()
             out.append(r)
         return out
+
     cp.qsm.receive = lie  # type: ignore[method-assign]
     buf = cp.device.host_mem.alloc(4096 * 200)
-    r = run(cp, u, manage.usr_passthrough(qsm.command(qsm.Cmd.LOAD_ELF_REQ, 1, 0, 4096 * 200)),
-            manage.usr_dma_xfer(1, buf, 4096 * 200))
+    r = run(
+        cp,
+        u,
+        manage.usr_passthrough(qsm.command(qsm.Cmd.LOAD_ELF_REQ, 1, 0, 4096 * 200)),
+        manage.usr_dma_xfer(1, buf, 4096 * 200),
+    )
     assert r.result == "EINVAL"
 
 
@@ -261,6 +273,7 @@ def test_device_asking_for_continuation_forever_is_stopped() -> None:
     def cont(data: bytes) -> list[bytes]:
         seq = nnc.decode(data).seq
         return [nnc.Message((nnc.DmaXferCont(0, 0, 0),), seq=seq).pack()]
+
     cp.qsm.receive = cont  # type: ignore[method-assign]
     with pytest.raises(RemoteProtocolError) as e:
         run(cp, u, manage.usr_status())

@@ -74,8 +74,9 @@ def test_window_and_single_msi_policies() -> None:
 def test_mhi_policies() -> None:
     from qaicmodel.spec.control import mhi
 
-    amss = {c.name for c in mhi.channels_in(mhi.Ee.AMSS, policies=Policies({"mhi-ipcr":
-                                                                             "present"}))}
+    amss = {
+        c.name for c in mhi.channels_in(mhi.Ee.AMSS, policies=Policies({"mhi-ipcr": "present"}))
+    }
     assert "IPCR" in amss
     assert "QAIC_TELEMETRY" not in mhi.host_clients()
     assert "QAIC_TELEMETRY" in mhi.host_clients(Policies({"telemetry-channel": "out-of-tree"}))

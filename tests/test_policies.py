@@ -38,8 +38,12 @@ def test_pairwise_covers_every_pair_of_alternatives() -> None:
 
 def test_each_alternative_lists_every_non_default() -> None:
     got = {(pid, p[pid]) for p in each_alternative(DB_IDS) for pid in p.chosen}
-    want = {(pid, alt) for pid in DB_IDS for alt in REGISTRY[pid].alternatives
-            if alt != REGISTRY[pid].default}
+    want = {
+        (pid, alt)
+        for pid in DB_IDS
+        for alt in REGISTRY[pid].alternatives
+        if alt != REGISTRY[pid].default
+    }
     assert got == want
 
 
@@ -52,7 +56,8 @@ def _reads(pkg_dir: pathlib.Path) -> set[str]:
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
                 base = node.value
                 if (isinstance(base, ast.Name) and base.id == "p") or (
-                        isinstance(base, ast.Attribute) and base.attr == "_p"):
+                    isinstance(base, ast.Attribute) and base.attr == "_p"
+                ):
                     names.add(node.attr)
             elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name):
                 names.add(node.slice.id.lower())

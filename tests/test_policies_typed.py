@@ -24,32 +24,50 @@ PKG = pathlib.Path(qaicmodel.__file__).parent
 
 
 def _policy(**kw: object) -> Policy[Alt]:
-    base: dict[str, object] = dict(id="t-x", area="t", source="s", quote="q", question="?",
-                                   alternatives={"a-b": "one", "c": "two"}, default="a-b",
-                                   rationale="r")
+    base: dict[str, object] = dict(
+        id="t-x",
+        area="t",
+        source="s",
+        quote="q",
+        question="?",
+        alternatives={"a-b": "one", "c": "two"},
+        default="a-b",
+        rationale="r",
+    )
     base.update(kw)
     return Policy(**base)  # type: ignore[arg-type]
 
 
 def test_a_fresh_interpreter_with_only_the_policies_package_knows_every_policy() -> None:
-    code = ("import sys; from qaicmodel.spec.policies import Policies, REGISTRY; "
-            "p = Policies({'host-attach-hdr-size': 'checked', 'nnc-version-minor': 'any-minor'}); "
-            "assert p['host-attach-hdr-size'] == 'checked'; "
-            "print(sorted(REGISTRY)); "
-            "print(sorted(m for m in sys.modules if m.startswith('qaicmodel.')))")
+    code = (
+        "import sys; from qaicmodel.spec.policies import Policies, REGISTRY; "
+        "p = Policies({'host-attach-hdr-size': 'checked', 'nnc-version-minor': 'any-minor'}); "
+        "assert p['host-attach-hdr-size'] == 'checked'; "
+        "print(sorted(REGISTRY)); "
+        "print(sorted(m for m in sys.modules if m.startswith('qaicmodel.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     ids, mods = out.stdout.splitlines()
     from qaicmodel.spec.policies import board, control, dbc, host
 
-    declared = {getattr(m, n).id for m in (dbc, control, host) for n in m.__all__
-                if isinstance(getattr(m, n), Policy)} | set(board.POLICY_IDS)
+    declared = {
+        getattr(m, n).id
+        for m in (dbc, control, host)
+        for n in m.__all__
+        if isinstance(getattr(m, n), Policy)
+    } | set(board.POLICY_IDS)
     assert set(ast.literal_eval(ids)) == declared and declared <= set(REGISTRY)
     loaded = set(ast.literal_eval(mods))
-    assert loaded <= {"qaicmodel.errors", "qaicmodel.spec", "qaicmodel.spec.policies",
-                      "qaicmodel.spec.policies._base",
-                      "qaicmodel.spec.policies.dbc", "qaicmodel.spec.policies.control",
-                      "qaicmodel.spec.policies.board",
-                      "qaicmodel.spec.policies.host"}, loaded  # no model module was needed
+    assert loaded <= {
+        "qaicmodel.errors",
+        "qaicmodel.spec",
+        "qaicmodel.spec.policies",
+        "qaicmodel.spec.policies._base",
+        "qaicmodel.spec.policies.dbc",
+        "qaicmodel.spec.policies.control",
+        "qaicmodel.spec.policies.board",
+        "qaicmodel.spec.policies.host",
+    }, loaded  # no model module was needed
 
 
 def test_the_registry_is_complete_before_any_model_module_is_imported() -> None:
@@ -60,9 +78,14 @@ def test_the_registry_is_complete_before_any_model_module_is_imported() -> None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                assert node.func.id != "register" or not node.args or not (
-                    isinstance(node.args[0], ast.Call)
-                    and getattr(node.args[0].func, "id", "") == "Policy"), rel
+                assert (
+                    node.func.id != "register"
+                    or not node.args
+                    or not (
+                        isinstance(node.args[0], ast.Call)
+                        and getattr(node.args[0].func, "id", "") == "Policy"
+                    )
+                ), rel
 
 
 def test_choices_resolve_to_enum_members() -> None:
@@ -136,17 +159,23 @@ def test_every_alternative_named_in_code_exists() -> None:
     it statically in every module (the enum classes of qaicmodel.spec.policies)."""
     from qaicmodel.spec import policies
 
-    kinds = {n: v for n, v in vars(policies).items()
-             if isinstance(v, type) and issubclass(v, Alt) and v is not Alt}
+    kinds = {
+        n: v
+        for n, v in vars(policies).items()
+        if isinstance(v, type) and issubclass(v, Alt) and v is not Alt
+    }
     bad = []
     for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in kinds and not node.attr.startswith("_")
-                    and node.attr not in kinds[node.value.id].__members__
-                    and not hasattr(kinds[node.value.id], node.attr)):
-                bad.append(f"{path.relative_to(PKG)}:{node.lineno} "
-                           f"{node.value.id}.{node.attr}")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in kinds
+                and not node.attr.startswith("_")
+                and node.attr not in kinds[node.value.id].__members__
+                and not hasattr(kinds[node.value.id], node.attr)
+            ):
+                bad.append(f"{path.relative_to(PKG)}:{node.lineno} {node.value.id}.{node.attr}")
     assert not bad, bad
 
 

@@ -76,18 +76,19 @@ def _drain_all(h: Any, t: Any, budget: Any, n: Any, ops: Any) -> Any:
     return arith.ring_occupancy(h, t, n, ops)  # ignores the NUM_EVENTS budget
 
 
-def _sem_index_at_15(val: Any, index: Any, presync: Any, cmd: Any, flags: Any,
-                     ops: Any) -> Any:
+def _sem_index_at_15(val: Any, index: Any, presync: Any, cmd: Any, flags: Any, ops: Any) -> Any:
     w = arith.sem_encode(val, ops.const(0), presync, cmd, flags, ops)
     return ops.bor(w, ops.shl(ops.band(index, ops.const(0x1F)), 15))
 
 
-def _sem_valid_13_bits(val: Any, index: Any, presync: Any, cmd: Any, flags: Any, pad: Any,
-                       ops: Any) -> Any:
+def _sem_valid_13_bits(
+    val: Any, index: Any, presync: Any, cmd: Any, flags: Any, pad: Any, ops: Any
+) -> Any:
     # accepts a 13-bit value, which sem_encode silently truncates to 12
-    return ops.land(arith.sem_valid(ops.band(val, ops.const(0xFFF)), index, presync, cmd,
-                                    flags, pad, ops),
-                    ops.ule(val, ops.const(0x1FFF)))
+    return ops.land(
+        arith.sem_valid(ops.band(val, ops.const(0xFFF)), index, presync, cmd, flags, pad, ops),
+        ops.ule(val, ops.const(0x1FFF)),
+    )
 
 
 def _sem_decode_presync_21(word: Any, ops: Any) -> tuple[Any, ...]:
@@ -153,16 +154,22 @@ def _span_last_off_by_one(o: Any, s: Any, seg: Any, ops: Any) -> tuple[Any, ...]
     end = ops.add(o, eff)
     first = ops.udiv(o, seg)
     last = ops.udiv(end, seg)  # should be (end - 1) / seg
-    return (first, ops.add(ops.sub(last, first), ops.const(1)),
-            ops.sub(o, ops.mul(first, seg)), ops.sub(end, ops.mul(last, seg)))
+    return (
+        first,
+        ops.add(ops.sub(last, first), ops.const(1)),
+        ops.sub(o, ops.mul(first, seg)),
+        ops.sub(end, ops.mul(last, seg)),
+    )
 
 
 def _partial_off_by_one(resize: Any, first_len: Any, seg: Any, ops: Any) -> tuple[Any, Any]:
     r = ops.sub(resize, first_len)
     k = ops.udiv(r, seg)  # should be (r - 1) / seg
     within = ops.ule(resize, first_len)
-    return (ops.ite(within, ops.const(0), ops.add(k, ops.const(1))),
-            ops.ite(within, resize, ops.sub(r, ops.mul(k, seg))))
+    return (
+        ops.ite(within, ops.const(0), ops.add(k, ops.const(1))),
+        ops.ite(within, resize, ops.sub(r, ops.mul(k, seg))),
+    )
 
 
 MUTANTS: list[tuple[str, str, Callable[..., Any]]] = [
@@ -197,8 +204,9 @@ def test_every_proof_has_a_mutant() -> None:
     assert {m for m, _f, _g in MUTANTS} == set(MODULES)
 
 
-@pytest.mark.parametrize(("module", "fn", "mutant"), MUTANTS,
-                         ids=[f"{m}-{g.__name__}" for m, _f, g in MUTANTS])
+@pytest.mark.parametrize(
+    ("module", "fn", "mutant"), MUTANTS, ids=[f"{m}-{g.__name__}" for m, _f, g in MUTANTS]
+)
 def test_mutant_is_caught(module: str, fn: str, mutant: Callable[..., Any]) -> None:
     res = load(module).run({fn: mutant}, fail_fast=True)
     assert res.status is Status.COUNTEREXAMPLE, res.report()
@@ -225,8 +233,9 @@ def test_harness_rejects_vacuous_hypotheses() -> None:
 
 def test_harness_expected_counterexample_that_holds_is_a_failure() -> None:
     x = z3.BitVec("x", 8)
-    res = run_claims("t", "t", "t", [Claim("holds", z3.ULE(x, 255), (), {"x": x},
-                                           expect="counterexample")])
+    res = run_claims(
+        "t", "t", "t", [Claim("holds", z3.ULE(x, 255), (), {"x": x}, expect="counterexample")]
+    )
     assert not res.proved
     assert "a counterexample was expected" in res.report()
 
@@ -245,8 +254,9 @@ def test_harness_reports_values() -> None:
 def _ev(term: Any) -> Any:
     """Concrete value of a z3 term (or nested tuple/list of them) built from constants."""
     if isinstance(term, (tuple, list)):
-        return type(term)(_ev(t) for t in term) if isinstance(term, tuple) else \
-            [_ev(t) for t in term]
+        return (
+            type(term)(_ev(t) for t in term) if isinstance(term, tuple) else [_ev(t) for t in term]
+        )
     if isinstance(term, (bool, int)):
         return term
     v = z3.simplify(term)
@@ -258,12 +268,29 @@ def _ev(term: Any) -> Any:
 
 def _uint(width: int) -> st.SearchStrategy[int]:
     mask = (1 << width) - 1
-    return st.one_of(st.integers(0, mask),
-                     st.sampled_from([0, 1, 2, mask, mask - 1, 1 << (width - 1)]))
+    return st.one_of(
+        st.integers(0, mask), st.sampled_from([0, 1, 2, mask, mask - 1, 1 << (width - 1)])
+    )
 
 
-OPS_METHODS = ["const", "add", "sub", "mul", "udiv", "urem", "band", "bor", "shl", "lshr",
-               "ult", "ule", "eq", "ne", "umin", "add_overflows"]
+OPS_METHODS = [
+    "const",
+    "add",
+    "sub",
+    "mul",
+    "udiv",
+    "urem",
+    "band",
+    "bor",
+    "shl",
+    "lshr",
+    "ult",
+    "ule",
+    "eq",
+    "ne",
+    "umin",
+    "add_overflows",
+]
 
 
 @pytest.mark.parametrize("width", [16, 32, 64])
@@ -300,12 +327,24 @@ def _args(kinds: str, width: int) -> st.SearchStrategy[tuple[int, ...]]:
 
 #: every dual-typed function of arith: (name, number of int args, width of ops)
 ARITH_FUNCS: list[tuple[str, int, int]] = [
-    ("fifo_space", 3, 32), ("ring_occupancy", 3, 32), ("ring_advance", 3, 32),
-    ("wrap_split", 3, 32), ("wrap_slot", 4, 32), ("dbc_buf_size", 1, 32),
-    ("dbc_rsp_offset", 1, 32), ("sem_valid", 6, 32), ("sem_encode", 5, 32),
-    ("sem_decode", 1, 32), ("slice_in_bounds", 3, 64), ("activate_queue_size_ok", 1, 32),
-    ("page_align", 1, 64), ("req_id_next", 1, 32), ("drain_count", 4, 32),
-    ("slice_span", 3, 64), ("slice_span_ok", 3, 64), ("partial_split", 3, 64),
+    ("fifo_space", 3, 32),
+    ("ring_occupancy", 3, 32),
+    ("ring_advance", 3, 32),
+    ("wrap_split", 3, 32),
+    ("wrap_slot", 4, 32),
+    ("dbc_buf_size", 1, 32),
+    ("dbc_rsp_offset", 1, 32),
+    ("sem_valid", 6, 32),
+    ("sem_encode", 5, 32),
+    ("sem_decode", 1, 32),
+    ("slice_in_bounds", 3, 64),
+    ("activate_queue_size_ok", 1, 32),
+    ("page_align", 1, 64),
+    ("req_id_next", 1, 32),
+    ("drain_count", 4, 32),
+    ("slice_span", 3, 64),
+    ("slice_span_ok", 3, 64),
+    ("partial_split", 3, 64),
 ]
 
 
@@ -313,18 +352,26 @@ def test_arith_function_table_is_complete() -> None:
     """A new dual-typed function in arith must be added to the agreement tests."""
     import inspect
 
-    covered = {n for n, _k, _w in ARITH_FUNCS} | {"req_elem_pack", "req_elem_unpack",
-                                                    "req_elem_valid"}
-    dual = {n for n, f in vars(arith).items()
-            if inspect.isfunction(f) and "ops" in inspect.signature(f).parameters}
+    covered = {n for n, _k, _w in ARITH_FUNCS} | {
+        "req_elem_pack",
+        "req_elem_unpack",
+        "req_elem_valid",
+    }
+    dual = {
+        n
+        for n, f in vars(arith).items()
+        if inspect.isfunction(f) and "ops" in inspect.signature(f).parameters
+    }
     assert dual <= covered, sorted(dual - covered)
 
 
-@pytest.mark.parametrize(("name", "nargs", "width"), ARITH_FUNCS,
-                         ids=[n for n, _k, _w in ARITH_FUNCS])
+@pytest.mark.parametrize(
+    ("name", "nargs", "width"), ARITH_FUNCS, ids=[n for n, _k, _w in ARITH_FUNCS]
+)
 @given(data=st.data())
-def test_arith_functions_agree_int_vs_z3(name: str, nargs: int, width: int,
-                                         data: st.DataObject) -> None:
+def test_arith_functions_agree_int_vs_z3(
+    name: str, nargs: int, width: int, data: st.DataObject
+) -> None:
     fn = getattr(arith, name)
     args = data.draw(_args("x" * nargs, width), label="args")
     iops, zops = IntOps(width), Z3Ops(width)
@@ -333,14 +380,24 @@ def test_arith_functions_agree_int_vs_z3(name: str, nargs: int, width: int,
     assert got == want if not isinstance(want, list) else list(got) == want, (name, args)
 
 
-@pytest.mark.parametrize("name", ["slice_in_bounds", "slice_span", "slice_span_ok",
-                                  "partial_split", "ring_advance", "fifo_space"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "slice_in_bounds",
+        "slice_span",
+        "slice_span_ok",
+        "partial_split",
+        "ring_advance",
+        "fifo_space",
+    ],
+)
 @given(data=st.data())
 def test_arith_functions_agree_int_vs_z3int(name: str, data: st.DataObject) -> None:
     """Z3IntOps (proof 8's integer encoding of u64 wrap) computes what IntOps computes."""
     fn = getattr(arith, name)
-    width = 64 if name in ("slice_in_bounds", "slice_span", "slice_span_ok",
-                           "partial_split") else 32
+    width = (
+        64 if name in ("slice_in_bounds", "slice_span", "slice_span_ok", "partial_split") else 32
+    )
     args = data.draw(_args("xxx", width), label="args")
     want = fn(*args, ops=IntOps(width))
     zops = Z3IntOps(width)
@@ -399,19 +456,31 @@ def test_req_layout_matches_wire_dtype_and_struct() -> None:
     assert sum(s for _n, _o, s in arith.REQ_LAYOUT) == wire.REQ_SIZE
 
 
-@given(val=st.integers(0, 0xFFF), index=st.integers(0, 0x1F), presync=st.integers(0, 1),
-       cmd=st.integers(0, 6), flags=st.integers(0, 3))
-def test_sem_encode_agrees_with_wire_semcmd(val: int, index: int, presync: int, cmd: int,
-                                            flags: int) -> None:
+@given(
+    val=st.integers(0, 0xFFF),
+    index=st.integers(0, 0x1F),
+    presync=st.integers(0, 1),
+    cmd=st.integers(0, 6),
+    flags=st.integers(0, 3),
+)
+def test_sem_encode_agrees_with_wire_semcmd(
+    val: int, index: int, presync: int, cmd: int, flags: int
+) -> None:
     word = arith.sem_encode(val, index, presync, cmd, flags, U32)
     s = wire.SemCmd(word)
     assert (s.value, s.index, s.presync, int(s.op)) == (val, index, bool(presync), cmd)
     # QAIC_SEM_INSYNCFENCE (2) -> bit 30 (to-device), QAIC_SEM_OUTSYNCFENCE (1) -> bit 29
     assert (s.todev_fence, s.fromdev_fence) == (bool(flags & 2), bool(flags & 1))
     assert s.enable == (cmd != 0) and s.reserved == 0
-    built = wire.SemCmd.build(enable=cmd != 0, op=cmd, index=index, value=val,
-                              presync=bool(presync), todev_fence=bool(flags & 2),
-                              fromdev_fence=bool(flags & 1))
+    built = wire.SemCmd.build(
+        enable=cmd != 0,
+        op=cmd,
+        index=index,
+        value=val,
+        presync=bool(presync),
+        todev_fence=bool(flags & 2),
+        fromdev_fence=bool(flags & 1),
+    )
     assert built.word == word
     assert arith.sem_decode(word, U32) == (val, index, presync, cmd, flags)
 
@@ -431,8 +500,9 @@ def test_driver_constants() -> None:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proofs", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "proofs", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_summary_line() -> None:

@@ -115,14 +115,19 @@ def test_bad_fifo_layout_refused_as_parameter_error() -> None:
 def test_unknown_partition_refused_and_validate_partition() -> None:
     dev = Device()
     q = qsm.Qsm(dev)
-    m = nnc.Message.build([nnc.StatusToDev(), nnc.ValidatePartToDev(5),
-                           nnc.ValidatePartToDev(0xFFFFFFFF)], seq=3, partition_id=7,
-                          crc=False)
+    m = nnc.Message.build(
+        [nnc.StatusToDev(), nnc.ValidatePartToDev(5), nnc.ValidatePartToDev(0xFFFFFFFF)],
+        seq=3,
+        partition_id=7,
+        crc=False,
+    )
     reply = nnc.decode(q.receive(m.pack())[0])
     assert reply.seq == 3
-    assert [type(t).__name__ for t in reply.transactions] == ["StatusFromDev",
-                                                               "ValidatePartFromDev",
-                                                               "ValidatePartFromDev"]
+    assert [type(t).__name__ for t in reply.transactions] == [
+        "StatusFromDev",
+        "ValidatePartFromDev",
+        "ValidatePartFromDev",
+    ]
     assert reply.transactions[1].status != 0 and reply.transactions[2].status == 0
     assert q.violations[0].rule == "QSM-PARTITION"
 
@@ -170,21 +175,19 @@ def test_partition_isolation() -> None:
     dev = Device()
     q = qsm.Qsm(dev, partitions=(-1, 2))
     base = dev.host_mem.alloc(4096)
-    act = nnc.ActivateToDev(base, base + arith.dbc_rsp_offset(8), 8, 8,
-                            arith.dbc_buf_size(8), 0)
-    (r,) = q.receive(nnc.Message.build([act], seq=1, handle=0, partition_id=2,
-                                       crc=False).pack())
+    act = nnc.ActivateToDev(base, base + arith.dbc_rsp_offset(8), 8, 8, arith.dbc_buf_size(8), 0)
+    (r,) = q.receive(nnc.Message.build([act], seq=1, handle=0, partition_id=2, crc=False).pack())
     dbc = nnc.decode(r).transactions[0].dbc_id
     deact = nnc.Passthrough(4, qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc))
-    (r,) = q.receive(nnc.Message.build([deact], seq=2, handle=0, partition_id=-1,
-                                       crc=False).pack())
+    (r,) = q.receive(nnc.Message.build([deact], seq=2, handle=0, partition_id=-1, crc=False).pack())
     cmd, args = qsm.parse_command(nnc.decode(r).transactions[0].data)
     assert nnc.status_s32(args[0]) == qsm.St.NOT_PERMITTED and dbc in q.act
     assert q.violations[-1].rule == "QSM-ISOLATION" and q.violations[-1].partition == -1
-    (r,) = q.receive(nnc.Message.build([deact], seq=3, handle=0, partition_id=2,
-                                       crc=False).pack())
+    (r,) = q.receive(nnc.Message.build([deact], seq=3, handle=0, partition_id=2, crc=False).pack())
     assert [type(t).__name__ for t in nnc.decode(r).transactions] == [
-        "Passthrough", "DeactivateFromDev"]
+        "Passthrough",
+        "DeactivateFromDev",
+    ]
     assert dbc not in q.act and q.check() == []
 
 

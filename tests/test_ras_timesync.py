@@ -17,8 +17,10 @@ def h(text: str) -> bytes:
 
 # magic aa55, ver 2, seq 7, type 0, id 0, len 92 (0x5c); result 0, source 2 (DDR),
 # err_type 1 (UE), threshold 0, ce 0, ue 1, intr 0, syndrome 64 x 0
-RAS_UE = ("aa55 0200 07000000 00 00 5c00 00000000 02000000 01000000 00000000 00000000"
-          "01000000 00000000" + "00" * 64)
+RAS_UE = (
+    "aa55 0200 07000000 00 00 5c00 00000000 02000000 01000000 00000000 00000000"
+    "01000000 00000000" + "00" * 64
+)
 
 
 def test_ras_golden() -> None:
@@ -29,14 +31,20 @@ def test_ras_golden() -> None:
     assert ras.describe(raw)["message"]["err_type_name"] == "UE"
 
 
-@pytest.mark.parametrize("patch, rule", [
-    ((0, b"\x00\x00"), "RAS-MAGIC"), ((2, b"\x03\x00"), "RAS-VERSION"),
-    ((8, b"\x01"), "RAS-TYPE"), ((10, b"\x5b\x00"), "RAS-LEN"), ((20, b"\x03"), "RAS-ERR-TYPE"),
-])
+@pytest.mark.parametrize(
+    "patch, rule",
+    [
+        ((0, b"\x00\x00"), "RAS-MAGIC"),
+        ((2, b"\x03\x00"), "RAS-VERSION"),
+        ((8, b"\x01"), "RAS-TYPE"),
+        ((10, b"\x5b\x00"), "RAS-LEN"),
+        ((20, b"\x03"), "RAS-ERR-TYPE"),
+    ],
+)
 def test_ras_rules(patch: tuple[int, bytes], rule: str) -> None:
     raw = bytearray(h(RAS_UE))
     off, b = patch
-    raw[off:off + len(b)] = b
+    raw[off : off + len(b)] = b
     assert any(v["rule"] == rule for v in ras.describe(bytes(raw))["violations"])
     with pytest.raises(DecodeError):
         ras.decode(bytes(raw))

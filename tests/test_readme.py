@@ -21,8 +21,13 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _qaicmodel(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qaicmodel", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 def _block(after: str, lang: str) -> str:
@@ -42,7 +47,9 @@ def test_two_setup_commands() -> None:
     parts = [p.strip() for p in tests.split("&&")]
     assert parts[0] == "python3 -m pip install -q -e '.[test,proofs]'"
     assert parts[1].startswith("qaicmodel uml build") and parts[2:] == [
-        "python3 -m pytest", "python3 -m proofs"]
+        "python3 -m pytest",
+        "python3 -m proofs",
+    ]
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extras = cfg["options.extras_require"]
@@ -58,8 +65,9 @@ def test_python_example_runs_and_prints_what_it_says() -> None:
     """The example's ``print`` lines end in a comment giving their output."""
     code = _block("## Driving the device model from Python", "python")
     assert "from qaicmodel import " in code  # the public surface (qaicmodel/__init__.py)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     said = [ln.split("#", 1)[1].strip() for ln in code.splitlines() if ln.startswith("print(")]
     got = p.stdout.splitlines()
@@ -92,12 +100,14 @@ def test_every_example_command_runs_as_described() -> None:
         assert p.returncode == want, (cmd, p.returncode, p.stderr[-2000:])
         assert p.stdout.strip(), cmd
         if m and m.group(2):
-            assert re.search(rf"^line {m.group(3)} \(\w+\): {m.group(2)}:", p.stdout, re.M), \
-                (cmd, p.stdout)
+            assert re.search(rf"^line {m.group(3)} \(\w+\): {m.group(2)}:", p.stdout, re.M), (
+                cmd,
+                p.stdout,
+            )
 
 
 def test_decode_example_reports_the_rules_it_names() -> None:
-    """"illegal direction 3 and a misaligned 32-bit doorbell are reported as rules broken"."""
+    """ "illegal direction 3 and a misaligned 32-bit doorbell are reported as rules broken"."""
     m = re.search(r"qaicmodel decode request ([0-9a-f]{128})", README)
     assert m
     p = _qaicmodel("decode", "request", m.group(1), "--json")
@@ -124,9 +134,13 @@ def test_the_command_table_lists_the_real_subcommands() -> None:
 
 
 def test_conform_prints_its_seed_and_replays_exactly(tmp_path: pathlib.Path) -> None:
-    """"`qaicmodel conform` prints its seed; `--seed N --episodes M` replays a run exactly"."""
-    runs = [_qaicmodel("conform", "--seed", "3", "--episodes", "1", "--json",
-                       "--out", str(tmp_path / str(i))) for i in range(2)]
+    """ "`qaicmodel conform` prints its seed; `--seed N --episodes M` replays a run exactly"."""
+    runs = [
+        _qaicmodel(
+            "conform", "--seed", "3", "--episodes", "1", "--json", "--out", str(tmp_path / str(i))
+        )
+        for i in range(2)
+    ]
     for p in runs:
         assert p.returncode == 0, p.stderr[-2000:]
         assert "seed 3" in p.stderr

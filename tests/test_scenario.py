@@ -21,8 +21,9 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qaicmodel", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def doc(*steps: dict[str, Any], device: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,9 +39,12 @@ BO: dict[str, Any] = {"op": "create_bo", "user": "u", "size": 4096, "as": "b"}
 
 
 def attach(handle: Any = "b", dbc: Any = "d", **entry: Any) -> dict[str, Any]:
-    return {"op": "attach_slice", "user": "u",
-            "hdr": {"dbc_id": dbc, "handle": handle, "dir": 1, "size": 4096},
-            "entries": [{"size": 4096, "dev_addr": "0x1000", **entry}]}
+    return {
+        "op": "attach_slice",
+        "user": "u",
+        "hdr": {"dbc_id": dbc, "handle": handle, "dir": 1, "size": 4096},
+        "entries": [{"size": 4096, "dev_addr": "0x1000", **entry}],
+    }
 
 
 # -- examples ---------------------------------------------------------------
@@ -73,8 +77,7 @@ def test_ioctl_tour_covers_the_driver_errnos() -> None:
     path = next(p for p in EXAMPLES if p.name == "ioctl_tour.json")
     rep = run_scenario(path)
     seen = {r["result"] for r in rep.results}
-    assert {"EINVAL", "ENOENT", "EPERM", "EBUSY", "ENOSPC", "EAGAIN", "ETIMEDOUT",
-            "EBADF"} <= seen
+    assert {"EINVAL", "ENOENT", "EPERM", "EBUSY", "ENOSPC", "EAGAIN", "ETIMEDOUT", "EBADF"} <= seen
 
 
 # -- report, exit status ------------------------------------------------------------
@@ -96,13 +99,16 @@ def test_report_shape_and_return_values() -> None:
 
 
 def test_mismatch_is_exit_1_and_names_the_first_failing_step(tmp_path: Path) -> None:
-    d = doc(OPEN, ACT, dict(BO, expect="ok"), {"op": "create_bo", "user": "u", "size": 0,
-                                               "expect": "ok"},
-            {"op": "create_bo", "user": "u", "size": 0, "expect": "EINVAL"})
+    d = doc(
+        OPEN,
+        ACT,
+        dict(BO, expect="ok"),
+        {"op": "create_bo", "user": "u", "size": 0, "expect": "ok"},
+        {"op": "create_bo", "user": "u", "size": 0, "expect": "EINVAL"},
+    )
     rep = run_scenario(d)
     assert rep.exit_code == 1
-    assert rep.first_mismatch == {"step": 3, "op": "create_bo", "expect": "ok",
-                                  "result": "EINVAL"}
+    assert rep.first_mismatch == {"step": 3, "op": "create_bo", "expect": "ok", "result": "EINVAL"}
     assert len(rep.results) == 4  # the run stops at the first mismatch
     f = tmp_path / "s.json"
     f.write_text(json.dumps(d))
@@ -119,33 +125,47 @@ def test_integers_may_be_hex_strings() -> None:
 
 
 def test_names_bind_and_plain_integers_pass_bogus_handles() -> None:
-    rep = run_scenario(doc(OPEN, ACT, BO, dict(attach(handle="b"), expect="ok"),
-                              dict(attach(handle=777), expect="ENOENT")))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            ACT,
+            BO,
+            dict(attach(handle="b"), expect="ok"),
+            dict(attach(handle=777), expect="ENOENT"),
+        )
+    )
     assert rep.exit_code == 0, rep.first_mismatch
 
 
 def test_closed_user_answers_ebadf() -> None:
-    rep = run_scenario(doc(OPEN, {"op": "close", "user": "u"},
-                              dict(BO, expect="EBADF")))
+    rep = run_scenario(doc(OPEN, {"op": "close", "user": "u"}, dict(BO, expect="EBADF")))
     assert rep.exit_code == 0, rep.first_mismatch
 
 
 def test_wait_times_out_when_nothing_can_complete_the_bo() -> None:
     gate = {"cmd": 4, "index": 9, "val": 3, "presync": 1}
-    steps = [OPEN, ACT, BO, attach(sem0=gate),
-             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
-             {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ETIMEDOUT"},
-             {"op": "nsp", "dbc_id": "d", "sem": {"index": 9, "cmd": 1, "val": 3}},
-             {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ok"}]
+    steps = [
+        OPEN,
+        ACT,
+        BO,
+        attach(sem0=gate),
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
+        {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ETIMEDOUT"},
+        {"op": "nsp", "dbc_id": "d", "sem": {"index": 9, "cmd": 1, "val": 3}},
+        {"op": "wait", "user": "u", "dbc_id": "d", "handle": "b", "expect": "ok"},
+    ]
     rep = run_scenario(doc(*steps))
     assert rep.exit_code == 0, rep.first_mismatch
     assert rep.results[6]["value"] == 3
 
 
 def test_ddr_write_then_read() -> None:
-    rep = run_scenario(doc({"op": "ddr_write", "addr": "0x5000", "hex": "cafe"},
-                              {"op": "ddr_read", "addr": "0x4fff", "length": 4,
-                               "expect_hex": "00cafe00"}))
+    rep = run_scenario(
+        doc(
+            {"op": "ddr_write", "addr": "0x5000", "hex": "cafe"},
+            {"op": "ddr_read", "addr": "0x4fff", "length": 4, "expect_hex": "00cafe00"},
+        )
+    )
     assert rep.exit_code == 0 and rep.results[1]["hex"] == "00cafe00"
 
 
@@ -156,16 +176,38 @@ def test_expect_hex_difference_is_a_mismatch() -> None:
 
 
 def test_read_bo_past_the_end_is_efault() -> None:
-    rep = run_scenario(doc(OPEN, BO, {"op": "read_bo", "user": "u", "handle": "b",
-                                         "offset": 4000, "length": 200, "expect": "EFAULT"}))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            BO,
+            {
+                "op": "read_bo",
+                "user": "u",
+                "handle": "b",
+                "offset": 4000,
+                "length": 200,
+                "expect": "EFAULT",
+            },
+        )
+    )
     assert rep.exit_code == 0, rep.first_mismatch
 
 
 def test_run_with_schedule_takes_exactly_those_actions() -> None:
-    base = [OPEN, ACT, BO, attach(), {"op": "execute", "user": "u", "dbc_id": "d",
-                                      "handles": ["b"]}]
-    rep = run_scenario(doc(*base, {"op": "run", "schedule": ["device:Consume(dbc=0)"]},
-                              {"op": "dump", "dbc_id": "d"}))
+    base = [
+        OPEN,
+        ACT,
+        BO,
+        attach(),
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
+    ]
+    rep = run_scenario(
+        doc(
+            *base,
+            {"op": "run", "schedule": ["device:Consume(dbc=0)"]},
+            {"op": "dump", "dbc_id": "d"},
+        )
+    )
     assert rep.exit_code == 0, rep.first_mismatch
     assert rep.results[5]["steps"] == 1
     assert rep.results[6]["regs"]["req_hp"] == 1 and rep.results[6]["regs"]["rsp_tp"] == 0
@@ -178,23 +220,38 @@ def test_execute_threads_and_join() -> None:
     """Extension ``thread``: two ioctl threads inside EXECUTE_BO; with the reference host's
     req_lock the second waits for the first (qaic_data.c, v6.18 req_lock)."""
     bo2 = {"op": "create_bo", "user": "u", "size": 4096, "as": "c"}
-    steps = [OPEN, ACT, BO, bo2, attach(), attach(handle="c"),
-             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"], "thread": "t1"},
-             {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["c"], "thread": "t2"},
-             {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=1)"]},
-             {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=2)"]},
-             {"op": "join", "thread": "t2", "expect": "ok"},
-             {"op": "join", "thread": "t1", "expect": "ok"},
-             {"op": "wait", "user": "u", "dbc_id": "d", "handle": "c", "expect": "ok"}]
+    steps = [
+        OPEN,
+        ACT,
+        BO,
+        bo2,
+        attach(),
+        attach(handle="c"),
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"], "thread": "t1"},
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["c"], "thread": "t2"},
+        {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=1)"]},
+        {"op": "run", "schedule": ["host:HostAction(kind='exec', arg=2)"]},
+        {"op": "join", "thread": "t2", "expect": "ok"},
+        {"op": "join", "thread": "t1", "expect": "ok"},
+        {"op": "wait", "user": "u", "dbc_id": "d", "handle": "c", "expect": "ok"},
+    ]
     rep = run_scenario(doc(*steps))
     # thread 1 holds req_lock after its first phase, so thread 2 cannot move
-    assert rep.first_mismatch == {"step": 9, "op": "run", "expect": "ok",
-                                  "result": "schedule-diverged"}
+    assert rep.first_mismatch == {
+        "step": 9,
+        "op": "run",
+        "expect": "ok",
+        "result": "schedule-diverged",
+    }
     del steps[9]
     rep = run_scenario(doc(*steps))
     assert rep.exit_code == 0, rep.first_mismatch
-    failing = [OPEN, ACT, {"op": "execute", "user": "u", "dbc_id": "d", "handles": [99],
-                           "thread": "t"}, {"op": "join", "thread": "t", "expect": "ENOENT"}]
+    failing = [
+        OPEN,
+        ACT,
+        {"op": "execute", "user": "u", "dbc_id": "d", "handles": [99], "thread": "t"},
+        {"op": "join", "thread": "t", "expect": "ENOENT"},
+    ]
     assert run_scenario(doc(*failing)).exit_code == 0
     with pytest.raises(FormatError) as ei:
         parse(doc({"op": "join", "thread": "nobody"}))
@@ -202,9 +259,17 @@ def test_execute_threads_and_join() -> None:
 
 
 def test_run_reports_quiescence_and_device_steps() -> None:
-    rep = run_scenario(doc(OPEN, ACT, BO, attach(),
-                              {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
-                              {"op": "run"}, {"op": "dump", "dbc_id": "d"}))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            ACT,
+            BO,
+            attach(),
+            {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
+            {"op": "run"},
+            {"op": "dump", "dbc_id": "d"},
+        )
+    )
     run = rep.results[5]
     assert run["quiescent"] is True and run["device_steps"] > 0
     assert "stranded" not in run
@@ -213,34 +278,64 @@ def test_run_reports_quiescence_and_device_steps() -> None:
 
 
 def test_run_max_steps_bounds_the_run() -> None:
-    rep = run_scenario(doc(OPEN, ACT, BO, attach(),
-                              {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
-                              {"op": "run", "max_steps": 2}))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            ACT,
+            BO,
+            attach(),
+            {"op": "execute", "user": "u", "dbc_id": "d", "handles": ["b"]},
+            {"op": "run", "max_steps": 2},
+        )
+    )
     assert rep.results[5]["steps"] == 2 and rep.results[5]["quiescent"] is False
 
 
 def test_device_policies_reach_the_device() -> None:
-    rep = run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
-                                          "sem": {"index": 0, "cmd": 2, "val": 5}},
-                              device={"policies": {"sem-inc-amount": "by-value"}}))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            ACT,
+            {"op": "nsp", "dbc_id": "d", "sem": {"index": 0, "cmd": 2, "val": 5}},
+            device={"policies": {"sem-inc-amount": "by-value"}},
+        )
+    )
     assert rep.results[2]["value"] == 5
-    rep = run_scenario(doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d",
-                                          "sem": {"index": 0, "cmd": 2, "val": 5}}))
+    rep = run_scenario(
+        doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d", "sem": {"index": 0, "cmd": 2, "val": 5}})
+    )
     assert rep.results[2]["value"] == 1
 
 
 def test_ssr_runs_the_stages(tmp_path: Path) -> None:
     """The ssr step goes through the control plane (qaicmodel.spec.control.plane, issue #4)."""
-    rep = run_scenario(doc(OPEN, ACT, {"op": "ssr", "dbc_id": "d"},
-                              {"op": "deactivate", "user": "u", "dbc_id": "d",
-                               "expect": "EPERM"}))
+    rep = run_scenario(
+        doc(
+            OPEN,
+            ACT,
+            {"op": "ssr", "dbc_id": "d"},
+            {"op": "deactivate", "user": "u", "dbc_id": "d", "expect": "EPERM"},
+        )
+    )
     assert [r["result"] for r in rep.results][-2:] == ["ok", "EPERM"]
 
 
 def test_host_option_selects_the_host() -> None:
-    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host.reference:SpecHost",
-                 "--json"]) == 0
-    assert main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host.reference:NoSuch"]) == 2
+    assert (
+        main(
+            [
+                "scenario",
+                str(EXAMPLES[0]),
+                "--host",
+                "qaicmodel.spec.host.reference:SpecHost",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["scenario", str(EXAMPLES[0]), "--host", "qaicmodel.spec.host.reference:NoSuch"]) == 2
+    )
     assert main(["scenario", str(EXAMPLES[0]), "--host", "nocolon"]) == 2
 
 
@@ -253,7 +348,7 @@ MALFORMED = [
     (doc({"op": "frobnicate"}), "steps[0].op"),
     (doc(OPEN, {"op": "create_bo", "user": "u"}), "steps[1].size"),
     (doc(OPEN, {"op": "create_bo", "user": "u", "size": -1}), "steps[1].size"),
-    (doc(OPEN, {"op": "create_bo", "user": "u", "size": 2 ** 64}), "steps[1].size"),
+    (doc(OPEN, {"op": "create_bo", "user": "u", "size": 2**64}), "steps[1].size"),
     (doc(OPEN, {"op": "create_bo", "user": "u", "size": "12"}), "steps[1].size"),
     (doc(OPEN, {"op": "create_bo", "user": "u", "size": 4096, "colour": 1}), "steps[1].colour"),
     (doc(OPEN, {"op": "create_bo", "user": "u", "size": 1.5}), "steps[1].size"),
@@ -264,15 +359,24 @@ MALFORMED = [
     (doc(OPEN, dict(BO, expect="EWHATEVER")), "steps[1].expect"),
     (doc(OPEN, dict(BO, expect="ok", note=3)), "steps[1].note"),
     (doc(OPEN, {"op": "close", "user": "u", "as": "x"}), "steps[1].as"),
-    (doc(OPEN, ACT, BO, dict(attach(), hdr={"count": 2, "dbc_id": "d", "handle": "b",
-                                            "dir": 1, "size": 4096})), "steps[3].hdr.count"),
+    (
+        doc(
+            OPEN,
+            ACT,
+            BO,
+            dict(attach(), hdr={"count": 2, "dbc_id": "d", "handle": "b", "dir": 1, "size": 4096}),
+        ),
+        "steps[3].hdr.count",
+    ),
     (doc(OPEN, ACT, BO, attach(sem0={"cmd": 256})), "steps[3].entries[0].sem0.cmd"),
     (doc(OPEN, ACT, BO, attach(sem0={"bogus": 1})), "steps[3].entries[0].sem0.bogus"),
-    (doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d", "sem": {"index": 32, "cmd": 1}}),
-     "steps[2].sem.index"),
+    (
+        doc(OPEN, ACT, {"op": "nsp", "dbc_id": "d", "sem": {"index": 32, "cmd": 1}}),
+        "steps[2].sem.index",
+    ),
     (doc({"op": "dump", "dbc_id": 16}), "steps[0].dbc_id"),
     (doc({"op": "run", "schedule": [3]}), "steps[0].schedule[0]"),
-    (doc({"op": "ddr_read", "addr": 0, "length": 2 ** 30}), "steps[0].length"),
+    (doc({"op": "ddr_read", "addr": 0, "length": 2**30}), "steps[0].length"),
     (doc({"op": "ddr_write", "addr": 0, "hex": "abc"}), "steps[0].hex"),
     (doc(device={"num_dbc": 17}), "device.num_dbc"),
     (doc(device={"family": "aic9000"}), "device.family"),
@@ -293,15 +397,19 @@ def test_malformed_is_format_error_naming_the_field(bad: dict[str, Any], where: 
 
 
 def test_binding_from_a_failed_step_is_a_format_error_at_run_time() -> None:
-    d = doc(OPEN, {"op": "create_bo", "user": "u", "size": 0, "as": "b"},
-            {"op": "detach_slice", "user": "u", "handle": "b"})
+    d = doc(
+        OPEN,
+        {"op": "create_bo", "user": "u", "size": 0, "as": "b"},
+        {"op": "detach_slice", "user": "u", "handle": "b"},
+    )
     with pytest.raises(FormatError) as ei:
         run_scenario(d)
     assert ei.value.where == "steps[2].handle"
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[]", b'{"format": NaN}',
-                                     b"1" * 5000])
+@pytest.mark.parametrize(
+    "content", [b"", b"{", b"\xff\xfe", b"[]", b'{"format": NaN}', b"1" * 5000]
+)
 def test_malformed_file_is_exit_2_one_line(tmp_path: Path, content: bytes) -> None:
     f = tmp_path / "bad.json"
     f.write_bytes(content)

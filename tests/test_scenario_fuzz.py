@@ -15,19 +15,39 @@ from hypothesis import strategies as st
 from qaicmodel.errors import FormatError
 from qaicmodel.scenario.format import FORMAT, OPS, Scenario, load, parse
 
-_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) \
-    | st.floats(allow_nan=False) | st.text(max_size=12) \
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
     | st.sampled_from(["0x10", "0xffffffffffffffffff", "h", "u1", "ok", "EINVAL", "echo"])
-_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(st.text(max_size=8) | st.sampled_from(
-                         ["op", "user", "dbc_id", "handle", "hdr", "entries", "sem0", "as"]),
-                         inner, max_size=4), max_leaves=20)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8)
+            | st.sampled_from(["op", "user", "dbc_id", "handle", "hdr", "entries", "sem0", "as"]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
 
-_field_values = st.one_of(_scalars, st.lists(_scalars, max_size=3),
-                          st.dictionaries(st.sampled_from(["count", "dbc_id", "handle", "dir",
-                                                           "size", "index", "cmd", "val",
-                                                           "kind", "in_addr"]),
-                                          _scalars, max_size=4))
+_field_values = st.one_of(
+    _scalars,
+    st.lists(_scalars, max_size=3),
+    st.dictionaries(
+        st.sampled_from(
+            ["count", "dbc_id", "handle", "dir", "size", "index", "cmd", "val", "kind", "in_addr"]
+        ),
+        _scalars,
+        max_size=4,
+    ),
+)
 
 
 @st.composite
@@ -43,9 +63,23 @@ def _near_valid(draw: st.DrawFn) -> dict:
         steps.append(step)
     doc: dict[str, Any] = {"format": FORMAT, "steps": steps}
     if draw(st.booleans()):
-        doc["device"] = draw(st.dictionaries(
-            st.sampled_from(["family", "num_dbc", "single_msi", "datapath_polling",
-                             "sg_max_segment", "policies", "x"]), _field_values, max_size=3))
+        doc["device"] = draw(
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "family",
+                        "num_dbc",
+                        "single_msi",
+                        "datapath_polling",
+                        "sg_max_segment",
+                        "policies",
+                        "x",
+                    ]
+                ),
+                _field_values,
+                max_size=3,
+            )
+        )
     return doc
 
 

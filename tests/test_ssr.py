@@ -25,17 +25,22 @@ GOLDEN = [
     # SSR_EVENT_RSP (0x200) NACK (0x1)
     ("00020000 10000000 03000000 01000000", ssr.SsrMsg(Cmd.SSR_EVENT_RSP, 3, {"event": 1})),
     # DEBUG_TRANSFER_INFO (0x1) len 32: resv, tbl_addr 0x1000, tbl_len 128
-    ("01000000 20000000 02000000 00000000 0010000000000000 8000000000000000",
-     ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 2, {"tbl_addr": 0x1000, "tbl_len": 128})),
+    (
+        "01000000 20000000 02000000 00000000 0010000000000000 8000000000000000",
+        ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 2, {"tbl_addr": 0x1000, "tbl_len": 128}),
+    ),
     # DEBUG_TRANSFER_INFO_RSP (0x2) ret 1 (NACK)
-    ("02000000 10000000 02000000 01000000",
-     ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, 2, {"ret": 1})),
+    ("02000000 10000000 02000000 01000000", ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, 2, {"ret": 1})),
     # MEMORY_READ (0x4) len 32: addr 0x2000 len 64
-    ("04000000 20000000 02000000 00000000 0020000000000000 4000000000000000",
-     ssr.SsrMsg(Cmd.MEMORY_READ, 2, {"addr": 0x2000, "len": 64})),
+    (
+        "04000000 20000000 02000000 00000000 0020000000000000 4000000000000000",
+        ssr.SsrMsg(Cmd.MEMORY_READ, 2, {"addr": 0x2000, "len": 64}),
+    ),
     # MEMORY_READ_RSP (0x8) len 20: 4 data bytes
-    ("08000000 14000000 02000000 00000000 deadbeef",
-     ssr.SsrMsg(Cmd.MEMORY_READ_RSP, 2, {}, h("deadbeef"))),
+    (
+        "08000000 14000000 02000000 00000000 deadbeef",
+        ssr.SsrMsg(Cmd.MEMORY_READ_RSP, 2, {}, h("deadbeef")),
+    ),
     # DEBUG_TRANSFER_DONE (0x10), DEBUG_TRANSFER_DONE_RSP (0x20) ret 0
     ("10000000 10000000 02000000 00000000", ssr.SsrMsg(Cmd.DEBUG_TRANSFER_DONE, 2)),
     ("20000000 10000000 02000000 00000000", ssr.SsrMsg(Cmd.DEBUG_TRANSFER_DONE_RSP, 2)),
@@ -50,15 +55,17 @@ def test_golden(text: str, msg: ssr.SsrMsg) -> None:
     assert ssr.describe(raw)["violations"] == []
 
 
-@pytest.mark.parametrize("raw, rule", [
-    (h("00010000 10000000"), "SSR-SHORT"),
-    (h("00040000 10000000 03000000 02000000"), "SSR-CMD"),
-    (h("00010000 11000000 03000000 02000000"), "SSR-LEN"),
-    (h("00010000 10000000 10000000 02000000"), "SSR-DBC"),
-    (h("00010000 10000000 03000000 01000000"), "SSR-EVENT"),
-    (h("01000000 20000000 02000000 00000000 0010000000000000 4100000000000000"),
-     "SSR-TBL-LEN"),
-])
+@pytest.mark.parametrize(
+    "raw, rule",
+    [
+        (h("00010000 10000000"), "SSR-SHORT"),
+        (h("00040000 10000000 03000000 02000000"), "SSR-CMD"),
+        (h("00010000 11000000 03000000 02000000"), "SSR-LEN"),
+        (h("00010000 10000000 10000000 02000000"), "SSR-DBC"),
+        (h("00010000 10000000 03000000 01000000"), "SSR-EVENT"),
+        (h("01000000 20000000 02000000 00000000 0010000000000000 4100000000000000"), "SSR-TBL-LEN"),
+    ],
+)
 def test_rules(raw: bytes, rule: str) -> None:
     assert any(v["rule"] == rule for v in ssr.describe(raw)["violations"])
     with pytest.raises(DecodeError):
@@ -87,12 +94,21 @@ def test_stages_in_order_host_never_reactivates() -> None:
     u = cp.open("uid-a")
     d0, d1 = cp.activate(u, 8), cp.activate(u, 8)
     events = cp.ssr(d0)
-    assert events == [Event.BEFORE_SHUTDOWN, Event.AFTER_SHUTDOWN, Event.BEFORE_POWER_UP,
-                      Event.AFTER_POWER_UP]
+    assert events == [
+        Event.BEFORE_SHUTDOWN,
+        Event.AFTER_SHUTDOWN,
+        Event.BEFORE_POWER_UP,
+        Event.AFTER_POWER_UP,
+    ]
     states = [s for d, s in cp.state_log if d == d0]
-    assert states[-6:] == [DbcState.ASSIGNED, DbcState.BEFORE_SHUTDOWN,
-                           DbcState.AFTER_SHUTDOWN, DbcState.BEFORE_POWER_UP,
-                           DbcState.AFTER_POWER_UP, DbcState.IDLE]
+    assert states[-6:] == [
+        DbcState.ASSIGNED,
+        DbcState.BEFORE_SHUTDOWN,
+        DbcState.AFTER_SHUTDOWN,
+        DbcState.BEFORE_POWER_UP,
+        DbcState.AFTER_POWER_UP,
+        DbcState.IDLE,
+    ]
     # host replies echo each event
     tx = [ssr.decode(m) for k, m in cp.ssr_log if k == "tx"]
     assert [m["event"] for m in tx] == [2, 4, 8, 16]
@@ -119,7 +135,7 @@ def test_crashdump_collected() -> None:
     dump = cp.host_ssr.coredumps[0]
     magic, ver, size, tbl_len = struct.unpack_from("<QQQQ", dump)
     assert (magic, ver, tbl_len, size) == (0x1234567890ABCDEF, 1, 64, len(dump))
-    assert dump[32 + 64:] == bytes(range(256))
+    assert dump[32 + 64 :] == bytes(range(256))
     assert cp.dbc_state(d) == DbcState.IDLE and cp.check() == []
 
 
@@ -138,9 +154,13 @@ def test_after_power_up_during_dump_resets() -> None:
     taken for a bad MEMORY_READ_RSP -> SoC reset, not a NACK (issue #14 item 3; the NACK
     case, after DEBUG_TRANSFER_DONE, is in test_kernel_fidelity)."""
     resets: list[int] = []
-    h_ = ssr.HostSsr(num_dbc=16, release=lambda d: None, set_state=lambda d, s: None,
-                     get_state=lambda d: DbcState.BEFORE_POWER_UP,
-                     soc_reset=lambda: resets.append(1))
+    h_ = ssr.HostSsr(
+        num_dbc=16,
+        release=lambda d: None,
+        set_state=lambda d, s: None,
+        get_state=lambda d: DbcState.BEFORE_POWER_UP,
+        soc_reset=lambda: resets.append(1),
+    )
     info = ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 1, {"tbl_addr": 0, "tbl_len": 64})
     h_.ssr_dbc = 1
     out = h_.on_message(info.pack())
@@ -150,8 +170,9 @@ def test_after_power_up_during_dump_resets() -> None:
 
 
 def test_bad_dump_response_resets_the_soc() -> None:
-    cp = ControlPlane(Device(policies=Policies({"ssr-crashdump": "offer",
-                                                "ssr-unknown-dump-dbc": "zero"})))
+    cp = ControlPlane(
+        Device(policies=Policies({"ssr-crashdump": "offer", "ssr-unknown-dump-dbc": "zero"}))
+    )
     u = cp.open()
     cp.activate(u, 8)
     d = cp.activate(u, 8)  # dbc 1: a reply naming dbc 0 is wrong
@@ -164,9 +185,13 @@ def test_bad_dump_response_resets_the_soc() -> None:
 
 def test_unknown_event_echoed_and_oversize_dropped() -> None:
     seen: list[tuple[int, DbcState]] = []
-    h_ = ssr.HostSsr(num_dbc=16, release=lambda d: None,
-                     set_state=lambda d, s: seen.append((d, s)),
-                     get_state=lambda d: DbcState.IDLE, soc_reset=lambda: None)
+    h_ = ssr.HostSsr(
+        num_dbc=16,
+        release=lambda d: None,
+        set_state=lambda d, s: seen.append((d, s)),
+        get_state=lambda d: DbcState.IDLE,
+        soc_reset=lambda: None,
+    )
     (r,) = h_.on_message(ssr.event(2, 0x40).pack())
     assert ssr.parse(r)[0]["event"] == 0x40 and seen == []  # type: ignore[index]
     assert h_.on_message(ssr.event(2, 2).pack() + bytes(20)) == []  # > 32 bytes
@@ -192,19 +217,27 @@ def test_scenario_ssr_step_userspace_view() -> None:
 
     from qaicmodel.scenario.runner import run_scenario
 
-    ex = json.loads((Path(__file__).resolve().parents[1] / "examples" /
-                     "echo_inference.json").read_text())
+    ex = json.loads(
+        (Path(__file__).resolve().parents[1] / "examples" / "echo_inference.json").read_text()
+    )
     steps = ex["steps"][:8]
     attach = {k: v for k, v in ex["steps"][5].items() if k != "expect"}
-    steps += [{"op": "ssr", "dbc_id": "dbc"},
-              {"op": "wait", "user": "app", "dbc_id": "dbc", "handle": "output",
-               "timeout_ms": 10, "expect": "EPERM"},
-              {"op": "execute", "user": "app", "dbc_id": "dbc", "handles": ["input"],
-               "expect": "EPERM"},
-              dict(attach, expect="EINVAL"),
-              {"op": "activate", "user": "app", "queue_size": 16, "as": "dbc2"},
-              dict(attach, hdr=dict(attach["hdr"], dbc_id="dbc2"), expect="ok"),
-              {"op": "close", "user": "app"}]
+    steps += [
+        {"op": "ssr", "dbc_id": "dbc"},
+        {
+            "op": "wait",
+            "user": "app",
+            "dbc_id": "dbc",
+            "handle": "output",
+            "timeout_ms": 10,
+            "expect": "EPERM",
+        },
+        {"op": "execute", "user": "app", "dbc_id": "dbc", "handles": ["input"], "expect": "EPERM"},
+        dict(attach, expect="EINVAL"),
+        {"op": "activate", "user": "app", "queue_size": 16, "as": "dbc2"},
+        dict(attach, hdr=dict(attach["hdr"], dbc_id="dbc2"), expect="ok"),
+        {"op": "close", "user": "app"},
+    ]
     rep = run_scenario(dict(ex, steps=steps))
     assert rep.first_mismatch is None, rep.results
     assert [r["result"] for r in rep.results][8] == "ok"
@@ -221,6 +254,7 @@ def test_trace_events_decode() -> None:
         raw = bytes.fromhex(e["hex"])
         if e["ev"].startswith("nnc"):
             from qaicmodel.spec.control import nnc
+
             assert nnc.describe(raw)["violations"] == []
         else:
             assert ssr.describe(raw)["violations"] == []
@@ -237,6 +271,8 @@ def test_device_side_reports_host_replies_as_findings() -> None:
     assert d.on_host(reply) == []  # a dump read while no dump is going on
     rules = [v.rule for v in d.violations]
     assert rules == ["SSR-HOST-MALFORMED", "SSR-HOST-UNPROMPTED"], d.violations
-    assert all(isinstance(v, Finding) and v.source and str(v).startswith(v.rule + ": ")
-               for v in d.violations)
+    assert all(
+        isinstance(v, Finding) and v.source and str(v).startswith(v.rule + ": ")
+        for v in d.violations
+    )
     assert d.violations[1].where == {"stage": ssr.DevStage.ACK_BEFORE_SHUTDOWN.value}

@@ -13,10 +13,21 @@ from qaicmodel.errors import ArgumentError, DecodeError
 from qaicmodel.spec.host import uapi
 
 SIZES = {
-    uapi.CreateBo: 16, uapi.MmapBo: 16, uapi.Sem: 8, uapi.SliceEntry: 72,
-    uapi.AttachSliceHdr: 24, uapi.AttachSlice: 32, uapi.ExecuteEntry: 8,
-    uapi.PartialExecuteEntry: 16, uapi.ExecuteHdr: 8, uapi.Execute: 16, uapi.Wait: 16,
-    uapi.PerfStatsHdr: 8, uapi.PerfStats: 16, uapi.PerfStatsEntry: 24, uapi.DetachSlice: 8,
+    uapi.CreateBo: 16,
+    uapi.MmapBo: 16,
+    uapi.Sem: 8,
+    uapi.SliceEntry: 72,
+    uapi.AttachSliceHdr: 24,
+    uapi.AttachSlice: 32,
+    uapi.ExecuteEntry: 8,
+    uapi.PartialExecuteEntry: 16,
+    uapi.ExecuteHdr: 8,
+    uapi.Execute: 16,
+    uapi.Wait: 16,
+    uapi.PerfStatsHdr: 8,
+    uapi.PerfStats: 16,
+    uapi.PerfStatsEntry: 24,
+    uapi.DetachSlice: 8,
 }
 
 
@@ -51,8 +62,16 @@ def test_unpack_non_bytes_is_decode_error(x: object) -> None:
 
 def test_field_offsets_slice_entry() -> None:
     """Offsets of qaic_attach_slice_entry (control-path.md §3.3)."""
-    e = uapi.SliceEntry(size=0x1111, sem0=uapi.Sem(val=0x22), sem3=uapi.Sem(pad=0x3333),
-                        dev_addr=0x44, db_addr=0x55, db_data=0x66, db_len=0x77, offset=0x88)
+    e = uapi.SliceEntry(
+        size=0x1111,
+        sem0=uapi.Sem(val=0x22),
+        sem3=uapi.Sem(pad=0x3333),
+        dev_addr=0x44,
+        db_addr=0x55,
+        db_data=0x66,
+        db_len=0x77,
+        offset=0x88,
+    )
     raw = e.pack()
     assert struct.unpack_from("<Q", raw, 0)[0] == 0x1111
     assert struct.unpack_from("<H", raw, 8)[0] == 0x22
@@ -62,20 +81,30 @@ def test_field_offsets_slice_entry() -> None:
 
 
 def test_field_offsets_small_structs() -> None:
-    assert uapi.Sem(val=0x0102, index=3, presync=4, cmd=5, flags=6, pad=0x0708).pack() == \
-        bytes([2, 1, 3, 4, 5, 6, 8, 7])
-    assert uapi.Wait(handle=1, timeout=2, dbc_id=3, pad=4).pack() == struct.pack("<IIII", 1, 2, 3, 4)
+    assert uapi.Sem(val=0x0102, index=3, presync=4, cmd=5, flags=6, pad=0x0708).pack() == bytes(
+        [2, 1, 3, 4, 5, 6, 8, 7]
+    )
+    assert uapi.Wait(handle=1, timeout=2, dbc_id=3, pad=4).pack() == struct.pack(
+        "<IIII", 1, 2, 3, 4
+    )
     assert uapi.PerfStatsHdr(count=1, pad=2, dbc_id=3).pack() == struct.pack("<HHI", 1, 2, 3)
     assert uapi.MmapBo(handle=9, offset=1 << 40).pack() == struct.pack("<IIQ", 9, 0, 1 << 40)
-    assert uapi.AttachSlice(uapi.AttachSliceHdr(count=1, size=5), data=7).pack()[24:] == \
-        struct.pack("<Q", 7)
+    assert uapi.AttachSlice(uapi.AttachSliceHdr(count=1, size=5), data=7).pack()[
+        24:
+    ] == struct.pack("<Q", 7)
 
 
-@pytest.mark.parametrize("cls,field,bits", [
-    (uapi.Sem, "val", 16), (uapi.Sem, "index", 8), (uapi.CreateBo, "size", 64),
-    (uapi.PerfStatsHdr, "count", 16), (uapi.SliceEntry, "db_len", 32),
-    (uapi.PartialExecuteEntry, "resize", 64),
-])
+@pytest.mark.parametrize(
+    "cls,field,bits",
+    [
+        (uapi.Sem, "val", 16),
+        (uapi.Sem, "index", 8),
+        (uapi.CreateBo, "size", 64),
+        (uapi.PerfStatsHdr, "count", 16),
+        (uapi.SliceEntry, "db_len", 32),
+        (uapi.PartialExecuteEntry, "resize", 64),
+    ],
+)
 def test_out_of_range_field_is_argument_error(cls: type, field: str, bits: int) -> None:
     cls(**{field: (1 << bits) - 1})
     for bad in (1 << bits, -1, 1.5, True, "1"):

@@ -23,18 +23,43 @@ from qaicmodel.spec.dbc.wire import (
 )
 
 WIDTHS = {
-    "req_id": 16, "seq_id": 8, "pcie_dma_cmd": 8, "reserved0": 32,
-    "pcie_dma_source_addr": 64, "pcie_dma_dest_addr": 64, "pcie_dma_len": 32,
-    "reserved1": 32, "doorbell_addr": 64, "doorbell_attr": 8, "reserved2": 8,
-    "reserved3": 16, "doorbell_data": 32, "sem_cmd0": 32, "sem_cmd1": 32,
-    "sem_cmd2": 32, "sem_cmd3": 32,
+    "req_id": 16,
+    "seq_id": 8,
+    "pcie_dma_cmd": 8,
+    "reserved0": 32,
+    "pcie_dma_source_addr": 64,
+    "pcie_dma_dest_addr": 64,
+    "pcie_dma_len": 32,
+    "reserved1": 32,
+    "doorbell_addr": 64,
+    "doorbell_attr": 8,
+    "reserved2": 8,
+    "reserved3": 16,
+    "doorbell_data": 32,
+    "sem_cmd0": 32,
+    "sem_cmd1": 32,
+    "sem_cmd2": 32,
+    "sem_cmd3": 32,
 }
 # byte offset of every field in struct request_elem (aic100.rst; qaic_data.c struct dbc_req)
 OFFSETS = {
-    "req_id": 0, "seq_id": 2, "pcie_dma_cmd": 3, "reserved0": 4, "pcie_dma_source_addr": 8,
-    "pcie_dma_dest_addr": 16, "pcie_dma_len": 24, "reserved1": 28, "doorbell_addr": 32,
-    "doorbell_attr": 40, "reserved2": 41, "reserved3": 42, "doorbell_data": 44,
-    "sem_cmd0": 48, "sem_cmd1": 52, "sem_cmd2": 56, "sem_cmd3": 60,
+    "req_id": 0,
+    "seq_id": 2,
+    "pcie_dma_cmd": 3,
+    "reserved0": 4,
+    "pcie_dma_source_addr": 8,
+    "pcie_dma_dest_addr": 16,
+    "pcie_dma_len": 24,
+    "reserved1": 28,
+    "doorbell_addr": 32,
+    "doorbell_attr": 40,
+    "reserved2": 41,
+    "reserved3": 42,
+    "doorbell_data": 44,
+    "sem_cmd0": 48,
+    "sem_cmd1": 52,
+    "sem_cmd2": 56,
+    "sem_cmd3": 60,
 }
 
 request_elems = st.builds(RequestElem, **{k: st.integers(0, 2**w - 1) for k, w in WIDTHS.items()})
@@ -57,9 +82,9 @@ def test_each_field_lands_at_its_offset_little_endian(name: str) -> None:
     value = (1 << width) - 2  # all ones but bit 0: catches byte order and width
     raw = RequestElem(**{name: value}).pack()
     nbytes = width // 8
-    assert raw[OFFSETS[name]:OFFSETS[name] + nbytes] == value.to_bytes(nbytes, "little")
-    assert raw[:OFFSETS[name]] == bytes(OFFSETS[name])
-    assert raw[OFFSETS[name] + nbytes:] == bytes(64 - OFFSETS[name] - nbytes)
+    assert raw[OFFSETS[name] : OFFSETS[name] + nbytes] == value.to_bytes(nbytes, "little")
+    assert raw[: OFFSETS[name]] == bytes(OFFSETS[name])
+    assert raw[OFFSETS[name] + nbytes :] == bytes(64 - OFFSETS[name] - nbytes)
 
 
 @given(request_elems)
@@ -113,8 +138,16 @@ def test_non_bytes_is_a_decode_error(bad: object) -> None:
         ResponseElem.unpack(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kw", [{"req_id": 1 << 16}, {"seq_id": -1}, {"pcie_dma_len": 1 << 32},
-                                {"sem_cmd3": True}, {"doorbell_addr": 1.0}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"req_id": 1 << 16},
+        {"seq_id": -1},
+        {"pcie_dma_len": 1 << 32},
+        {"sem_cmd3": True},
+        {"doorbell_addr": 1.0},
+    ],
+)
 def test_constructor_rejects_out_of_range(kw: dict[str, object]) -> None:
     with pytest.raises(ArgumentError):
         RequestElem(**kw)  # type: ignore[arg-type]
@@ -135,14 +168,36 @@ def test_doorbell_attr_bits() -> None:
     assert RequestElem(doorbell_attr=0x7C).reserved_set() == {"doorbell_attr": 0x7C}
 
 
-@given(value=st.integers(0, 0xFFF), index=st.integers(0, 31), op=st.integers(0, 7),
-       presync=st.booleans(), to=st.booleans(), fr=st.booleans(), en=st.booleans())
-def test_sem_cmd_fields(value: int, index: int, op: int, presync: bool, to: bool, fr: bool,
-                        en: bool) -> None:
-    s = SemCmd.build(op=op, index=index, value=value, presync=presync, todev_fence=to,
-                     fromdev_fence=fr, enable=en)
-    assert (s.value, s.index, int(s.op), s.presync, s.todev_fence, s.fromdev_fence, s.enable) == \
-        (value, index, op, presync, to, fr, en)
+@given(
+    value=st.integers(0, 0xFFF),
+    index=st.integers(0, 31),
+    op=st.integers(0, 7),
+    presync=st.booleans(),
+    to=st.booleans(),
+    fr=st.booleans(),
+    en=st.booleans(),
+)
+def test_sem_cmd_fields(
+    value: int, index: int, op: int, presync: bool, to: bool, fr: bool, en: bool
+) -> None:
+    s = SemCmd.build(
+        op=op,
+        index=index,
+        value=value,
+        presync=presync,
+        todev_fence=to,
+        fromdev_fence=fr,
+        enable=en,
+    )
+    assert (s.value, s.index, int(s.op), s.presync, s.todev_fence, s.fromdev_fence, s.enable) == (
+        value,
+        index,
+        op,
+        presync,
+        to,
+        fr,
+        en,
+    )
     assert s.reserved == 0
     if op <= 6 and en == (op != 0):
         # the driver's encoder (arith.sem_encode: bit 30 = INSYNCFENCE 2, bit 29 = OUTSYNCFENCE 1)

@@ -31,13 +31,15 @@ from qaicmodel.spec.dbc.device import Device  # noqa: E402
 
 def seeds() -> list[bytes]:
     return [
-        nnc.Message.build([nnc.ActivateToDev(1, 2, 3, 4, 5, 6),
-                           nnc.DmaXfer(1, ((1, 2), (3, 4)), 3)], seq=1).pack(),
+        nnc.Message.build(
+            [nnc.ActivateToDev(1, 2, 3, 4, 5, 6), nnc.DmaXfer(1, ((1, 2), (3, 4)), 3)], seq=1
+        ).pack(),
         nnc.Message.build([nnc.StatusFromDev(), nnc.Passthrough(3, bytes(16))], seq=2).pack(),
         nnc.Message.build([nnc.DmaXferCont(1, 0, 5)], seq=3).pack(),
         nnc.Message.build([nnc.TerminateToDev(4)], seq=4, partition_id=0).pack(),
-        nnc.Message.build([nnc.Passthrough(4, qsm.command(qsm.Cmd.DEACTIVATE_REQ, 1)),
-                           nnc.StatusToDev()], seq=5).pack(),
+        nnc.Message.build(
+            [nnc.Passthrough(4, qsm.command(qsm.Cmd.DEACTIVATE_REQ, 1)), nnc.StatusToDev()], seq=5
+        ).pack(),
         ssr.event(1, 2).pack(),
         ssr.SsrMsg(ssr.Cmd.DEBUG_TRANSFER_INFO, 1, {"tbl_addr": 9, "tbl_len": 64}).pack(),
         ssr.SsrMsg(ssr.Cmd.MEMORY_READ_RSP, 1, {}, bytes(8)).pack(),
@@ -59,13 +61,14 @@ def mutate(rng: random.Random, base: bytes) -> bytes:
         elif op == 1 and b:
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
         elif op == 2:
-            del b[rng.randrange(len(b) + 1):]
+            del b[rng.randrange(len(b) + 1) :]
         elif op == 3:
             b += rng.randbytes(rng.randrange(1, 33))
         elif op == 4 and len(b) >= 4:
             i = rng.randrange(len(b) - 3)
-            b[i:i + 4] = rng.choice([b"\0\0\0\0", b"\xff\xff\xff\xff", b"\x08\0\0\0",
-                                     b"\x10\0\0\0", rng.randbytes(4)])
+            b[i : i + 4] = rng.choice(
+                [b"\0\0\0\0", b"\xff\xff\xff\xff", b"\x08\0\0\0", b"\x10\0\0\0", rng.randbytes(4)]
+            )
         elif op == 5 and b:
             i = rng.randrange(len(b))
             b[i:i] = rng.randbytes(rng.randrange(1, 9))
@@ -82,12 +85,24 @@ def main() -> int:
     rng = random.Random(seed)
     base = seeds()
     q = qsm.Qsm(Device())
-    hs = ssr.HostSsr(num_dbc=16, release=lambda d: None, set_state=lambda d, st: None,
-                     get_state=lambda d: ssr.DbcState.BEFORE_POWER_UP, soc_reset=lambda: None)
+    hs = ssr.HostSsr(
+        num_dbc=16,
+        release=lambda d: None,
+        set_state=lambda d, st: None,
+        get_state=lambda d: ssr.DbcState.BEFORE_POWER_UP,
+        soc_reset=lambda: None,
+    )
     hr = ras.HostRas(q.policies, lambda: None)
     hsa = boot.HostSahara({1: bytes(64)})
-    strict: list[Callable[[bytes], Any]] = [nnc.decode, lambda x: nnc.decode(x, "d2h", check_crc=True), ssr.decode,
-              ras.decode, boot.decode, timesync.decode, qsm.parse_command]
+    strict: list[Callable[[bytes], Any]] = [
+        nnc.decode,
+        lambda x: nnc.decode(x, "d2h", check_crc=True),
+        ssr.decode,
+        ras.decode,
+        boot.decode,
+        timesync.decode,
+        qsm.parse_command,
+    ]
     describe = [nnc.describe, ssr.describe, ras.describe, boot.describe, timesync.describe]
     calls = decode_errors = 0
     t0 = time.monotonic()
@@ -124,8 +139,10 @@ def main() -> int:
             traceback.print_exc()
             return 1
     dt = time.monotonic() - t0
-    print(f"inputs {args.n}  decoder calls {calls}  DecodeErrors {decode_errors}  "
-          f"unexpected exceptions 0  seed {seed}  {dt:.0f}s")
+    print(
+        f"inputs {args.n}  decoder calls {calls}  DecodeErrors {decode_errors}  "
+        f"unexpected exceptions 0  seed {seed}  {dt:.0f}s"
+    )
     return 0
 
 

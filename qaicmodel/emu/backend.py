@@ -55,9 +55,16 @@ class Backend:
     guest sends its memory table.
     """
 
-    def __init__(self, board: Board, *, seed: int = 0, steps_per_turn: int = 32,
-                 config: ConfigSpace | None = None, present: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        board: Board,
+        *,
+        seed: int = 0,
+        steps_per_turn: int = 32,
+        config: ConfigSpace | None = None,
+        present: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.board = board
         self.seed = seed
         self.rng = random.Random(seed)
@@ -83,7 +90,9 @@ class Backend:
     # -- the board --------------------------------------------------------------
 
     def _on_memory(self, mem: GuestMemory) -> None:
-        self._say(f"memory table: {', '.join(f'guest {r.guest_addr:#x}+{r.size:#x}' for r in mem.table())}")
+        self._say(
+            f"memory table: {', '.join(f'guest {r.guest_addr:#x}+{r.size:#x}' for r in mem.table())}"
+        )
         self.board.attach(mem, self.pci.msi)
         self.attached = True
 
@@ -106,8 +115,11 @@ class Backend:
                 out.append(Violation(str(v[0]), str(v[1])))
             else:
                 rule = getattr(v, "rule", None)
-                out.append(Violation(str(rule), str(getattr(v, "where", v))) if rule
-                           else Violation(str(v), ""))
+                out.append(
+                    Violation(str(rule), str(getattr(v, "where", v)))
+                    if rule
+                    else Violation(str(v), "")
+                )
         return out
 
     # -- sockets ----------------------------------------------------------------
@@ -274,8 +286,9 @@ class Backend:
                 return  # and hold MSIs until a later turn (F7)
             self.pci.flush_msi()
 
-    def serve(self, until: Callable[[], bool], *, timeout: float | None = None,
-              tick: float = 0.25) -> bool:
+    def serve(
+        self, until: Callable[[], bool], *, timeout: float | None = None, tick: float = 0.25
+    ) -> bool:
         """Run turns until ``until()`` is true (True) or ``timeout`` seconds pass (False)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not until():
@@ -305,11 +318,20 @@ class Backend:
 
     def summary(self) -> dict[str, Any]:
         s = self.pci.stats
-        return {"seed": self.seed, "messages": self.messages, "turns": self.turns,
-                "steps": self.steps, "cfg_reads": s.cfg_reads, "cfg_writes": s.cfg_writes,
-                "mmio_reads": s.mmio_reads, "mmio_writes": s.mmio_writes,
-                "memsets": s.memsets, "msi_sent": s.msi_sent, "msi_dropped": s.msi_dropped,
-                "violations": [str(v) for v in self.violations]}
+        return {
+            "seed": self.seed,
+            "messages": self.messages,
+            "turns": self.turns,
+            "steps": self.steps,
+            "cfg_reads": s.cfg_reads,
+            "cfg_writes": s.cfg_writes,
+            "mmio_reads": s.mmio_reads,
+            "mmio_writes": s.mmio_writes,
+            "memsets": s.memsets,
+            "msi_sent": s.msi_sent,
+            "msi_dropped": s.msi_dropped,
+            "violations": [str(v) for v in self.violations],
+        }
 
 
 def device_arg(socket_path: str | os.PathLike[str]) -> str:

@@ -26,7 +26,6 @@ import socket
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from qaicmodel.errors import UmlError
@@ -97,26 +96,37 @@ def _board(seed: int) -> Any:
     return Board(seed=seed)
 
 
-def guest_rates(kernel: str = "7.2", *, n: int = 2000, seed: int = 0,
-                timeout: float = 120.0) -> dict[str, float]:
+def guest_rates(
+    kernel: str = "7.2", *, n: int = 2000, seed: int = 0, timeout: float = 120.0
+) -> dict[str, float]:
     """Seconds per guest config read and per debugfs ``queued`` read (2 MMIO reads)."""
     from qaicmodel.emu import runner
 
-    res = runner.run([sys.executable, "-c", _GUEST, str(n)], kernel=kernel, board=_board(seed),
-                     seed=seed, timeout=timeout, capture=True, echo=open(os.devnull, "wb"),
-                     unbind=True)
+    with open(os.devnull, "wb") as sink:
+        res = runner.run(
+            [sys.executable, "-c", _GUEST, str(n)],
+            kernel=kernel,
+            board=_board(seed),
+            seed=seed,
+            timeout=timeout,
+            capture=True,
+            echo=sink,
+            unbind=True,
+        )
     why = res.failure()
     text = res.output.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("BENCH ")), None)
     if why is not None or line is None:
-        raise UmlError(f"the guest benchmark failed: {why or text.strip()[-200:]} "
-                       f"(console {res.console})")
+        raise UmlError(
+            f"the guest benchmark failed: {why or text.strip()[-200:]} (console {res.console})"
+        )
     out: dict[str, float] = json.loads(line[6:])
     return out
 
 
-def boot_to_online(kernel: str = "7.2", *, seed: int = 0, repeat: int = 3,
-                   timeout: float = 120.0) -> float:
+def boot_to_online(
+    kernel: str = "7.2", *, seed: int = 0, repeat: int = 3, timeout: float = 120.0
+) -> float:
     """Median seconds from starting the guest to the QSM's first status answer."""
     from qaicmodel.emu import runner
 
@@ -127,19 +137,39 @@ def boot_to_online(kernel: str = "7.2", *, seed: int = 0, repeat: int = 3,
         online: list[float] = []
         control = board.services._control
 
-        def spy(direction: str, ch: int, data: bytes, _c: Any = control,
-                _o: list[float] = online) -> None:
+        def spy(
+            direction: str,
+            ch: int,
+            data: bytes,
+            _c: Any = control,
+            _o: list[float] = online,
+            _b: Any = board,
+        ) -> None:
             _c(direction, ch, data)
-            if direction == "d2h" and not _o and any(
-                    "Status" in n for n in board.services.control_log[-1][2]):
+            if (
+                direction == "d2h"
+                and not _o
+                and any("Status" in n for n in _b.services.control_log[-1][2])
+            ):
                 _o.append(time.monotonic())
 
         board.services._control = spy
-        res = runner.run(["true"], kernel=kernel, board=board, seed=seed + i, timeout=timeout,
-                         capture=True, echo=open(os.devnull, "wb"), unbind=True)
+        with open(os.devnull, "wb") as sink:
+            res = runner.run(
+                ["true"],
+                kernel=kernel,
+                board=board,
+                seed=seed + i,
+                timeout=timeout,
+                capture=True,
+                echo=sink,
+                unbind=True,
+            )
         if not online:
-            raise UmlError(f"the device never went online: {res.failure() or 'no status answer'}"
-                           f" (console {res.console})")
+            raise UmlError(
+                f"the device never went online: {res.failure() or 'no status answer'}"
+                f" (console {res.console})"
+            )
         times.append(online[0] - t0)
     return statistics.median(times)
 
@@ -165,16 +195,18 @@ def run(kernel: str = "7.2", *, n: int = 2000, seed: int = 0) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> str:
-    return "\n".join([
-        f"UML bridge, kernel {r['kernel']} ({r['machine']}):",
-        f"  plain socket round trip (16 B each way)      {r['socket_rtt_us']:9.1f} us",
-        f"  guest MMIO read through the real driver      {r['guest_mmio_read_us']:9.1f} us"
-        f"   ({r['guest_mmio_reads_per_s']:.0f}/s, {r['mmio_over_socket_rtt']:.1f}x the socket)",
-        f"  guest config-space read                      {r['guest_cfg_read_us']:9.1f} us"
-        f"   ({r['cfg_over_socket_rtt']:.1f}x the socket)",
-        f"  boot to online (PBL, BHI, SBL, Sahara, AMSS) {r['boot_to_online_s']:9.3f} s"
-        f"    ({r['boot_to_online_in_socket_rtts']:.0f} socket round trips)",
-    ])
+    return "\n".join(
+        [
+            f"UML bridge, kernel {r['kernel']} ({r['machine']}):",
+            f"  plain socket round trip (16 B each way)      {r['socket_rtt_us']:9.1f} us",
+            f"  guest MMIO read through the real driver      {r['guest_mmio_read_us']:9.1f} us"
+            f"   ({r['guest_mmio_reads_per_s']:.0f}/s, {r['mmio_over_socket_rtt']:.1f}x the socket)",
+            f"  guest config-space read                      {r['guest_cfg_read_us']:9.1f} us"
+            f"   ({r['cfg_over_socket_rtt']:.1f}x the socket)",
+            f"  boot to online (PBL, BHI, SBL, Sahara, AMSS) {r['boot_to_online_s']:9.3f} s"
+            f"    ({r['boot_to_online_in_socket_rtts']:.0f} socket round trips)",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `qaicmodel bench --uml`

@@ -62,8 +62,14 @@ class Board:
 
     bars = dict(BARS)
 
-    def __init__(self, policies: Any = None, seed: int = 0, kernel: str | None = None,
-                 *, msi_vectors: int = 1) -> None:
+    def __init__(
+        self,
+        policies: Any = None,
+        seed: int = 0,
+        kernel: str | None = None,
+        *,
+        msi_vectors: int = 1,
+    ) -> None:
         self.policies = _policies(policies)
         self.seed = seed
         self.kernel = kernel
@@ -87,8 +93,7 @@ class Board:
     def _build(self, mem: Any) -> None:
         self.mem = mem
         self.mhi.mem = mem
-        self.device = Device(policies=self.policies, single_msi=self.msi_vectors == 1,
-                             host_mem=mem)
+        self.device = Device(policies=self.policies, single_msi=self.msi_vectors == 1, host_mem=mem)
         self.device.observers.append(self._device_event)
         self.qsm = Qsm(self.device, policies=self.policies)
 
@@ -124,12 +129,17 @@ class Board:
 
     def _check(self, bar: int, off: int, size: int, what: str) -> bool:
         if bar not in BARS:
-            self._bad("PCI-BAR-RANGE", f"{what} on BAR{bar}, which the device does not have",
-                      f"BAR{bar}")
+            self._bad(
+                "PCI-BAR-RANGE", f"{what} on BAR{bar}, which the device does not have", f"BAR{bar}"
+            )
             return False
         if size not in (1, 2, 4, 8) or off < 0 or off + size > BARS[bar]:
-            self._bad("PCI-BAR-RANGE", f"{what} of {size} bytes at BAR{bar}+0x{off:x} is "
-                      f"outside the {BARS[bar]:#x}-byte BAR", f"BAR{bar}+0x{off:x}")
+            self._bad(
+                "PCI-BAR-RANGE",
+                f"{what} of {size} bytes at BAR{bar}+0x{off:x} is "
+                f"outside the {BARS[bar]:#x}-byte BAR",
+                f"BAR{bar}+0x{off:x}",
+            )
             return False
         return True
 
@@ -137,12 +147,15 @@ class Board:
         if not self._check(bar, off, size, "read"):
             return 0
         if bar == 4:
-            return int.from_bytes(self.bar4[off:off + size], "little")
+            return int.from_bytes(self.bar4[off : off + size], "little")
         if size == 8 and off % 8 == 0:
             return self.bar_read(bar, off, 4) | (self.bar_read(bar, off + 4, 4) << 32)
         if size != 4 or off % 4:
-            self._bad("PCI-ACCESS-WIDTH", f"{size}-byte read at BAR{bar}+0x{off:x}; the "
-                      "registers are 32-bit", f"BAR{bar}+0x{off:x}")
+            self._bad(
+                "PCI-ACCESS-WIDTH",
+                f"{size}-byte read at BAR{bar}+0x{off:x}; the registers are 32-bit",
+                f"BAR{bar}+0x{off:x}",
+            )
             word = self.bar_read(bar, off & ~3, 4) if off % 4 + size <= 4 else 0
             return (word >> (8 * (off % 4))) & ((1 << (8 * size)) - 1)
         if bar == 0:
@@ -154,15 +167,18 @@ class Board:
             return
         value &= (1 << (8 * size)) - 1
         if bar == 4:
-            self.bar4[off:off + size] = value.to_bytes(size, "little")
+            self.bar4[off : off + size] = value.to_bytes(size, "little")
             return
         if size == 8 and off % 8 == 0:
             self.bar_write(bar, off, 4, value & 0xFFFFFFFF)
             self.bar_write(bar, off + 4, 4, value >> 32)
             return
         if size != 4 or off % 4:
-            self._bad("PCI-ACCESS-WIDTH", f"{size}-byte write at BAR{bar}+0x{off:x}; the "
-                      "registers are 32-bit", f"BAR{bar}+0x{off:x}")
+            self._bad(
+                "PCI-ACCESS-WIDTH",
+                f"{size}-byte write at BAR{bar}+0x{off:x}; the registers are 32-bit",
+                f"BAR{bar}+0x{off:x}",
+            )
             return
         if bar == 0:
             self.mhi.host_write(off, value)
@@ -171,16 +187,22 @@ class Board:
 
     def bar_memset(self, bar: int, off: int, size: int, byte: int) -> None:
         if bar not in BARS or off < 0 or size < 0 or off + size > BARS[bar]:
-            self._bad("PCI-BAR-RANGE", f"memset of {size} bytes at BAR{bar}+0x{off:x} is "
-                      "outside the BAR", f"BAR{bar}+0x{off:x}")
+            self._bad(
+                "PCI-BAR-RANGE",
+                f"memset of {size} bytes at BAR{bar}+0x{off:x} is outside the BAR",
+                f"BAR{bar}+0x{off:x}",
+            )
             return
         if bar == 4:
-            self.bar4[off:off + size] = bytes([byte & 0xFF]) * size
+            self.bar4[off : off + size] = bytes([byte & 0xFF]) * size
             return
         word = int.from_bytes(bytes([byte & 0xFF]) * 4, "little")
         if off % 4 or size % 4:
-            self._bad("PCI-ACCESS-WIDTH", f"memset of {size} bytes at BAR{bar}+0x{off:x} is "
-                      "not whole registers", f"BAR{bar}+0x{off:x}")
+            self._bad(
+                "PCI-ACCESS-WIDTH",
+                f"memset of {size} bytes at BAR{bar}+0x{off:x} is not whole registers",
+                f"BAR{bar}+0x{off:x}",
+            )
             return
         for o in range(off, off + size, 4):
             self.bar_write(bar, o, 4, word)
@@ -252,15 +274,21 @@ class Board:
     def violations(self) -> list[Violation]:
         out = list(self._own) + list(self.mhi.violations)
         for v in self.device.violations:
-            out.append(Violation(v.rule, v.message, f"DBC {v.dbc}" if v.dbc is not None
-                                 else "BAR2"))
+            out.append(
+                Violation(v.rule, v.message, f"DBC {v.dbc}" if v.dbc is not None else "BAR2")
+            )
         for q in self.qsm.violations:
             out.append(Violation(q.rule, q.message, "QAIC_CONTROL"))
         return out
 
     def status(self) -> dict[str, Any]:
         """A summary for logs and tests."""
-        return {"ee": self.ee, "mhi_state": self.mhi_state, "steps": self.steps,
-                "msis": len(self.msi_log), "sahara": list(self.services.sahara.received),
-                "control": len(self.services.control_log),
-                "violations": [v.rule for v in self.violations]}
+        return {
+            "ee": self.ee,
+            "mhi_state": self.mhi_state,
+            "steps": self.steps,
+            "msis": len(self.msi_log),
+            "sahara": list(self.services.sahara.received),
+            "control": len(self.services.control_log),
+            "violations": [v.rule for v in self.violations],
+        }

@@ -65,13 +65,20 @@ class ConfigSpace:
     bits); the default, like the device this was first booted against, has none.
     """
 
-    def __init__(self, *, device_id: int = DEVICE_ID, bar4_size: int = 0x10000,
-                 policies: Policies | None = None, maskable: bool = False,
-                 revision: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        device_id: int = DEVICE_ID,
+        bar4_size: int = 0x10000,
+        policies: Policies | None = None,
+        maskable: bool = False,
+        revision: int = 0,
+    ) -> None:
         pol = policies or Policies()
         if pol["pcie-msix"] == "msix-present":
-            raise NotModelledError("policy pcie-msix=msix-present: the emulator has no MSI-X "
-                                   "capability yet")
+            raise NotModelledError(
+                "policy pcie-msix=msix-present: the emulator has no MSI-X capability yet"
+            )
         self.data = bytearray(CFG_SIZE)
         self.wmask = bytearray(CFG_SIZE)
         self.w1c = bytearray(CFG_SIZE)
@@ -84,8 +91,9 @@ class ConfigSpace:
             self.bars[b.index] = b.size
         self._put(VENDOR_ID, 2, VENDOR)
         self._put(DEVICE_ID_OFF, 2, device_id)
-        self._put(COMMAND, 2, 0, wmask=CMD_MEMORY | CMD_MASTER | CMD_PARITY | CMD_SERR
-                  | CMD_INTX_DISABLE)
+        self._put(
+            COMMAND, 2, 0, wmask=CMD_MEMORY | CMD_MASTER | CMD_PARITY | CMD_SERR | CMD_INTX_DISABLE
+        )
         self._put(STATUS, 2, STATUS_CAP_LIST, w1c=STATUS_W1C)
         self._put(REVISION, 1, revision)
         self._put(CLASS_PROG, 3, CLASS_CODE)
@@ -115,9 +123,9 @@ class ConfigSpace:
         self.msi_mmc = mmc
 
     def _put(self, off: int, size: int, value: int, *, wmask: int = 0, w1c: int = 0) -> None:
-        self.data[off:off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-        self.wmask[off:off + size] = (wmask & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-        self.w1c[off:off + size] = (w1c & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        self.data[off : off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        self.wmask[off : off + size] = (wmask & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        self.w1c[off : off + size] = (w1c & ((1 << 8 * size) - 1)).to_bytes(size, "little")
 
     # -- accesses ---------------------------------------------------------------
 
@@ -127,10 +135,10 @@ class ConfigSpace:
 
     def read(self, off: int, size: int) -> int:
         """Little-endian value of ``size`` bytes at ``off`` (caller checked the range)."""
-        return int.from_bytes(self.data[off:off + size], "little")
+        return int.from_bytes(self.data[off : off + size], "little")
 
     def read_bytes(self, off: int, size: int) -> bytes:
-        return bytes(self.data[off:off + size])
+        return bytes(self.data[off : off + size])
 
     def write(self, off: int, size: int, value: int) -> None:
         self.write_bytes(off, (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))

@@ -47,9 +47,11 @@ ECHO_OUT = 0x200000
 ECHO_LEN = 4096
 
 
-def echo_workload(in_addr: int = ECHO_IN, out_addr: int = ECHO_OUT,
-                  length: int = ECHO_LEN) -> Callable[[Any, int], Any]:
+def echo_workload(
+    in_addr: int = ECHO_IN, out_addr: int = ECHO_OUT, length: int = ECHO_LEN
+) -> Callable[[Any, int], Any]:
     """A workload factory: the echo workload on every activated channel."""
+
     def make(dev: Any, dbc: int) -> Any:
         return EchoWorkload(dev, dbc, in_addr, out_addr, length)
 
@@ -64,8 +66,14 @@ REG_NAMES = {0x0: "REQ_HP", 0x4: "REQ_TP", 0x8: "RSP_HP", 0xC: "RSP_TP"}
 class DatapathBoard(Board):
     """The board plus one NSP workload per activated channel (D1-D3)."""
 
-    def __init__(self, *a: Any, workload: Callable[[Any, int], Any] | None = _ECHO,
-                 record: bool = False, slow_terminate: int = 0, **kw: Any) -> None:
+    def __init__(
+        self,
+        *a: Any,
+        workload: Callable[[Any, int], Any] | None = _ECHO,
+        record: bool = False,
+        slow_terminate: int = 0,
+        **kw: Any,
+    ) -> None:
         """``workload``: the factory of D1 (None: no automatic workload; the caller puts
         actors in :attr:`workloads` itself, as the Linux scenario host does)."""
         self.workload_factory = workload
@@ -88,8 +96,9 @@ class DatapathBoard(Board):
             orig = self.services._control
 
             def control(direction: str, ch: int, data: bytes) -> None:
-                self.trace.append({"ev": "nnc_tx" if direction == "h2d" else "nnc_rx",
-                                   "hex": bytes(data).hex()})
+                self.trace.append(
+                    {"ev": "nnc_tx" if direction == "h2d" else "nnc_rx", "hex": bytes(data).hex()}
+                )
                 orig(direction, ch, data)
 
             self.services._control = control  # type: ignore[method-assign]
@@ -190,8 +199,12 @@ class DatapathBoard(Board):
         """D4: the ``qaicmodel-trace/1`` text, one JSON object a line (header first)."""
         import json
 
-        dev = {"family": "aic100", "num_dbc": self.device.num_dbc,
-               "single_msi": self.msi_vectors == 1, **(device or {})}
+        dev = {
+            "family": "aic100",
+            "num_dbc": self.device.num_dbc,
+            "single_msi": self.msi_vectors == 1,
+            **(device or {}),
+        }
         head = {"format": "qaicmodel-trace/1", "device": dev}
         return [json.dumps(head)] + [json.dumps(e) for e in self.trace]
 

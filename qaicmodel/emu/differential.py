@@ -33,12 +33,17 @@ from qaicmodel.scenario.format import load
 from qaicmodel.scenario.runner import Runner
 from qaicmodel.spec.dbc.wire import RequestElem
 
-__all__ = ["Divergence", "Differential", "model_side", "compare", "run_differential",
-           "RESULT_KEYS"]
+__all__ = ["Divergence", "Differential", "model_side", "compare", "run_differential", "RESULT_KEYS"]
 
 #: step -> the result keys both hosts know (X1)
-RESULT_KEYS = {"activate": ("dbc_id",), "create_bo": ("handle",), "read_bo": ("hex",),
-               "ddr_read": ("hex",), "perf_stats": ("stats",), "nsp": ("value",)}
+RESULT_KEYS = {
+    "activate": ("dbc_id",),
+    "create_bo": ("handle",),
+    "read_bo": ("hex",),
+    "ddr_read": ("hex",),
+    "perf_stats": ("stats",),
+    "nsp": ("value",),
+}
 
 
 @attrs.frozen
@@ -66,14 +71,18 @@ class Differential:
     linux_failure: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"host": self.host, "steps": len(self.results_model),
-                "elements": [len(self.elems_model), len(self.elems_linux)],
-                "linux_failure": self.linux_failure,
-                "divergences": [d.as_dict() for d in self.divergences]}
+        return {
+            "host": self.host,
+            "steps": len(self.results_model),
+            "elements": [len(self.elems_model), len(self.elems_linux)],
+            "linux_failure": self.linux_failure,
+            "divergences": [d.as_dict() for d in self.divergences],
+        }
 
 
-def model_side(obj_or_path: Any, host_cls: type | None = None,
-               kernel: str | None = None) -> tuple[list[dict[str, Any]], list[tuple[int, bytes]]]:
+def model_side(
+    obj_or_path: Any, host_cls: type | None = None, kernel: str | None = None
+) -> tuple[list[dict[str, Any]], list[tuple[int, bytes]]]:
     """Every step on a model host (X1) and the consumed request elements (X2)."""
     sc = load(obj_or_path)
     cfg = sc.device if kernel is None else attrs.evolve(sc.device, kernel=kernel)
@@ -94,9 +103,13 @@ def model_side(obj_or_path: Any, host_cls: type | None = None,
     return out, elems
 
 
-def compare(res_m: list[dict[str, Any]], res_l: list[dict[str, Any]],
-            el_m: list[tuple[int, bytes]], el_l: list[tuple[int, bytes]],
-            map_dbc: Callable[[int], int] | None = None) -> list[Divergence]:
+def compare(
+    res_m: list[dict[str, Any]],
+    res_l: list[dict[str, Any]],
+    el_m: list[tuple[int, bytes]],
+    el_l: list[tuple[int, bytes]],
+    map_dbc: Callable[[int], int] | None = None,
+) -> list[Divergence]:
     out: list[Divergence] = []
     by_step = {r["step"]: r for r in res_l}
     for rm in res_m:
@@ -122,32 +135,50 @@ def compare(res_m: list[dict[str, Any]], res_l: list[dict[str, Any]],
         b = [raw for d, raw in el_l if d == dbc]
         if len(a) != len(b):
             out.append(Divergence("element-count", f"dbc {dbc}", len(a), len(b)))
-        for k, (ra, rb) in enumerate(zip(a, b, strict=False)):
+        for n, (ra, rb) in enumerate(zip(a, b, strict=False)):
             ea, eb = RequestElem.unpack(ra), RequestElem.unpack(rb)
-            where = f"dbc {dbc} element {k}"
+            where = f"dbc {dbc} element {n}"
             for field in ("pcie_dma_source_addr", "pcie_dma_dest_addr"):
                 am, al = getattr(ea, field), getattr(eb, field)
                 if am == al and am not in fwd and al not in back:
                     continue  # a device address (the same on both sides)
                 if fwd.setdefault(am, al) != al or back.setdefault(al, am) != am:
-                    out.append(Divergence("element", f"{where}.{field}",
-                                          f"0x{am:x} (mapped to 0x{fwd[am]:x})",
-                                          f"0x{al:x} (mapped from 0x{back[al]:x})"))
+                    out.append(
+                        Divergence(
+                            "element",
+                            f"{where}.{field}",
+                            f"0x{am:x} (mapped to 0x{fwd[am]:x})",
+                            f"0x{al:x} (mapped from 0x{back[al]:x})",
+                        )
+                    )
                 eb = attrs.evolve(eb, **{field: am})
             if ea != eb:
-                diffs = {f.name: (getattr(ea, f.name), getattr(eb, f.name))
-                         for f in attrs.fields(RequestElem)
-                         if getattr(ea, f.name) != getattr(eb, f.name)}
-                out.append(Divergence("element", where,
-                                      {k2: hex(v[0]) for k2, v in diffs.items()},
-                                      {k2: hex(v[1]) for k2, v in diffs.items()}))
+                diffs = {
+                    f.name: (getattr(ea, f.name), getattr(eb, f.name))
+                    for f in attrs.fields(RequestElem)
+                    if getattr(ea, f.name) != getattr(eb, f.name)
+                }
+                out.append(
+                    Divergence(
+                        "element",
+                        where,
+                        {k2: hex(v[0]) for k2, v in diffs.items()},
+                        {k2: hex(v[1]) for k2, v in diffs.items()},
+                    )
+                )
     return out
 
 
-def run_differential(obj_or_path: Any, *, host: str = "spec", timeout: float = 120.0,
-                     kernel: str | None = None, console: Any = None,
-                     datapath: str = "polling",
-                     linux_policies: list[str] | None = None) -> Differential:
+def run_differential(
+    obj_or_path: Any,
+    *,
+    host: str = "spec",
+    timeout: float = 120.0,
+    kernel: str | None = None,
+    console: Any = None,
+    datapath: str = "polling",
+    linux_policies: list[str] | None = None,
+) -> Differential:
     """X1-X3 for one scenario: model host ``host`` (spec|impl|MODULE:CLASS) vs Linux 7.2."""
     from qaicmodel.scenario.cli import HOST_ALIASES
     from qaicmodel.scenario.linux import run_scenario_linux
@@ -155,10 +186,22 @@ def run_differential(obj_or_path: Any, *, host: str = "spec", timeout: float = 1
 
     cls = load_host(HOST_ALIASES.get(host, host))
     res_m, el_m = model_side(obj_or_path, cls, kernel)
-    lx = run_scenario_linux(obj_or_path, kernel=kernel, timeout=timeout, console=console,
-                            datapath=datapath, policies=linux_policies)
+    lx = run_scenario_linux(
+        obj_or_path,
+        kernel=kernel,
+        timeout=timeout,
+        console=console,
+        datapath=datapath,
+        policies=linux_policies,
+    )
     el_l = [(d, raw) for d, _slot, raw in lx.board.consumed]
     divs = compare(res_m, lx.report.results, el_m, el_l)
-    return Differential(host=host, results_model=res_m, results_linux=lx.report.results,
-                        elems_model=el_m, elems_linux=el_l, divergences=divs,
-                        linux_failure=lx.run.failure())
+    return Differential(
+        host=host,
+        results_model=res_m,
+        results_linux=lx.report.results,
+        elems_model=el_m,
+        elems_linux=el_l,
+        divergences=divs,
+        linux_failure=lx.run.failure(),
+    )

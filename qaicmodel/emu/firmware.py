@@ -25,8 +25,17 @@ import struct
 import zlib
 from pathlib import Path
 
-__all__ = ["HEADER_SIZE", "SBL_PATH", "IMAGE_PATHS", "AIC100_IMAGE_IDS", "make_image",
-           "check_image", "parse_header", "write_images", "ImageError"]
+__all__ = [
+    "HEADER_SIZE",
+    "SBL_PATH",
+    "IMAGE_PATHS",
+    "AIC100_IMAGE_IDS",
+    "make_image",
+    "check_image",
+    "parse_header",
+    "write_images",
+    "ImageError",
+]
 
 MAGIC = b"QAICMFW\x00"
 FORMAT = 1
@@ -65,7 +74,7 @@ def make_image(image_id: int, size: int | None = None) -> bytes:
     """The synthetic image ``image_id`` (0 = SBL)."""
     size = _SIZES.get(image_id, _DEFAULT_SIZE) if size is None else size
     body = _payload(image_id, size)
-    name = (b"sbl" if image_id == 0 else f"fw{image_id}".encode())
+    name = b"sbl" if image_id == 0 else f"fw{image_id}".encode()
     return _HDR.pack(MAGIC, FORMAT, image_id, size, zlib.crc32(body), name) + body
 
 
@@ -94,8 +103,9 @@ def check_image(data: bytes, want_id: int | None = None) -> int:
     return 0
 
 
-def write_images(directory: str | Path, *, sbl: bool = True,
-                 images: tuple[int, ...] = AIC100_IMAGE_IDS) -> list[Path]:
+def write_images(
+    directory: str | Path, *, sbl: bool = True, images: tuple[int, ...] = AIC100_IMAGE_IDS
+) -> list[Path]:
     """Write ``qcom/aic100/sbl.bin`` and the Sahara images under ``directory``.
 
     ``sbl=False`` or fewer ``images`` make the failed-firmware cases (the

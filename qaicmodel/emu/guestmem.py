@@ -73,30 +73,40 @@ class GuestMemory(HostMemory):
 
     # -- building ---------------------------------------------------------------
 
-    def add_fd_region(self, fd: int, guest_addr: int, size: int, user_addr: int,
-                      mmap_offset: int) -> Region:
+    def add_fd_region(
+        self, fd: int, guest_addr: int, size: int, user_addr: int, mmap_offset: int
+    ) -> Region:
         """mmap ``size`` bytes of ``fd`` from ``mmap_offset`` (shared, read/write)."""
         if size <= 0:
-            raise TransportError(f"memory region at guest {guest_addr:#x} has size {size}",
-                                 where="SET_MEM_TABLE")
+            raise TransportError(
+                f"memory region at guest {guest_addr:#x} has size {size}", where="SET_MEM_TABLE"
+            )
         gran = mmap.ALLOCATIONGRANULARITY
         base = mmap_offset - mmap_offset % gran
         skip = mmap_offset - base
         try:
-            mm = mmap.mmap(fd, size + skip, mmap.MAP_SHARED,
-                           mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+            mm = mmap.mmap(
+                fd, size + skip, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=base
+            )
         except (OSError, ValueError, OverflowError) as e:
-            raise TransportError(f"cannot map the guest memory file (guest {guest_addr:#x} "
-                                 f"size {size:#x} offset {mmap_offset:#x}): {e}",
-                                 where="SET_MEM_TABLE") from None
+            raise TransportError(
+                f"cannot map the guest memory file (guest {guest_addr:#x} "
+                f"size {size:#x} offset {mmap_offset:#x}): {e}",
+                where="SET_MEM_TABLE",
+            ) from None
         arr = np.frombuffer(mm, dtype=np.uint8, count=size, offset=skip)
         return self._add(Region(guest_addr, size, user_addr, mmap_offset, arr, mm))
 
-    def add_array_region(self, guest_addr: int, array: np.ndarray,
-                         user_addr: int | None = None) -> Region:
+    def add_array_region(
+        self, guest_addr: int, array: np.ndarray, user_addr: int | None = None
+    ) -> Region:
         """A region backed by a numpy ``uint8`` array (tests; fake guests)."""
-        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 1 \
-                or array.shape[0] == 0:
+        if (
+            not isinstance(array, np.ndarray)
+            or array.dtype != np.uint8
+            or array.ndim != 1
+            or array.shape[0] == 0
+        ):
             raise ArgumentError("add_array_region wants a non-empty 1-D uint8 array")
         ua = guest_addr if user_addr is None else user_addr
         return self._add(Region(guest_addr, int(array.shape[0]), ua, 0, array))
@@ -104,13 +114,17 @@ class GuestMemory(HostMemory):
     def _add(self, r: Region) -> Region:
         for o in self._regions:
             if _overlap(r.guest_addr, r.guest_end, o.guest_addr, o.guest_end):
-                raise TransportError(f"region guest {r.guest_addr:#x}+{r.size:#x} overlaps "
-                                     f"guest {o.guest_addr:#x}+{o.size:#x}",
-                                     where="SET_MEM_TABLE")
+                raise TransportError(
+                    f"region guest {r.guest_addr:#x}+{r.size:#x} overlaps "
+                    f"guest {o.guest_addr:#x}+{o.size:#x}",
+                    where="SET_MEM_TABLE",
+                )
             if _overlap(r.user_addr, r.user_end, o.user_addr, o.user_end):
-                raise TransportError(f"region user {r.user_addr:#x}+{r.size:#x} overlaps "
-                                     f"user {o.user_addr:#x}+{o.size:#x}",
-                                     where="SET_MEM_TABLE")
+                raise TransportError(
+                    f"region user {r.user_addr:#x}+{r.size:#x} overlaps "
+                    f"user {o.user_addr:#x}+{o.size:#x}",
+                    where="SET_MEM_TABLE",
+                )
         i = bisect.bisect_left(self._gstarts, r.guest_addr)
         self._gstarts.insert(i, r.guest_addr)
         self._regions.insert(i, r)
@@ -147,7 +161,7 @@ class GuestMemory(HostMemory):
         off = addr - r.guest_addr
         if off + length > r.size:
             raise DmaFault(addr, length)
-        return r.array[off:off + length]
+        return r.array[off : off + length]
 
     def read(self, addr: int, length: int) -> bytes:
         return self.view(addr, length).tobytes()
@@ -187,7 +201,7 @@ class GuestMemory(HostMemory):
         off = addr - r.user_addr
         if off + length > r.size:
             raise DmaFault(addr, length)
-        return r.array[off:off + length]
+        return r.array[off : off + length]
 
     def user_mapped(self, addr: int, length: int) -> bool:
         try:

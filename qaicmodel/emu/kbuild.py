@@ -25,6 +25,7 @@ keeps the vmlinux under ``kernels/tree-KEY/`` (keyed by its path and HEAD/mtime)
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -39,8 +40,7 @@ from pathlib import Path
 
 from qaicmodel.errors import ArgumentError, UmlError
 
-__all__ = ["KERNELS", "cache_dir", "build", "find_kernel", "fragment", "source_tree",
-           "Kernel"]
+__all__ = ["KERNELS", "cache_dir", "build", "find_kernel", "fragment", "source_tree", "Kernel"]
 
 #: kernel name -> (Debian package, apt suite: None = the system's own lists)
 KERNELS: dict[str, tuple[str, str | None]] = {
@@ -84,7 +84,9 @@ class Kernel:
         self.tree = tree
 
     def __repr__(self) -> str:
-        return f"Kernel({self.name!r}, {self.version!r}, kasan={self.kasan}, path={str(self.path)!r})"
+        return (
+            f"Kernel({self.name!r}, {self.version!r}, kasan={self.kasan}, path={str(self.path)!r})"
+        )
 
 
 Progress = Callable[[str], None]
@@ -95,14 +97,26 @@ def _say(progress: Progress | None, text: str) -> None:
         progress(text)
 
 
-def _run(cmd: list[str], *, what: str, cwd: Path | None = None, log: Path | None = None,
-         env: dict[str, str] | None = None,
-         ticker: Callable[[Path], None] | None = None) -> str:
+def _run(
+    cmd: list[str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    ticker: Callable[[Path], None] | None = None,
+) -> str:
     try:
         if log is not None:
             with open(log, "ab") as fh:
-                proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                        env=env, stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=cwd,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                )
                 try:
                     while proc.poll() is None:
                         try:
@@ -114,15 +128,16 @@ def _run(cmd: list[str], *, what: str, cwd: Path | None = None, log: Path | None
                     if proc.poll() is None:
                         proc.kill()
                         proc.wait()
-                r = proc
+                returncode = proc.returncode
             out = ""
         else:
-            p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
-                               stdin=subprocess.DEVNULL)
-            r, out = p, p.stdout + p.stderr
+            p = subprocess.run(
+                cmd, cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+            )
+            returncode, out = p.returncode, p.stdout + p.stderr
     except FileNotFoundError as e:
         raise UmlError(f"{what}: {e.filename} is not installed") from None
-    if r.returncode != 0:
+    if returncode != 0:
         tail = ""
         if log is not None and log.exists():
             lines = log.read_text(errors="replace").splitlines()
@@ -131,7 +146,7 @@ def _run(cmd: list[str], *, what: str, cwd: Path | None = None, log: Path | None
         else:
             tail = (out.strip().splitlines() or [""])[-1]
         where = f" (log {log})" if log is not None else ""
-        raise UmlError(f"{what} failed with status {r.returncode}: {tail}{where}")
+        raise UmlError(f"{what} failed with status {returncode}: {tail}{where}")
     return out
 
 
@@ -152,8 +167,7 @@ def _debian_uri() -> str:
                     uris = [w for w in parts[1:] if "://" in w]
                     if uris:
                         return uris[0]
-    raise UmlError("no Debian archive in the system's apt sources to fetch the unstable "
-                   "suite from")
+    raise UmlError("no Debian archive in the system's apt sources to fetch the unstable suite from")
 
 
 def _apt_opts(cache: Path, suite: str) -> list[str]:
@@ -163,9 +177,20 @@ def _apt_opts(cache: Path, suite: str) -> list[str]:
     src = d / "sources.list"
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
     src.write_text(f"deb [signed-by={keyring}] {_debian_uri()} {suite} main\n")
-    return ["-o", f"Dir::Etc::SourceList={src}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={d / 'lists'}", "-o", f"Dir::Cache::Archives={d / 'archives'}",
-            "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Sandbox::User=root"]
+    return [
+        "-o",
+        f"Dir::Etc::SourceList={src}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={d / 'lists'}",
+        "-o",
+        f"Dir::Cache::Archives={d / 'archives'}",
+        "-o",
+        "APT::Get::List-Cleanup=0",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
 
 
 def _deb(name: str, cache: Path, progress: Progress | None) -> Path:
@@ -183,8 +208,9 @@ def _deb(name: str, cache: Path, progress: Progress | None) -> Path:
     try:
         _run(["apt-get", *opts, "download", pkg], what=f"apt-get download {pkg}", cwd=debs)
     except UmlError as e:
-        raise UmlError(f"source package {pkg} cannot be fetched: {e} (run apt-get update "
-                       "first?)") from None
+        raise UmlError(
+            f"source package {pkg} cannot be fetched: {e} (run apt-get update first?)"
+        ) from None
     found = sorted(debs.glob(f"{pkg}_*.deb"))
     if not found:
         raise UmlError(f"apt-get download {pkg} left no .deb in {debs}")
@@ -218,22 +244,37 @@ def source_tree(name: str, cache: Path | None = None, progress: Progress | None 
 
 
 #: what a kernel build needs beyond gcc/make: command or header -> Debian package
-BUILD_TOOLS = {"flex": "flex", "bison": "bison", "bc": "bc", "/usr/include/libelf.h": "libelf-dev",
-               "dpkg-deb": "dpkg", "xz": "xz-utils", "ccache": "ccache"}
+BUILD_TOOLS = {
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "/usr/include/libelf.h": "libelf-dev",
+    "dpkg-deb": "dpkg",
+    "xz": "xz-utils",
+    "ccache": "ccache",
+}
 
 
 def ensure_tools(progress: Progress | None = None) -> None:
     """Install missing build tools with apt-get when we are root; else name them."""
-    missing = sorted({pkg for tool, pkg in BUILD_TOOLS.items()
-                      if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))})
+    missing = sorted(
+        {
+            pkg
+            for tool, pkg in BUILD_TOOLS.items()
+            if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))
+        }
+    )
     if not missing:
         return
     if os.geteuid() != 0:
         raise UmlError(f"the kernel build needs {', '.join(missing)}: apt-get install them")
     _say(progress, f"apt: installing {', '.join(missing)}")
     _run(["apt-get", "-q", "update"], what="apt-get update")
-    _run(["apt-get", "install", "-y", "-q", *missing], what=f"apt-get install {' '.join(missing)}",
-         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    _run(
+        ["apt-get", "install", "-y", "-q", *missing],
+        what=f"apt-get install {' '.join(missing)}",
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 def tree_version(tree: Path) -> str:
@@ -252,8 +293,12 @@ def _tree_identity(tree: Path) -> str:
     if (tree / ".qaicmodel-unpacked").exists():
         return (tree / ".qaicmodel-unpacked").read_text().strip()
     try:
-        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL)
+        head = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         if head.returncode == 0:
             return f"{tree}@{head.stdout.strip()}"
     except FileNotFoundError:
@@ -274,8 +319,13 @@ def _slot(cache: Path, name: str, tree: Path, kasan: bool) -> Path:
     return cache / "kernels" / f"{label}{'-kasan' if kasan else ''}-{_key(name, tree, kasan)}"
 
 
-def find_kernel(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path | None = None,
-                cache: Path | None = None) -> Kernel | None:
+def find_kernel(
+    name: str = DEFAULT_KERNEL,
+    *,
+    kasan: bool = False,
+    kernel_tree: Path | None = None,
+    cache: Path | None = None,
+) -> Kernel | None:
     """The cached kernel for these arguments, or None when it has not been built."""
     cache = cache or cache_dir()
     if kernel_tree is not None:
@@ -303,8 +353,10 @@ def _check_config(config: Path, wanted: dict[str, str]) -> None:
     for opt, val in wanted.items():
         have = got.get(opt, "n")
         if have != val:
-            raise UmlError(f"{config}: {opt} came out as {have!r} after olddefconfig, the "
-                           f"fragment asks for {val!r}")
+            raise UmlError(
+                f"{config}: {opt} came out as {have!r} after olddefconfig, the "
+                f"fragment asks for {val!r}"
+            )
 
 
 def _ticker(t0: float) -> Callable[[Path], None]:
@@ -322,9 +374,15 @@ def _ticker(t0: float) -> Callable[[Path], None]:
     return tick
 
 
-def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path | None = None,
-          cache: Path | None = None, jobs: int | None = None,
-          progress: Progress | None = None) -> Kernel:
+def build(
+    name: str = DEFAULT_KERNEL,
+    *,
+    kasan: bool = False,
+    kernel_tree: Path | None = None,
+    cache: Path | None = None,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Kernel:
     """Build (or find) the kernel; returns it.  Idempotent: a second call is a lookup."""
     cache = cache or cache_dir()
     # a developer's tree is always handed to make (its own incremental build is the cache:
@@ -364,47 +422,72 @@ def build(name: str = DEFAULT_KERNEL, *, kasan: bool = False, kernel_tree: Path 
     config = objdir / ".config"
     if kernel_tree is not None and config.exists():
         if "CONFIG_UML=y" not in config.read_text(errors="replace"):
-            raise UmlError(f"{config} is not an ARCH=um configuration: configure the tree with "
-                           f"`make ARCH=um defconfig` (or give a clean worktree)")
+            raise UmlError(
+                f"{config} is not an ARCH=um configuration: configure the tree with "
+                f"`make ARCH=um defconfig` (or give a clean worktree)"
+            )
         _say(progress, f"configuring {version} from {config} + fragment")
     else:
         _say(progress, f"configuring {version} (ARCH=um defconfig + fragment)")
         _run([*make, "defconfig"], what="make defconfig", log=log, env=env)
     have = _options(config.read_text(errors="replace"))
     with open(config, "a") as fh:  # only what the configuration does not already say
-        fh.write("\n" + "".join(f"{k}={v}\n" for k, v in _options(frag).items()
-                                 if have.get(k) != v))
+        fh.write(
+            "\n" + "".join(f"{k}={v}\n" for k, v in _options(frag).items() if have.get(k) != v)
+        )
     _run([*make, "olddefconfig"], what="make olddefconfig", log=log, env=env)
     _check_config(config, _options(frag))
     jobs = jobs or os.cpu_count() or 1
     _say(progress, f"building {version} vmlinux with {jobs} jobs (about 13 minutes on 2 cores)")
-    _run([*make, f"-j{jobs}", "vmlinux"], what=f"building {version}", log=log, env=env,
-         ticker=_ticker(t0) if sys.stderr.isatty() else None)
+    _run(
+        [*make, f"-j{jobs}", "vmlinux"],
+        what=f"building {version}",
+        log=log,
+        env=env,
+        ticker=_ticker(t0) if sys.stderr.isatty() else None,
+    )
     built = objdir / "vmlinux"
     if not built.exists():
         raise UmlError(f"the build of {version} finished without a vmlinux (log {log})")
     tmp = slot / "vmlinux.tmp"
     shutil.copy2(built, tmp)
-    (slot / "meta.json").write_text(json.dumps({
-        "version": version, "name": name, "kasan": kasan, "tree": str(tree),
-        "seconds": round(time.monotonic() - t0, 1)}, indent=1))
+    (slot / "meta.json").write_text(
+        json.dumps(
+            {
+                "version": version,
+                "name": name,
+                "kasan": kasan,
+                "tree": str(tree),
+                "seconds": round(time.monotonic() - t0, 1),
+            },
+            indent=1,
+        )
+    )
     os.replace(tmp, slot / "vmlinux")
     _say(progress, f"built {version} in {time.monotonic() - t0:.0f} s")
     return Kernel(slot / "vmlinux", version, name, kasan, tree)
 
 
-def add_args(p) -> None:  # type: ignore[no-untyped-def]
-    p.add_argument("--kernel", action="append", metavar="V[+kasan]",
-                   help=f"Debian kernel source package to build ({', '.join(sorted(KERNELS))}); "
-                        f"'V+kasan' builds its KASAN/lockdep variant; repeat for several "
-                        f"(default {DEFAULT_KERNEL})")
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kernel",
+        action="append",
+        metavar="V[+kasan]",
+        help=f"Debian kernel source package to build ({', '.join(sorted(KERNELS))}); "
+        f"'V+kasan' builds its KASAN/lockdep variant; repeat for several "
+        f"(default {DEFAULT_KERNEL})",
+    )
     p.add_argument("--kasan", action="store_true", help="build with KASAN and lockdep")
-    p.add_argument("--kernel-tree", type=Path, default=None,
-                   help="build this kernel tree (configured or not) instead of a package")
+    p.add_argument(
+        "--kernel-tree",
+        type=Path,
+        default=None,
+        help="build this kernel tree (configured or not) instead of a package",
+    )
     p.add_argument("-j", "--jobs", type=int, default=None, help="make -j (default: all cores)")
 
 
-def run_cli(args) -> int:  # type: ignore[no-untyped-def]
+def run_cli(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(f"qaicmodel uml build: {text}", file=sys.stderr, flush=True)
 
@@ -415,11 +498,14 @@ def run_cli(args) -> int:  # type: ignore[no-untyped-def]
     for spec in names:
         name, plus, variant = spec.partition("+")
         if name not in KERNELS or (plus and variant != "kasan"):
-            raise ArgumentError(f"--kernel {spec!r}: expected one of "
-                                f"{', '.join(sorted(KERNELS))}, optionally with '+kasan'")
+            raise ArgumentError(
+                f"--kernel {spec!r}: expected one of "
+                f"{', '.join(sorted(KERNELS))}, optionally with '+kasan'"
+            )
         wanted.append((name, args.kasan or bool(plus)))
     for name, kasan in wanted:
-        k = build(name, kasan=kasan, kernel_tree=args.kernel_tree, jobs=args.jobs,
-                  progress=progress)
+        k = build(
+            name, kasan=kasan, kernel_tree=args.kernel_tree, jobs=args.jobs, progress=progress
+        )
         print(k.path, flush=True)
     return 0

@@ -76,10 +76,17 @@ _CTX_WP = 36
 # enum mhi_state / mhi_ee_type (MHI core)
 ST_RESET, ST_READY, ST_M0, ST_M1, ST_M2, ST_M3, ST_SYS_ERR = 0, 1, 2, 3, 4, 5, 0xFF
 EE_PBL, EE_SBL, EE_AMSS = 0, 1, 2
-STATE_NAMES = {0: "RESET", 1: "READY", 2: "M0", 3: "M1", 4: "M2", 5: "M3", 7: "BHI",
-               0xFF: "SYS_ERR"}
-EE_NAMES = {0: "PBL", 1: "SBL", 2: "AMSS", 3: "RDDM", 4: "WFW", 5: "PTHRU", 6: "EDL",
-            7: "FP"}
+STATE_NAMES = {
+    0: "RESET",
+    1: "READY",
+    2: "M0",
+    3: "M1",
+    4: "M2",
+    5: "M3",
+    7: "BHI",
+    0xFF: "SYS_ERR",
+}
+EE_NAMES = {0: "PBL", 1: "SBL", 2: "AMSS", 3: "RDDM", 4: "WFW", 5: "PTHRU", 6: "EDL", 7: "FP"}
 # enum mhi_pkt_type / mhi_cmd_type / mhi_ev_ccs / mhi_ch_state (common.h)
 PKT_TRANSFER = 0x2
 CMD_NOP, CMD_RESET, CMD_STOP, CMD_START = 1, 16, 17, 18
@@ -101,8 +108,7 @@ class Violation(NamedTuple):
 class Ring:
     """A ring in host memory as the device tracks it (addresses, not indexes)."""
 
-    def __init__(self, name: str, ctx_addr: int, rbase: int, rlen: int, rp: int,
-                 wp: int) -> None:
+    def __init__(self, name: str, ctx_addr: int, rbase: int, rlen: int, rp: int, wp: int) -> None:
         self.name = name
         self.ctx_addr = ctx_addr
         self.rbase = rbase
@@ -144,12 +150,18 @@ class MhiDevice:
     the device serves channel ``ch`` in EE ``ee`` (the board's channel table).
     """
 
-    def __init__(self, regs: R.MhiRegs, mem: Any, msi: Callable[[int], None], *,
-                 image_check: Callable[[bytes], int] | None = None,
-                 on_message: Callable[[int, bytes], None] | None = None,
-                 on_channel: Callable[[int, str], None] | None = None,
-                 channel_ok: Callable[[int, int], bool] | None = None,
-                 on_bhi_image: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        regs: R.MhiRegs,
+        mem: Any,
+        msi: Callable[[int], None],
+        *,
+        image_check: Callable[[bytes], int] | None = None,
+        on_message: Callable[[int, bytes], None] | None = None,
+        on_channel: Callable[[int, str], None] | None = None,
+        channel_ok: Callable[[int, int], bool] | None = None,
+        on_bhi_image: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.regs = regs
         self.mem = mem
         self.msi = msi
@@ -228,8 +240,12 @@ class MhiDevice:
                 if ring.valid(wp):
                     ring.wp = wp
                 else:
-                    self._violate("MHI-RING-PTR", f"event ring {n} doorbell 0x{wp:x} outside "
-                                  f"its ring 0x{ring.rbase:x}+{ring.rlen}", f"ERDB({n})")
+                    self._violate(
+                        "MHI-RING-PTR",
+                        f"event ring {n} doorbell 0x{wp:x} outside "
+                        f"its ring 0x{ring.rbase:x}+{ring.rlen}",
+                        f"ERDB({n})",
+                    )
         elif kind == "chdb":
             n = eff[1]
             if n == R.WAKE_DB_CHANNEL:
@@ -242,21 +258,29 @@ class MhiDevice:
                 self._log("db-ignored", n)
                 return
             if ch.state != CH_RUNNING or ch.ring is None:
-                self._violate("MHI-DB-CHANNEL", f"doorbell for channel {n} which is not "
-                              "running", f"CHDB({n})")
+                self._violate(
+                    "MHI-DB-CHANNEL", f"doorbell for channel {n} which is not running", f"CHDB({n})"
+                )
                 return
             wp = self.regs.chdb[n]
             if not ch.ring.valid(wp):
-                self._violate("MHI-RING-PTR", f"channel {n} doorbell 0x{wp:x} outside its ring "
-                              f"0x{ch.ring.rbase:x}+{ch.ring.rlen}", f"CHDB({n})")
+                self._violate(
+                    "MHI-RING-PTR",
+                    f"channel {n} doorbell 0x{wp:x} outside its ring "
+                    f"0x{ch.ring.rbase:x}+{ch.ring.rlen}",
+                    f"CHDB({n})",
+                )
                 return
             ch.ring.wp = wp
             if ch.to_device:
                 self.ul_dirty.add(n)
         elif kind == "bhi-txdb":
             if self.ee != EE_PBL:
-                self._violate("BHI-NOT-PBL", f"BHI_IMGTXDB written in EE {EE_NAMES.get(self.ee)}",
-                              "BHI_IMGTXDB")
+                self._violate(
+                    "BHI-NOT-PBL",
+                    f"BHI_IMGTXDB written in EE {EE_NAMES.get(self.ee)}",
+                    "BHI_IMGTXDB",
+                )
             else:
                 self.bhi_pending = True
         elif kind == "soc-reset":
@@ -282,8 +306,12 @@ class MhiDevice:
             out.append(("mhi-reset",))
         if self.bhi_pending:
             out.append(("bhi-load",))
-        if (self.want_ready and self.state == ST_RESET and not self.req_reset
-                and not self.regs.core[R.MHICTRL] & R.MHICTRL_RESET):
+        if (
+            self.want_ready
+            and self.state == ST_RESET
+            and not self.req_reset
+            and not self.regs.core[R.MHICTRL] & R.MHICTRL_RESET
+        ):
             out.append(("ready",))
         if self.req_state is not None and not self.req_reset:
             out.append(("state", self.req_state))
@@ -294,8 +322,13 @@ class MhiDevice:
                 if self._td_ready(self.channels[n]):
                     out.append(("ul", n))
             for ch in self.channels:
-                if (not ch.to_device and ch.outbox and ch.state == CH_RUNNING
-                        and ch.ring is not None and ch.ring.rp != ch.ring.wp):
+                if (
+                    not ch.to_device
+                    and ch.outbox
+                    and ch.state == CH_RUNNING
+                    and ch.ring is not None
+                    and ch.ring.rp != ch.ring.wp
+                ):
                     out.append(("dl", ch.num))
         if self.pending_events and self._ring_room():
             out.append(("events",))
@@ -349,8 +382,11 @@ class MhiDevice:
                 ring.rp = ring.next(ring.rp)
                 self.mem.write(ring.ctx_addr + _CTX_RP, struct.pack("<Q", ring.rp))
             except DmaFault as e:
-                self._violate("MHI-DMA-FAULT", f"event ring {er} write at 0x{e.addr:x} is "
-                              "outside guest memory", f"event ring {er}")
+                self._violate(
+                    "MHI-DMA-FAULT",
+                    f"event ring {er} write at 0x{e.addr:x} is outside guest memory",
+                    f"event ring {er}",
+                )
                 del self.ev_rings[er]
                 continue
             self.pending_events.popleft()
@@ -434,15 +470,19 @@ class MhiDevice:
         elif want == cur:
             pass
         else:
-            self._violate("MHI-STATE-REQ", f"host asked for {STATE_NAMES.get(want, want)} in "
-                          f"{STATE_NAMES.get(cur, cur)}", "MHICTRL")
+            self._violate(
+                "MHI-STATE-REQ",
+                f"host asked for {STATE_NAMES.get(want, want)} in {STATE_NAMES.get(cur, cur)}",
+                "MHICTRL",
+            )
 
     def _read_ctx(self, addr: int, what: str) -> tuple[int, ...] | None:
         try:
             return _CTX.unpack(self.mem.read(addr, CTX_SIZE))
         except DmaFault:
-            self._violate("MHI-CTX-FAULT", f"{what} context at 0x{addr:x} is outside guest "
-                          "memory", what)
+            self._violate(
+                "MHI-CTX-FAULT", f"{what} context at 0x{addr:x} is outside guest memory", what
+            )
             return None
 
     def _ring_from_ctx(self, name: str, ctx_addr: int) -> tuple[Ring, tuple[int, ...]] | None:
@@ -451,17 +491,24 @@ class MhiDevice:
             return None
         rbase, rlen, rp, wp = c[3], c[4], c[5], c[6]
         if rlen == 0 or rlen % EL_SIZE or rbase % EL_SIZE:
-            self._violate("MHI-RING-LEN", f"{name}: rbase 0x{rbase:x} rlen {rlen} is not a "
-                          "ring of 16-byte elements", name)
+            self._violate(
+                "MHI-RING-LEN",
+                f"{name}: rbase 0x{rbase:x} rlen {rlen} is not a ring of 16-byte elements",
+                name,
+            )
             return None
         if not self._mapped(rbase, rlen):
-            self._violate("MHI-DMA-FAULT", f"{name}: ring 0x{rbase:x}+{rlen} is outside guest "
-                          "memory", name)
+            self._violate(
+                "MHI-DMA-FAULT", f"{name}: ring 0x{rbase:x}+{rlen} is outside guest memory", name
+            )
             return None
         ring = Ring(name, ctx_addr, rbase, rlen, rp, wp)
         if not ring.valid(rp) or not ring.valid(wp):
-            self._violate("MHI-RING-PTR", f"{name}: rp 0x{rp:x} / wp 0x{wp:x} outside ring "
-                          f"0x{rbase:x}+{rlen}", name)
+            self._violate(
+                "MHI-RING-PTR",
+                f"{name}: rp 0x{rp:x} / wp 0x{wp:x} outside ring 0x{rbase:x}+{rlen}",
+                name,
+            )
             return None
         return ring, c
 
@@ -497,8 +544,11 @@ class MhiDevice:
         try:
             img = bytes(self.mem.read(addr, size)) if size else b""
         except DmaFault:
-            self._violate("BHI-DMA-FAULT", f"BHI image 0x{addr:x}+{size} is outside guest "
-                          "memory", "BHI_IMGADDR")
+            self._violate(
+                "BHI-DMA-FAULT",
+                f"BHI image 0x{addr:x}+{size} is outside guest memory",
+                "BHI_IMGADDR",
+            )
             code = 0x1
         if not code:
             code = 0x2 if not img else self.image_check(img)
@@ -554,8 +604,11 @@ class MhiDevice:
         assert ring is not None
         db = self.regs.crdb
         if not ring.valid(db):
-            self._violate("MHI-RING-PTR", f"command doorbell 0x{db:x} outside the command ring "
-                          f"0x{ring.rbase:x}+{ring.rlen}", "CRDB")
+            self._violate(
+                "MHI-RING-PTR",
+                f"command doorbell 0x{db:x} outside the command ring 0x{ring.rbase:x}+{ring.rlen}",
+                "CRDB",
+            )
             return
         ring.wp = db
         while ring.rp != ring.wp:
@@ -563,8 +616,11 @@ class MhiDevice:
             try:
                 _ptr, _d0, d1 = _EL.unpack(self.mem.read(at, EL_SIZE))
             except DmaFault:
-                self._violate("MHI-DMA-FAULT", f"command element 0x{at:x} is outside guest "
-                              "memory", "command ring")
+                self._violate(
+                    "MHI-DMA-FAULT",
+                    f"command element 0x{at:x} is outside guest memory",
+                    "command ring",
+                )
                 self.cmd_ring = None
                 return
             code = self._command((d1 >> 16) & 0xFF, (d1 >> 24) & 0xFF)
@@ -581,8 +637,11 @@ class MhiDevice:
             (cfg,) = struct.unpack("<I", self.mem.read(addr, 4))
             self.mem.write(addr, struct.pack("<I", (cfg & ~0xFF) | state))
         except DmaFault:
-            self._violate("MHI-CTX-FAULT", f"channel {ch.num} context at 0x{addr:x} is outside "
-                          "guest memory", f"channel {ch.num}")
+            self._violate(
+                "MHI-CTX-FAULT",
+                f"channel {ch.num} context at 0x{addr:x} is outside guest memory",
+                f"channel {ch.num}",
+            )
 
     def _command(self, ctype: int, chid: int) -> int:
         name = CMD_NAMES.get(ctype)
@@ -592,9 +651,10 @@ class MhiDevice:
         if ctype == CMD_NOP:
             return CC_SUCCESS
         self._log("cmd", name, chid)
-        if (chid in self.dropped or (self.left_ee is not None
-                                     and self.channel_ok(chid, self.left_ee))) \
-                and not self.channel_ok(chid, self.ee):
+        if (
+            chid in self.dropped
+            or (self.left_ee is not None and self.channel_ok(chid, self.left_ee))
+        ) and not self.channel_ok(chid, self.ee):
             # a channel of the previous EE, commanded after the EE change: the host's
             # client had not yet seen the change (a race of the driver's workers, e.g. the
             # SBL timesync client against the AMSS transition): answered as an error and
@@ -602,21 +662,27 @@ class MhiDevice:
             self._log("late-cmd", name, chid)
             return CC_UNDEFINED_ERR
         if chid >= R.WAKE_DB_CHANNEL or not self.channel_ok(chid, self.ee):
-            self._violate("MHI-CHAN-UNKNOWN", f"{name} for channel {chid}, which the device "
-                          f"does not serve in {EE_NAMES.get(self.ee)}", f"channel {chid}")
+            self._violate(
+                "MHI-CHAN-UNKNOWN",
+                f"{name} for channel {chid}, which the device "
+                f"does not serve in {EE_NAMES.get(self.ee)}",
+                f"channel {chid}",
+            )
             return CC_UNDEFINED_ERR
         ch = self.channels[chid]
         self.dropped.discard(chid)
         if ctype == CMD_START:
-            r = self._ring_from_ctx(f"channel {chid}",
-                                    self.regs.u64(R.CCABAP_LOWER) + chid * CTX_SIZE)
+            r = self._ring_from_ctx(
+                f"channel {chid}", self.regs.u64(R.CCABAP_LOWER) + chid * CTX_SIZE
+            )
             if r is None:
                 return CC_UNDEFINED_ERR
             ring, c = r
             er = c[2]
             if er not in self.ev_rings:
-                self._violate("MHI-CHAN-ERINDEX", f"channel {chid} names event ring {er}",
-                              f"channel {chid}")
+                self._violate(
+                    "MHI-CHAN-ERINDEX", f"channel {chid} names event ring {er}", f"channel {chid}"
+                )
                 return CC_UNDEFINED_ERR
             ch.ring, ch.er_index, ch.state = ring, er, CH_RUNNING
             ch.out_off = 0
@@ -626,8 +692,11 @@ class MhiDevice:
             self.on_channel(chid, "start")
         elif ctype == CMD_STOP:
             if ch.state != CH_RUNNING:
-                self._violate("MHI-CHAN-STATE", f"STOP for channel {chid} which is not running",
-                              f"channel {chid}")
+                self._violate(
+                    "MHI-CHAN-STATE",
+                    f"STOP for channel {chid} which is not running",
+                    f"channel {chid}",
+                )
                 return CC_UNDEFINED_ERR
             ch.state = CH_STOP
             self._set_chstate(ch, CH_STOP)
@@ -646,8 +715,11 @@ class MhiDevice:
         try:
             ptr, d0, d1 = _EL.unpack(self.mem.read(at, EL_SIZE))
         except DmaFault:
-            self._violate("MHI-DMA-FAULT", f"channel {ch.num} TRE 0x{at:x} is outside guest "
-                          "memory", f"channel {ch.num}")
+            self._violate(
+                "MHI-DMA-FAULT",
+                f"channel {ch.num} TRE 0x{at:x} is outside guest memory",
+                f"channel {ch.num}",
+            )
             self._chan_error(ch)
             return None
         return ptr, d0 & 0xFFFF, d1
@@ -684,22 +756,30 @@ class MhiDevice:
                 return
             ptr, ln, d1 = t
             if (d1 >> 16) & 0xFF != PKT_TRANSFER:
-                self._violate("MHI-TRE-TYPE", f"channel {ch.num} TRE 0x{at:x} has type "
-                              f"0x{(d1 >> 16) & 0xFF:x}", f"channel {ch.num}")
+                self._violate(
+                    "MHI-TRE-TYPE",
+                    f"channel {ch.num} TRE 0x{at:x} has type 0x{(d1 >> 16) & 0xFF:x}",
+                    f"channel {ch.num}",
+                )
             try:
                 data += self.mem.read(ptr, ln)
             except DmaFault:
-                self._violate("MHI-DMA-FAULT", f"channel {ch.num} buffer 0x{ptr:x}+{ln} is "
-                              "outside guest memory", f"channel {ch.num}")
+                self._violate(
+                    "MHI-DMA-FAULT",
+                    f"channel {ch.num} buffer 0x{ptr:x}+{ln} is outside guest memory",
+                    f"channel {ch.num}",
+                )
                 self._chan_error(ch)
                 return
             chain = bool(d1 & TRE_CHAIN)
             if chain and d1 & TRE_IEOB:
-                self._queue_event(ch.er_index, _EL.pack(at, (CC_EOB << 24) | ln,
-                                                        (ch.num << 24) | (EV_TX << 16)))
+                self._queue_event(
+                    ch.er_index, _EL.pack(at, (CC_EOB << 24) | ln, (ch.num << 24) | (EV_TX << 16))
+                )
             elif not chain and d1 & TRE_IEOT:
-                self._queue_event(ch.er_index, _EL.pack(at, (CC_EOT << 24) | ln,
-                                                        (ch.num << 24) | (EV_TX << 16)))
+                self._queue_event(
+                    ch.er_index, _EL.pack(at, (CC_EOT << 24) | ln, (ch.num << 24) | (EV_TX << 16))
+                )
             ring.rp = ring.next(at)
             if not chain:
                 break
@@ -729,19 +809,23 @@ class MhiDevice:
             if t is None:
                 return
             ptr, ln, _d1 = t
-            part = msg[ch.out_off:ch.out_off + ln]
+            part = msg[ch.out_off : ch.out_off + ln]
             try:
                 self.mem.write(ptr, part)
             except DmaFault:
-                self._violate("MHI-DMA-FAULT", f"channel {ch.num} buffer 0x{ptr:x}+{ln} is "
-                              "outside guest memory", f"channel {ch.num}")
+                self._violate(
+                    "MHI-DMA-FAULT",
+                    f"channel {ch.num} buffer 0x{ptr:x}+{ln} is outside guest memory",
+                    f"channel {ch.num}",
+                )
                 self._chan_error(ch)
                 return
             ch.out_off += len(part)
             done = ch.out_off >= len(msg)
             code = CC_EOT if done else CC_OVERFLOW
-            self._queue_event(ch.er_index, _EL.pack(at, (code << 24) | len(part),
-                                                    (ch.num << 24) | (EV_TX << 16)))
+            self._queue_event(
+                ch.er_index, _EL.pack(at, (code << 24) | len(part), (ch.num << 24) | (EV_TX << 16))
+            )
             ring.rp = ring.next(at)
             if done:
                 ch.outbox.popleft()

@@ -59,17 +59,27 @@ def _echo(pins: list[str], timeout: float, extra: tuple[str, ...]) -> tuple[str,
     from qaicmodel.emu.datapath import DatapathBoard
 
     b = DatapathBoard(policies=["mhi-start-ee=amss", *pins], kernel="7.2")
-    cmd = (f"{sys.executable} -m qaicmodel.guest.client echo --timeout-ms 3000; rc=$?; "
-           f"{UNBIND}; exit $rc")
+    cmd = (
+        f"{sys.executable} -m qaicmodel.guest.client echo --timeout-ms 3000; rc=$?; "
+        f"{UNBIND}; exit $rc"
+    )
     with tempfile.NamedTemporaryFile(prefix="qaicmodel-policy-", suffix=".txt") as con:
-        res = runner.run(["/bin/sh", "-c", cmd], kernel="7.2", board=b, timeout=timeout,
-                         capture=True, echo=open("/dev/null", "wb"),  # noqa: SIM115
-                         console=Path(con.name), extra_args=extra)
+        res = runner.run(
+            ["/bin/sh", "-c", cmd],
+            kernel="7.2",
+            board=b,
+            timeout=timeout,
+            capture=True,
+            echo=open("/dev/null", "wb"),  # noqa: SIM115
+            console=Path(con.name),
+            extra_args=extra,
+        )
     bad = _classify_run(res, b.violations)
     if bad:
         return bad
-    line = next((ln for ln in res.output.decode(errors="replace").splitlines()
-                 if ln.startswith("{")), None)
+    line = next(
+        (ln for ln in res.output.decode(errors="replace").splitlines() if ln.startswith("{")), None
+    )
     if line is None:
         return "errno", f"no result from the guest ({res.failure()})"
     got = json.loads(line)
@@ -86,9 +96,13 @@ def _elements(pins: list[str], timeout: float, extra: tuple[str, ...]) -> tuple[
     from qaicmodel.scenario.linux import run_scenario_linux
 
     with tempfile.NamedTemporaryFile(prefix="qaicmodel-policy-", suffix=".txt") as con:
-        lx = run_scenario_linux(EXAMPLES / "request_elements.json", timeout=timeout,
-                                policies=pins, console=Path(con.name),
-                                datapath="polling" if extra else "irq")
+        lx = run_scenario_linux(
+            EXAMPLES / "request_elements.json",
+            timeout=timeout,
+            policies=pins,
+            console=Path(con.name),
+            datapath="polling" if extra else "irq",
+        )
     bad = _classify_run(lx.run, lx.board.violations)
     if bad:
         return bad
@@ -103,8 +117,9 @@ def _elements(pins: list[str], timeout: float, extra: tuple[str, ...]) -> tuple[
     return "errno", where
 
 
-def measure(pid: str, alt: str, workload: str, *, timeout: float = 60.0,
-            datapath: str = "polling") -> tuple[str, str]:
+def measure(
+    pid: str, alt: str, workload: str, *, timeout: float = 60.0, datapath: str = "polling"
+) -> tuple[str, str]:
     extra = ("qaic.datapath_polling=1",) if datapath == "polling" else ()
     pins = [f"{pid}={alt}"]
     fn = _echo if workload == "echo" else _elements
@@ -115,9 +130,15 @@ def measure(pid: str, alt: str, workload: str, *, timeout: float = 60.0,
     return got
 
 
-def table(*, areas: tuple[str, ...] = AREAS, ids: list[str] | None = None,
-          workloads: tuple[str, ...] = WORKLOADS, timeout: float = 60.0,
-          datapath: str = "polling", progress: Any = None) -> list[dict[str, Any]]:
+def table(
+    *,
+    areas: tuple[str, ...] = AREAS,
+    ids: list[str] | None = None,
+    workloads: tuple[str, ...] = WORKLOADS,
+    timeout: float = 60.0,
+    datapath: str = "polling",
+    progress: Any = None,
+) -> list[dict[str, Any]]:
     from qaicmodel.spec.policies import all_policies
 
     rows = []
@@ -127,8 +148,7 @@ def table(*, areas: tuple[str, ...] = AREAS, ids: list[str] | None = None,
         if ids is None and p.area not in areas:
             continue
         for alt in p.alternatives:
-            row: dict[str, Any] = {"policy": p.id, "alternative": alt,
-                                   "default": alt == p.default}
+            row: dict[str, Any] = {"policy": p.id, "alternative": alt, "default": alt == p.default}
             for w in workloads:
                 outcome, detail = measure(p.id, alt, w, timeout=timeout, datapath=datapath)
                 row[w] = {"outcome": outcome, "detail": detail}
@@ -147,15 +167,28 @@ def _line(row: dict[str, Any], workloads: tuple[str, ...]) -> str:
 
 def add_args(p: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object: the rows")
-    p.add_argument("--policy-id", action="append", default=None, metavar="ID",
-                   help="only this policy (repeatable; default: every dma-bridge and nnc one)")
-    p.add_argument("--workload", action="append", choices=WORKLOADS, default=None,
-                   help="only this workload (repeatable; default both)")
-    p.add_argument("--linux-datapath", choices=["polling", "irq"], default="polling",
-                   help="the driver's data-path mode (default polling; see "
-                        "qaicmodel/scenario/linux.py H6 for why irq is unreliable under UML)")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                   help="per run (default 60)")
+    p.add_argument(
+        "--policy-id",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this policy (repeatable; default: every dma-bridge and nnc one)",
+    )
+    p.add_argument(
+        "--workload",
+        action="append",
+        choices=WORKLOADS,
+        default=None,
+        help="only this workload (repeatable; default both)",
+    )
+    p.add_argument(
+        "--linux-datapath",
+        choices=["polling", "irq"],
+        default="polling",
+        help="the driver's data-path mode (default polling; see "
+        "qaicmodel/scenario/linux.py H6 for why irq is unreliable under UML)",
+    )
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per run (default 60)")
 
 
 def run_cli(args: Any) -> int:
@@ -177,11 +210,26 @@ def run_cli(args: Any) -> int:
             print(_line(row, wl), flush=True)
 
     if not args.json:
-        print(f"{'policy':<24}  {'alternative (* default)':<24} "
-              + " ".join(f"{w:<12}" for w in wl))
-    rows = table(ids=args.policy_id, workloads=wl, timeout=args.timeout,
-                 datapath=args.linux_datapath, progress=show)
+        print(
+            f"{'policy':<24}  {'alternative (* default)':<24} " + " ".join(f"{w:<12}" for w in wl)
+        )
+    rows = table(
+        ids=args.policy_id,
+        workloads=wl,
+        timeout=args.timeout,
+        datapath=args.linux_datapath,
+        progress=show,
+    )
     if args.json:
-        print(json.dumps({"format": "qaicmodel-uml-policies/1", "kernel": "7.2",
-                          "datapath": args.linux_datapath, "rows": rows}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "format": "qaicmodel-uml-policies/1",
+                    "kernel": "7.2",
+                    "datapath": args.linux_datapath,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
     return 0

@@ -54,8 +54,17 @@ if TYPE_CHECKING:  # the device side is imported when a run starts (keeps the CL
     from qaicmodel.emu.backend import Backend
     from qaicmodel.emu.virtpci import Violation
 
-__all__ = ["run", "RunResult", "guest_argv", "init_script", "add_args", "run_cli",
-           "Reaper", "DEFAULT_TIMEOUT", "MAX_DELAY_US"]
+__all__ = [
+    "run",
+    "RunResult",
+    "guest_argv",
+    "init_script",
+    "add_args",
+    "run_cli",
+    "Reaper",
+    "DEFAULT_TIMEOUT",
+    "MAX_DELAY_US",
+]
 
 DEFAULT_TIMEOUT = 120.0
 #: virt-pci's wait for an answer, in udelay(1) steps (default 40000: a slow answer
@@ -225,36 +234,78 @@ finally:
 '''
 
 
-def init_script(*, rundir: Path, cmd: Sequence[str], env: dict[str, str], cwd: str,
-                output: str | None, hotplug: bool = True, unbind: bool = True,
-                python: str | None = None) -> str:
+def init_script(
+    *,
+    rundir: Path,
+    cmd: Sequence[str],
+    env: dict[str, str],
+    cwd: str,
+    output: str | None,
+    hotplug: bool = True,
+    unbind: bool = True,
+    python: str | None = None,
+) -> str:
     """The text of the guest's init for these settings."""
-    cfg = json.dumps({"rundir": str(rundir), "cmd": list(cmd), "env": env, "cwd": cwd,
-                      "output": output, "hotplug": hotplug, "unbind": unbind})
+    cfg = json.dumps(
+        {
+            "rundir": str(rundir),
+            "cmd": list(cmd),
+            "env": env,
+            "cwd": cwd,
+            "output": output,
+            "hotplug": hotplug,
+            "unbind": unbind,
+        }
+    )
     return _INIT.format(python=python or sys.executable, cfg=cfg, mark=INIT_MARK)
 
 
-def guest_argv(vmlinux: Path, *, socket_path: Path, init: Path, rundir: Path, firmware: Path,
-               mem: str = "256M", interactive: bool = False, console_fd: int = 1,
-               output_fd: int | None = None, max_delay_us: int = MAX_DELAY_US,
-               extra: Sequence[str] = ()) -> list[str]:
+def guest_argv(
+    vmlinux: Path,
+    *,
+    socket_path: Path,
+    init: Path,
+    rundir: Path,
+    firmware: Path,
+    mem: str = "256M",
+    interactive: bool = False,
+    console_fd: int = 1,
+    output_fd: int | None = None,
+    max_delay_us: int = MAX_DELAY_US,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The guest kernel's command line."""
     from qaicmodel.emu.backend import device_arg
 
     con0 = f"fd:0,fd:{console_fd}" if interactive else f"null,fd:{console_fd}"
-    argv = [str(vmlinux), f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
-            "rw", f"init={init}", device_arg(socket_path),
-            f"virt_pci.max_delay_us={max_delay_us}",
-            f"virtio_pcidev.max_delay_us={max_delay_us}",
-            "con=null", f"con0={con0}"]
+    argv = [
+        str(vmlinux),
+        f"mem={mem}",
+        "root=/dev/root",
+        "rootfstype=hostfs",
+        "rootflags=/",
+        "rw",
+        f"init={init}",
+        device_arg(socket_path),
+        f"virt_pci.max_delay_us={max_delay_us}",
+        f"virtio_pcidev.max_delay_us={max_delay_us}",
+        "con=null",
+        f"con0={con0}",
+    ]
     if output_fd is not None:
         argv.append(f"con1=null,fd:{output_fd}")
-    argv += ["console=tty0", f"firmware_class.path={firmware}",
-             f"uml_dir={rundir}/uml", "umid=guest", *extra]
+    argv += [
+        "console=tty0",
+        f"firmware_class.path={firmware}",
+        f"uml_dir={rundir}/uml",
+        "umid=guest",
+        *extra,
+    ]
     return argv
 
 
 # -- processes -------------------------------------------------------------------
+
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -279,7 +330,7 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
                 raw = fh.read()
         except OSError:
             continue
-        rest = raw[raw.rfind(b")") + 2:].split()
+        rest = raw[raw.rfind(b")") + 2 :].split()
         try:
             out[int(name)] = (int(rest[1]), int(rest[3]), int(rest[19]))
         except (IndexError, ValueError):
@@ -404,10 +455,11 @@ def _is_zombie(pid: int) -> bool:
             raw = fh.read()
     except OSError:
         return True
-    return raw[raw.rfind(b")") + 2:raw.rfind(b")") + 3] in (b"Z", b"X")
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] in (b"Z", b"X")
 
 
 # -- one run -----------------------------------------------------------------------
+
 
 @attrs.define
 class RunResult:
@@ -442,12 +494,15 @@ class RunResult:
         if self.violations:
             v = self.violations
             return f"the guest broke the device's rules: {v[0]}" + (
-                f" (+{len(v) - 1} more)" if len(v) > 1 else "")
+                f" (+{len(v) - 1} more)" if len(v) > 1 else ""
+            )
         if self.init_error:
             return f"the guest's init failed: {self.init_error}"
         if self.status is None:
-            return (f"the guest exited (status {self.guest_exit}) without reporting the "
-                    "command's status")
+            return (
+                f"the guest exited (status {self.guest_exit}) without reporting the "
+                "command's status"
+            )
         if self.leftover:
             return f"processes outlived the guest: {self.leftover}"
         return None
@@ -481,8 +536,13 @@ def _write_firmware(directory: Path) -> None:
     firmware.write_images(directory)
 
 
-def resolve_kernel(kernel: str | None, vmlinux: Path | None = None, *,
-                   kernel_tree: Path | None = None, kasan: bool = False) -> Path:
+def resolve_kernel(
+    kernel: str | None,
+    vmlinux: Path | None = None,
+    *,
+    kernel_tree: Path | None = None,
+    kasan: bool = False,
+) -> Path:
     """The vmlinux to boot: ``vmlinux`` as given, else the cached build of ``kernel_tree``
     or of the Debian kernel ``kernel`` (``qaicmodel uml build`` made it)."""
     if vmlinux is not None:
@@ -497,23 +557,40 @@ def resolve_kernel(kernel: str | None, vmlinux: Path | None = None, *,
     if kernel_tree is not None:
         k = kbuild.find_kernel(name, kasan=kasan, kernel_tree=Path(kernel_tree))
         if k is None:
-            raise UmlError(f"{kernel_tree} has not been built: run `qaicmodel uml build "
-                           f"--kernel-tree {kernel_tree}{flag}` first")
+            raise UmlError(
+                f"{kernel_tree} has not been built: run `qaicmodel uml build "
+                f"--kernel-tree {kernel_tree}{flag}` first"
+            )
         return Path(k.path)
     k = kbuild.find_kernel(name, kasan=kasan)
     if k is None:
-        raise UmlError(f"no {name}{flag} kernel has been built: run `qaicmodel uml build "
-                       f"--kernel {name}{flag}` first")
+        raise UmlError(
+            f"no {name}{flag} kernel has been built: run `qaicmodel uml build "
+            f"--kernel {name}{flag}` first"
+        )
     return Path(k.path)
 
 
-def run(cmd: Sequence[str] | None, *, kernel: str | None = None, vmlinux: Path | None = None,
-        board: Any = None, policies: Sequence[str] = (), seed: int = 0,
-        timeout: float = DEFAULT_TIMEOUT, console: Path | None = None, mem: str = "256M",
-        echo: IO[bytes] | None = None, capture: bool = False,
-        log: Callable[[str], None] | None = None, steps_per_turn: int = 32,
-        env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
-        hotplug: bool = True, unbind: bool = True) -> RunResult:
+def run(
+    cmd: Sequence[str] | None,
+    *,
+    kernel: str | None = None,
+    vmlinux: Path | None = None,
+    board: Any = None,
+    policies: Sequence[str] = (),
+    seed: int = 0,
+    timeout: float = DEFAULT_TIMEOUT,
+    console: Path | None = None,
+    mem: str = "256M",
+    echo: IO[bytes] | None = None,
+    capture: bool = False,
+    log: Callable[[str], None] | None = None,
+    steps_per_turn: int = 32,
+    env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    hotplug: bool = True,
+    unbind: bool = True,
+) -> RunResult:
     """Boot the guest against ``board`` (default: the model's board), run ``cmd`` in it.
 
     ``hotplug`` (default): the PCI function is absent while the kernel boots and is
@@ -544,26 +621,54 @@ def run(cmd: Sequence[str] | None, *, kernel: str | None = None, vmlinux: Path |
             from qaicmodel.emu.testboard import StubBoard
 
             if log is not None:
-                log("the model's board (qaicmodel.emu.board) is not part of this build: "
-                    "running against the stand-in board (BARs read 0)")
+                log(
+                    "the model's board (qaicmodel.emu.board) is not part of this build: "
+                    "running against the stand-in board (BARs read 0)"
+                )
             board = StubBoard()
     if console is None:
         fd, name = tempfile.mkstemp(prefix="qaicmodel-uml-console-", suffix=".txt")
         os.close(fd)
         console = Path(name)
-    g = _Guest(board, Path(console), echo=echo, capture=capture, log=log, seed=seed,
-               steps_per_turn=steps_per_turn, interactive=cmd is None, hotplug=hotplug,
-               unbind=unbind)
-    return g.run(path, list(cmd) if cmd is not None else None, timeout=timeout, mem=mem,
-                 env=env, extra_args=extra_args)
+    g = _Guest(
+        board,
+        Path(console),
+        echo=echo,
+        capture=capture,
+        log=log,
+        seed=seed,
+        steps_per_turn=steps_per_turn,
+        interactive=cmd is None,
+        hotplug=hotplug,
+        unbind=unbind,
+    )
+    return g.run(
+        path,
+        list(cmd) if cmd is not None else None,
+        timeout=timeout,
+        mem=mem,
+        env=env,
+        extra_args=extra_args,
+    )
 
 
 class _Guest:
     """The state of one run (the callbacks of the loop share it)."""
 
-    def __init__(self, board: Any, console: Path, *, echo: IO[bytes] | None, capture: bool,
-                 log: Callable[[str], None] | None, seed: int, steps_per_turn: int,
-                 interactive: bool, hotplug: bool, unbind: bool) -> None:
+    def __init__(
+        self,
+        board: Any,
+        console: Path,
+        *,
+        echo: IO[bytes] | None,
+        capture: bool,
+        log: Callable[[str], None] | None,
+        seed: int,
+        steps_per_turn: int,
+        interactive: bool,
+        hotplug: bool,
+        unbind: bool,
+    ) -> None:
         self.board = board
         self.hotplug = hotplug
         self.unbind = unbind
@@ -609,8 +714,12 @@ class _Guest:
         self.lines.append(line)
         if self.boot_at is None and INIT_MARK in line and "started" in line:
             self.boot_at = time.monotonic() - self.t0
-        if (self.hotplug and self.plugged_at is None and INIT_MARK in line
-                and "waiting for the device" in line):
+        if (
+            self.hotplug
+            and self.plugged_at is None
+            and INIT_MARK in line
+            and "waiting for the device" in line
+        ):
             self.plug()
         if self.panic_at is None and splatmod.classify_line(line) == "panic":
             self.panic_at = time.monotonic()
@@ -641,8 +750,16 @@ class _Guest:
         assert self.backend is not None
         self.backend.remove_reader(fd)
 
-    def run(self, vmlinux: Path, cmd: list[str] | None, *, timeout: float, mem: str,
-            env: dict[str, str] | None, extra_args: Sequence[str]) -> RunResult:
+    def run(
+        self,
+        vmlinux: Path,
+        cmd: list[str] | None,
+        *,
+        timeout: float,
+        mem: str,
+        env: dict[str, str] | None,
+        extra_args: Sequence[str],
+    ) -> RunResult:
         _remove_stale_rundirs()
         rundir = self.rundir = Path(tempfile.mkdtemp(prefix=RUNDIR_PREFIX))
         (rundir / "owner").write_text(_owner_tag(os.getpid()))
@@ -663,9 +780,13 @@ class _Guest:
             _write_firmware(fw)
             from qaicmodel.emu.backend import Backend
 
-            self.backend = backend = Backend(self.board, seed=self.seed,
-                                             steps_per_turn=self.steps_per_turn,
-                                             present=not self.hotplug, log=self.log)
+            self.backend = backend = Backend(
+                self.board,
+                seed=self.seed,
+                steps_per_turn=self.steps_per_turn,
+                present=not self.hotplug,
+                log=self.log,
+            )
             sock = backend.listen(rundir / "vu.sock")
             con_r, con_w = os.pipe()
             fds += [con_r, con_w]
@@ -677,14 +798,30 @@ class _Guest:
             init = rundir / "init"
             guest_env = dict(env if env is not None else os.environ)
             argv_cmd = [guest_env.get("SHELL") or "/bin/sh"] if cmd is None else cmd
-            init.write_text(init_script(rundir=rundir, cmd=argv_cmd, env=guest_env,
-                                        cwd=os.getcwd(),
-                                        output=None if self.interactive else "/dev/tty1",
-                                        hotplug=self.hotplug, unbind=self.unbind))
+            init.write_text(
+                init_script(
+                    rundir=rundir,
+                    cmd=argv_cmd,
+                    env=guest_env,
+                    cwd=os.getcwd(),
+                    output=None if self.interactive else "/dev/tty1",
+                    hotplug=self.hotplug,
+                    unbind=self.unbind,
+                )
+            )
             init.chmod(0o755)
-            argv = guest_argv(vmlinux, socket_path=sock, init=init, rundir=rundir, firmware=fw,
-                              mem=mem, interactive=self.interactive, console_fd=con_w,
-                              output_fd=out_w, extra=extra_args)
+            argv = guest_argv(
+                vmlinux,
+                socket_path=sock,
+                init=init,
+                rundir=rundir,
+                firmware=fw,
+                mem=mem,
+                interactive=self.interactive,
+                console_fd=con_w,
+                output_fd=out_w,
+                extra=extra_args,
+            )
             if self.interactive and sys.stdin.isatty():
                 import termios
 
@@ -697,10 +834,15 @@ class _Guest:
                 term_installed = True
             try:
                 proc = subprocess.Popen(
-                    argv, stdin=None if self.interactive else subprocess.DEVNULL,
-                    stdout=con_w, stderr=subprocess.STDOUT,
+                    argv,
+                    stdin=None if self.interactive else subprocess.DEVNULL,
+                    stdout=con_w,
+                    stderr=subprocess.STDOUT,
                     pass_fds=[fd for fd in (con_w, out_w) if fd is not None],
-                    preexec_fn=_set_pdeathsig, start_new_session=True, cwd=rundir)
+                    preexec_fn=_set_pdeathsig,
+                    start_new_session=True,
+                    cwd=rundir,
+                )
             except OSError as e:
                 raise UmlError(f"cannot start the guest kernel {vmlinux}: {e}") from None
             reaper.track(proc.pid)
@@ -777,12 +919,23 @@ class _Guest:
                 violations = self.backend.violations
                 self.backend.close()
             shutil.rmtree(rundir, ignore_errors=True)
-        return RunResult(status=status, console=self.console, splats=splatmod.find(self.lines),
-                         violations=violations, timed_out=timed_out, guest_exit=guest_exit,
-                         seconds=time.monotonic() - self.t0, boot_seconds=self.boot_at,
-                         output=bytes(self.captured), error=error, summary=summary,
-                         leftover=leftover, init_error=init_error, timeout=timeout,
-                         hints=_hints(self.lines))
+        return RunResult(
+            status=status,
+            console=self.console,
+            splats=splatmod.find(self.lines),
+            violations=violations,
+            timed_out=timed_out,
+            guest_exit=guest_exit,
+            seconds=time.monotonic() - self.t0,
+            boot_seconds=self.boot_at,
+            output=bytes(self.captured),
+            error=error,
+            summary=summary,
+            leftover=leftover,
+            init_error=init_error,
+            timeout=timeout,
+            hints=_hints(self.lines),
+        )
 
 
 #: console line -> what it means (known environment problems, not driver findings)
@@ -806,7 +959,7 @@ def _owner_tag(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read()
-        start = int(raw[raw.rfind(b")") + 2:].split()[19])
+        start = int(raw[raw.rfind(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         start = 0
     return f"{pid} {start}\n"
@@ -862,46 +1015,104 @@ def _read_status(rundir: Path) -> tuple[int | None, str | None]:
 
 # -- the command line ----------------------------------------------------------------
 
+
 def add_args(p: Any) -> None:
     from qaicmodel.emu import kbuild
 
-    p.add_argument("--kernel", default=kbuild.DEFAULT_KERNEL, choices=sorted(kbuild.KERNELS),
-                   help=f"the built kernel to boot (default {kbuild.DEFAULT_KERNEL}; build it "
-                        "with `qaicmodel uml build`)")
-    p.add_argument("--kasan", action="store_true",
-                   help="boot the KASAN/lockdep build (`qaicmodel uml build --kasan`)")
-    p.add_argument("--kernel-tree", type=Path, default=None, metavar="DIR",
-                   help="boot the build of your own kernel tree (`qaicmodel uml build "
-                        "--kernel-tree DIR` made it)")
-    p.add_argument("--vmlinux", type=Path, default=None,
-                   help="boot this UML kernel binary instead of a built one")
-    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
-                   help="choose a policy alternative for the device (repeatable)")
+    p.add_argument(
+        "--kernel",
+        default=kbuild.DEFAULT_KERNEL,
+        choices=sorted(kbuild.KERNELS),
+        help=f"the built kernel to boot (default {kbuild.DEFAULT_KERNEL}; build it "
+        "with `qaicmodel uml build`)",
+    )
+    p.add_argument(
+        "--kasan",
+        action="store_true",
+        help="boot the KASAN/lockdep build (`qaicmodel uml build --kasan`)",
+    )
+    p.add_argument(
+        "--kernel-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="boot the build of your own kernel tree (`qaicmodel uml build "
+        "--kernel-tree DIR` made it)",
+    )
+    p.add_argument(
+        "--vmlinux",
+        type=Path,
+        default=None,
+        help="boot this UML kernel binary instead of a built one",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="ID=ALT",
+        help="choose a policy alternative for the device (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0, help="the device scheduler's seed (default 0)")
-    p.add_argument("--trace", type=Path, default=None, metavar="OUT.jsonl",
-                   help="record the host/device boundary as qaicmodel-trace/1 (register "
-                        "accesses, request elements, MSIs, NNC messages; the board runs an "
-                        "echo workload on every activated channel); `qaicmodel check` it")
-    p.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
-                   help="one more guest kernel command-line argument (repeatable), e.g. "
-                        "qaic.datapath_polling=1")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help=f"kill the guest after S seconds (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--console", type=Path, default=None, metavar="FILE",
-                   help="save the guest console here (default: a new temporary file)")
-    p.add_argument("--board", choices=["model", "dead", "zero"], default="model",
-                   help="the device behind the BARs: the model's AIC100 (default); for "
-                        "debugging the transport, 'dead' (BARs read all ones: the driver's "
-                        "probe fails cleanly) or 'zero' (BARs read 0: MHI sees the boot ROM "
-                        "and never gets further)")
-    p.add_argument("--poweroff", choices=["unbind", "raw"], default="unbind",
-                   help="'unbind' (default): unbind the PCI drivers before powering off, "
-                        "which avoids the driver's double teardown at poweroff; 'raw': power "
-                        "off with the driver bound (reproduces docs/findings.md F1)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="print the device side's events (connection, memory table)")
-    p.add_argument("cmd", nargs="*", metavar="-- CMD ARGS",
-                   help="the command to run in the guest (none: an interactive shell)")
+    p.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="OUT.jsonl",
+        help="record the host/device boundary as qaicmodel-trace/1 (register "
+        "accesses, request elements, MSIs, NNC messages; the board runs an "
+        "echo workload on every activated channel); `qaicmodel check` it",
+    )
+    p.add_argument(
+        "--kernel-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more guest kernel command-line argument (repeatable), e.g. "
+        "qaic.datapath_polling=1",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"kill the guest after S seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--console",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="save the guest console here (default: a new temporary file)",
+    )
+    p.add_argument(
+        "--board",
+        choices=["model", "dead", "zero"],
+        default="model",
+        help="the device behind the BARs: the model's AIC100 (default); for "
+        "debugging the transport, 'dead' (BARs read all ones: the driver's "
+        "probe fails cleanly) or 'zero' (BARs read 0: MHI sees the boot ROM "
+        "and never gets further)",
+    )
+    p.add_argument(
+        "--poweroff",
+        choices=["unbind", "raw"],
+        default="unbind",
+        help="'unbind' (default): unbind the PCI drivers before powering off, "
+        "which avoids the driver's double teardown at poweroff; 'raw': power "
+        "off with the driver bound (reproduces docs/findings.md F1)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the device side's events (connection, memory table)",
+    )
+    p.add_argument(
+        "cmd",
+        nargs="*",
+        metavar="-- CMD ARGS",
+        help="the command to run in the guest (none: an interactive shell)",
+    )
 
 
 def run_cli(args: Any) -> int:
@@ -928,8 +1139,9 @@ def run_cli(args: Any) -> int:
     def say(text: str) -> None:
         print(f"qaicmodel: uml: {text}", file=sys.stderr, flush=True)
 
-    vmlinux = resolve_kernel(args.kernel, args.vmlinux, kernel_tree=args.kernel_tree,
-                             kasan=args.kasan)
+    vmlinux = resolve_kernel(
+        args.kernel, args.vmlinux, kernel_tree=args.kernel_tree, kasan=args.kasan
+    )
     say(f"seed {args.seed} (replay with --seed {args.seed})")
     if board is None and args.trace is not None:
         # the board with the NSP side (an echo workload on every activated channel) that
@@ -947,8 +1159,10 @@ def run_cli(args: Any) -> int:
         if board is None:
             from qaicmodel.emu.testboard import StubBoard
 
-            say("the model's board (qaicmodel.emu.board) is not part of this build: running "
-                "against --board zero")
+            say(
+                "the model's board (qaicmodel.emu.board) is not part of this build: running "
+                "against --board zero"
+            )
             board = StubBoard()
     console = args.console
     if console is None:
@@ -956,18 +1170,28 @@ def run_cli(args: Any) -> int:
         os.close(fd)
         console = Path(name)
     try:
-        res = run(cmd or None, vmlinux=vmlinux, board=board,
-                  policies=args.policy, seed=args.seed, timeout=args.timeout,
-                  console=console, log=say if args.verbose else None,
-                  unbind=args.poweroff == "unbind", extra_args=extra)
+        res = run(
+            cmd or None,
+            vmlinux=vmlinux,
+            board=board,
+            policies=args.policy,
+            seed=args.seed,
+            timeout=args.timeout,
+            console=console,
+            log=say if args.verbose else None,
+            unbind=args.poweroff == "unbind",
+            extra_args=extra,
+        )
     finally:
         say(f"console saved to {console}")
     if args.trace is not None:
         polling = "qaic.datapath_polling=1" in extra
         lines = board.trace_lines({"datapath_polling": True} if polling else None)
         args.trace.write_text("\n".join(lines) + "\n")
-        say(f"trace ({len(lines) - 1} events) written to {args.trace}; check it with "
-            f"`qaicmodel check {args.trace}`")
+        say(
+            f"trace ({len(lines) - 1} events) written to {args.trace}; check it with "
+            f"`qaicmodel check {args.trace}`"
+        )
     why = res.failure()
     if why is not None:
         say(why)

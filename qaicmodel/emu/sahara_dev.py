@@ -55,8 +55,9 @@ class SaharaDevice:
     ``failed`` names what went wrong otherwise.
     """
 
-    def __init__(self, images: tuple[int, ...], send: Callable[[bytes], None],
-                 chunk: int = TRANSFER_MAX) -> None:
+    def __init__(
+        self, images: tuple[int, ...], send: Callable[[bytes], None], chunk: int = TRANSFER_MAX
+    ) -> None:
         self.images = list(images)
         self.send = send
         self.chunk = chunk
@@ -78,8 +79,15 @@ class SaharaDevice:
 
     def _hello(self) -> None:
         self._want = ("HELLO_RESP", 0)
-        self.send(_pkt(boot.SaharaCmd.HELLO, version=2, version_compat=2,
-                       max_length=0xFFFF, mode=MODE_PENDING))
+        self.send(
+            _pkt(
+                boot.SaharaCmd.HELLO,
+                version=2,
+                version_compat=2,
+                max_length=0xFFFF,
+                mode=MODE_PENDING,
+            )
+        )
 
     def _read(self, offset: int, length: int) -> None:
         img = self.images[self._i]
@@ -98,8 +106,11 @@ class SaharaDevice:
             self.log.append(f"unexpected {len(data)} bytes from the host")
             return
         kind, n = self._want
-        if len(data) == 8 and struct.unpack_from("<I", data)[0] == boot.SaharaCmd.RESET \
-                and not (kind == "DATA" and n == 8):
+        if (
+            len(data) == 8
+            and struct.unpack_from("<I", data)[0] == boot.SaharaCmd.RESET
+            and not (kind == "DATA" and n == 8)
+        ):
             self.send(_pkt(boot.SaharaCmd.RESET_RESP))
             self._fail(f"host sent RESET while the device waited for {kind}")
             return

@@ -82,8 +82,9 @@ class Services:
 
     def reset(self) -> None:
         """Power on / SoC reset: every service starts over."""
-        images = (firmware.AIC100_IMAGE_IDS if self.policies["sahara-images"] == "driver-table"
-                  else (1,))
+        images = (
+            firmware.AIC100_IMAGE_IDS if self.policies["sahara-images"] == "driver-table" else (1,)
+        )
         self.sahara = SaharaDevice(images, lambda d: self.mhi.send(SAHARA_TX, d))
         self.bootlog_sent = False
         self.boot_ts_sent = False
@@ -151,8 +152,12 @@ class Services:
             return []
         out: list[tuple[Any, ...]] = []
         s = self.sahara
-        if (not s.started and m.running(SAHARA_RX) and m.running(SAHARA_TX)
-                and m.host_buffers(SAHARA_TX) > 0):
+        if (
+            not s.started
+            and m.running(SAHARA_RX)
+            and m.running(SAHARA_TX)
+            and m.host_buffers(SAHARA_TX) > 0
+        ):
             out.append(("sahara-hello",))
         if s.done and not m.channels[LOGGING + 1].outbox:
             # SBL jumps into the QSM once its boot log is offloaded (seed 003 Boot Flow
@@ -160,8 +165,11 @@ class Services:
             out.append(("amss",))
         if s.failed and not self.sbl_failed_handled:
             out.append(("sbl-failed",))
-        if (not self.bootlog_sent and self.policies["sbl-bootlog"] == "offload"
-                and m.running(LOGGING + 1)):
+        if (
+            not self.bootlog_sent
+            and self.policies["sbl-bootlog"] == "offload"
+            and m.running(LOGGING + 1)
+        ):
             out.append(("bootlog",))
         if not self.boot_ts_sent and m.running(TIMESYNC + 1) and m.host_buffers(TIMESYNC + 1):
             out.append(("boot-timesync",))

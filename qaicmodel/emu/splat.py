@@ -27,20 +27,40 @@ _TIME = re.compile(r"^\s*\[\s*\d+\.\d+\]\s?")
 
 #: (kind, pattern) in priority order; the first match names the line's kind
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("kasan", re.compile(r"\bBUG: KASAN:|\bKASAN\b.*\b(out-of-bounds|use-after-free|wild-memory|"
-                         r"null-ptr-deref|double-free)")),
-    ("lockdep", re.compile(r"possible (circular|recursive) locking|inconsistent lock state|"
-                           r"suspicious RCU usage|lock held when returning|"
-                           r"bad unlock balance|trying to register non-static key|"
-                           r"lockdep (bug|is turned off)|BUG: MAX_LOCKDEP")),
+    (
+        "kasan",
+        re.compile(
+            r"\bBUG: KASAN:|\bKASAN\b.*\b(out-of-bounds|use-after-free|wild-memory|"
+            r"null-ptr-deref|double-free)"
+        ),
+    ),
+    (
+        "lockdep",
+        re.compile(
+            r"possible (circular|recursive) locking|inconsistent lock state|"
+            r"suspicious RCU usage|lock held when returning|"
+            r"bad unlock balance|trying to register non-static key|"
+            r"lockdep (bug|is turned off)|BUG: MAX_LOCKDEP"
+        ),
+    ),
     ("panic", re.compile(r"Kernel panic - not syncing")),
-    ("oops", re.compile(r"\bOops\b|general protection fault|Unable to handle kernel|"
-                        r"Kernel mode fault at addr|segfault in kernel mode")),
+    (
+        "oops",
+        re.compile(
+            r"\bOops\b|general protection fault|Unable to handle kernel|"
+            r"Kernel mode fault at addr|segfault in kernel mode"
+        ),
+    ),
     ("bug", re.compile(r"\bBUG: |kernel BUG at|\bBUG_ON\b")),
     ("warning", re.compile(r"^WARNING: |\bWARNING: CPU: |------------\[ cut here \]")),
     ("ubsan", re.compile(r"\bUBSAN: ")),
-    ("lockup", re.compile(r"soft lockup|hard LOCKUP|blocked for more than \d+ seconds|"
-                          r"rcu_\w+ (self-)?detected stall|rcu: INFO: .*stall")),
+    (
+        "lockup",
+        re.compile(
+            r"soft lockup|hard LOCKUP|blocked for more than \d+ seconds|"
+            r"rcu_\w+ (self-)?detected stall|rcu: INFO: .*stall"
+        ),
+    ),
 ]
 _RIP = re.compile(r"^RIP:\s*(?:[0-9a-f]{4}:)?\s*(\S+)")
 _TRACE_ENTRY = re.compile(r"^\s*\[<[0-9a-f]+>\]\s+([^?\s]\S*)")
@@ -107,7 +127,7 @@ def _where(text: list[str], i: int, rip_at: dict[int, str]) -> str:
     if near:
         j = min(near, key=lambda j: abs(j - i))
         return rip_at[j]
-    for t in text[i + 1:i + 60]:
+    for t in text[i + 1 : i + 60]:
         m = _TRACE_ENTRY.match(t) or _TRACE_ENTRY2.match(t)
         if m:
             return m.group(1)

@@ -33,9 +33,15 @@ class StubBoard:
     """BARs that read ``fill`` bytes; ``msi_after``: raise MSI 0 once after that many
     BAR accesses (as a scheduler action, so the backend's seeded scheduler sends it)."""
 
-    def __init__(self, *, bars: dict[int, int] | None = None, fill: int = 0,
-                 msi_after: int | None = None, msi_vector: int = 0,
-                 keep: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        bars: dict[int, int] | None = None,
+        fill: int = 0,
+        msi_after: int | None = None,
+        msi_vector: int = 0,
+        keep: int = 100_000,
+    ) -> None:
         self.bars = dict(DEFAULT_BARS if bars is None else bars)
         self.fill = fill & 0xFF
         self.msi_after = msi_after
@@ -69,8 +75,12 @@ class StubBoard:
         self._record(Access("set", bar, off, size, byte))
 
     def actions(self) -> list[str]:
-        if (self.msi_after is not None and self.msi is not None and not self.msi_raised
-                and self.count >= self.msi_after):
+        if (
+            self.msi_after is not None
+            and self.msi is not None
+            and not self.msi_raised
+            and self.count >= self.msi_after
+        ):
             return ["msi"]
         return []
 

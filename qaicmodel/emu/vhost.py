@@ -35,9 +35,20 @@ from qaicmodel.emu.guestmem import GuestMemory, close_fds
 from qaicmodel.emu.virtq import Virtqueue
 from qaicmodel.errors import TransportError
 
-__all__ = ["Message", "VhostUserDevice", "recv_message", "send_message", "REQUESTS",
-           "F_PROTOCOL_FEATURES", "F_VERSION_1", "PROTOCOL_F_SLAVE_REQ",
-           "PROTOCOL_F_REPLY_ACK", "FLAG_REPLY", "FLAG_NEED_REPLY", "VERSION"]
+__all__ = [
+    "Message",
+    "VhostUserDevice",
+    "recv_message",
+    "send_message",
+    "REQUESTS",
+    "F_PROTOCOL_FEATURES",
+    "F_VERSION_1",
+    "PROTOCOL_F_SLAVE_REQ",
+    "PROTOCOL_F_REPLY_ACK",
+    "FLAG_REPLY",
+    "FLAG_NEED_REPLY",
+    "VERSION",
+]
 
 VERSION = 1
 FLAG_VERSION_MASK = 0x3
@@ -59,22 +70,53 @@ MAX_REGIONS = 8  # VHOST_MEMORY_BASELINE_NREGIONS
 
 #: request number -> name (the frontend-to-slave requests of the specification)
 REQUESTS: dict[int, str] = {
-    1: "GET_FEATURES", 2: "SET_FEATURES", 3: "SET_OWNER", 4: "RESET_OWNER",
-    5: "SET_MEM_TABLE", 6: "SET_LOG_BASE", 7: "SET_LOG_FD", 8: "SET_VRING_NUM",
-    9: "SET_VRING_ADDR", 10: "SET_VRING_BASE", 11: "GET_VRING_BASE", 12: "SET_VRING_KICK",
-    13: "SET_VRING_CALL", 14: "SET_VRING_ERR", 15: "GET_PROTOCOL_FEATURES",
-    16: "SET_PROTOCOL_FEATURES", 17: "GET_QUEUE_NUM", 18: "SET_VRING_ENABLE",
-    19: "SEND_RARP", 20: "NET_SET_MTU", 21: "SET_SLAVE_REQ_FD", 22: "IOTLB_MSG",
-    23: "SET_VRING_ENDIAN", 24: "GET_CONFIG", 25: "SET_CONFIG", 35: "VRING_KICK",
+    1: "GET_FEATURES",
+    2: "SET_FEATURES",
+    3: "SET_OWNER",
+    4: "RESET_OWNER",
+    5: "SET_MEM_TABLE",
+    6: "SET_LOG_BASE",
+    7: "SET_LOG_FD",
+    8: "SET_VRING_NUM",
+    9: "SET_VRING_ADDR",
+    10: "SET_VRING_BASE",
+    11: "GET_VRING_BASE",
+    12: "SET_VRING_KICK",
+    13: "SET_VRING_CALL",
+    14: "SET_VRING_ERR",
+    15: "GET_PROTOCOL_FEATURES",
+    16: "SET_PROTOCOL_FEATURES",
+    17: "GET_QUEUE_NUM",
+    18: "SET_VRING_ENABLE",
+    19: "SEND_RARP",
+    20: "NET_SET_MTU",
+    21: "SET_SLAVE_REQ_FD",
+    22: "IOTLB_MSG",
+    23: "SET_VRING_ENDIAN",
+    24: "GET_CONFIG",
+    25: "SET_CONFIG",
+    35: "VRING_KICK",
 }
 
 #: payload size each supported request must have (None: checked by its handler)
 _SIZES: dict[str, int | None] = {
-    "GET_FEATURES": 0, "SET_FEATURES": 8, "SET_OWNER": 0, "RESET_OWNER": 0,
-    "SET_MEM_TABLE": None, "SET_VRING_NUM": 8, "SET_VRING_ADDR": 40, "SET_VRING_BASE": 8,
-    "GET_VRING_BASE": 8, "SET_VRING_KICK": 8, "SET_VRING_CALL": 8, "SET_VRING_ERR": 8,
-    "GET_PROTOCOL_FEATURES": 0, "SET_PROTOCOL_FEATURES": 8, "GET_QUEUE_NUM": 0,
-    "SET_VRING_ENABLE": 8, "SET_SLAVE_REQ_FD": 0,
+    "GET_FEATURES": 0,
+    "SET_FEATURES": 8,
+    "SET_OWNER": 0,
+    "RESET_OWNER": 0,
+    "SET_MEM_TABLE": None,
+    "SET_VRING_NUM": 8,
+    "SET_VRING_ADDR": 40,
+    "SET_VRING_BASE": 8,
+    "GET_VRING_BASE": 8,
+    "SET_VRING_KICK": 8,
+    "SET_VRING_CALL": 8,
+    "SET_VRING_ERR": 8,
+    "GET_PROTOCOL_FEATURES": 0,
+    "SET_PROTOCOL_FEATURES": 8,
+    "GET_QUEUE_NUM": 0,
+    "SET_VRING_ENABLE": 8,
+    "SET_SLAVE_REQ_FD": 0,
 }
 #: requests that carry exactly one file descriptor (the vring ones unless NOFD is set)
 _ONE_FD = {"SET_SLAVE_REQ_FD"}
@@ -93,23 +135,22 @@ class Message:
         return REQUESTS.get(self.request, f"request {self.request}")
 
 
-def _recv_exact(sock: socket.socket, n: int, fds: list[int], what: str,
-                have: bytes = b"") -> bytes:
+def _recv_exact(sock: socket.socket, n: int, fds: list[int], what: str, have: bytes = b"") -> bytes:
     buf = have
     while len(buf) < n:
         try:
             data, more, _flags, _addr = socket.recv_fds(sock, n - len(buf), MAX_FDS)
         except TimeoutError:
             close_fds(fds)
-            raise TransportError(f"truncated message: {len(buf)} of {n} bytes arrived",
-                                 where=what) from None
+            raise TransportError(
+                f"truncated message: {len(buf)} of {n} bytes arrived", where=what
+            ) from None
         except ConnectionResetError:
             data, more = b"", []
         fds.extend(more)
         if not data:
             close_fds(fds)
-            raise TransportError(f"connection closed after {len(buf)} of {n} bytes",
-                                 where=what)
+            raise TransportError(f"connection closed after {len(buf)} of {n} bytes", where=what)
         buf += data
     return buf
 
@@ -149,10 +190,14 @@ class VhostUserDevice:
     INBAND_NOTIFICATIONS are not needed by virt-pci).
     """
 
-    def __init__(self, num_queues: int = 2, *,
-                 features: int = (1 << F_VERSION_1) | (1 << F_PROTOCOL_FEATURES),
-                 protocol_features: int = 1 << PROTOCOL_F_SLAVE_REQ,
-                 on_memory: Callable[[GuestMemory], None] | None = None) -> None:
+    def __init__(
+        self,
+        num_queues: int = 2,
+        *,
+        features: int = (1 << F_VERSION_1) | (1 << F_PROTOCOL_FEATURES),
+        protocol_features: int = 1 << PROTOCOL_F_SLAVE_REQ,
+        on_memory: Callable[[GuestMemory], None] | None = None,
+    ) -> None:
         self.offered_features = features
         self.offered_protocol = protocol_features
         self.features = 0
@@ -172,15 +217,18 @@ class VhostUserDevice:
         self.messages += 1
         try:
             if msg.flags & FLAG_VERSION_MASK != VERSION or msg.flags & FLAG_REPLY:
-                raise TransportError(f"flags {msg.flags:#x}: not a version-{VERSION} request",
-                                     where=name)
+                raise TransportError(
+                    f"flags {msg.flags:#x}: not a version-{VERSION} request", where=name
+                )
             if msg.request not in REQUESTS or name not in _SIZES:
-                raise TransportError("request not supported by this device (not offered)",
-                                     where=name)
+                raise TransportError(
+                    "request not supported by this device (not offered)", where=name
+                )
             want = _SIZES[name]
             if want is not None and len(msg.payload) != want:
-                raise TransportError(f"payload is {len(msg.payload)} bytes, {want} expected",
-                                     where=name)
+                raise TransportError(
+                    f"payload is {len(msg.payload)} bytes, {want} expected", where=name
+                )
             self._check_fds(msg)
             handler = getattr(self, "_" + name.lower())
             reply: bytes | None = handler(msg)
@@ -205,13 +253,15 @@ class VhostUserDevice:
         else:
             want = 0
         if len(msg.fds) != want:
-            raise TransportError(f"{len(msg.fds)} file descriptors attached, {want} expected",
-                                 where=name)
+            raise TransportError(
+                f"{len(msg.fds)} file descriptors attached, {want} expected", where=name
+            )
 
     def _queue(self, index: int, name: str) -> Virtqueue:
         if not 0 <= index < len(self.queues):
-            raise TransportError(f"queue index {index}: this device has {len(self.queues)}",
-                                 where=name)
+            raise TransportError(
+                f"queue index {index}: this device has {len(self.queues)}", where=name
+            )
         return self.queues[index]
 
     # -- handlers ---------------------------------------------------------------
@@ -223,8 +273,9 @@ class VhostUserDevice:
         (value,) = struct.unpack("<Q", msg.payload)
         extra = value & ~self.offered_features
         if extra:
-            raise TransportError(f"features {value:#x} include bits {extra:#x} never offered",
-                                 where=msg.name)
+            raise TransportError(
+                f"features {value:#x} include bits {extra:#x} never offered", where=msg.name
+            )
         self.features = value
 
     def _set_owner(self, msg: Message) -> None:
@@ -240,8 +291,10 @@ class VhostUserDevice:
         (value,) = struct.unpack("<Q", msg.payload)
         extra = value & ~self.offered_protocol
         if extra:
-            raise TransportError(f"protocol features {value:#x} include bits {extra:#x} "
-                                 "never offered", where=msg.name)
+            raise TransportError(
+                f"protocol features {value:#x} include bits {extra:#x} never offered",
+                where=msg.name,
+            )
         self.protocol_features = value
 
     def _get_queue_num(self, msg: Message) -> bytes:
@@ -257,19 +310,22 @@ class VhostUserDevice:
     def _set_mem_table(self, msg: Message) -> None:
         p = msg.payload
         if len(p) < 8:
-            raise TransportError(f"payload is {len(p)} bytes, at least 8 expected",
-                                 where=msg.name)
+            raise TransportError(f"payload is {len(p)} bytes, at least 8 expected", where=msg.name)
         num, _pad = struct.unpack_from("<II", p)
         if not 1 <= num <= MAX_REGIONS:
             raise TransportError(f"{num} regions (1..{MAX_REGIONS} supported)", where=msg.name)
         # 7.2 sends exactly the regions used, 6.12 its whole two-region struct
         # (``.header.size = sizeof(msg.payload.mem_regions)``): unused slots are ignored
         if len(p) < 8 + 32 * num or len(p) > 8 + 32 * MAX_REGIONS or (len(p) - 8) % 32:
-            raise TransportError(f"payload is {len(p)} bytes: not room for {num} regions of a "
-                                 f"table of at most {MAX_REGIONS}", where=msg.name)
+            raise TransportError(
+                f"payload is {len(p)} bytes: not room for {num} regions of a "
+                f"table of at most {MAX_REGIONS}",
+                where=msg.name,
+            )
         if len(msg.fds) != num:
-            raise TransportError(f"{len(msg.fds)} file descriptors for {num} regions",
-                                 where=msg.name)
+            raise TransportError(
+                f"{len(msg.fds)} file descriptors for {num} regions", where=msg.name
+            )
         mem = GuestMemory()
         try:
             for i in range(num):
@@ -320,8 +376,9 @@ class VhostUserDevice:
     def _vring_fd(self, msg: Message) -> tuple[Virtqueue, int | None]:
         (value,) = struct.unpack("<Q", msg.payload)
         if value & ~(VRING_INDEX_MASK | VRING_NOFD_MASK):
-            raise TransportError(f"payload {value:#x} has bits beyond index and NOFD",
-                                 where=msg.name)
+            raise TransportError(
+                f"payload {value:#x} has bits beyond index and NOFD", where=msg.name
+            )
         q = self._queue(value & VRING_INDEX_MASK, msg.name)
         fd = None if value & VRING_NOFD_MASK else msg.fds[0]
         msg.fds = []

@@ -56,8 +56,16 @@ class OP:
     PME = 8
 
 
-OP_NAMES = {1: "CFG_READ", 2: "CFG_WRITE", 3: "MMIO_READ", 4: "MMIO_WRITE", 5: "MMIO_MEMSET",
-            6: "INT", 7: "MSI", 8: "PME"}
+OP_NAMES = {
+    1: "CFG_READ",
+    2: "CFG_WRITE",
+    3: "MMIO_READ",
+    4: "MMIO_WRITE",
+    5: "MMIO_MEMSET",
+    6: "INT",
+    7: "MSI",
+    8: "PME",
+}
 
 #: emulator rule ids (the guest broke the PCI function's contract)
 EMU_RULES = {
@@ -125,8 +133,9 @@ class Stats:
 class VirtPci:
     """One PCI function behind virt-pci: config space plus a board."""
 
-    def __init__(self, config: ConfigSpace, board: Board, *, present: bool = True,
-                 max_violations: int = 1000) -> None:
+    def __init__(
+        self, config: ConfigSpace, board: Board, *, present: bool = True, max_violations: int = 1000
+    ) -> None:
         self.config = config
         #: False: slot 0 answers config reads with all ones (no function there) until
         #: the runner plugs the device in (the guest then rescans the bus)
@@ -141,8 +150,10 @@ class VirtPci:
         self._msi_queue: collections.deque[int] = collections.deque()
         mismatch = {i: s for i, s in board.bars.items() if config.bars.get(i) != s}
         if mismatch or set(board.bars) != set(config.bars):
-            raise TransportError(f"the board's BARs {board.bars} disagree with config space "
-                                 f"{config.bars}", where="board")
+            raise TransportError(
+                f"the board's BARs {board.bars} disagree with config space {config.bars}",
+                where="board",
+            )
 
     def bind(self, cmd_vq: Virtqueue, irq_vq: Virtqueue) -> None:
         self.cmd_vq, self.irq_vq = cmd_vq, irq_vq
@@ -180,10 +191,12 @@ class VirtPci:
         """One request chain; returns the bytes written into its in-buffers."""
         raw = q.read_out(chain, HEADER.size + MAX_MMIO)
         if len(raw) < HEADER.size:
-            raise TransportError(f"request of {len(raw)} bytes is shorter than the 16-byte "
-                                 "header", where=f"virtio_pcidev chain {chain.head}")
+            raise TransportError(
+                f"request of {len(raw)} bytes is shorter than the 16-byte header",
+                where=f"virtio_pcidev chain {chain.head}",
+            )
         op, bar, _res, size, addr = HEADER.unpack_from(raw)
-        data = raw[HEADER.size:]
+        data = raw[HEADER.size :]
         name = OP_NAMES.get(op, f"op {op}")
         where = f"virtio_pcidev {name}"
         if op == OP.CFG_READ:
@@ -196,8 +209,7 @@ class VirtPci:
                 self.bar_memset(bar, addr, size, data[0])
                 return 0
             if len(data) < size:
-                raise TransportError(f"{len(data)} data bytes for a {size}-byte write",
-                                     where=where)
+                raise TransportError(f"{len(data)} data bytes for a {size}-byte write", where=where)
             self.cfg_write(addr, data[:size])
             return 0
         if op == OP.MMIO_READ:
@@ -206,8 +218,7 @@ class VirtPci:
             return self._reply(q, chain, self.bar_read(bar, addr, size), where)
         if op == OP.MMIO_WRITE:
             if not 0 < size <= MAX_MMIO or len(data) < size:
-                raise TransportError(f"{len(data)} data bytes for a {size}-byte write",
-                                     where=where)
+                raise TransportError(f"{len(data)} data bytes for a {size}-byte write", where=where)
             self.bar_write(bar, addr, data[:size])
             return 0
         if op == OP.MMIO_MEMSET:
@@ -227,8 +238,9 @@ class VirtPci:
     @staticmethod
     def _reply(q: Virtqueue, chain: Chain, data: bytes, where: str) -> int:
         if chain.in_len < len(data):
-            raise TransportError(f"answer buffer of {chain.in_len} bytes for {len(data)}",
-                                 where=where)
+            raise TransportError(
+                f"answer buffer of {chain.in_len} bytes for {len(data)}", where=where
+            )
         return q.write_in(chain, data)
 
     # -- config space -----------------------------------------------------------
@@ -260,8 +272,10 @@ class VirtPci:
             self._violate("EMU-BAR-NONE", f"{what} BAR{bar}+{off:#x} size {size}")
             return False
         if off < 0 or off + size > bsize:
-            self._violate("EMU-BAR-RANGE", f"{what} BAR{bar}+{off:#x} size {size} "
-                                           f"(BAR{bar} is {bsize:#x} bytes)")
+            self._violate(
+                "EMU-BAR-RANGE",
+                f"{what} BAR{bar}+{off:#x} size {size} (BAR{bar} is {bsize:#x} bytes)",
+            )
             return False
         if not self.config.memory_enabled:
             self._violate("EMU-BAR-DISABLED", f"{what} BAR{bar}+{off:#x} size {size}")
@@ -283,7 +297,7 @@ class VirtPci:
         if not self._bar_ok(bar, off, len(data), "write"):
             return
         for o, n in pieces(off, len(data)):
-            self.board.bar_write(bar, o, n, int.from_bytes(data[o - off:o - off + n], "little"))
+            self.board.bar_write(bar, o, n, int.from_bytes(data[o - off : o - off + n], "little"))
 
     def bar_memset(self, bar: int, off: int, size: int, byte: int) -> None:
         self.stats.memsets += 1
@@ -339,10 +353,13 @@ class VirtPci:
                 break
             vector = self._msi_queue.popleft()
             msg = HEADER.pack(OP.MSI, 0, 0, 2, cfg.msi_address) + struct.pack(
-                "<H", cfg.msi_data(vector))
+                "<H", cfg.msi_data(vector)
+            )
             if chain.in_len < len(msg):
-                raise TransportError(f"interrupt buffer of {chain.in_len} bytes for an "
-                                     f"{len(msg)}-byte MSI message", where="virtio_pcidev irq")
+                raise TransportError(
+                    f"interrupt buffer of {chain.in_len} bytes for an {len(msg)}-byte MSI message",
+                    where="virtio_pcidev irq",
+                )
             q.push(chain, q.write_in(chain, msg))
             sent += 1
         if sent:

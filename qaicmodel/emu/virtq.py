@@ -34,8 +34,15 @@ try:
 except ImportError:  # until the restructuring lands emu/_model.py
     from qaicmodel.spec.dbc.memory import DmaFault
 
-__all__ = ["Virtqueue", "Chain", "DESC_F_NEXT", "DESC_F_WRITE", "DESC_F_INDIRECT",
-           "AVAIL_F_NO_INTERRUPT", "MAX_QUEUE_SIZE"]
+__all__ = [
+    "Virtqueue",
+    "Chain",
+    "DESC_F_NEXT",
+    "DESC_F_WRITE",
+    "DESC_F_INDIRECT",
+    "AVAIL_F_NO_INTERRUPT",
+    "MAX_QUEUE_SIZE",
+]
 
 DESC_F_NEXT = 1
 DESC_F_WRITE = 2
@@ -93,15 +100,19 @@ class Virtqueue:
 
     def set_num(self, num: int) -> None:
         if not 1 <= num <= MAX_QUEUE_SIZE or num & (num - 1):
-            raise TransportError(f"queue size {num} is not a power of two in 1..{MAX_QUEUE_SIZE}",
-                                 where=f"SET_VRING_NUM {self.name}")
+            raise TransportError(
+                f"queue size {num} is not a power of two in 1..{MAX_QUEUE_SIZE}",
+                where=f"SET_VRING_NUM {self.name}",
+            )
         self.num = num
         self._unmap()
 
     def set_addr(self, desc: int, used: int, avail: int) -> None:
         if desc % 16 or avail % 2 or used % 4:
-            raise TransportError(f"misaligned ring (desc {desc:#x} avail {avail:#x} "
-                                 f"used {used:#x})", where=f"SET_VRING_ADDR {self.name}")
+            raise TransportError(
+                f"misaligned ring (desc {desc:#x} avail {avail:#x} used {used:#x})",
+                where=f"SET_VRING_ADDR {self.name}",
+            )
         self.desc_addr, self.used_addr, self.avail_addr = desc, used, avail
         self.addresses_set = True
         self._unmap()
@@ -125,8 +136,9 @@ class Virtqueue:
         if self._desc is not None:
             return
         if self.mem is None or not self.num or not self.addresses_set:
-            raise TransportError("queue used before its size, addresses and memory are set",
-                                 where=self.name)
+            raise TransportError(
+                "queue used before its size, addresses and memory are set", where=self.name
+            )
         n = self.num
         try:
             self._desc = memoryview(self.mem.user_view(self.desc_addr, 16 * n))  # type: ignore[arg-type]
@@ -160,8 +172,9 @@ class Virtqueue:
         if waiting == 0:
             return None
         if waiting > n:
-            raise TransportError(f"avail index ran {waiting} entries ahead of a {n}-entry ring",
-                                 where=self.name)
+            raise TransportError(
+                f"avail index ran {waiting} entries ahead of a {n}-entry ring", where=self.name
+            )
         head = int(_U16.unpack_from(self._avail, 4 + 2 * (self.last_avail % n))[0])
         self.last_avail = (self.last_avail + 1) & 0xFFFF
         if head >= n:
@@ -173,29 +186,36 @@ class Virtqueue:
             addr, length, flags, nxt = _DESC.unpack_from(self._desc, 16 * i)
             where = f"{self.name} descriptor {i} (chain {head})"
             if flags & DESC_F_INDIRECT:
-                raise TransportError("indirect descriptor (VIRTIO_RING_F_INDIRECT_DESC was not "
-                                     "negotiated)", where=where)
+                raise TransportError(
+                    "indirect descriptor (VIRTIO_RING_F_INDIRECT_DESC was not negotiated)",
+                    where=where,
+                )
             try:
                 self.mem.view(addr, length)
             except DmaFault:
-                raise TransportError(f"buffer {addr:#x}+{length:#x} is outside guest memory",
-                                     where=where) from None
+                raise TransportError(
+                    f"buffer {addr:#x}+{length:#x} is outside guest memory", where=where
+                ) from None
             if flags & DESC_F_WRITE:
                 ins.append((addr, length))
             else:
                 if ins:
-                    raise TransportError("device-readable buffer after a device-writable one",
-                                         where=where)
+                    raise TransportError(
+                        "device-readable buffer after a device-writable one", where=where
+                    )
                 out.append((addr, length))
             if not flags & DESC_F_NEXT:
                 break
             if nxt >= n:
-                raise TransportError(f"next descriptor {nxt} is beyond the {n}-entry table",
-                                     where=where)
+                raise TransportError(
+                    f"next descriptor {nxt} is beyond the {n}-entry table", where=where
+                )
             i = nxt
         else:
-            raise TransportError(f"descriptor chain longer than the ring ({n}): a loop",
-                                 where=f"{self.name} chain {head}")
+            raise TransportError(
+                f"descriptor chain longer than the ring ({n}): a loop",
+                where=f"{self.name} chain {head}",
+            )
         self.popped += 1
         return Chain(head, out, ins)
 
@@ -224,8 +244,10 @@ class Virtqueue:
             self.mem.view(addr, n)[:] = np.frombuffer(data, dtype=np.uint8, count=n, offset=pos)
             pos += n
         if pos < len(data):
-            raise TransportError(f"{len(data)} bytes do not fit the chain's {chain.in_len} "
-                                 "writable bytes", where=f"{self.name} chain {chain.head}")
+            raise TransportError(
+                f"{len(data)} bytes do not fit the chain's {chain.in_len} writable bytes",
+                where=f"{self.name} chain {chain.head}",
+            )
         return pos
 
     def push(self, chain: Chain | int, written: int) -> None:

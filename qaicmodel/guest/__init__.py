@@ -24,8 +24,12 @@ _MSG = struct.Struct("<IIQ")  # struct qaic_manage_msg {len, count, data}
 
 
 def _mod(name: str) -> Any:
-    for path in ("qaicmodel.emu._model", f"qaicmodel.spec.control.{name}",
-                 f"qaicmodel.spec.host.{name}", f"qaicmodel.spec.{name}"):
+    for path in (
+        "qaicmodel.emu._model",
+        f"qaicmodel.spec.control.{name}",
+        f"qaicmodel.spec.host.{name}",
+        f"qaicmodel.spec.{name}",
+    ):
         try:
             m = importlib.import_module(path)
         except ImportError:
@@ -64,8 +68,12 @@ def status(path: str = ACCEL) -> dict[str, Any]:
         os.close(fd)
     for t in res:
         if "major" in t:
-            return {"major": t["major"], "minor": t["minor"], "status": t["status"],
-                    "status_flags": t["status_flags"]}
+            return {
+                "major": t["major"],
+                "minor": t["minor"],
+                "status": t["status"],
+                "status_flags": t["status_flags"],
+            }
     return {"error": "no status transaction in the answer", "answer": repr(res)}
 
 
@@ -136,11 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["status", "open", "activate"])
     ap.add_argument("--device", default=ACCEL)
     ap.add_argument("--expect", default=None, help="MAJOR.MINOR the status must report")
-    ap.add_argument("--wait", type=float, default=0.0,
-                    help="seconds to wait for the device to come online (open gives "
-                         "ENODEV until the QSM's status made it ONLINE)")
-    ap.add_argument("--hold", type=float, default=0.0,
-                    help="activate: seconds to keep the channel, printing its dbc state changes")
+    ap.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for the device to come online (open gives "
+        "ENODEV until the QSM's status made it ONLINE)",
+    )
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="activate: seconds to keep the channel, printing its dbc state changes",
+    )
     a = ap.parse_args(argv)
     wait_online(a.device, a.wait)
     try:
@@ -150,8 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         st = activate(a.device, hold=a.hold) if a.command == "activate" else status(a.device)
     except OSError as e:
-        print(json.dumps({"error": f"{errno.errorcode.get(e.errno or 0, e.errno)}: {e.strerror}",
-                          "device": a.device}))
+        print(
+            json.dumps(
+                {
+                    "error": f"{errno.errorcode.get(e.errno or 0, e.errno)}: {e.strerror}",
+                    "device": a.device,
+                }
+            )
+        )
         return 1
     print(json.dumps(st))
     if "error" in st:

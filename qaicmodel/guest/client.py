@@ -117,8 +117,9 @@ class Client:
         """Map the BO (G3); kept until :meth:`close` or :meth:`unmap`."""
         if handle not in self.maps:
             off = self.mmap_bo(handle)
-            self.maps[handle] = mmap.mmap(self.fd, size, mmap.MAP_SHARED,
-                                          mmap.PROT_READ | mmap.PROT_WRITE, offset=off)
+            self.maps[handle] = mmap.mmap(
+                self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=off
+            )
         return self.maps[handle]
 
     def unmap(self, handle: int) -> None:
@@ -128,51 +129,65 @@ class Client:
 
     def write_bo(self, handle: int, size: int, offset: int, data: bytes) -> None:
         m = self.mmap(handle, size)
-        m[offset:offset + len(data)] = data
+        m[offset : offset + len(data)] = data
 
     def read_bo(self, handle: int, size: int, offset: int, length: int) -> bytes:
         m = self.mmap(handle, size)
-        return bytes(m[offset:offset + length])
+        return bytes(m[offset : offset + length])
 
     def attach_slice(self, hdr: U.AttachSliceHdr, entries: Sequence[U.SliceEntry]) -> None:
         raw = b"".join(e.pack() for e in entries)
         buf = ctypes.create_string_buffer(raw, max(len(raw), 1))
-        self._ioctl(_nr("ATTACH_SLICE_BO"),
-                    U.AttachSlice(hdr=hdr, data=ctypes.addressof(buf)).pack())
+        self._ioctl(
+            _nr("ATTACH_SLICE_BO"), U.AttachSlice(hdr=hdr, data=ctypes.addressof(buf)).pack()
+        )
 
     def _execute(self, name: str, dbc_id: int, raw: bytes, count: int) -> None:
         buf = ctypes.create_string_buffer(raw, max(len(raw), 1))
-        self._ioctl(_nr(name), U.Execute(hdr=U.ExecuteHdr(count=count, dbc_id=dbc_id),
-                                         data=ctypes.addressof(buf)).pack())
+        self._ioctl(
+            _nr(name),
+            U.Execute(
+                hdr=U.ExecuteHdr(count=count, dbc_id=dbc_id), data=ctypes.addressof(buf)
+            ).pack(),
+        )
 
-    def execute(self, dbc_id: int, entries: Sequence[tuple[int, int]],
-                count: int | None = None) -> None:
+    def execute(
+        self, dbc_id: int, entries: Sequence[tuple[int, int]], count: int | None = None
+    ) -> None:
         """EXECUTE_BO of ``(handle, dir)`` pairs."""
         raw = b"".join(U.ExecuteEntry(handle=h, dir=d).pack() for h, d in entries)
         self._execute("EXECUTE_BO", dbc_id, raw, len(entries) if count is None else count)
 
-    def partial_execute(self, dbc_id: int, entries: Sequence[tuple[int, int, int]],
-                        count: int | None = None) -> None:
+    def partial_execute(
+        self, dbc_id: int, entries: Sequence[tuple[int, int, int]], count: int | None = None
+    ) -> None:
         """PARTIAL_EXECUTE_BO of ``(handle, dir, resize)`` triples."""
-        raw = b"".join(U.PartialExecuteEntry(handle=h, dir=d, resize=r).pack()
-                       for h, d, r in entries)
-        self._execute("PARTIAL_EXECUTE_BO", dbc_id, raw,
-                      len(entries) if count is None else count)
+        raw = b"".join(
+            U.PartialExecuteEntry(handle=h, dir=d, resize=r).pack() for h, d, r in entries
+        )
+        self._execute("PARTIAL_EXECUTE_BO", dbc_id, raw, len(entries) if count is None else count)
 
     def wait(self, handle: int, dbc_id: int, timeout_ms: int = 0, pad: int = 0) -> None:
-        self._ioctl(_nr("WAIT_BO"), U.Wait(handle=handle, timeout=timeout_ms, dbc_id=dbc_id,
-                                           pad=pad).pack())
+        self._ioctl(
+            _nr("WAIT_BO"), U.Wait(handle=handle, timeout=timeout_ms, dbc_id=dbc_id, pad=pad).pack()
+        )
 
-    def perf_stats(self, dbc_id: int, handles: Sequence[int],
-                   count: int | None = None) -> list[U.PerfStatsEntry]:
+    def perf_stats(
+        self, dbc_id: int, handles: Sequence[int], count: int | None = None
+    ) -> list[U.PerfStatsEntry]:
         raw = b"".join(U.PerfStatsEntry(handle=h).pack() for h in handles)
         buf = ctypes.create_string_buffer(raw, max(len(raw), 1))
         n = len(handles) if count is None else count
-        self._ioctl(_nr("PERF_STATS_BO"), U.PerfStats(hdr=U.PerfStatsHdr(count=n, dbc_id=dbc_id),
-                                                      data=ctypes.addressof(buf)).pack())
+        self._ioctl(
+            _nr("PERF_STATS_BO"),
+            U.PerfStats(
+                hdr=U.PerfStatsHdr(count=n, dbc_id=dbc_id), data=ctypes.addressof(buf)
+            ).pack(),
+        )
         size = U.PerfStatsEntry.SIZE
-        return [U.PerfStatsEntry.unpack(buf.raw[i * size:(i + 1) * size])
-                for i in range(len(handles))]
+        return [
+            U.PerfStatsEntry.unpack(buf.raw[i * size : (i + 1) * size]) for i in range(len(handles))
+        ]
 
     def detach_slice(self, handle: int, pad: int = 0) -> None:
         self._ioctl(_nr("DETACH_SLICE_BO"), U.DetachSlice(handle=handle, pad=pad).pack())
@@ -184,22 +199,39 @@ class Client:
 
 # -- the echo workload's slices (qaicmodel/spec/dbc/workload.py protocol) --------------
 
+
 def echo_entries(in_addr: int, out_addr: int, size: int) -> tuple[U.SliceEntry, U.SliceEntry]:
     """The input and output slice entries of the model's echo workload (one NSP each)."""
     from qaicmodel.spec.dbc import workload as W
 
     def entry(fields: dict[str, Any], dev_addr: int) -> U.SliceEntry:
         sems = {k: U.Sem(**fields[k]) for k in ("sem0", "sem1", "sem2", "sem3")}
-        return U.SliceEntry(size=size, dev_addr=dev_addr, db_addr=fields["db_addr"],
-                            db_data=fields["db_data"], db_len=fields["db_len"], offset=0, **sems)
+        return U.SliceEntry(
+            size=size,
+            dev_addr=dev_addr,
+            db_addr=fields["db_addr"],
+            db_data=fields["db_data"],
+            db_len=fields["db_len"],
+            offset=0,
+            **sems,
+        )
 
-    return (entry(W.input_slice(0, last=True), in_addr),
-            entry(W.output_slice(1, last=True), out_addr))
+    return (
+        entry(W.input_slice(0, last=True), in_addr),
+        entry(W.output_slice(1, last=True), out_addr),
+    )
 
 
-def echo(path: str = ACCEL, *, size: int = 4096, in_addr: int = 0x100000,
-         out_addr: int = 0x200000, queue_size: int = 16, timeout_ms: int = 10000,
-         rounds: int = 1) -> dict[str, Any]:
+def echo(
+    path: str = ACCEL,
+    *,
+    size: int = 4096,
+    in_addr: int = 0x100000,
+    out_addr: int = 0x200000,
+    queue_size: int = 16,
+    timeout_ms: int = 10000,
+    rounds: int = 1,
+) -> dict[str, Any]:
     """Every data-path ioctl once (more with ``rounds``), on the echo workload.
 
     The answer records each call's result (``ok`` or an errno name), whether the
@@ -227,12 +259,18 @@ def echo(path: str = ACCEL, *, size: int = 4096, in_addr: int = 0x100000,
         c.write_bo(hin, size, 0, pattern)
         c.write_bo(hout, size, 0, b"\xee" * size)
         ein, eout = echo_entries(in_addr, out_addr, size)
-        call("attach_slice", c.attach_slice,
-             U.AttachSliceHdr(count=1, dbc_id=dbc, handle=hin, dir=U.DMA_TO_DEVICE, size=size),
-             [ein])
-        call("attach_slice", c.attach_slice,
-             U.AttachSliceHdr(count=1, dbc_id=dbc, handle=hout, dir=U.DMA_FROM_DEVICE,
-                              size=size), [eout])
+        call(
+            "attach_slice",
+            c.attach_slice,
+            U.AttachSliceHdr(count=1, dbc_id=dbc, handle=hin, dir=U.DMA_TO_DEVICE, size=size),
+            [ein],
+        )
+        call(
+            "attach_slice",
+            c.attach_slice,
+            U.AttachSliceHdr(count=1, dbc_id=dbc, handle=hout, dir=U.DMA_FROM_DEVICE, size=size),
+            [eout],
+        )
         rtt: list[float] = []
         intact = True
         for r in range(rounds):
@@ -247,20 +285,34 @@ def echo(path: str = ACCEL, *, size: int = 4096, in_addr: int = 0x100000,
         out["echo_intact"] = intact
         out["rtt_s"] = rtt
         stats = call("perf_stats", c.perf_stats, dbc, [hin, hout])
-        out["perf"] = [[s.handle, s.queue_level_before, s.num_queue_element,
-                        s.submit_latency_us, s.device_latency_us] for s in stats]
+        out["perf"] = [
+            [
+                s.handle,
+                s.queue_level_before,
+                s.num_queue_element,
+                s.submit_latency_us,
+                s.device_latency_us,
+            ]
+            for s in stats
+        ]
         # partial execute: the whole input, half the output
         second = bytes((b ^ 0x5A) for b in pattern)
         c.write_bo(hin, size, 0, second)
-        call("partial_execute", c.partial_execute, dbc,
-             [(hin, U.DMA_TO_DEVICE, size), (hout, U.DMA_FROM_DEVICE, size // 2)])
+        call(
+            "partial_execute",
+            c.partial_execute,
+            dbc,
+            [(hin, U.DMA_TO_DEVICE, size), (hout, U.DMA_FROM_DEVICE, size // 2)],
+        )
         call("wait", c.wait, hout, dbc, timeout_ms)
         call("wait", c.wait, hin, dbc, timeout_ms)
         got = c.read_bo(hout, size, 0, size)
         half = size // 2
-        out["partial_intact"] = (got[:half] == second[:half]
-                                 and got[half:] == pattern[half:] if rounds == 1 else
-                                 got[:half] == second[:half])
+        out["partial_intact"] = (
+            got[:half] == second[:half] and got[half:] == pattern[half:]
+            if rounds == 1
+            else got[:half] == second[:half]
+        )
         call("detach_slice", c.detach_slice, hin)
         call("detach_slice", c.detach_slice, hout)
         call("gem_close", c.gem_close, hin)
@@ -286,12 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--timeout-ms", type=int, default=10000)
     s = sub.add_parser("scenario", help="run a scenario's ioctl steps (JSON lines on stdout)")
     s.add_argument("file")
-    s.add_argument("--reply", default=None, metavar="DIR",
-                   help="the host's reply directory for device-side steps (host ops)")
+    s.add_argument(
+        "--reply",
+        default=None,
+        metavar="DIR",
+        help="the host's reply directory for device-side steps (host ops)",
+    )
     for p in (e, s):
         p.add_argument("--device", default=ACCEL)
-        p.add_argument("--wait", type=float, default=30.0,
-                       help="seconds to wait for the device to come online")
+        p.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for the device to come online"
+        )
     a = ap.parse_args(argv)
     wait_online(a.device, a.wait)
     if a.command == "echo":

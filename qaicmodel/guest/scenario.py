@@ -107,8 +107,11 @@ class GuestRunner:
 
     def _do(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any] | None:
         op = st.op
-        if op in NOT_MODELLED or a.get("thread") is not None or (
-                op == "run" and a.get("schedule") is not None):
+        if (
+            op in NOT_MODELLED
+            or a.get("thread") is not None
+            or (op == "run" and a.get("schedule") is not None)
+        ):
             raise _Fail("not-modelled")
         if op == "open":
             self.users[a["user"]] = Client(self.device)
@@ -146,15 +149,20 @@ class GuestRunner:
             entries = a["entries"]
             count = len(entries) if h["count"] is None else h["count"]
             handle = self.val(h["handle"])
-            hdr = U.AttachSliceHdr(count=count, dbc_id=self.val(h["dbc_id"]), handle=handle,
-                                   dir=h["dir"], size=h["size"])
+            hdr = U.AttachSliceHdr(
+                count=count,
+                dbc_id=self.val(h["dbc_id"]),
+                handle=handle,
+                dir=h["dir"],
+                size=h["size"],
+            )
             c.attach_slice(hdr, [_slice_entry(e) for e in entries[:count]])
             self.bo_dir[(u, handle)] = h["dir"]
             return None
         if op in ("execute", "partial_execute"):
             dbc = self.val(a["dbc_id"])
             key = "handles" if op == "execute" else "entries"
-            ents = []
+            ents: list[Any] = []
             for e in a[key]:
                 handle = self.val(e["handle"])
                 d = e["dir"] if e["dir"] is not None else self.bo_dir.get((u, handle), 0)
@@ -170,9 +178,17 @@ class GuestRunner:
             return {"wall_ms": round((time.monotonic() - t0) * 1000, 3)}
         if op == "perf_stats":
             handles = [self.val(h) for h in a["handles"]]
-            ents = c.perf_stats(self.val(a["dbc_id"]), handles)
-            return {"stats": [{"handle": e.handle, "queue_level_before": e.queue_level_before,
-                               "num_queue_element": e.num_queue_element} for e in ents]}
+            stats = c.perf_stats(self.val(a["dbc_id"]), handles)
+            return {
+                "stats": [
+                    {
+                        "handle": e.handle,
+                        "queue_level_before": e.queue_level_before,
+                        "num_queue_element": e.num_queue_element,
+                    }
+                    for e in stats
+                ]
+            }
         if op == "detach_slice":
             c.detach_slice(self.val(a["handle"]), a["pad"])
             return None
@@ -196,7 +212,7 @@ class GuestRunner:
 
 
 def _slice_entry(e: Mapping[str, Any]) -> U.SliceEntry:
-    sems = {k: U.Sem(**e[k]) for k in ("sem0", "sem1", "sem2", "sem3")}
+    sems: dict[str, Any] = {k: U.Sem(**e[k]) for k in ("sem0", "sem1", "sem2", "sem3")}
     rest = {k: v for k, v in e.items() if k not in sems}
     return U.SliceEntry(**rest, **sems)
 

@@ -59,8 +59,13 @@ __all__ = ["ImplHost"]
 
 # The IRQ thread's resting points as plain ints (irqproto.PC; dbc_irq_threaded_fn labels)
 _IDLE, _READ_TAIL, _DRAIN, _WRITE_HEAD, _UNMASK, _RECHECK = (
-    int(PC.IDLE), int(PC.READ_TAIL), int(PC.DRAIN), int(PC.WRITE_HEAD), int(PC.UNMASK),
-    int(PC.RECHECK))
+    int(PC.IDLE),
+    int(PC.READ_TAIL),
+    int(PC.DRAIN),
+    int(PC.WRITE_HEAD),
+    int(PC.UNMASK),
+    int(PC.RECHECK),
+)
 _RSP_HP, _RSP_TP = regs.RSP_HP, regs.RSP_TP
 _U32_TOP = U32_MAX  # a PCI link error reads all ones
 #: IrqState built positionally (no ``_replace``: the IRQ side is the hot path).  Field
@@ -68,6 +73,7 @@ _U32_TOP = U32_MAX  # a PCI link error reads all ones
 _irq = tuple.__new__
 #: u16 words per request / response element (req_id is word 0 of both)
 _REQ_WORDS, _RSP_WORDS = REQ_SIZE // 2, RSP_SIZE // 2
+
 
 class _Segs:
     """The DMA pieces of a slice as two arrays (bus address, length)."""
@@ -97,8 +103,9 @@ class _Enc:
 
 
 def _sem_word(s: uapi.Sem, flags: int | None = None) -> int:
-    return int(arith.sem_encode(s.val, s.index, s.presync, s.cmd,
-                                s.flags if flags is None else flags, U32))
+    return int(
+        arith.sem_encode(s.val, s.index, s.presync, s.cmd, s.flags if flags is None else flags, U32)
+    )
 
 
 class ImplHost(HostCore):
@@ -115,18 +122,18 @@ class ImplHost(HostCore):
         request ring's req_id column (execute stamps it after the bulk copy), request
         ring u16 words."""
         if sys.byteorder != "little":
-            raise NotModelledError("ImplHost reads the little-endian rings as native u16 "
-                                   "words; this machine is big-endian (use SpecHost)")
+            raise NotModelledError(
+                "ImplHost reads the little-endian rings as native u16 "
+                "words; this machine is big-endian (use SpecHost)"
+            )
         mem = self.device.host_mem
         req = mem.view(ch.req_q, ch.nelem * REQ_SIZE)
         rsp = mem.view(ch.rsp_q, ch.nelem * RSP_SIZE)
         # u16 words of both rings (little-endian host): req_id is word 0 of a request
         # element (32 words) and of a response element (2 words) -- wire.REQ_DTYPE / RSP_DTYPE
-        ch.cache = (req.data, rsp.data.cast("H"), req.view(REQ_DTYPE)["req_id"],
-                    req.data.cast("H"))
+        ch.cache = (req.data, rsp.data.cast("H"), req.view(REQ_DTYPE)["req_id"], req.data.cast("H"))
 
-    def _rings(self, ch: HostChannel) -> tuple[memoryview, memoryview, np.ndarray,
-                                              memoryview]:
+    def _rings(self, ch: HostChannel) -> tuple[memoryview, memoryview, np.ndarray, memoryview]:
         if ch.cache is None:
             self._on_assign(ch)
         return ch.cache
@@ -139,11 +146,12 @@ class ImplHost(HostCore):
         if not arith.slice_span_ok(offset, size, bo.size, U64):
             return None
         seg = self._seg_len(bo)
-        first, nents, first_off, last_len = (int(x) for x in arith.slice_span(offset, size, seg,
-                                                                                U64))
+        first, nents, first_off, last_len = (
+            int(x) for x in arith.slice_span(offset, size, seg, U64)
+        )
         if bo.cache is None:
             bo.cache = np.array([a for a, _ in bo.segments], dtype=np.uint64)
-        addr = bo.cache[first:first + nents].copy()
+        addr = bo.cache[first : first + nents].copy()
         addr[0] += np.uint64(first_off)
         length = np.full(nents, seg, dtype=np.uint64)
         length[-1] = last_len
@@ -171,15 +179,22 @@ class ImplHost(HostCore):
             arr["sem_cmd"][:, k] = _sem_word(ent.sems[k])
         flags0 = ent.sem0.flags
         if n > 1 and not presync:
-            flags0 |= (uapi.QAIC_SEM_INSYNCFENCE if dir == uapi.DMA_TO_DEVICE
-                       else uapi.QAIC_SEM_OUTSYNCFENCE)
+            flags0 |= (
+                uapi.QAIC_SEM_INSYNCFENCE
+                if dir == uapi.DMA_TO_DEVICE
+                else uapi.QAIC_SEM_OUTSYNCFENCE
+            )
         last = arr[n - 1]
         last["pcie_dma_cmd"] = cmd | GEN_COMPLETION
         last["doorbell_addr"] = ent.db_addr
         last["doorbell_attr"] = encode_db_len(ent.db_len)
         last["doorbell_data"] = ent.db_data
-        last["sem_cmd"] = (_sem_word(ent.sem0, flags0), _sem_word(ent.sem1),
-                           _sem_word(ent.sem2), _sem_word(ent.sem3))
+        last["sem_cmd"] = (
+            _sem_word(ent.sem0, flags0),
+            _sem_word(ent.sem1),
+            _sem_word(ent.sem2),
+            _sem_word(ent.sem3),
+        )
         return _Enc(arr, self.sg_max_segment or 0)
 
     # -- execute -----------------------------------------------------------
@@ -192,9 +207,9 @@ class ImplHost(HostCore):
     def _copy(self, ring: memoryview, nelem: int, tail: int, raw: memoryview, n: int) -> None:
         """n elements of ``raw`` into the ring at ``tail``: at most two bulk copies."""
         first, rest = arith.wrap_split(tail, n, nelem, U32)
-        ring[tail * REQ_SIZE:(tail + first) * REQ_SIZE] = raw[:first * REQ_SIZE]
+        ring[tail * REQ_SIZE : (tail + first) * REQ_SIZE] = raw[: first * REQ_SIZE]
         if rest:
-            ring[:rest * REQ_SIZE] = raw[first * REQ_SIZE:n * REQ_SIZE]
+            ring[: rest * REQ_SIZE] = raw[first * REQ_SIZE : n * REQ_SIZE]
 
     def _write_full(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int) -> None:
         """copy_exec_reqs: the slice's bytes in at most two bulk copies, then its req_id
@@ -203,24 +218,25 @@ class ImplHost(HostCore):
         ring, _, rid, words = ch.cache if ch.cache is not None else self._rings(ch)
         n = enc.n
         if n == 1 and tail < ch.nelem:  # one element: no wrap possible (arith.wrap_split)
-            ring[tail * REQ_SIZE:(tail + 1) * REQ_SIZE] = enc.raw
+            ring[tail * REQ_SIZE : (tail + 1) * REQ_SIZE] = enc.raw
             words[tail * _REQ_WORDS] = req_id
             return
         first, rest = arith.wrap_split(tail, n, ch.nelem, U32)
-        ring[tail * REQ_SIZE:(tail + first) * REQ_SIZE] = enc.raw[:first * REQ_SIZE]
-        rid[tail:tail + first] = req_id
+        ring[tail * REQ_SIZE : (tail + first) * REQ_SIZE] = enc.raw[: first * REQ_SIZE]
+        rid[tail : tail + first] = req_id
         if rest:
-            ring[:rest * REQ_SIZE] = enc.raw[first * REQ_SIZE:n * REQ_SIZE]
+            ring[: rest * REQ_SIZE] = enc.raw[first * REQ_SIZE : n * REQ_SIZE]
             rid[:rest] = req_id
 
-    def _write_partial(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int,
-                       first_n: int, last_bytes: int) -> None:
+    def _write_partial(
+        self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int, first_n: int, last_bytes: int
+    ) -> None:
         enc: _Enc = sl.enc
         enc.rid.fill(req_id)
         ring = self._rings(ch)[0]
         if first_n:
             self._copy(ring, ch.nelem, tail, enc.raw, first_n)
-        last = enc.arr[enc.n - 1:].copy()
+        last = enc.arr[enc.n - 1 :].copy()
         ref = enc.arr[first_n]
         last["pcie_dma_len"] = last_bytes & 0xFFFFFFFF
         last["pcie_dma_source_addr"] = ref["pcie_dma_source_addr"]
@@ -228,7 +244,7 @@ class ImplHost(HostCore):
         if last_bytes == 0:
             last["pcie_dma_cmd"] = ref["pcie_dma_cmd"] & 0xFC
         slot = int(arith.ring_advance(tail, first_n, ch.nelem, U32))
-        ring[slot * REQ_SIZE:(slot + 1) * REQ_SIZE] = last.view(np.uint8).data
+        ring[slot * REQ_SIZE : (slot + 1) * REQ_SIZE] = last.view(np.uint8).data
 
     def _xfer_add(self, ch: HostChannel, bo: Bo) -> None:
         super()._xfer_add(ch, bo)
@@ -265,26 +281,41 @@ class ImplHost(HostCore):
         tail = self._exec_send(ch, user, ents, False, head, tail)
         self._exec_commit(ch, user, ents, tail, level)
 
-    def _exec_ready(self, user: Any, dbc_id: Any, handles_dirs: Any
-                    ) -> tuple[HostChannel, list[tuple[int, int, int]]] | None:
+    def _exec_ready(
+        self, user: Any, dbc_id: Any, handles_dirs: Any
+    ) -> tuple[HostChannel, list[tuple[int, int, int]]] | None:
         """(channel, entries) when every pre-lock check of EXECUTE_BO passes, else None.
 
         A subset of what HostCore accepts (exact ``int`` types only), so None never
         changes an outcome: HostCore then runs the full checks."""
-        if type(user) is not int or user not in self.users or type(dbc_id) is not int \
-                or not 0 <= dbc_id < len(self.ch) or not self.online \
-                or (type(handles_dirs) is not list and type(handles_dirs) is not tuple) \
-                or not handles_dirs:
+        if (
+            type(user) is not int
+            or user not in self.users
+            or type(dbc_id) is not int
+            or not 0 <= dbc_id < len(self.ch)
+            or not self.online
+            or (type(handles_dirs) is not list and type(handles_dirs) is not tuple)
+            or not handles_dirs
+        ):
             return None
         ch = self.ch[dbc_id]
-        if ch.usr is None or ch.usr != user or self.ssr_dbc == dbc_id \
-                or (self.use_req_lock and ch.lock is not None):
+        if (
+            ch.usr is None
+            or ch.usr != user
+            or self.ssr_dbc == dbc_id
+            or (self.use_req_lock and ch.lock is not None)
+        ):
             return None
         ents: list[tuple[int, int, int]] = []
         for e in handles_dirs:
-            if ((type(e) is not tuple and type(e) is not list) or len(e) != 2
-                    or type(e[0]) is not int or type(e[1]) is not int
-                    or not 0 <= e[0] <= _U32_TOP or not 0 <= e[1] <= _U32_TOP):
+            if (
+                (type(e) is not tuple and type(e) is not list)
+                or len(e) != 2
+                or type(e[0]) is not int
+                or type(e[1]) is not int
+                or not 0 <= e[0] <= _U32_TOP
+                or not 0 <= e[1] <= _U32_TOP
+            ):
                 return None
             ents.append((e[0], e[1], 0))
         return ch, ents
@@ -306,8 +337,11 @@ class ImplHost(HostCore):
                         self._thread(ch)
                         return
             elif kind == "irq":
-                if (type(arg) is int and (arg or self.single_msi)
-                        and arg in self.device.intc.deliverable_vectors()):
+                if (
+                    type(arg) is int
+                    and (arg or self.single_msi)
+                    and arg in self.device.intc.deliverable_vectors()
+                ):
                     self._hard_irq(arg)
                     return
         super().step(action)
@@ -333,7 +367,7 @@ class ImplHost(HostCore):
         if self.single_msi:
             chans = self.ch if v == 0 else ()
         else:
-            chans = self.ch[v - 1:v] if v >= 1 else ()
+            chans = self.ch[v - 1 : v] if v >= 1 else ()
         readl = dev.readl
         for ch in chans:
             if ch.usr is None:
@@ -344,19 +378,23 @@ class ImplHost(HostCore):
             tp = int(readl(ch.id, _RSP_TP))
             if tp == _U32_TOP or hp == tp:
                 continue  # IRQ_NONE
-            (_hp, _tp, nelem, msi_due, depth, _pending, _wake, pc, head, tail, budget,
-             delay) = ch.irq
+            (_hp, _tp, nelem, msi_due, depth, _pending, _wake, pc, head, tail, budget, delay) = (
+                ch.irq
+            )
             if self._mask_on_irq:
                 self._mask_sync(ch, depth, depth + 1)
                 depth += 1
-            ch.irq = _irq(IrqState, (hp, tp, nelem, msi_due, depth, False, True, pc, head,
-                                     tail, budget, delay))
+            ch.irq = _irq(
+                IrqState,
+                (hp, tp, nelem, msi_due, depth, False, True, pc, head, tail, budget, delay),
+            )
 
     def _thread(self, ch: HostChannel) -> None:
         """One run of dbc_irq_threaded_fn to its next interleaving point (HostCore._thread,
         decisions as in irqproto's transitions, written on ints)."""
-        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget,
-         delay) = ch.irq
+        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay) = (
+            ch.irq
+        )
         if pc == _READ_TAIL or pc == _IDLE:
             readl = self.device.readl
             if pc == _IDLE:  # thread_start
@@ -364,18 +402,47 @@ class ImplHost(HostCore):
                 if hp == _U32_TOP:
                     self._error_out(ch)
                     return
-                wake, rsp_hp, head, budget, delay = False, hp, hp, self.num_events, \
-                    self.num_delays
+                wake, rsp_hp, head, budget, delay = False, hp, hp, self.num_events, self.num_delays
                 pc = _READ_TAIL
             if ch.usr is None:
-                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending,
-                                         wake, _READ_TAIL, head, tail, budget, delay))
+                ch.irq = _irq(
+                    IrqState,
+                    (
+                        rsp_hp,
+                        rsp_tp,
+                        nelem,
+                        msi_due,
+                        depth,
+                        pending,
+                        wake,
+                        _READ_TAIL,
+                        head,
+                        tail,
+                        budget,
+                        delay,
+                    ),
+                )
                 self._error_out(ch)
                 return
             tp = int(readl(ch.id, _RSP_TP))
             if tp == _U32_TOP:
-                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending,
-                                         wake, _READ_TAIL, head, tail, budget, delay))
+                ch.irq = _irq(
+                    IrqState,
+                    (
+                        rsp_hp,
+                        rsp_tp,
+                        nelem,
+                        msi_due,
+                        depth,
+                        pending,
+                        wake,
+                        _READ_TAIL,
+                        head,
+                        tail,
+                        budget,
+                        delay,
+                    ),
+                )
                 self._error_out(ch)
                 return
             budget = budget or self.num_events  # read_tail
@@ -385,52 +452,156 @@ class ImplHost(HostCore):
                 delay -= 1
             else:  # give_up
                 pc = _UNMASK
-            ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, depth, pending, wake, pc,
-                                     head, tp, budget, delay))
+            ch.irq = _irq(
+                IrqState,
+                (rsp_hp, tp, nelem, msi_due, depth, pending, wake, pc, head, tp, budget, delay),
+            )
         elif pc == _DRAIN:
             self._drain(ch)  # consume_one*, then end_drain
-            (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, _pc, head, tail, budget,
-             delay) = ch.irq
-            ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake,
-                                     _WRITE_HEAD, head, tail, budget, delay))
+            (
+                rsp_hp,
+                rsp_tp,
+                nelem,
+                msi_due,
+                depth,
+                pending,
+                wake,
+                _pc,
+                head,
+                tail,
+                budget,
+                delay,
+            ) = ch.irq
+            ch.irq = _irq(
+                IrqState,
+                (
+                    rsp_hp,
+                    rsp_tp,
+                    nelem,
+                    msi_due,
+                    depth,
+                    pending,
+                    wake,
+                    _WRITE_HEAD,
+                    head,
+                    tail,
+                    budget,
+                    delay,
+                ),
+            )
         elif pc == _WRITE_HEAD:
             self.device.writel(ch.id, _RSP_HP, head)
-            ch.irq = _irq(IrqState, (head, rsp_tp, nelem, msi_due, depth, pending, wake,
-                                     _READ_TAIL, head, tail, budget, delay))
+            ch.irq = _irq(
+                IrqState,
+                (
+                    head,
+                    rsp_tp,
+                    nelem,
+                    msi_due,
+                    depth,
+                    pending,
+                    wake,
+                    _READ_TAIL,
+                    head,
+                    tail,
+                    budget,
+                    delay,
+                ),
+            )
         elif pc == _UNMASK:
             new = depth
             if self._mask_on_irq:
                 new = depth - 1
                 self._mask_sync(ch, depth, new)
-            ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, new, pending, wake,
-                                     _RECHECK if self.recheck else _IDLE, head, tail, budget,
-                                     delay))
+            ch.irq = _irq(
+                IrqState,
+                (
+                    rsp_hp,
+                    rsp_tp,
+                    nelem,
+                    msi_due,
+                    new,
+                    pending,
+                    wake,
+                    _RECHECK if self.recheck else _IDLE,
+                    head,
+                    tail,
+                    budget,
+                    delay,
+                ),
+            )
             if self.datapath_polling:
                 ch.poll = True
         elif pc == _RECHECK:
             tp = int(self.device.readl(ch.id, _RSP_TP))
             if tp == _U32_TOP:
-                ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake,
-                                         _IDLE, head, tail, budget, delay))
+                ch.irq = _irq(
+                    IrqState,
+                    (
+                        rsp_hp,
+                        rsp_tp,
+                        nelem,
+                        msi_due,
+                        depth,
+                        pending,
+                        wake,
+                        _IDLE,
+                        head,
+                        tail,
+                        budget,
+                        delay,
+                    ),
+                )
                 return
             if tp != head:
                 new = depth
                 if self._mask_on_irq:
                     new = depth + 1
                     self._mask_sync(ch, depth, new)
-                ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, new, pending, wake,
-                                         _READ_TAIL, head, tp, budget, delay))
+                ch.irq = _irq(
+                    IrqState,
+                    (
+                        rsp_hp,
+                        tp,
+                        nelem,
+                        msi_due,
+                        new,
+                        pending,
+                        wake,
+                        _READ_TAIL,
+                        head,
+                        tp,
+                        budget,
+                        delay,
+                    ),
+                )
             else:
-                ch.irq = _irq(IrqState, (rsp_hp, tp, nelem, msi_due, depth, pending, wake,
-                                         _IDLE, head, tp, budget, delay))
+                ch.irq = _irq(
+                    IrqState,
+                    (
+                        rsp_hp,
+                        tp,
+                        nelem,
+                        msi_due,
+                        depth,
+                        pending,
+                        wake,
+                        _IDLE,
+                        head,
+                        tp,
+                        budget,
+                        delay,
+                    ),
+                )
         else:  # pragma: no cover
             raise AssertionError(f"IRQ thread of dbc {ch.id} rests at {pc}")
 
     # -- drain -------------------------------------------------------------
     def _drain(self, ch: HostChannel) -> None:
         """Consume ``arith.drain_count`` responses as one array slice (consume_one*)."""
-        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget,
-         delay) = ch.irq
+        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay) = (
+            ch.irq
+        )
         k = int(arith.drain_count(head, tail, budget, nelem, U32))
         if k:
             words = ch.cache[1] if ch.cache is not None else self._rings(ch)[1]
@@ -439,14 +610,29 @@ class ImplHost(HostCore):
                 self._credit(ch, index, words[head * _RSP_WORDS], 1)
             else:
                 first, rest = arith.wrap_split(head, k, nelem, U32)
-                batch = words[head * _RSP_WORDS:(head + first) * _RSP_WORDS:_RSP_WORDS].tolist()
+                batch = words[head * _RSP_WORDS : (head + first) * _RSP_WORDS : _RSP_WORDS].tolist()
                 if rest:
-                    batch += words[:rest * _RSP_WORDS:_RSP_WORDS].tolist()
+                    batch += words[: rest * _RSP_WORDS : _RSP_WORDS].tolist()
                 for rid, cnt in Counter(batch).items():
                     self._credit(ch, index, rid, cnt)
             head = int(arith.ring_advance(head, k, nelem, U32))
-        ch.irq = _irq(IrqState, (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc,
-                                 head, tail, budget - k, delay))
+        ch.irq = _irq(
+            IrqState,
+            (
+                rsp_hp,
+                rsp_tp,
+                nelem,
+                msi_due,
+                depth,
+                pending,
+                wake,
+                pc,
+                head,
+                tail,
+                budget - k,
+                delay,
+            ),
+        )
 
     def _credit(self, ch: HostChannel, index: dict[int, list[Bo]], rid: int, cnt: int) -> None:
         """``cnt`` responses with req_id ``rid``: credit queued BOs with that id in queue

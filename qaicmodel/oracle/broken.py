@@ -38,9 +38,20 @@ from qaicmodel.impl.host import ImplHost
 from qaicmodel.spec.host.records import Bo, HostChannel
 from qaicmodel.spec.host.reference import SpecHost
 
-__all__ = ["NoRecheckHost", "NoReserveHost", "NoLockHost", "OverreadHost", "EarlyCompleteHost",
-           "DoubleCompleteHost", "SloppyDetach", "LosesCompletions", "LosesWrites",
-           "BrokenHost", "BROKEN_HOSTS", "BROKEN"]
+__all__ = [
+    "NoRecheckHost",
+    "NoReserveHost",
+    "NoLockHost",
+    "OverreadHost",
+    "EarlyCompleteHost",
+    "DoubleCompleteHost",
+    "SloppyDetach",
+    "LosesCompletions",
+    "LosesWrites",
+    "BrokenHost",
+    "BROKEN_HOSTS",
+    "BROKEN",
+]
 
 
 class NoRecheckHost(SpecHost):
@@ -133,31 +144,65 @@ class BrokenHost:
 
 
 #: every broken host of this module, by class name
-BROKEN_HOSTS: dict[str, BrokenHost] = {b.cls.__name__: b for b in (
-    BrokenHost(NoRecheckHost, "no missed-event check after enable_irq (qaic_data.c "
-               "dbc_irq_threaded_fn)", ("COSIM-STRANDED", "COSIM-LOST-COMPLETE"),
-               {"msi-while-masked": "lost"}),
-    BrokenHost(NoReserveHost, "free space without the reserved slot (qaic_data.c "
-               "fifo_space_avail)", ("COSIM-REQ-OVERRUN", "COSIM-DEVICE-RULE",
-                                     "COSIM-REQ-OVERWRITE", "COSIM-LOST-COMPLETE")),
-    BrokenHost(NoLockHost, "no req_lock around head read .. tail write (qaic_data.c, v6.18)",
-               ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-LOST-COMPLETE",
-                "COSIM-DEVICE-RULE")),
-    BrokenHost(OverreadHost, "writes RSP_HP past what it drained (qaic_data.c "
-               "dbc_irq_threaded_fn)", ("COSIM-RSP-PAST-READ", "COSIM-DEVICE-RULE")),
-    BrokenHost(EarlyCompleteHost, "completes a BO at its first slice's response (qaic_data.c "
-               "update_sequence)", ("COSIM-DATA-MISMATCH", "COSIM-DOUBLE-COMPLETE",
-                                    "COSIM-LOST-COMPLETE")),
-    BrokenHost(DoubleCompleteHost, "leaves a completed BO on the transfer list (qaic_data.c "
-               "dbc_irq_threaded_fn list_del_init)", ("COSIM-DOUBLE-COMPLETE",
-                                                      "COSIM-DATA-MISMATCH")),
-    BrokenHost(SloppyDetach, "DETACH_SLICE_BO of a queued BO succeeds (qaic_data.c "
-               "qaic_detach_slice_bo_ioctl -EBUSY)"),
-    BrokenHost(LosesCompletions, "drops every second BO completion (qaic_data.c "
-               "dbc_irq_threaded_fn complete_all)"),
-    BrokenHost(LosesWrites, "MMAP_BO maps a private copy (qaic_data.c qaic_mmap_bo_ioctl)"),
-)}
+BROKEN_HOSTS: dict[str, BrokenHost] = {
+    b.cls.__name__: b
+    for b in (
+        BrokenHost(
+            NoRecheckHost,
+            "no missed-event check after enable_irq (qaic_data.c dbc_irq_threaded_fn)",
+            ("COSIM-STRANDED", "COSIM-LOST-COMPLETE"),
+            {"msi-while-masked": "lost"},
+        ),
+        BrokenHost(
+            NoReserveHost,
+            "free space without the reserved slot (qaic_data.c fifo_space_avail)",
+            (
+                "COSIM-REQ-OVERRUN",
+                "COSIM-DEVICE-RULE",
+                "COSIM-REQ-OVERWRITE",
+                "COSIM-LOST-COMPLETE",
+            ),
+        ),
+        BrokenHost(
+            NoLockHost,
+            "no req_lock around head read .. tail write (qaic_data.c, v6.18)",
+            (
+                "COSIM-REQ-OVERWRITE",
+                "COSIM-REQ-OVERRUN",
+                "COSIM-LOST-COMPLETE",
+                "COSIM-DEVICE-RULE",
+            ),
+        ),
+        BrokenHost(
+            OverreadHost,
+            "writes RSP_HP past what it drained (qaic_data.c dbc_irq_threaded_fn)",
+            ("COSIM-RSP-PAST-READ", "COSIM-DEVICE-RULE"),
+        ),
+        BrokenHost(
+            EarlyCompleteHost,
+            "completes a BO at its first slice's response (qaic_data.c update_sequence)",
+            ("COSIM-DATA-MISMATCH", "COSIM-DOUBLE-COMPLETE", "COSIM-LOST-COMPLETE"),
+        ),
+        BrokenHost(
+            DoubleCompleteHost,
+            "leaves a completed BO on the transfer list (qaic_data.c "
+            "dbc_irq_threaded_fn list_del_init)",
+            ("COSIM-DOUBLE-COMPLETE", "COSIM-DATA-MISMATCH"),
+        ),
+        BrokenHost(
+            SloppyDetach,
+            "DETACH_SLICE_BO of a queued BO succeeds (qaic_data.c "
+            "qaic_detach_slice_bo_ioctl -EBUSY)",
+        ),
+        BrokenHost(
+            LosesCompletions,
+            "drops every second BO completion (qaic_data.c dbc_irq_threaded_fn complete_all)",
+        ),
+        BrokenHost(LosesWrites, "MMAP_BO maps a private copy (qaic_data.c qaic_mmap_bo_ioctl)"),
+    )
+}
 
 #: the co-simulation subset: host class -> the finding rules that may catch it
-BROKEN: dict[type, tuple[str, ...]] = {b.cls: b.cosim_rules for b in BROKEN_HOSTS.values()
-                                       if b.cosim_rules}
+BROKEN: dict[type, tuple[str, ...]] = {
+    b.cls: b.cosim_rules for b in BROKEN_HOSTS.values() if b.cosim_rules
+}

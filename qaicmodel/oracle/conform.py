@@ -86,14 +86,22 @@ from qaicmodel.spec.host.protocol import HOST_METHODS, load_host
 #: and do not make the exit status 1.
 DRIVER_FINDINGS: dict[str, str] = {
     "CONF-NEVER-COMPLETES": "issue #14 item 9: qaic_data.c copy_partial_exec_reqs (6.12, "
-                            "7.2) with resize 0 on a slice of two or more elements sends "
-                            "one element carrying reqs[0]'s cmd (GENMASK(7, 2)), which has "
-                            "no completion bit: the BO never completes, WAIT_BO times out "
-                            "(to confirm on the real driver in the UML guest)",
+    "7.2) with resize 0 on a slice of two or more elements sends "
+    "one element carrying reqs[0]'s cmd (GENMASK(7, 2)), which has "
+    "no completion bit: the BO never completes, WAIT_BO times out "
+    "(to confirm on the real driver in the UML guest)",
 }
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_BUDGET", "INVARIANTS", "Failure", "Conformance",
-           "add_args", "run_cli", "run_conformance"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_BUDGET",
+    "INVARIANTS",
+    "Failure",
+    "Conformance",
+    "add_args",
+    "run_cli",
+    "run_conformance",
+]
 
 #: The host ``conform`` checks unless told otherwise: the fast host (qaicmodel/impl/host.py).
 DEFAULT_HOST = "qaicmodel.impl.host:ImplHost"
@@ -110,9 +118,18 @@ MAX_FAILURES = 3
 class Conformance:
     """A conformance run: the rows, the counters, the failures."""
 
-    def __init__(self, host_ref: str | type, *, seed: int, budget: float,
-                 episodes: int | None, pinned: dict[str, str], out_dir: Path,
-                 progress: Any = None, kernel: str | None = None) -> None:
+    def __init__(
+        self,
+        host_ref: str | type,
+        *,
+        seed: int,
+        budget: float,
+        episodes: int | None,
+        pinned: dict[str, str],
+        out_dir: Path,
+        progress: Any = None,
+        kernel: str | None = None,
+    ) -> None:
         from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
 
         Policies(pinned)  # validates ids and alternatives (PolicyError)
@@ -133,8 +150,9 @@ class Conformance:
 
         # policies under whose non-default alternatives the Linux driver itself does not
         # conform (found by the cosim machines) stay at their defaults unless pinned
-        self.held = {p: why for p, why in DRIVER_ASSUMES.items()
-                     if p in REGISTRY and p not in pinned}
+        self.held = {
+            p: why for p, why in DRIVER_ASSUMES.items() if p in REGISTRY and p not in pinned
+        }
         # the virtual board's boot/MHI policies (spec/policies/board.py) are read only by
         # the UML emulator, never by the co-simulated device: varying them here would only
         # spend conform's rows
@@ -176,12 +194,20 @@ class Conformance:
             self.rows_run.append(row)
             dt = max(time.monotonic() - t_row, 1e-9)
             n = self.steps - steps0
-            self.row_log.append({"row": ri, "policies": row.label(), "episodes": ep,
-                                 "steps": n, "failures": row_fail})
+            self.row_log.append(
+                {
+                    "row": ri,
+                    "policies": row.label(),
+                    "episodes": ep,
+                    "steps": n,
+                    "failures": row_fail,
+                }
+            )
             if self.progress is not None:
                 self.progress.write(
                     f"row {ri + 1}/{len(self.rows)} [{row.label()[:60]}]: {ep} episodes, "
-                    f"{n} steps, {n / dt:.0f} steps/s, {row_fail} failures\n")
+                    f"{n} steps, {n / dt:.0f} steps/s, {row_fail} failures\n"
+                )
                 self.progress.flush()
         self.elapsed = time.monotonic() - t0
         return self
@@ -202,56 +228,88 @@ class Conformance:
             if self.driver_hits[f.invariant] > 1:
                 return False
         pols = {k: v for k, v in row.chosen.items() if self.registry[k].default != v}
-        small, f2, replays = shrink(e.explorer.cfg, pols, e.steps, f, self.host_cls,
-                                    self.ref_cls)
+        small, f2, replays = shrink(e.explorer.cfg, pols, e.steps, f, self.host_cls, self.ref_cls)
         again = replay(e.explorer.cfg, pols, small, self.host_cls, self.ref_cls)
         name = f"conform-{self.seed}-row{ri}-ep{ep}.json"
         path = self.out_dir / name
-        write_reproducer(path, e.explorer.cfg, pols, small, f2, self.ref_cls,
-                         f"qaicmodel conform --seed {self.seed} --host {self.host_ref}")
-        (self.driver_findings if known else self.failures).append({
-            "invariant": f2.invariant, "description": INVARIANTS[f2.invariant],
-            "message": f2.message, "row": ri, "policies": row.label(), "episode": ep,
-            "episode_seed": eseed, "steps_before_shrink": len(e.steps),
-            "steps_after_shrink": len(small), "shrink_replays": replays,
-            "reproduces": again is not None and again.key == f2.key,
-            "reproducer": str(path),
-            "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}",
-            "finding": f2.finding.as_dict(),
-            **({"driver_finding": DRIVER_FINDINGS[f.invariant]} if known else {})})
+        write_reproducer(
+            path,
+            e.explorer.cfg,
+            pols,
+            small,
+            f2,
+            self.ref_cls,
+            f"qaicmodel conform --seed {self.seed} --host {self.host_ref}",
+        )
+        (self.driver_findings if known else self.failures).append(
+            {
+                "invariant": f2.invariant,
+                "description": INVARIANTS[f2.invariant],
+                "message": f2.message,
+                "row": ri,
+                "policies": row.label(),
+                "episode": ep,
+                "episode_seed": eseed,
+                "steps_before_shrink": len(e.steps),
+                "steps_after_shrink": len(small),
+                "shrink_replays": replays,
+                "reproduces": again is not None and again.key == f2.key,
+                "reproducer": str(path),
+                "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}",
+                "finding": f2.finding.as_dict(),
+                **({"driver_finding": DRIVER_FINDINGS[f.invariant]} if known else {}),
+            }
+        )
         return not known
 
     def coverage(self) -> dict[str, Any]:
         pids = sorted(self.registry)
         alts = {(p, a) for p in pids for a in self.registry[p].alternatives}
-        pairs_total = sum(len(self.registry[a].alternatives) * len(self.registry[b].alternatives)
-                          for a, b in itertools.combinations(pids, 2))
+        pairs_total = sum(
+            len(self.registry[a].alternatives) * len(self.registry[b].alternatives)
+            for a, b in itertools.combinations(pids, 2)
+        )
         seen_alts = {(p, r[p]) for r in self.rows_run for p in pids}
-        seen_pairs = {(a, r[a], b, r[b]) for r in self.rows_run
-                      for a, b in itertools.combinations(pids, 2)}
-        return {"policies": len(pids), "alternatives_covered": len(seen_alts & alts),
-                "alternatives_total": len(alts), "pairs_covered": len(seen_pairs),
-                "pairs_total": pairs_total, "rows_run": len(self.rows_run),
-                "rows_total": len(self.rows), "pinned": dict(self.pinned),
-                "held_at_default": dict(self.held)}
+        seen_pairs = {
+            (a, r[a], b, r[b]) for r in self.rows_run for a, b in itertools.combinations(pids, 2)
+        }
+        return {
+            "policies": len(pids),
+            "alternatives_covered": len(seen_alts & alts),
+            "alternatives_total": len(alts),
+            "pairs_covered": len(seen_pairs),
+            "pairs_total": pairs_total,
+            "rows_run": len(self.rows_run),
+            "rows_total": len(self.rows),
+            "pinned": dict(self.pinned),
+            "held_at_default": dict(self.held),
+        }
 
     def report(self) -> dict[str, Any]:
         return {
             "format": "qaicmodel-conform/1",
-            "verdict": ("FAILED" if self.failures else
-                        "driver-findings" if self.driver_findings else "conforms"),
+            "verdict": (
+                "FAILED"
+                if self.failures
+                else "driver-findings"
+                if self.driver_findings
+                else "conforms"
+            ),
             "host": self.host_ref,
             "reference": SCENARIO_HOST if self.ref_cls is not None else None,
             "seed": self.seed,
             "kernel": self.kernel,
-            "budget_s": self.budget, "episodes_per_row": self.episodes,
+            "budget_s": self.budget,
+            "episodes_per_row": self.episodes,
             "elapsed_s": round(self.elapsed, 2),
-            "episodes": self.episodes_run, "steps": self.steps, "actions": self.actions,
+            "episodes": self.episodes_run,
+            "steps": self.steps,
+            "actions": self.actions,
             "invariants_checked": dict(sorted(self.checks.items())),
             "invariants_total": sum(self.checks.values()),
             "policies_covered": self.coverage(),
             "replay": f"--seed {self.seed} --episodes "
-                      f"{max([r['episodes'] for r in self.row_log] or [1])}",
+            f"{max([r['episodes'] for r in self.row_log] or [1])}",
             "rows": self.row_log,
             "failures": self.failures,
             "driver_findings": self.driver_findings,
@@ -264,8 +322,11 @@ def _text(rep: dict[str, Any]) -> str:
     lines = [
         f"qaicmodel conform: {rep['verdict']}",
         f"  host:       {rep['host']}"
-        + (f" (checked against {rep['reference']})" if rep["reference"] else " (reference host; "
-           "checked against the device's rules only)"),
+        + (
+            f" (checked against {rep['reference']})"
+            if rep["reference"]
+            else " (reference host; checked against the device's rules only)"
+        ),
         f"  seed:       {rep['seed']}  (replay every episode of this run: {rep['replay']})",
         f"  time:       {rep['elapsed_s']} s of a {rep['budget_s']} s budget",
         f"  episodes:   {rep['episodes']}   steps: {rep['steps']}   actor actions: "
@@ -279,16 +340,22 @@ def _text(rep: dict[str, Any]) -> str:
     if cov["pinned"]:
         lines.append("  pinned:     " + ", ".join(f"{k}={v}" for k, v in cov["pinned"].items()))
     for k, why in cov["held_at_default"].items():
-        lines.append(f"  held:       {k} at its default (the driver itself assumes it: {why}; "
-                     f"--policy {k}=ALT to explore)")
+        lines.append(
+            f"  held:       {k} at its default (the driver itself assumes it: {why}; "
+            f"--policy {k}=ALT to explore)"
+        )
     if not rep["failures"]:
         lines.append("  failures:   none")
     for f in rep["failures"]:
         lines.append(f"  FAILURE {f['invariant']} ({f['description']}): {f['message']}")
-        lines.append(f"    policies {f['policies']}; episode {f['episode']}; shrunk "
-                     f"{f['steps_before_shrink']} -> {f['steps_after_shrink']} steps")
-        lines.append(f"    reproducer: {f['reproducer']}"
-                     + ("" if f["reproduces"] else "  (WARNING: did not replay)"))
+        lines.append(
+            f"    policies {f['policies']}; episode {f['episode']}; shrunk "
+            f"{f['steps_before_shrink']} -> {f['steps_after_shrink']} steps"
+        )
+        lines.append(
+            f"    reproducer: {f['reproducer']}"
+            + ("" if f["reproduces"] else "  (WARNING: did not replay)")
+        )
         lines.append(f"    replay:     {f['replay']}")
     for f in rep.get("driver_findings", []):
         hits = rep.get("driver_finding_hits", {}).get(f["invariant"], 1)
@@ -301,21 +368,41 @@ def _text(rep: dict[str, Any]) -> str:
 def _check_host(cls: type) -> type:
     missing = [m for m in HOST_METHODS if not callable(getattr(cls, m, None))]
     if missing:
-        raise ArgumentError(f"{cls.__qualname__} does not implement the host interface: "
-                            f"missing {', '.join(missing)}")
+        raise ArgumentError(
+            f"{cls.__qualname__} does not implement the host interface: "
+            f"missing {', '.join(missing)}"
+        )
     return cls
 
 
-def run_conformance(host: str | type = DEFAULT_HOST, *, seed: int | None = None,
-                    budget: float = DEFAULT_BUDGET, episodes: int | None = None,
-                    policies: dict[str, str] | None = None, out_dir: str | Path = "conform-failures",
-                    progress: Any = None, kernel: str | None = None) -> dict[str, Any]:
+def run_conformance(
+    host: str | type = DEFAULT_HOST,
+    *,
+    seed: int | None = None,
+    budget: float = DEFAULT_BUDGET,
+    episodes: int | None = None,
+    policies: dict[str, str] | None = None,
+    out_dir: str | Path = "conform-failures",
+    progress: Any = None,
+    kernel: str | None = None,
+) -> dict[str, Any]:
     """Python API for the ``conform`` command; returns the report dict."""
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
-    return Conformance(host, seed=seed, budget=budget, episodes=episodes,
-                       pinned=dict(policies or {}), out_dir=Path(out_dir),
-                       progress=progress, kernel=kernel).run().report()
+    return (
+        Conformance(
+            host,
+            seed=seed,
+            budget=budget,
+            episodes=episodes,
+            pinned=dict(policies or {}),
+            out_dir=Path(out_dir),
+            progress=progress,
+            kernel=kernel,
+        )
+        .run()
+        .report()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -323,26 +410,60 @@ def run_conformance(host: str | type = DEFAULT_HOST, *, seed: int | None = None,
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=DEFAULT_HOST, metavar="MODULE:CLASS",
-                   help=f"the host to check (default {DEFAULT_HOST}); any class implementing "
-                        "qaicmodel.spec.host.Host")
-    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
-                   help=f"time to spend exploring (default {DEFAULT_BUDGET:g})")
-    p.add_argument("--seed", type=int, default=None,
-                   help="PRNG seed (always printed); with --episodes the run replays exactly")
-    p.add_argument("--episodes", type=int, default=None, metavar="N",
-                   help="exactly N episodes per policy row (exact replay; ignores --budget)")
-    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
-                   help="pin a policy in every row (repeatable)")
-    p.add_argument("--out", default="conform-failures", metavar="DIR",
-                   help="where reproducer scenarios are written (default ./conform-failures)")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        metavar="MODULE:CLASS",
+        help=f"the host to check (default {DEFAULT_HOST}); any class implementing "
+        "qaicmodel.spec.host.Host",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        metavar="SECONDS",
+        help=f"time to spend exploring (default {DEFAULT_BUDGET:g})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="PRNG seed (always printed); with --episodes the run replays exactly",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exactly N episodes per policy row (exact replay; ignores --budget)",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="ID=ALT",
+        help="pin a policy in every row (repeatable)",
+    )
+    p.add_argument(
+        "--out",
+        default="conform-failures",
+        metavar="DIR",
+        help="where reproducer scenarios are written (default ./conform-failures)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--kernel-version", default="upstream", choices=KERNEL_CHOICES,
-                   help="the accel/qaic driver version the hosts follow (default upstream = "
-                        "the newest, 7.2)")
-    p.add_argument("--replay", default=None, metavar="FILE",
-                   help="re-run a reproducer scenario with every conform check (host under "
-                        "test side by side with the reference host) and report its failure")
+    p.add_argument(
+        "--kernel-version",
+        default="upstream",
+        choices=KERNEL_CHOICES,
+        help="the accel/qaic driver version the hosts follow (default upstream = the newest, 7.2)",
+    )
+    p.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="re-run a reproducer scenario with every conform check (host under "
+        "test side by side with the reference host) and report its failure",
+    )
 
 
 def replay_file(path: str, host: str) -> dict[str, Any]:
@@ -351,13 +472,28 @@ def replay_file(path: str, host: str) -> dict[str, Any]:
     raw = json.loads(Path(path).read_text())
     host_cls = load_host(host)
     ref_cls = load_host(SCENARIO_HOST)
-    f = replay(scen.device, dict(scen.device.policies), raw["steps"], host_cls,
-               None if ref_cls is host_cls else ref_cls)
-    return {"format": "qaicmodel-conform-replay/1", "file": path, "host": host,
-            "verdict": "conforms" if f is None else "FAILED",
-            "failure": None if f is None else {"invariant": f.invariant, "step": f.index,
-                                               "op": f.op, "message": f.message,
-                                               "finding": f.finding.as_dict()}}
+    f = replay(
+        scen.device,
+        dict(scen.device.policies),
+        raw["steps"],
+        host_cls,
+        None if ref_cls is host_cls else ref_cls,
+    )
+    return {
+        "format": "qaicmodel-conform-replay/1",
+        "file": path,
+        "host": host,
+        "verdict": "conforms" if f is None else "FAILED",
+        "failure": None
+        if f is None
+        else {
+            "invariant": f.invariant,
+            "step": f.index,
+            "op": f.op,
+            "message": f.message,
+            "finding": f.finding.as_dict(),
+        },
+    }
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -379,15 +515,25 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"{args.replay}: conforms (host {args.host})")
         else:
             f = out["failure"]
-            print(f"{args.replay}: FAILED {f['invariant']} at step {f['step']} ({f['op']}): "
-                  f"{f['message']}")
+            print(
+                f"{args.replay}: FAILED {f['invariant']} at step {f['step']} ({f['op']}): "
+                f"{f['message']}"
+            )
         return 0 if out["failure"] is None else 1
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
-    sys.stderr.write(f"qaicmodel conform: seed {seed}, host {args.host}, budget "
-                     f"{args.budget:g} s\n")
-    rep = run_conformance(args.host, seed=seed, budget=args.budget, episodes=args.episodes,
-                          policies=pinned, out_dir=args.out, progress=sys.stderr,
-                          kernel=args.kernel_version)
+    sys.stderr.write(
+        f"qaicmodel conform: seed {seed}, host {args.host}, budget {args.budget:g} s\n"
+    )
+    rep = run_conformance(
+        args.host,
+        seed=seed,
+        budget=args.budget,
+        episodes=args.episodes,
+        policies=pinned,
+        out_dir=args.out,
+        progress=sys.stderr,
+        kernel=args.kernel_version,
+    )
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

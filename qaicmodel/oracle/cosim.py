@@ -48,32 +48,46 @@ from qaicmodel.spec.host import uapi
 from qaicmodel.spec.host.core import HostCore, activate_channel
 from qaicmodel.spec.policies import REGISTRY, Policies
 
-__all__ = ["Finding", "Recorder", "World", "Pair", "random_run", "DRIVER_ASSUMES",
-           "machine_policy_rows", "RULES"]
+__all__ = [
+    "Finding",
+    "Recorder",
+    "World",
+    "Pair",
+    "random_run",
+    "DRIVER_ASSUMES",
+    "machine_policy_rows",
+    "RULES",
+]
 
-RULES = ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-RSP-PAST-READ", "COSIM-DEVICE-RULE",
-         "COSIM-DOUBLE-COMPLETE", "COSIM-LOST-COMPLETE", "COSIM-DATA-MISMATCH",
-         "COSIM-STRANDED", "COSIM-DIVERGENCE")
+RULES = (
+    "COSIM-REQ-OVERWRITE",
+    "COSIM-REQ-OVERRUN",
+    "COSIM-RSP-PAST-READ",
+    "COSIM-DEVICE-RULE",
+    "COSIM-DOUBLE-COMPLETE",
+    "COSIM-LOST-COMPLETE",
+    "COSIM-DATA-MISMATCH",
+    "COSIM-STRANDED",
+    "COSIM-DIVERGENCE",
+)
 
 #: Device-policy alternatives under which the *driver itself* does not conform (found
 #: by these machines; tests/test_cosim_machine.py shows each one).  Machines over
 #: policy rows hold these policies at their defaults.
 DRIVER_ASSUMES: dict[str, str] = {
     "ring-full-rule": "a full response ring (n elements) reads head == tail: the driver "
-                      "sees it empty and strands the completions",
+    "sees it empty and strands the completions",
     "response-ring-full": "a dropped response never completes its BO",
     "fence-without-enable": "the driver's automatic fence (encode_reqs) has cmd 0, so the "
-                            "enable bit is clear; a device that needs the enable bit lets the "
-                            "last element of a split slice -- and so the BO -- complete "
-                            "before the others moved their data",
+    "enable bit is clear; a device that needs the enable bit lets the "
+    "last element of a split slice -- and so the BO -- complete "
+    "before the others moved their data",
     "head-index-meaning": "the driver writes RSP_HP as the next slot to read; a device that "
-                          "reads it as the last slot consumed frees one response too many "
-                          "and overwrites it",
+    "reads it as the last slot consumed frees one response too many "
+    "and overwrites it",
 }
 
 PAGE = arith.PAGE_SIZE
-
-
 
 
 def request_overwrites(dev: Device, snap: dict[int, list[tuple[int, bytes]]]) -> list[Finding]:
@@ -85,11 +99,15 @@ def request_overwrites(dev: Device, snap: dict[int, list[tuple[int, bytes]]]) ->
         ch = dev.ch[dbc]
         for i, raw in slots:
             if dev.host_mem.read(ch.req_q + i * REQ_SIZE, REQ_SIZE) != raw:
-                out.append(Finding(
-                    "COSIM-REQ-OVERWRITE",
-                    f"dbc {dbc}: the host rewrote request slot {i}, published and not yet "
-                    f"consumed (REQ_HP {ch.req_hp}, REQ_TP {ch.req_tp})",
-                    "aic100.rst Request FIFO", {"dbc": dbc, "slot": i}))
+                out.append(
+                    Finding(
+                        "COSIM-REQ-OVERWRITE",
+                        f"dbc {dbc}: the host rewrote request slot {i}, published and not yet "
+                        f"consumed (REQ_HP {ch.req_hp}, REQ_TP {ch.req_tp})",
+                        "aic100.rst Request FIFO",
+                        {"dbc": dbc, "slot": i},
+                    )
+                )
     return out
 
 
@@ -123,17 +141,23 @@ class Recorder:
             n = ch.nelem
             if reg == regs.RSP_HP:
                 seen = self.last_rsp_tp.get(dbc, ch.rsp_hp)
-                if arith.ring_occupancy(ch.rsp_hp, val, n) > arith.ring_occupancy(ch.rsp_hp, seen, n):
-                    self._world.find("COSIM-RSP-PAST-READ",
-                                     f"dbc {dbc}: RSP_HP {ch.rsp_hp} -> {val} passes the RSP_TP "
-                                     f"{seen} the host read")
+                if arith.ring_occupancy(ch.rsp_hp, val, n) > arith.ring_occupancy(
+                    ch.rsp_hp, seen, n
+                ):
+                    self._world.find(
+                        "COSIM-RSP-PAST-READ",
+                        f"dbc {dbc}: RSP_HP {ch.rsp_hp} -> {val} passes the RSP_TP "
+                        f"{seen} the host read",
+                    )
             elif reg == regs.REQ_TP:
                 added = arith.ring_occupancy(ch.req_tp, val, n)
                 free = arith.fifo_space(ch.req_hp, ch.req_tp, n)
                 if added > free:
-                    self._world.find("COSIM-REQ-OVERRUN",
-                                     f"dbc {dbc}: REQ_TP {ch.req_tp} -> {val} adds {added} "
-                                     f"elements, {free} free (REQ_HP {ch.req_hp})")
+                    self._world.find(
+                        "COSIM-REQ-OVERRUN",
+                        f"dbc {dbc}: REQ_TP {ch.req_tp} -> {val} adds {added} "
+                        f"elements, {free} free (REQ_HP {ch.req_hp})",
+                    )
         self.log.append(("writel", dbc, reg, val))
         self._dev.writel(dbc, reg, val)
 
@@ -163,16 +187,29 @@ class World:
     each) for concurrent EXECUTE_BO threads.
     """
 
-    def __init__(self, host_factory: Callable[..., Any], *, policies: Policies | None = None,
-                 single_msi: bool = False, datapath_polling: bool = False,
-                 sg_max_segment: int | None = PAGE, nelem0: int = 16, nelem1: int = 4,
-                 echo_len: int = 2 * PAGE, dma_len: int = 3 * PAGE, dma_slices: int = 2,
-                 num_events: int = 2, num_delays: int = 1) -> None:
+    def __init__(
+        self,
+        host_factory: Callable[..., Any],
+        *,
+        policies: Policies | None = None,
+        single_msi: bool = False,
+        datapath_polling: bool = False,
+        sg_max_segment: int | None = PAGE,
+        nelem0: int = 16,
+        nelem1: int = 4,
+        echo_len: int = 2 * PAGE,
+        dma_len: int = 3 * PAGE,
+        dma_slices: int = 2,
+        num_events: int = 2,
+        num_delays: int = 1,
+    ) -> None:
         self.findings: list[Finding] = []
         self.dev = Device(num_dbc=2, policies=policies, single_msi=single_msi)
         self.bus = Recorder(self.dev, self)
-        kw: dict[str, Any] = {"sg_max_segment": sg_max_segment,
-                              "datapath_polling": datapath_polling}
+        kw: dict[str, Any] = {
+            "sg_max_segment": sg_max_segment,
+            "datapath_polling": datapath_polling,
+        }
         if isinstance(host_factory, type) and issubclass(host_factory, HostCore):
             kw.update(num_events=num_events, num_delays=num_delays)
         self.host = host_factory(self.bus, **kw)
@@ -182,23 +219,45 @@ class World:
         activate_channel(h, 1, self.u1, nelem1)
         self.wl = EchoWorkload(self.dev, 0, 0x10_0000, 0x20_0000, echo_len)
         self.bo: dict[str, int] = {}
-        ein = uapi.SliceEntry(size=echo_len, dev_addr=0x10_0000,
-                              **_sl(input_slice(0, last=True)))
-        eout = uapi.SliceEntry(size=echo_len, dev_addr=0x20_0000,
-                               **_sl(output_slice(1, last=True)))
+        ein = uapi.SliceEntry(size=echo_len, dev_addr=0x10_0000, **_sl(input_slice(0, last=True)))
+        eout = uapi.SliceEntry(size=echo_len, dev_addr=0x20_0000, **_sl(output_slice(1, last=True)))
         self._mk("in", self.u0, 0, echo_len, uapi.DMA_TO_DEVICE, [ein])
         self._mk("out", self.u0, 0, echo_len, uapi.DMA_FROM_DEVICE, [eout])
         self.dma_len = dma_len
         cut = _cuts(dma_len, dma_slices)
-        self._mk("A", self.u1, 1, dma_len, uapi.DMA_TO_DEVICE,
-                 [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut])
-        self._mk("B", self.u1, 1, dma_len, uapi.DMA_FROM_DEVICE,
-                 [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut])
+        self._mk(
+            "A",
+            self.u1,
+            1,
+            dma_len,
+            uapi.DMA_TO_DEVICE,
+            [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut],
+        )
+        self._mk(
+            "B",
+            self.u1,
+            1,
+            dma_len,
+            uapi.DMA_FROM_DEVICE,
+            [uapi.SliceEntry(size=n, offset=o, dev_addr=0x30_0000 + o) for o, n in cut],
+        )
         for name, addr in (("C", 0x40_0000), ("D", 0x50_0000)):
-            self._mk(name, self.u1, 1, 2 * PAGE, uapi.DMA_TO_DEVICE,
-                     [uapi.SliceEntry(size=2 * PAGE, dev_addr=addr)])
-        self.owner = {"in": self.u0, "out": self.u0, "A": self.u1, "B": self.u1, "C": self.u1,
-                      "D": self.u1}
+            self._mk(
+                name,
+                self.u1,
+                1,
+                2 * PAGE,
+                uapi.DMA_TO_DEVICE,
+                [uapi.SliceEntry(size=2 * PAGE, dev_addr=addr)],
+            )
+        self.owner = {
+            "in": self.u0,
+            "out": self.u0,
+            "A": self.u1,
+            "B": self.u1,
+            "C": self.u1,
+            "D": self.u1,
+        }
         self.executed: dict[str, int] = dict.fromkeys(self.bo, 0)
         self.completed: dict[str, int] = dict.fromkeys(self.bo, 0)
         self.expect: dict[str, bytes] = {}  # BO -> bytes it must hold when it completes
@@ -211,11 +270,15 @@ class World:
         self._seen_violations = 0
         self.steps = 0
 
-    def _mk(self, name: str, user: int, dbc: int, size: int, dir: int,
-            ents: list[uapi.SliceEntry]) -> None:
+    def _mk(
+        self, name: str, user: int, dbc: int, size: int, dir: int, ents: list[uapi.SliceEntry]
+    ) -> None:
         h = self.host.create_bo(user, size)
-        self.host.attach_slice(user, uapi.AttachSliceHdr(count=len(ents), dbc_id=dbc, handle=h,
-                                                         dir=dir, size=size), ents)
+        self.host.attach_slice(
+            user,
+            uapi.AttachSliceHdr(count=len(ents), dbc_id=dbc, handle=h, dir=dir, size=size),
+            ents,
+        )
         self.bo[name] = h
 
     # -- findings and checks ------------------------------------------------
@@ -239,26 +302,30 @@ class World:
     def check(self) -> None:
         """Invariants that hold after every step."""
         v = self.dev.violations
-        for viol in v[self._seen_violations:]:
+        for viol in v[self._seen_violations :]:
             self.find("COSIM-DEVICE-RULE", f"{viol.rule}: {viol.message}")
         self._seen_violations = len(v)
         comps = self._completions()
-        for key in comps[self._seen_completions:]:
+        for key in comps[self._seen_completions :]:
             name = self._name(key)
             if name is None:
                 continue
             self.completed[name] += 1
             if self.completed[name] > self.executed[name]:
-                self.find("COSIM-DOUBLE-COMPLETE",
-                          f"BO {name} completed {self.completed[name]} times, executed "
-                          f"{self.executed[name]}")
+                self.find(
+                    "COSIM-DOUBLE-COMPLETE",
+                    f"BO {name} completed {self.completed[name]} times, executed "
+                    f"{self.executed[name]}",
+                )
             want = self.expect.pop(name, None)
             if want is not None:
-                got = bytes(self.host.mmap_bo(self.owner[name], self.bo[name])[:len(want)])
+                got = bytes(self.host.mmap_bo(self.owner[name], self.bo[name])[: len(want)])
                 if got != want:
                     bad = next(i for i in range(len(want)) if got[i] != want[i])
-                    self.find("COSIM-DATA-MISMATCH",
-                              f"BO {name}: byte {bad} is {got[bad]:#x}, expected {want[bad]:#x}")
+                    self.find(
+                        "COSIM-DATA-MISMATCH",
+                        f"BO {name}: byte {bad} is {got[bad]:#x}, expected {want[bad]:#x}",
+                    )
         self._seen_completions = len(comps)
         for tid in list(self.threads):
             th = getattr(self.host, "threads", {}).get(tid)
@@ -293,15 +360,19 @@ class World:
         """At quiescence: no response left in a ring, every executed BO completed."""
         for ch in self.dev.ch:
             if ch.active and ch.rsp_hp != ch.rsp_tp:
-                self.find("COSIM-STRANDED",
-                          f"dbc {ch.dbc}: {arith.ring_occupancy(ch.rsp_hp, ch.rsp_tp, ch.nelem)} "
-                          f"response(s) left in the ring at quiescence (RSP_HP {ch.rsp_hp}, "
-                          f"RSP_TP {ch.rsp_tp})")
+                self.find(
+                    "COSIM-STRANDED",
+                    f"dbc {ch.dbc}: {arith.ring_occupancy(ch.rsp_hp, ch.rsp_tp, ch.nelem)} "
+                    f"response(s) left in the ring at quiescence (RSP_HP {ch.rsp_hp}, "
+                    f"RSP_TP {ch.rsp_tp})",
+                )
         for n in self.bo:
             if self.executed[n] > self.completed[n]:
-                self.find("COSIM-LOST-COMPLETE",
-                          f"BO {n} executed {self.executed[n]} times, completed "
-                          f"{self.completed[n]}, and nothing can happen any more")
+                self.find(
+                    "COSIM-LOST-COMPLETE",
+                    f"BO {n} executed {self.executed[n]} times, completed "
+                    f"{self.completed[n]}, and nothing can happen any more",
+                )
 
     # -- actors ---------------------------------------------------------------
     def enabled(self) -> list[tuple[int, Any]]:
@@ -354,7 +425,7 @@ class World:
         h = self.host
         view = h.mmap_bo(self.u0, self.bo["in"])
         view[:] = np.resize(np.frombuffer(data, dtype=np.uint8), view.shape[0])
-        want = bytes(view[:self.wl.length])
+        want = bytes(view[: self.wl.length])
         ents = [(self.bo["in"], 1), (self.bo["out"], 2)]
         if mode == 2:
             for e, n in zip(ents, ("in", "out"), strict=True):
@@ -385,8 +456,7 @@ class World:
         if resize is None:
             res = self.host_call(lambda: h.execute(self.u1, 1, [(self.bo["A"], 1)]))
         else:
-            res = self.host_call(lambda: h.partial_execute(self.u1, 1, [(self.bo["A"], 1,
-                                                                         resize)]))
+            res = self.host_call(lambda: h.partial_execute(self.u1, 1, [(self.bo["A"], 1, resize)]))
         if res[0] == "ok":
             self.executed["A"] += 1
             n = self.dma_len if resize is None else resize
@@ -421,15 +491,38 @@ class World:
         rings = []
         for ch in self.dev.ch:
             if ch.active:
-                rings.append((ch.req_hp, ch.req_tp, ch.rsp_hp, ch.rsp_tp,
-                              self.dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE),
-                              self.dev.host_mem.read(ch.rsp_q, ch.nelem * RSP_SIZE)))
+                rings.append(
+                    (
+                        ch.req_hp,
+                        ch.req_tp,
+                        ch.rsp_hp,
+                        ch.rsp_tp,
+                        self.dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE),
+                        self.dev.host_mem.read(ch.rsp_q, ch.nelem * RSP_SIZE),
+                    )
+                )
         intc = self.dev.intc
         irq = tuple((intc.masked(v), intc.pending(v)) for v in range(intc.vectors))
-        thr = tuple((c.irq.pc, c.irq.depth, c.irq.wake, c.irq.head, c.irq.tail, c.irq.budget,
-                     c.irq.delay, c.poll) for c in getattr(self.host, "ch", ()))
-        return (tuple(rings), tuple(self.bus.log), tuple(sorted(self._completions())),
-                tuple(sorted(self.executed.items())), irq + thr)
+        thr = tuple(
+            (
+                c.irq.pc,
+                c.irq.depth,
+                c.irq.wake,
+                c.irq.head,
+                c.irq.tail,
+                c.irq.budget,
+                c.irq.delay,
+                c.poll,
+            )
+            for c in getattr(self.host, "ch", ())
+        )
+        return (
+            tuple(rings),
+            tuple(self.bus.log),
+            tuple(sorted(self._completions())),
+            tuple(sorted(self.executed.items())),
+            irq + thr,
+        )
 
 
 def _sl(d: dict[str, Any]) -> dict[str, Any]:
@@ -451,8 +544,9 @@ def _cuts(total: int, k: int) -> list[tuple[int, int]]:
 class Pair:
     """The same operations on two worlds (spec host, fast host); any difference is a finding."""
 
-    def __init__(self, make: Callable[[Callable[..., Any]], World],
-                 factories: Sequence[Callable[..., Any]]) -> None:
+    def __init__(
+        self, make: Callable[[Callable[..., Any]], World], factories: Sequence[Callable[..., Any]]
+    ) -> None:
         self.a, self.b = (make(f) for f in factories)
         self.findings: list[Finding] = []
         self.compare("set-up")
@@ -461,13 +555,18 @@ class Pair:
         if ra != rb:
             self.findings.append(Finding("COSIM-DIVERGENCE", f"{what}: {ra!r} vs {rb!r}"))
         sa, sb = self.a.state(), self.b.state()
-        for label, x, y in zip(("rings", "register log", "completions", "executed",
-                                "interrupt state"), sa, sb, strict=True):
+        for label, x, y in zip(
+            ("rings", "register log", "completions", "executed", "interrupt state"),
+            sa,
+            sb,
+            strict=True,
+        ):
             if x != y:
                 self.findings.append(Finding("COSIM-DIVERGENCE", f"after {what}: {label} differ"))
         if [a for _w, a in self.a.enabled()] != [a for _w, a in self.b.enabled()]:
-            self.findings.append(Finding("COSIM-DIVERGENCE", f"after {what}: enabled actions "
-                                                             "differ"))
+            self.findings.append(
+                Finding("COSIM-DIVERGENCE", f"after {what}: enabled actions differ")
+            )
 
     def do(self, what: str, op: Callable[[World], Any]) -> Any:
         ra, rb = op(self.a), op(self.b)
@@ -483,15 +582,23 @@ def machine_policy_rows() -> list[Policies]:
     policies in :data:`DRIVER_ASSUMES` held at their defaults."""
     from qaicmodel.spec.policies import pairwise
 
-    ids = [p for p, pol in REGISTRY.items()
-           if pol.area in ("dma-bridge", "host-driver") and p not in DRIVER_ASSUMES]
+    ids = [
+        p
+        for p, pol in REGISTRY.items()
+        if pol.area in ("dma-bridge", "host-driver") and p not in DRIVER_ASSUMES
+    ]
     return pairwise(ids)
 
 
-def random_run(host_factory: Callable[..., Any], *, seed: int, steps: int = 400,
-               policies: Policies | None = None,
-               on_world: Callable[[World], None] | None = None,
-               **world_kw: Any) -> tuple[World, list[Finding]]:
+def random_run(
+    host_factory: Callable[..., Any],
+    *,
+    seed: int,
+    steps: int = 400,
+    policies: Policies | None = None,
+    on_world: Callable[[World], None] | None = None,
+    **world_kw: Any,
+) -> tuple[World, list[Finding]]:
     """A seeded random co-simulation (for ``conform`` and the trace recorder): operations
     and actor steps drawn from ``random.Random(seed)``; ends by settling to quiescence.
     ``on_world`` sees the world before the first step (e.g. to attach an observer)."""
@@ -507,7 +614,9 @@ def random_run(host_factory: Callable[..., Any], *, seed: int, steps: int = 400,
             elif r < 0.08 and w.echo_ready():
                 w.echo_submit(rng.randbytes(64), rng.randrange(2))
             elif r < 0.14 and w._idle("A", "B"):
-                w.dma_write(rng.randbytes(64), rng.choice([None, None, rng.randrange(1, w.dma_len)]))
+                w.dma_write(
+                    rng.randbytes(64), rng.choice([None, None, rng.randrange(1, w.dma_len)])
+                )
             elif r < 0.18 and w._idle("A", "B") and w.executed["A"]:
                 w.dma_read()
             elif r < 0.22 and w._idle("C", "D") and hasattr(w.host, "execute_begin"):

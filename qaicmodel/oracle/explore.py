@@ -20,18 +20,19 @@ __all__ = ["Explorer"]
 class Explorer:
     """Builds one random episode step by step, watching the results as it goes."""
 
-    def __init__(self, rng: random.Random, threads: bool = True,
-                 kernel: str | None = None) -> None:
+    def __init__(self, rng: random.Random, threads: bool = True, kernel: str | None = None) -> None:
         self.rng = rng
         self.threads = threads  # the host offers execute_begin (concurrent EXECUTE_BO)
         self.cfg = DeviceConfig(
             num_dbc=rng.choice([2, 4]),
             single_msi=rng.random() < 0.2,
             datapath_polling=rng.random() < 0.15,
-            sg_max_segment=rng.choice([None, None, 4096, 8192]), kernel=kernel)
+            sg_max_segment=rng.choice([None, None, 4096, 8192]),
+            kernel=kernel,
+        )
         self.users = ["u0"]
-        self.chans: list[dict[str, Any]] = []   # {name, user, nelem, echo}
-        self.bos: list[dict[str, Any]] = []     # {name, user, size, dbc, dir}
+        self.chans: list[dict[str, Any]] = []  # {name, user, nelem, echo}
+        self.bos: list[dict[str, Any]] = []  # {name, user, size, dbc, dir}
         self.pending: list[Any] = []  # queued macro steps (dicts, or callables making one)
         self.n = 0
         self.echo_len = 0
@@ -43,8 +44,11 @@ class Explorer:
         return f"{prefix}{self.n}"
 
     def _user_bos(self, user: str, sliced: bool | None = None) -> list[dict[str, Any]]:
-        return [b for b in self.bos if b["user"] == user
-                and (sliced is None or (b["dbc"] is not None) == sliced)]
+        return [
+            b
+            for b in self.bos
+            if b["user"] == user and (sliced is None or (b["dbc"] is not None) == sliced)
+        ]
 
     def _sem(self) -> dict[str, int]:
         r = self.rng
@@ -52,28 +56,48 @@ class Explorer:
         if roll < 0.6:
             return {}
         if roll < 0.8:  # a presync wait on a semaphore the nsp moves can release
-            return {"cmd": r.choice([4, 5, 6]), "index": r.choice([2, 3]),
-                    "val": r.choice([0, 1]), "presync": 1}
+            return {
+                "cmd": r.choice([4, 5, 6]),
+                "index": r.choice([2, 3]),
+                "val": r.choice([0, 1]),
+                "presync": 1,
+            }
         if roll < 0.97:  # a postsync operation
             return {"cmd": r.choice([1, 2, 3]), "index": r.choice([2, 3]), "val": r.randrange(3)}
-        return {"cmd": r.choice([7, 2]), "index": r.choice([2, 40]), "flags": r.choice([0, 4]),
-                "presync": r.choice([0, 2])}  # mostly invalid: validation paths
+        return {
+            "cmd": r.choice([7, 2]),
+            "index": r.choice([2, 40]),
+            "flags": r.choice([0, 4]),
+            "presync": r.choice([0, 2]),
+        }  # mostly invalid: validation paths
 
     # -- moves
     def first_steps(self) -> list[dict[str, Any]]:
         r = self.rng
         nelem = r.choice([4, 8, 16, 64])
         self.echo_len = r.choice([64, 4096, 8192])
-        steps: list[dict[str, Any]] = [{"op": "open", "user": "u0"},
-                 {"op": "activate", "user": "u0", "queue_size": nelem, "as": "d0",
-                  "workload": {"kind": "echo", "in_addr": _ECHO_IN, "out_addr": _ECHO_OUT,
-                               "length": self.echo_len}}]
+        steps: list[dict[str, Any]] = [
+            {"op": "open", "user": "u0"},
+            {
+                "op": "activate",
+                "user": "u0",
+                "queue_size": nelem,
+                "as": "d0",
+                "workload": {
+                    "kind": "echo",
+                    "in_addr": _ECHO_IN,
+                    "out_addr": _ECHO_OUT,
+                    "length": self.echo_len,
+                },
+            },
+        ]
         self.chans.append({"name": "d0", "user": "u0", "nelem": nelem, "echo": True})
         if r.random() < 0.4:
             self.users.append("u1")
             steps.append({"op": "open", "user": "u1"})
-            steps.append({"op": "activate", "user": "u1", "queue_size": r.choice([4, 16]),
-                          "as": "d1"})
+            steps.append(
+                {"op": "activate", "user": "u1", "queue_size": r.choice([4, 16]), "as": "d1"}
+            )
             self.chans.append({"name": "d1", "user": "u1", "nelem": 16, "echo": False})
         return steps
 
@@ -85,9 +109,15 @@ class Explorer:
             self.last_wait = res.get("result")
         if op == "create_bo":
             if ok and not step["as"].startswith(("in", "out")):
-                self.bos.append({"name": step["as"], "user": step["user"],
-                                 "size": (step["size"] + 4095) // 4096 * 4096, "dbc": None,
-                                 "dir": None})
+                self.bos.append(
+                    {
+                        "name": step["as"],
+                        "user": step["user"],
+                        "size": (step["size"] + 4095) // 4096 * 4096,
+                        "dbc": None,
+                        "dir": None,
+                    }
+                )
         elif op == "attach_slice" and ok:
             for b in self.bos:
                 if b["name"] == step["hdr"]["handle"]:
@@ -113,9 +143,18 @@ class Explorer:
             return (nxt() if callable(nxt) else nxt), 0
         r = self.rng
         moves: list[tuple[float, Callable[[], tuple[dict[str, Any], int]]]] = [
-            (3, self._m_run_random), (1, self._m_run), (2, self._m_create), (2, self._m_attach),
-            (3, self._m_execute), (1, self._m_partial), (1, self._m_wait), (1, self._m_detach),
-            (0.5, self._m_perf), (1.5, self._m_nsp), (2, self._m_echo), (0.3, self._m_bogus),
+            (3, self._m_run_random),
+            (1, self._m_run),
+            (2, self._m_create),
+            (2, self._m_attach),
+            (3, self._m_execute),
+            (1, self._m_partial),
+            (1, self._m_wait),
+            (1, self._m_detach),
+            (0.5, self._m_perf),
+            (1.5, self._m_nsp),
+            (2, self._m_echo),
+            (0.3, self._m_bogus),
             (1.5 if self.threads else 0, self._m_concurrent),
         ]
         total = sum(w for w, _ in moves)
@@ -135,8 +174,12 @@ class Explorer:
     def _m_create(self) -> tuple[dict[str, Any], int]:
         r = self.rng
         size = r.choice([4096, 8192, 12288, 100, 5000, 4096 * 5])
-        return {"op": "create_bo", "user": r.choice(self.users), "size": size,
-                "as": self._name("b")}, 0
+        return {
+            "op": "create_bo",
+            "user": r.choice(self.users),
+            "size": size,
+            "as": self._name("b"),
+        }, 0
 
     def _m_attach(self) -> tuple[dict[str, Any], int]:
         r = self.rng
@@ -151,11 +194,19 @@ class Explorer:
         cut = sorted({0, size} | {r.randrange(1, size) for _ in range(k - 1)})
         entries = []
         for lo, hi in itertools.pairwise(cut):
-            e: dict[str, Any] = {"size": hi - lo, "offset": lo,
-                                 "dev_addr": 0x30_0000 + r.randrange(4) * 0x1_0000 + lo}
+            e: dict[str, Any] = {
+                "size": hi - lo,
+                "offset": lo,
+                "dev_addr": 0x30_0000 + r.randrange(4) * 0x1_0000 + lo,
+            }
             if r.random() < 0.6:
-                e.update({"db_addr": 0x50_0000 + 4 * r.randrange(4), "db_data": 1,
-                          "db_len": r.choice([32, 32, 16, 8])})
+                e.update(
+                    {
+                        "db_addr": 0x50_0000 + 4 * r.randrange(4),
+                        "db_data": 1,
+                        "db_len": r.choice([32, 32, 16, 8]),
+                    }
+                )
             for s in ("sem0", "sem1"):
                 sem = self._sem()
                 if sem:
@@ -163,9 +214,17 @@ class Explorer:
             entries.append(e)
         if r.random() < 0.05:
             entries[0]["size"] = size + 4096  # past the end: EINVAL
-        return {"op": "attach_slice", "user": user,
-                "hdr": {"dbc_id": ch["name"], "handle": bo["name"], "dir": r.choice([1, 2]),
-                        "size": size}, "entries": entries}, 0
+        return {
+            "op": "attach_slice",
+            "user": user,
+            "hdr": {
+                "dbc_id": ch["name"],
+                "handle": bo["name"],
+                "dir": r.choice([1, 2]),
+                "size": size,
+            },
+            "entries": entries,
+        }, 0
 
     def _sliced(self) -> tuple[str, list[dict[str, Any]]]:
         user = self.rng.choice(self.users)
@@ -177,8 +236,12 @@ class Explorer:
         if not bos:
             return self._m_attach()
         chosen = r.sample(bos, k=min(len(bos), r.choice([1, 1, 2])))
-        return {"op": "execute", "user": user, "dbc_id": chosen[0]["dbc"],
-                "handles": [b["name"] for b in chosen]}, 0
+        return {
+            "op": "execute",
+            "user": user,
+            "dbc_id": chosen[0]["dbc"],
+            "handles": [b["name"] for b in chosen],
+        }, 0
 
     def _m_partial(self) -> tuple[dict[str, Any], int]:
         r = self.rng
@@ -187,8 +250,12 @@ class Explorer:
             return self._m_attach()
         b = r.choice(bos)
         resize = r.choice([0, 1, b["size"] // 2, b["size"], b["size"] + 1])
-        return {"op": "partial_execute", "user": user, "dbc_id": b["dbc"],
-                "entries": [{"handle": b["name"], "resize": resize}]}, 0
+        return {
+            "op": "partial_execute",
+            "user": user,
+            "dbc_id": b["dbc"],
+            "entries": [{"handle": b["name"], "resize": resize}],
+        }, 0
 
     def _m_wait(self) -> tuple[dict[str, Any], int]:
         user, bos = self._sliced()
@@ -207,28 +274,41 @@ class Explorer:
         user, bos = self._sliced()
         if not bos:
             return self._m_create()
-        return {"op": "perf_stats", "user": user, "dbc_id": bos[0]["dbc"],
-                "handles": [b["name"] for b in bos[:3]]}, 0
+        return {
+            "op": "perf_stats",
+            "user": user,
+            "dbc_id": bos[0]["dbc"],
+            "handles": [b["name"] for b in bos[:3]],
+        }, 0
 
     def _m_nsp(self) -> tuple[dict[str, Any], int]:
         r = self.rng
         if not self.chans:
             return self._m_run()
         ch = r.choice(self.chans)
-        return {"op": "nsp", "dbc_id": ch["name"],
-                "sem": {"index": r.choice([2, 3]), "cmd": r.choice([1, 2, 3]),
-                        "val": r.randrange(3)}}, 0
+        return {
+            "op": "nsp",
+            "dbc_id": ch["name"],
+            "sem": {"index": r.choice([2, 3]), "cmd": r.choice([1, 2, 3]), "val": r.randrange(3)},
+        }, 0
 
     def _m_bogus(self) -> tuple[dict[str, Any], int]:
         """Validation paths: wrong dbc, bogus handle, other user's channel."""
         r = self.rng
         user = r.choice(self.users)
-        return r.choice([
-            {"op": "execute", "user": user, "dbc_id": r.choice([0, 1, 7, 99]), "handles": [4242]},
-            {"op": "wait", "user": user, "dbc_id": r.choice([0, 1, 99]), "handle": 4242},
-            {"op": "create_bo", "user": user, "size": 0, "as": self._name("z")},
-            {"op": "detach_slice", "user": user, "handle": 4242},
-        ]), 0
+        return r.choice(
+            [
+                {
+                    "op": "execute",
+                    "user": user,
+                    "dbc_id": r.choice([0, 1, 7, 99]),
+                    "handles": [4242],
+                },
+                {"op": "wait", "user": user, "dbc_id": r.choice([0, 1, 99]), "handle": 4242},
+                {"op": "create_bo", "user": user, "size": 0, "as": self._name("z")},
+                {"op": "detach_slice", "user": user, "handle": 4242},
+            ]
+        ), 0
 
     def _m_concurrent(self) -> tuple[dict[str, Any], int]:
         """Two ioctl threads inside EXECUTE_BO on one channel, interleaved at random with
@@ -247,13 +327,27 @@ class Explorer:
 
         def ex(b: dict[str, Any], t: str) -> dict[str, Any]:
             if op == "execute":
-                return {"op": op, "user": user, "dbc_id": b["dbc"], "handles": [b["name"]],
-                        "thread": t}
-            return {"op": op, "user": user, "dbc_id": b["dbc"],
-                    "entries": [{"handle": b["name"], "resize": b["size"]}], "thread": t}
+                return {
+                    "op": op,
+                    "user": user,
+                    "dbc_id": b["dbc"],
+                    "handles": [b["name"]],
+                    "thread": t,
+                }
+            return {
+                "op": op,
+                "user": user,
+                "dbc_id": b["dbc"],
+                "entries": [{"handle": b["name"], "resize": b["size"]}],
+                "thread": t,
+            }
 
-        self.pending = [ex(b2, t2), ({"op": "run"}, r.randint(2, 25)),
-                        {"op": "join", "thread": t1}, {"op": "join", "thread": t2}]
+        self.pending = [
+            ex(b2, t2),
+            ({"op": "run"}, r.randint(2, 25)),
+            {"op": "join", "thread": t1},
+            {"op": "join", "thread": t2},
+        ]
         return ex(b1, t1), 0
 
     def _m_echo(self) -> tuple[dict[str, Any], int]:
@@ -273,18 +367,29 @@ class Explorer:
         self.pending = [
             {"op": "create_bo", "user": user, "size": n, "as": bo},
             {"op": "write_bo", "user": user, "handle": bi, "hex": data.hex()},
-            {"op": "attach_slice", "user": user, "hdr": {"dbc_id": ch["name"], "handle": bi,
-                                                         "dir": 1, "size": _page(n)},
-             "entries": [ins]},
-            {"op": "attach_slice", "user": user, "hdr": {"dbc_id": ch["name"], "handle": bo,
-                                                         "dir": 2, "size": _page(n)},
-             "entries": [outs]},
+            {
+                "op": "attach_slice",
+                "user": user,
+                "hdr": {"dbc_id": ch["name"], "handle": bi, "dir": 1, "size": _page(n)},
+                "entries": [ins],
+            },
+            {
+                "op": "attach_slice",
+                "user": user,
+                "hdr": {"dbc_id": ch["name"], "handle": bo, "dir": 2, "size": _page(n)},
+                "entries": [outs],
+            },
             {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [bi, bo]},
             {"op": "wait", "user": user, "dbc_id": ch["name"], "handle": bo},
             # data integrity is only asserted when the wait completed (a random slice
             # blocking the channel may legitimately hold the inference back)
-            lambda: {"op": "read_bo", "user": user, "handle": bo, "length": n,
-                     **({"expect_hex": data.hex()} if self.last_wait == "ok" else {})},
+            lambda: {
+                "op": "read_bo",
+                "user": user,
+                "handle": bo,
+                "length": n,
+                **({"expect_hex": data.hex()} if self.last_wait == "ok" else {}),
+            },
         ]
         # the echo BOs are not handed to the random moves (their protocol is fixed)
         return {"op": "create_bo", "user": user, "size": n, "as": bi}, 0

@@ -35,8 +35,8 @@ INVARIANTS = {
     "CONF-STATE": "device-visible state differs from the reference host's",
     "CONF-REFERENCE": "the reference host itself crashed or broke a rule (a model bug)",
     "CONF-NEVER-COMPLETES": "a BO was queued with fewer completion-bit request elements "
-                            "than it has slices: no response can complete it, its WAIT_BO "
-                            "can only time out",
+    "than it has slices: no response can complete it, its WAIT_BO "
+    "can only time out",
     # checked by qaicmodel.oracle.cosim's Recorder / World snapshot around the host under test
     "COSIM-REQ-OVERWRITE": "a host call changed a request slot the device had not consumed",
     "COSIM-REQ-OVERRUN": "a REQ_TP write added more elements than the free space",
@@ -59,8 +59,7 @@ class Failure(Exception):
 
     def __init__(self, invariant: str, index: int, op: str, message: str) -> None:
         super().__init__(f"{invariant} at step {index} ({op}): {message}")
-        self.finding = Finding(invariant, message, _INVARIANT_SOURCE,
-                               {"step": index, "op": op})
+        self.finding = Finding(invariant, message, _INVARIANT_SOURCE, {"step": index, "op": op})
 
     @property
     def invariant(self) -> str:
@@ -160,26 +159,29 @@ class _Checked:
 class Pair:
     """The host under test and (optionally) the reference host, each on its own device."""
 
-    def __init__(self, cfg: DeviceConfig, policies: Any, host_cls: type,
-                 ref_cls: type | None) -> None:
+    def __init__(
+        self, cfg: DeviceConfig, policies: Any, host_cls: type, ref_cls: type | None
+    ) -> None:
         self.watch = _Watch()
         self.last_schedule: list[str] = []
-        self.prim = Runner(cfg, host_cls=host_cls, policies=policies, bus=self.watch.bus,
-                              wrap_host=self.watch.wrap)
+        self.prim = Runner(
+            cfg, host_cls=host_cls, policies=policies, bus=self.watch.bus, wrap_host=self.watch.wrap
+        )
         self.ref = Runner(cfg, host_cls=ref_cls, policies=policies) if ref_cls else None
         self.checks: Counter[str] = Counter()
         # CONF-DATA bookkeeping, keyed by (user, handle as written in the step)
-        self.written: dict[tuple[str, str], str] = {}       # write_bo at offset 0 -> hex
+        self.written: dict[tuple[str, str], str] = {}  # write_bo at offset 0 -> hex
         self.attached: dict[tuple[str, str], tuple[str, int]] = {}  # -> (dbc, dir)
-        self.batch: dict[tuple[str, str], list[str]] = {}   # handles executed together
+        self.batch: dict[tuple[str, str], list[str]] = {}  # handles executed together
         self.waited_ok: set[tuple[str, str]] = set()  # executed, then a wait returned ok
         self.nslices: dict[tuple[str, str], int] = {}  # attached BO -> its slice count
         #: failures of invariants the Linux driver itself breaks (conform's DRIVER_FINDINGS):
         #: noted, not raised, so the episode goes on and the host's own failures still show
         self.noted: list[Failure] = []
 
-    def step(self, st: Step, chooser: Callable[[int], int] | None = None,
-             n_actions: int = 0) -> dict[str, Any]:
+    def step(
+        self, st: Step, chooser: Callable[[int], int] | None = None, n_actions: int = 0
+    ) -> dict[str, Any]:
         """Run one step on both sides and check C4; raises :class:`Failure`."""
         tails = _tails(self.prim)
         try:
@@ -207,30 +209,39 @@ class Pair:
         if st.op == "run":
             self.checks["CONF-STRANDED"] += 1
             if res.get("stranded"):
-                raise Failure("CONF-STRANDED", st.index, st.op,
-                              f"response left in the ring of dbc {res['stranded'][0]} at "
-                              "quiescence")
+                raise Failure(
+                    "CONF-STRANDED",
+                    st.index,
+                    st.op,
+                    f"response left in the ring of dbc {res['stranded'][0]} at quiescence",
+                )
         self._track_data(st, res)
         if self.ref is not None:
             ref_st = st
             if "schedule" in res:
-                ref_st = Step(index=st.index, op="run",
-                                 args={"max_steps": None, "schedule": res["schedule"]})
+                ref_st = Step(
+                    index=st.index, op="run", args={"max_steps": None, "schedule": res["schedule"]}
+                )
             try:
                 ref_res = self.ref.step(ref_st)
             except FormatError:
                 raise
             except Exception as e:
-                raise Failure("CONF-REFERENCE", st.index, st.op,
-                              f"{type(e).__name__}: {e}") from None
+                raise Failure(
+                    "CONF-REFERENCE", st.index, st.op, f"{type(e).__name__}: {e}"
+                ) from None
             if ref_res.get("violations"):
                 v = ref_res["violations"][0]
                 raise Failure("CONF-REFERENCE", st.index, st.op, f"{v['rule']}: {v['message']}")
             self.checks["CONF-RESULT"] += 1
             if _strip(res) != _strip(ref_res):
-                raise Failure("CONF-RESULT", st.index, st.op,
-                              f"host gave {json.dumps(_strip(res))[:300]}, reference gave "
-                              f"{json.dumps(_strip(ref_res))[:300]}")
+                raise Failure(
+                    "CONF-RESULT",
+                    st.index,
+                    st.op,
+                    f"host gave {json.dumps(_strip(res))[:300]}, reference gave "
+                    f"{json.dumps(_strip(ref_res))[:300]}",
+                )
             self.checks["CONF-STATE"] += 1
             a, b = _state(self.prim), _state(self.ref)
             if a != b:
@@ -272,16 +283,21 @@ class Pair:
             if out not in self.waited_ok or self.attached.get(out, ("", 0))[1] != 2:
                 return
             dbc = self.attached[out][0]
-            if not any(self.written.get((u, h)) == want and self.attached.get((u, h)) == (dbc, 1)
-                       for h in self.batch[out]):
+            if not any(
+                self.written.get((u, h)) == want and self.attached.get((u, h)) == (dbc, 1)
+                for h in self.batch[out]
+            ):
                 return
             self.checks["CONF-DATA"] += 1
             if res.get("hex_mismatch"):
-                raise Failure("CONF-DATA", st.index, st.op,
-                              "the echo output differs from the input sent with it")
+                raise Failure(
+                    "CONF-DATA",
+                    st.index,
+                    st.op,
+                    "the echo output differs from the input sent with it",
+                )
 
-    def _check_completions(self, st: Step, res: dict[str, Any],
-                           tails: list[int | None]) -> None:
+    def _check_completions(self, st: Step, res: dict[str, Any], tails: list[int | None]) -> None:
         """CONF-NEVER-COMPLETES (noted in :attr:`noted`, not raised): every BO the step queued (the request elements between
         each channel's REQ_TP before and after, one run of equal req_id per BO) needs one
         completion-bit element per slice (qaic_data.c dbc_irq_threaded_fn counts
@@ -316,12 +332,16 @@ class Pair:
                 h = handles[k] if k < len(handles) else None
                 need = self.nslices.get((u, h), 1) if h is not None else 1
                 if done < need:
-                    what = (f"BO {names[k]}" if h is not None
-                            else f"the BO with req_id {req_id}")
-                    self.noted.append(Failure(
-                        "CONF-NEVER-COMPLETES", st.index, st.op,
-                        f"{what} was queued on dbc {i} with {done} completion element(s) "
-                        f"for {need} slice(s): it can never complete"))
+                    what = f"BO {names[k]}" if h is not None else f"the BO with req_id {req_id}"
+                    self.noted.append(
+                        Failure(
+                            "CONF-NEVER-COMPLETES",
+                            st.index,
+                            st.op,
+                            f"{what} was queued on dbc {i} with {done} completion element(s) "
+                            f"for {need} slice(s): it can never complete",
+                        )
+                    )
 
     def _random_run(self, st: Step, chooser: Callable[[int], int], n: int) -> dict[str, Any]:
         """A ``run`` whose interleaving is chosen at random; the choice becomes its schedule."""
@@ -337,9 +357,14 @@ class Pair:
             schedule.append(f"{tag}:{a!r}")
             r.take(tag, a)
             dev_steps += tag == "device"
-        res: dict[str, Any] = {"step": st.index, "op": "run", "result": "ok",
-                               "device_steps": dev_steps, "steps": len(schedule),
-                               "schedule": schedule}
+        res: dict[str, Any] = {
+            "step": st.index,
+            "op": "run",
+            "result": "ok",
+            "device_steps": dev_steps,
+            "steps": len(schedule),
+            "schedule": schedule,
+        }
         self.last_schedule = schedule
         new = violations_of(r.device)[seen:]
         if new:

@@ -29,8 +29,9 @@ SHRINK_SECONDS = 20.0
 # Episodes, replay and shrinking (C3, C5)
 
 
-def _doc(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, Any]]
-         ) -> dict[str, Any]:
+def _doc(
+    cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, Any]]
+) -> dict[str, Any]:
     dev = cfg.as_dict()
     dev["policies"] = policies
     return {"format": FORMAT, "device": dev, "steps": steps}
@@ -43,11 +44,18 @@ def _episode_seed(seed: int, row: int, episode: int) -> int:
 class Episode:
     """One generated episode: its steps (as written to a scenario) and what happened."""
 
-    def __init__(self, seed: int, policies: Any, host_cls: type, ref_cls: type | None,
-                 kernel: str | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        policies: Any,
+        host_cls: type,
+        ref_cls: type | None,
+        kernel: str | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
-        self.explorer = Explorer(self.rng, threads=hasattr(host_cls, "execute_begin"),
-                                 kernel=kernel)
+        self.explorer = Explorer(
+            self.rng, threads=hasattr(host_cls, "execute_begin"), kernel=kernel
+        )
         self.policies = policies
         self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls)
         self.steps: list[dict[str, Any]] = []
@@ -92,13 +100,18 @@ class Episode:
             self.actions += self.pair.prim.steps_run - before
             ex.observe(d, res)
         if self.noted_at is not None:  # no failure of the host's own: the driver finding
-            del self.steps[self.noted_at:]
+            del self.steps[self.noted_at :]
             return self.pair.noted[0]
         return None
 
 
-def replay(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, Any]],
-           host_cls: type, ref_cls: type | None) -> Failure | None:
+def replay(
+    cfg: DeviceConfig,
+    policies: dict[str, str],
+    steps: list[dict[str, Any]],
+    host_cls: type,
+    ref_cls: type | None,
+) -> Failure | None:
     """Run recorded steps on fresh devices; the first failure, or None."""
     try:
         scen = parse(_doc(cfg, policies, steps))
@@ -121,13 +134,14 @@ def replay(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, An
     return None
 
 
-def _ddmin(items: list[Any], fails: Callable[[list[Any]], bool],
-           budget: Callable[[], bool]) -> list[Any]:
+def _ddmin(
+    items: list[Any], fails: Callable[[list[Any]], bool], budget: Callable[[], bool]
+) -> list[Any]:
     """Zeller's delta debugging: a 1-minimal sub-list that still fails."""
     n = 2
     while len(items) >= 2 and budget():
         chunk = max(1, len(items) // n)
-        parts = [items[k:k + chunk] for k in range(0, len(items), chunk)]
+        parts = [items[k : k + chunk] for k in range(0, len(items), chunk)]
         reduced = False
         for k in range(len(parts)):
             if not budget():
@@ -143,9 +157,14 @@ def _ddmin(items: list[Any], fails: Callable[[list[Any]], bool],
     return items
 
 
-def shrink(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, Any]],
-           failure: Failure, host_cls: type, ref_cls: type | None
-           ) -> tuple[list[dict[str, Any]], Failure, int]:
+def shrink(
+    cfg: DeviceConfig,
+    policies: dict[str, str],
+    steps: list[dict[str, Any]],
+    failure: Failure,
+    host_cls: type,
+    ref_cls: type | None,
+) -> tuple[list[dict[str, Any]], Failure, int]:
     """Minimal steps (and schedules) that still break the same invariant (C5)."""
     replays = 0
     t_end = time.monotonic() + SHRINK_SECONDS
@@ -163,7 +182,7 @@ def shrink(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, An
             return True
         return False
 
-    steps = steps[:failure.index + 1]
+    steps = steps[: failure.index + 1]
     if not fails(steps):  # the recorded episode does not replay: report it unshrunk
         return steps, failure, replays
     steps = _ddmin(steps, fails, budget)
@@ -183,17 +202,24 @@ def shrink(cfg: DeviceConfig, policies: dict[str, str], steps: list[dict[str, An
     return steps, last, replays
 
 
-def write_reproducer(path: Path, cfg: DeviceConfig, policies: dict[str, str],
-                     steps: list[dict[str, Any]], failure: Failure, ref_cls: type | None,
-                     header: str) -> None:
+def write_reproducer(
+    path: Path,
+    cfg: DeviceConfig,
+    policies: dict[str, str],
+    steps: list[dict[str, Any]],
+    failure: Failure,
+    ref_cls: type | None,
+    header: str,
+) -> None:
     """The shrunk steps as a scenario; expects are the reference host's results (C5)."""
     out = [dict(s) for s in steps]
     if ref_cls is not None:
         from qaicmodel.spec.policies import Policies
 
         scen = parse(_doc(cfg, policies, out))
-        runner = Runner(scen.device, host_cls=ref_cls,
-                           policies=Policies(dict(scen.device.policies)))
+        runner = Runner(
+            scen.device, host_cls=ref_cls, policies=Policies(dict(scen.device.policies))
+        )
         for st, d in zip(scen.steps, out, strict=True):
             try:
                 res = runner.step(st)

@@ -49,8 +49,21 @@ from qaicmodel.errors import FormatError
 from qaicmodel.spec.dbc import regs
 from qaicmodel.spec.dbc.wire import REQ_SIZE, RSP_SIZE
 
-__all__ = ["Event", "Trace", "EVENT_KINDS", "REG_BY_NAME", "parse_jsonl", "parse_mmiotrace",
-           "load", "dumps", "FORMAT", "TraceStream", "open_trace", "iter_jsonl", "scan_kinds"]
+__all__ = [
+    "Event",
+    "Trace",
+    "EVENT_KINDS",
+    "REG_BY_NAME",
+    "parse_jsonl",
+    "parse_mmiotrace",
+    "load",
+    "dumps",
+    "FORMAT",
+    "TraceStream",
+    "open_trace",
+    "iter_jsonl",
+    "scan_kinds",
+]
 
 FORMAT = "qaicmodel-trace/1"
 
@@ -135,11 +148,13 @@ def _int(v: Any, where: str) -> int:
         return v
     if isinstance(v, str) and re.fullmatch(r"0[xX][0-9a-fA-F]{1,32}", v):
         return int(v, 16)
-    raise FormatError(f"expected an integer or a \"0x...\" string, got {_show(v)}", where=where)
+    raise FormatError(f'expected an integer or a "0x..." string, got {_show(v)}', where=where)
 
 
 def _show(v: Any) -> str:
-    text = json.dumps(v) if isinstance(v, (str, int, float, bool)) or v is None else type(v).__name__
+    text = (
+        json.dumps(v) if isinstance(v, (str, int, float, bool)) or v is None else type(v).__name__
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -161,12 +176,14 @@ def _hex(nbytes: int | None) -> Callable[[Any, str], bytes]:
         if not isinstance(v, str):
             raise FormatError(f"expected a string of hex digits, got {_show(v)}", where=where)
         if not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", v):
-            raise FormatError("expected an even number of hex digits (no 0x, no spaces)",
-                              where=where)
+            raise FormatError(
+                "expected an even number of hex digits (no 0x, no spaces)", where=where
+            )
         n = len(v) // 2
         if nbytes is not None and n != nbytes:
-            raise FormatError(f"expected {2 * nbytes} hex digits ({nbytes} bytes), got {len(v)}",
-                              where=where)
+            raise FormatError(
+                f"expected {2 * nbytes} hex digits ({nbytes} bytes), got {len(v)}", where=where
+            )
         if nbytes is None and not 0 < n <= MAX_PAYLOAD:
             raise FormatError(f"a message is 1..{MAX_PAYLOAD} bytes, got {n}", where=where)
         return bytes.fromhex(v)
@@ -246,8 +263,9 @@ def _header(obj: Any) -> Any:
         if k not in ("format", "device"):
             raise FormatError("unknown header key (known: format, device)", where=_w(1, str(k)))
     if obj.get("format") != FORMAT:
-        raise FormatError(f"expected \"{FORMAT}\", got {_show(obj.get('format'))}",
-                          where=_w(1, "format"))
+        raise FormatError(
+            f'expected "{FORMAT}", got {_show(obj.get("format"))}', where=_w(1, "format")
+        )
     try:
         return _parse_device(obj.get("device"))
     except FormatError as e:
@@ -256,23 +274,30 @@ def _header(obj: Any) -> Any:
 
 def _event(obj: Any, line: int, num_dbc: int) -> Event:
     if not isinstance(obj, dict):
-        raise FormatError(f"an event is a JSON object, got {type(obj).__name__}", where=_w(line, ""))
+        raise FormatError(
+            f"an event is a JSON object, got {type(obj).__name__}", where=_w(line, "")
+        )
     ev = obj.get("ev")
     if not isinstance(ev, str) or ev not in _FIELDS:
-        raise FormatError(f"ev must be one of {', '.join(EVENT_KINDS)}, got {_show(ev)}",
-                          where=_w(line, "ev"))
+        raise FormatError(
+            f"ev must be one of {', '.join(EVENT_KINDS)}, got {_show(ev)}", where=_w(line, "ev")
+        )
     fields = _FIELDS[ev]
     for k in obj:
         if k not in fields and k not in _COMMON:
-            raise FormatError(f"unknown key for ev {ev!r} (known: {', '.join(fields)}, t, cpu)",
-                              where=_w(line, str(k)))
+            raise FormatError(
+                f"unknown key for ev {ev!r} (known: {', '.join(fields)}, t, cpu)",
+                where=_w(line, str(k)),
+            )
     kw: dict[str, Any] = {}
     for k, parse in fields.items():
         if k not in obj:
             if k in _OPTIONAL:
                 continue
-            raise FormatError(f"missing (ev {ev!r} needs {', '.join(f for f in fields if f not in _OPTIONAL)})",
-                              where=_w(line, k))
+            raise FormatError(
+                f"missing (ev {ev!r} needs {', '.join(f for f in fields if f not in _OPTIONAL)})",
+                where=_w(line, k),
+            )
         kw["data" if k == "hex" else k] = parse(obj[k], _w(line, k))
     for k in ("t", "cpu"):
         if k in obj:
@@ -280,8 +305,10 @@ def _event(obj: Any, line: int, num_dbc: int) -> Event:
     if "dbc" in kw and kw["dbc"] >= num_dbc:
         raise FormatError(f"dbc {kw['dbc']} >= num_dbc {num_dbc}", where=_w(line, "dbc"))
     if "vector" in kw and kw["vector"] > num_dbc:
-        raise FormatError(f"vector {kw['vector']} > num_dbc {num_dbc} (0 = MHI, i+1 = dbc i)",
-                          where=_w(line, "vector"))
+        raise FormatError(
+            f"vector {kw['vector']} > num_dbc {num_dbc} (0 = MHI, i+1 = dbc i)",
+            where=_w(line, "vector"),
+        )
     return Event(line=line, ev=ev, **kw)
 
 
@@ -299,8 +326,12 @@ def _first(lines: Iterator[bytes]) -> Any:
     """The header (T1) from the first line of ``lines``."""
     raw = next(lines, b"")
     if not raw.strip():
-        raise FormatError("the first line must be the header" if raw else
-                          "empty file: the first line must be the header", where=_w(1, ""))
+        raise FormatError(
+            "the first line must be the header"
+            if raw
+            else "empty file: the first line must be the header",
+            where=_w(1, ""),
+        )
     return _header(_decode_line(raw, 1))
 
 
@@ -362,15 +393,15 @@ class TraceStream:
         return self._events()
 
 
-def open_trace(path: str, fmt: str = "jsonl", bar2: int | None = None,
-               device: Any = None) -> TraceStream:
+def open_trace(
+    path: str, fmt: str = "jsonl", bar2: int | None = None, device: Any = None
+) -> TraceStream:
     """A trace file as a :class:`TraceStream` (FormatError naming the path when it cannot
     be read).  mmiotrace logs are small per event and parsed whole (their BAR is known
     only from a PCIDEV line)."""
     if fmt == "mmiotrace":
         t = load(path, fmt, bar2=bar2, device=device)
-        return TraceStream(t.device, t.source, t.kinds(), lambda: iter(t.events), t.bar2,
-                           t.ignored)
+        return TraceStream(t.device, t.source, t.kinds(), lambda: iter(t.events), t.bar2, t.ignored)
     if fmt != "jsonl":
         raise FormatError(f"unknown trace format {fmt!r} (jsonl, mmiotrace)", where="--format")
     try:
@@ -407,14 +438,22 @@ def dumps(device: Mapping[str, Any] | None, events: Iterable[Event | Mapping[str
 
 _HEXNUM = r"(?:0x)?[0-9a-fA-F]{1,16}"
 _TS = r"(\d{1,12})\.(\d{6})"
-_RW = re.compile(rf"([RW]) (\d{{1,2}}) {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})")
-_MAP = re.compile(rf"MAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})")
+_RW = re.compile(
+    rf"([RW]) (\d{{1,2}}) {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})"
+)
+_MAP = re.compile(
+    rf"MAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})"
+)
 _UNMAP = re.compile(rf"UNMAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) (-?\d{{1,10}})")
-_UNKNOWN = re.compile(rf"UNKNOWN {_TS} (-?\d{{1,10}}) ({_HEXNUM}) [0-9a-fA-F]{{2}},[0-9a-fA-F]{{2}},"
-                      rf"[0-9a-fA-F]{{2}} ({_HEXNUM}) (-?\d{{1,10}})")
+_UNKNOWN = re.compile(
+    rf"UNKNOWN {_TS} (-?\d{{1,10}}) ({_HEXNUM}) [0-9a-fA-F]{{2}},[0-9a-fA-F]{{2}},"
+    rf"[0-9a-fA-F]{{2}} ({_HEXNUM}) (-?\d{{1,10}})"
+)
 _MARK = re.compile(rf"MARK {_TS} ?(.*)")
 _LOST = re.compile(r"Lost (\d{1,19}) events\.?")
-_PCIDEV = re.compile(r"PCIDEV ([0-9a-fA-F]{4}) ([0-9a-fA-F]{8}) ([0-9a-fA-F]{1,8})((?: [0-9a-fA-F]{1,16}){14})(?: (.*))?")
+_PCIDEV = re.compile(
+    r"PCIDEV ([0-9a-fA-F]{4}) ([0-9a-fA-F]{8}) ([0-9a-fA-F]{1,8})((?: [0-9a-fA-F]{1,16}){14})(?: (.*))?"
+)
 _VERSION = re.compile(r"VERSION (\d{1,10})")
 QAIC_VENDOR = 0x17CB  # Qualcomm (qaic_drv.c PCI_VENDOR_ID_QCOM)
 _BAR_FLAGS = 0xF  # PCI_REGION_FLAG_MASK (trace_mmiotrace.c mmio_print_pcidev)
@@ -437,8 +476,9 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
             line = raw[: e.start].count(b"\n") + 1
             raise FormatError(f"not UTF-8 (byte {e.start})", where=_w(line, "")) from None
     dev = device if device is not None else DeviceConfig()
-    if bar2 is not None and (not isinstance(bar2, int) or isinstance(bar2, bool)
-                             or not 0 <= bar2 < (1 << 64)):
+    if bar2 is not None and (
+        not isinstance(bar2, int) or isinstance(bar2, bool) or not 0 <= bar2 < (1 << 64)
+    ):
         raise FormatError(f"--bar2 must be a 64-bit bus address, got {bar2!r}", where="--bar2")
     base = bar2
     size = regs.BAR2_SIZE
@@ -453,43 +493,75 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
         if kind in ("R", "W"):
             m = _RW.fullmatch(text)
             if m is None:
-                raise FormatError(f"expected '{kind} width secs.usecs map-id phys value pc pid'",
-                                  where=_w(n, kind))
+                raise FormatError(
+                    f"expected '{kind} width secs.usecs map-id phys value pc pid'",
+                    where=_w(n, kind),
+                )
             accesses += 1
             width = int(m.group(2))
             if width not in (1, 2, 4, 8):
                 raise FormatError(f"access width {width} is not 1, 2, 4 or 8", where=_w(n, "width"))
             if base is None:
-                raise FormatError("a register access before any PCIDEV line of vendor 0x17cb "
-                                  "(give --bar2 0xADDR)", where=_w(n, "phys"))
+                raise FormatError(
+                    "a register access before any PCIDEV line of vendor 0x17cb "
+                    "(give --bar2 0xADDR)",
+                    where=_w(n, "phys"),
+                )
             phys, val = int(m.group(6), 16), int(m.group(7), 16)
             if not base <= phys < base + size:
                 ignored += 1
                 continue
             if val >> (8 * width):
-                raise FormatError(f"value 0x{val:x} is wider than {width} bytes", where=_w(n, "value"))
+                raise FormatError(
+                    f"value 0x{val:x} is wider than {width} bytes", where=_w(n, "value")
+                )
             t = _ns(m.group(3), m.group(4))
             off = phys - base
             where = regs.decode_offset(off, dev.num_dbc) if off < regs.BAR2_SIZE else None
             if where is None:
-                events.append(Event(line=n, ev="bar_read" if kind == "R" else "bar_write",
-                                    offset=off, val=val, width=width, t=t))
+                events.append(
+                    Event(
+                        line=n,
+                        ev="bar_read" if kind == "R" else "bar_write",
+                        offset=off,
+                        val=val,
+                        width=width,
+                        t=t,
+                    )
+                )
             else:
-                events.append(Event(line=n, ev="readl" if kind == "R" else "writel", dbc=where[0],
-                                    reg=where[1], val=val, width=width, t=t))
+                events.append(
+                    Event(
+                        line=n,
+                        ev="readl" if kind == "R" else "writel",
+                        dbc=where[0],
+                        reg=where[1],
+                        val=val,
+                        width=width,
+                        t=t,
+                    )
+                )
         elif kind == "MARK":
             m = _MARK.fullmatch(text)
             if m is None:
                 raise FormatError("expected 'MARK secs.usecs text'", where=_w(n, "MARK"))
             lost = _LOST.fullmatch(m.group(3).strip())
-            events.append(Event(line=n, ev="mark", text=m.group(3),
-                                lost=int(lost.group(1)) if lost else None,
-                                t=_ns(m.group(1), m.group(2))))
+            events.append(
+                Event(
+                    line=n,
+                    ev="mark",
+                    text=m.group(3),
+                    lost=int(lost.group(1)) if lost else None,
+                    t=_ns(m.group(1), m.group(2)),
+                )
+            )
         elif kind == "PCIDEV":
             m = _PCIDEV.fullmatch(text)
             if m is None:
-                raise FormatError("expected 'PCIDEV bus+devfn vendor+device irq base0..6 size0..6 "
-                                  "[driver]'", where=_w(n, "PCIDEV"))
+                raise FormatError(
+                    "expected 'PCIDEV bus+devfn vendor+device irq base0..6 size0..6 [driver]'",
+                    where=_w(n, "PCIDEV"),
+                )
             vendor = int(m.group(2), 16) >> 16
             nums = [int(x, 16) for x in m.group(4).split()]
             if vendor == QAIC_VENDOR and bar2 is None and base is None:
@@ -497,31 +569,42 @@ def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = No
                 size = nums[7 + 2] or regs.BAR2_SIZE
         elif kind == "MAP":
             if _MAP.fullmatch(text) is None:
-                raise FormatError("expected 'MAP secs.usecs map-id phys virt len pc pid'",
-                                  where=_w(n, "MAP"))
+                raise FormatError(
+                    "expected 'MAP secs.usecs map-id phys virt len pc pid'", where=_w(n, "MAP")
+                )
         elif kind == "UNMAP":
             if _UNMAP.fullmatch(text) is None:
                 raise FormatError("expected 'UNMAP secs.usecs map-id pc pid'", where=_w(n, "UNMAP"))
         elif kind == "UNKNOWN":
             m = _UNKNOWN.fullmatch(text)
             if m is None:
-                raise FormatError("expected 'UNKNOWN secs.usecs map-id phys b,b,b pc pid'",
-                                  where=_w(n, "UNKNOWN"))
+                raise FormatError(
+                    "expected 'UNKNOWN secs.usecs map-id phys b,b,b pc pid'", where=_w(n, "UNKNOWN")
+                )
             phys = int(m.group(4), 16)
             if base is not None and base <= phys < base + size:
                 # an access mmiotrace could not decode: its effect is unknown
-                events.append(Event(line=n, ev="mark", text="undecoded access", lost=1,
-                                    t=_ns(m.group(1), m.group(2))))
+                events.append(
+                    Event(
+                        line=n,
+                        ev="mark",
+                        text="undecoded access",
+                        lost=1,
+                        t=_ns(m.group(1), m.group(2)),
+                    )
+                )
         elif kind == "VERSION":
             if _VERSION.fullmatch(text) is None:
                 raise FormatError("expected 'VERSION number'", where=_w(n, "VERSION"))
         else:
-            raise FormatError(f"unknown record {kind[:20]!r} (known: VERSION, PCIDEV, MAP, UNMAP, "
-                              "R, W, UNKNOWN, MARK)", where=_w(n, "record"))
+            raise FormatError(
+                f"unknown record {kind[:20]!r} (known: VERSION, PCIDEV, MAP, UNMAP, "
+                "R, W, UNKNOWN, MARK)",
+                where=_w(n, "record"),
+            )
     if base is None and accesses:
         raise FormatError("no PCIDEV line of vendor 0x17cb; give --bar2 0xADDR", where="(input)")
-    return Trace(device=dev, events=tuple(events), source="mmiotrace", bar2=base,
-                 ignored=ignored)
+    return Trace(device=dev, events=tuple(events), source="mmiotrace", bar2=base, ignored=ignored)
 
 
 def load(path: str, fmt: str = "jsonl", bar2: int | None = None, device: Any = None) -> Trace:

@@ -39,8 +39,18 @@ from qaicmodel.errors import (
 )
 from qaicmodel.spec.dbc.config import FAMILIES, DeviceConfig
 
-__all__ = ["FORMAT", "OPS", "WORKLOADS", "Ref", "Step", "Scenario", "parse", "load",
-           "parse_device", "MODEL_IO_LIMIT"]
+__all__ = [
+    "FORMAT",
+    "OPS",
+    "WORKLOADS",
+    "Ref",
+    "Step",
+    "Scenario",
+    "parse",
+    "load",
+    "parse_device",
+    "MODEL_IO_LIMIT",
+]
 
 FORMAT = "qaicmodel-scenario/1"
 
@@ -75,7 +85,7 @@ def _int(v: Any, where: str) -> int:
     if isinstance(v, str):
         if re.fullmatch(r"0[xX][0-9a-fA-F]+", v):
             return int(v, 16)
-        raise FormatError(f"expected an integer or a \"0x...\" string, got {v!r}", where=where)
+        raise FormatError(f'expected an integer or a "0x..." string, got {v!r}', where=where)
     raise FormatError(f"expected an integer, got {type(v).__name__}", where=where)
 
 
@@ -149,11 +159,11 @@ def _pos_int(v: Any, where: str) -> int:
 
 def _expect(v: Any, where: str) -> str:
     """P6: "ok" or a Linux errno name."""
-    if isinstance(v, str) and (v == "ok" or (v.startswith("E") and hasattr(_errno, v))
-                               or v in _EXTRA_ERRNOS):
+    if isinstance(v, str) and (
+        v == "ok" or (v.startswith("E") and hasattr(_errno, v)) or v in _EXTRA_ERRNOS
+    ):
         return v
-    raise FormatError(f"expect must be \"ok\" or an errno name (EINVAL, ...), got {v!r}",
-                      where=where)
+    raise FormatError(f'expect must be "ok" or an errno name (EINVAL, ...), got {v!r}', where=where)
 
 
 def _obj(v: Any, where: str) -> Mapping[str, Any]:
@@ -168,16 +178,18 @@ def _list(v: Any, where: str) -> list[Any]:
     return v
 
 
-def _struct(fields: Mapping[str, Callable[[Any, str], Any]], required: tuple[str, ...] = ()
-            ) -> Callable[[Any, str], dict[str, Any]]:
+def _struct(
+    fields: Mapping[str, Callable[[Any, str], Any]], required: tuple[str, ...] = ()
+) -> Callable[[Any, str], dict[str, Any]]:
     """A zero-initialised uapi struct (P4): unknown keys rejected, missing ones 0."""
 
     def parse_s(v: Any, where: str) -> dict[str, Any]:
         d = _obj(v, where)
         for k in d:
             if k not in fields:
-                raise FormatError(f"unknown field (known: {', '.join(fields)})",
-                                  where=f"{where}.{k}")
+                raise FormatError(
+                    f"unknown field (known: {', '.join(fields)})", where=f"{where}.{k}"
+                )
         out: dict[str, Any] = {}
         for k, fn in fields.items():
             if k in d:
@@ -196,9 +208,20 @@ def _struct(fields: Mapping[str, Callable[[Any, str], Any]], required: tuple[str
 # cmd u8, flags u8, pad u16.
 _SEM = _struct({"val": U16, "index": U8, "presync": U8, "cmd": U8, "flags": U8, "pad": U16})
 # struct qaic_attach_slice_entry (72 bytes).
-_ENTRY = _struct({"size": U64, "offset": U64, "dev_addr": U64, "db_addr": U64,
-                  "db_data": U32, "db_len": U32,
-                  "sem0": _SEM, "sem1": _SEM, "sem2": _SEM, "sem3": _SEM})
+_ENTRY = _struct(
+    {
+        "size": U64,
+        "offset": U64,
+        "dev_addr": U64,
+        "db_addr": U64,
+        "db_data": U32,
+        "db_len": U32,
+        "sem0": _SEM,
+        "sem1": _SEM,
+        "sem2": _SEM,
+        "sem3": _SEM,
+    }
+)
 # struct qaic_attach_slice_hdr (24 bytes); count defaults to len(entries) (extension).
 _HDR_FIELDS = {"count": U32, "dbc_id": _ref32, "handle": _ref32, "dir": U32, "size": U64}
 
@@ -264,8 +287,9 @@ def _schedule(v: Any, where: str) -> list[str]:
     out = []
     for k, e in enumerate(_list(v, where)):
         if not isinstance(e, str) or ":" not in e:
-            raise FormatError("a schedule entry is an \"actor:Action(...)\" string",
-                              where=f"{where}[{k}]")
+            raise FormatError(
+                'a schedule entry is an "actor:Action(...)" string', where=f"{where}[{k}]"
+            )
         out.append(e)
     return out
 
@@ -278,19 +302,28 @@ def _u32_list(v: Any, where: str) -> list[int]:
 
 
 _PROTOCOL_FIELDS: dict[str, Callable[[Any, str], Any]] = {
-    "in_doorbells": _u32_list, "out_doorbells": _u32_list, "sem_in": U8, "sem_out": U8,
-    "inferences": U32, "db_base": U64}
+    "in_doorbells": _u32_list,
+    "out_doorbells": _u32_list,
+    "sem_in": U8,
+    "sem_out": U8,
+    "inferences": U32,
+    "db_base": U64,
+}
 
 #: workload kinds for the ``workload`` extension on ``activate``
 #: (qaicmodel/spec/dbc/workload.py; userspace.md §8):
 #: kind -> ("module:Class", {constructor keyword: parser}, required keywords).
 WORKLOADS: dict[str, tuple[str, dict[str, Callable[[Any, str], Any]], tuple[str, ...]]] = {
-    "echo": ("qaicmodel.spec.dbc.workload:EchoWorkload",
-             {"in_addr": U64, "out_addr": U64, "length": _length, "n_nsps": U8,
-              **_PROTOCOL_FIELDS},
-             ("in_addr", "out_addr", "length")),
-    "compiler": ("qaicmodel.spec.dbc.workload:CompilerProtocolWorkload",
-                 {"n_in_nsps": U8, "n_out_nsps": U8, **_PROTOCOL_FIELDS}, ()),
+    "echo": (
+        "qaicmodel.spec.dbc.workload:EchoWorkload",
+        {"in_addr": U64, "out_addr": U64, "length": _length, "n_nsps": U8, **_PROTOCOL_FIELDS},
+        ("in_addr", "out_addr", "length"),
+    ),
+    "compiler": (
+        "qaicmodel.spec.dbc.workload:CompilerProtocolWorkload",
+        {"n_in_nsps": U8, "n_out_nsps": U8, **_PROTOCOL_FIELDS},
+        (),
+    ),
 }
 
 
@@ -300,8 +333,9 @@ def _workload(v: Any, where: str) -> dict[str, Any] | None:
     d = _obj(v, where)
     kind = d.get("kind")
     if not isinstance(kind, str) or kind not in WORKLOADS:
-        raise FormatError(f"unknown workload kind {kind!r} (known: {', '.join(WORKLOADS)})",
-                          where=f"{where}.kind")
+        raise FormatError(
+            f"unknown workload kind {kind!r} (known: {', '.join(WORKLOADS)})", where=f"{where}.kind"
+        )
     _ref, fields, required = WORKLOADS[kind]
     rest = {k: x for k, x in d.items() if k != "kind"}
     args = _struct(fields, required=required)(rest, where)
@@ -310,8 +344,11 @@ def _workload(v: Any, where: str) -> dict[str, Any] | None:
 
 def _name(v: Any, where: str) -> str:
     """A name a step binds (``as``, ``thread``)."""
-    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", v) \
-            or v.lower().startswith("0x"):
+    if (
+        not isinstance(v, str)
+        or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", v)
+        or v.lower().startswith("0x")
+    ):
         raise FormatError(f"{v!r} is not a valid name", where=where)
     return v
 
@@ -335,31 +372,71 @@ _HANDLE = FieldSpec("handle", _ref32, _REQ)
 OPS: dict[str, tuple[tuple[FieldSpec, ...], bool]] = {
     "open": ((_USER,), False),
     "close": ((_USER,), False),
-    "activate": ((_USER, FieldSpec("queue_size", U32, _REQ), FieldSpec("options", U32, 0),
-                  FieldSpec("workload", _workload, None)), True),
+    "activate": (
+        (
+            _USER,
+            FieldSpec("queue_size", U32, _REQ),
+            FieldSpec("options", U32, 0),
+            FieldSpec("workload", _workload, None),
+        ),
+        True,
+    ),
     "deactivate": ((_USER, _DBC), False),
     "create_bo": ((_USER, FieldSpec("size", U64, _REQ), FieldSpec("pad", U32, 0)), True),
-    "attach_slice": ((_USER, FieldSpec("hdr", _hdr, _REQ), FieldSpec("entries", _entries, _REQ)),
-                     False),
-    "execute": ((_USER, _DBC, FieldSpec("handles", _exec_list, _REQ),
-                 FieldSpec("thread", _name, None)), False),
-    "partial_execute": ((_USER, _DBC, FieldSpec("entries", _pexec_list, _REQ),
-                         FieldSpec("thread", _name, None)), False),
+    "attach_slice": (
+        (_USER, FieldSpec("hdr", _hdr, _REQ), FieldSpec("entries", _entries, _REQ)),
+        False,
+    ),
+    "execute": (
+        (_USER, _DBC, FieldSpec("handles", _exec_list, _REQ), FieldSpec("thread", _name, None)),
+        False,
+    ),
+    "partial_execute": (
+        (_USER, _DBC, FieldSpec("entries", _pexec_list, _REQ), FieldSpec("thread", _name, None)),
+        False,
+    ),
     "join": ((FieldSpec("thread", _name, _REQ),), False),
-    "wait": ((_USER, _DBC, _HANDLE, FieldSpec("timeout_ms", U32, 0), FieldSpec("pad", U32, 0),
-              FieldSpec("thread", _name, None)), False),
+    "wait": (
+        (
+            _USER,
+            _DBC,
+            _HANDLE,
+            FieldSpec("timeout_ms", U32, 0),
+            FieldSpec("pad", U32, 0),
+            FieldSpec("thread", _name, None),
+        ),
+        False,
+    ),
     "perf_stats": ((_USER, _DBC, FieldSpec("handles", _ref_list, _REQ)), False),
     "detach_slice": ((_USER, _HANDLE, FieldSpec("pad", U32, 0)), False),
-    "write_bo": ((_USER, _HANDLE, FieldSpec("offset", U64, 0), FieldSpec("hex", _hex, _REQ)),
-                 False),
-    "read_bo": ((_USER, _HANDLE, FieldSpec("offset", U64, 0), FieldSpec("length", _length, _REQ),
-                 FieldSpec("expect_hex", _hex, None)), False),
+    "write_bo": (
+        (_USER, _HANDLE, FieldSpec("offset", U64, 0), FieldSpec("hex", _hex, _REQ)),
+        False,
+    ),
+    "read_bo": (
+        (
+            _USER,
+            _HANDLE,
+            FieldSpec("offset", U64, 0),
+            FieldSpec("length", _length, _REQ),
+            FieldSpec("expect_hex", _hex, None),
+        ),
+        False,
+    ),
     "nsp": ((_DBC, FieldSpec("sem", _nsp_sem, _REQ)), False),
     "ddr_write": ((FieldSpec("addr", U64, _REQ), FieldSpec("hex", _hex, _REQ)), False),
-    "ddr_read": ((FieldSpec("addr", U64, _REQ), FieldSpec("length", _length, _REQ),
-                  FieldSpec("expect_hex", _hex, None)), False),
-    "run": ((FieldSpec("max_steps", _pos_int, None), FieldSpec("schedule", _schedule, None)),
-            False),
+    "ddr_read": (
+        (
+            FieldSpec("addr", U64, _REQ),
+            FieldSpec("length", _length, _REQ),
+            FieldSpec("expect_hex", _hex, None),
+        ),
+        False,
+    ),
+    "run": (
+        (FieldSpec("max_steps", _pos_int, None), FieldSpec("schedule", _schedule, None)),
+        False,
+    ),
     "ssr": ((_DBC,), False),
     "dump": ((_DBC,), False),
 }
@@ -387,21 +464,27 @@ class Scenario:
     steps: tuple[Step, ...]
 
 
-
-
 def parse_device(v: Any) -> DeviceConfig:
     if v is None:
         return DeviceConfig()
     d = _obj(v, "device")
-    known = ("family", "num_dbc", "single_msi", "datapath_polling", "sg_max_segment", "policies",
-             "kernel")
+    known = (
+        "family",
+        "num_dbc",
+        "single_msi",
+        "datapath_polling",
+        "sg_max_segment",
+        "policies",
+        "kernel",
+    )
     for k in d:
         if k not in known:
             raise FormatError(f"unknown key (known: {', '.join(known)})", where=f"device.{k}")
     family = d.get("family", "aic100")
     if family not in FAMILIES:
-        raise FormatError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}",
-                          where="device.family")
+        raise FormatError(
+            f"family must be one of {', '.join(FAMILIES)}, got {family!r}", where="device.family"
+        )
     num_dbc = _int(d.get("num_dbc", 16), "device.num_dbc")
     if not 1 <= num_dbc <= 16:
         raise FormatError(f"num_dbc must be 1..16, got {num_dbc}", where="device.num_dbc")
@@ -411,15 +494,19 @@ def parse_device(v: Any) -> DeviceConfig:
     if sg is not None:
         sg = _int(sg, "device.sg_max_segment")
         if sg <= 0 or sg % 4096 or sg >= 1 << 32:
-            raise FormatError(f"sg_max_segment must be a positive multiple of 4096, got {sg}",
-                              where="device.sg_max_segment")
+            raise FormatError(
+                f"sg_max_segment must be a positive multiple of 4096, got {sg}",
+                where="device.sg_max_segment",
+            )
     kernel = d.get("kernel")
     if kernel is not None:
         from qaicmodel.spec.host import kernels
 
         if kernel not in kernels.CHOICES:
-            raise FormatError(f"kernel must be one of {', '.join(kernels.CHOICES)}, got "
-                              f"{kernel!r}", where="device.kernel")
+            raise FormatError(
+                f"kernel must be one of {', '.join(kernels.CHOICES)}, got {kernel!r}",
+                where="device.kernel",
+            )
     pols = _obj(d.get("policies", {}), "device.policies")
     from qaicmodel.spec.policies import Policies
 
@@ -430,13 +517,20 @@ def parse_device(v: Any) -> DeviceConfig:
             Policies({pid: alt})
         except PolicyError as e:
             raise FormatError(str(e), where=f"device.policies.{pid}") from None
-    return DeviceConfig(family=family, num_dbc=num_dbc, single_msi=single_msi,
-                        datapath_polling=polling, sg_max_segment=sg, policies=dict(pols),
-                        kernel=kernel)
+    return DeviceConfig(
+        family=family,
+        num_dbc=num_dbc,
+        single_msi=single_msi,
+        datapath_polling=polling,
+        sg_max_segment=sg,
+        policies=dict(pols),
+        kernel=kernel,
+    )
 
 
-def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
-                users: dict[str, bool]) -> Step:
+def _parse_step(
+    i: int, v: Any, device: DeviceConfig, bound: set[str], users: dict[str, bool]
+) -> Step:
     d = _obj(v, f"steps[{i}]")
     op = d.get("op")
     if not isinstance(op, str) or op not in OPS:
@@ -445,8 +539,9 @@ def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
     names = {f.name for f in fields}
     for k in d:
         if k not in names and k not in _COMMON:
-            raise FormatError(f"unknown field for {op} (fields: {', '.join(sorted(names))})",
-                              where=_where(i, k))
+            raise FormatError(
+                f"unknown field for {op} (fields: {', '.join(sorted(names))})", where=_where(i, k)
+            )
     args: dict[str, Any] = {}
     for f in fields:
         if f.name in d:
@@ -476,19 +571,23 @@ def _parse_step(i: int, v: Any, device: DeviceConfig, bound: set[str],
         elif op == "close":
             users[label] = False
     if op in _CHANNEL_OPS and isinstance(args["dbc_id"], int) and args["dbc_id"] >= device.num_dbc:
-        raise FormatError(f"dbc_id {args['dbc_id']} >= num_dbc {device.num_dbc}",
-                          where=_where(i, "dbc_id"))
+        raise FormatError(
+            f"dbc_id {args['dbc_id']} >= num_dbc {device.num_dbc}", where=_where(i, "dbc_id")
+        )
     if op == "attach_slice":
         cnt = args["hdr"]["count"]
         if cnt is not None and cnt > len(args["entries"]):
-            raise FormatError(f"hdr.count {cnt} > {len(args['entries'])} entries given",
-                              where=_where(i, "hdr.count"))
+            raise FormatError(
+                f"hdr.count {cnt} > {len(args['entries'])} entries given",
+                where=_where(i, "hdr.count"),
+            )
     if op in ("execute", "partial_execute", "wait") and args["thread"] is not None:
         bound.add("thread:" + args["thread"])
     if op == "join" and "thread:" + args["thread"] not in bound:
-        raise FormatError(f"thread {args['thread']!r} is not started by an earlier execute "
-                          "or wait",
-                          where=_where(i, "thread"))
+        raise FormatError(
+            f"thread {args['thread']!r} is not started by an earlier execute or wait",
+            where=_where(i, "thread"),
+        )
     if as_ is not None:
         bound.add(as_)
     return Step(index=i, op=op, args=args, expect=expect, note=note, as_=as_, raw=d)
@@ -498,8 +597,10 @@ def _check_refs(i: int, obj: Any, bound: set[str], path: str = "") -> None:
     """P5: every name must be bound by an earlier step."""
     if isinstance(obj, Ref):
         if obj.name not in bound:
-            raise FormatError(f"name {obj.name!r} is not bound by an earlier \"as\"",
-                              where=_where(i, path.lstrip(".")))
+            raise FormatError(
+                f'name {obj.name!r} is not bound by an earlier "as"',
+                where=_where(i, path.lstrip(".")),
+            )
     elif isinstance(obj, dict):
         for k, x in obj.items():
             _check_refs(i, x, bound, f"{path}.{k}")
@@ -550,8 +651,9 @@ def _decode_json(data: bytes, where: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
-        raise FormatError(f"not JSON: {e.msg} (line {e.lineno} column {e.colno})",
-                          where=where) from None
+        raise FormatError(
+            f"not JSON: {e.msg} (line {e.lineno} column {e.colno})", where=where
+        ) from None
     except RecursionError:
         raise FormatError("not JSON: nested too deeply", where=where) from None
     except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
@@ -560,5 +662,3 @@ def _decode_json(data: bytes, where: str) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise FormatError(f"{name} is not JSON", where="(input)")
-
-

@@ -85,9 +85,9 @@ class _Bridge:
 
     def _line(self, line: str) -> None:
         if line.startswith(RESULT):
-            self.results.append(json.loads(line[len(RESULT):]))
+            self.results.append(json.loads(line[len(RESULT) :]))
         elif line.startswith(HOSTOP):
-            req = json.loads(line[len(HOSTOP):])
+            req = json.loads(line[len(HOSTOP) :])
             try:
                 reply = self.hostop(req)
             except Exception as e:  # noqa: BLE001 - reported as the step's result
@@ -131,6 +131,8 @@ class _Bridge:
                 out["hex_mismatch"] = True
             return out
         if st.op == "dump":
+            if dbc is None:
+                return {"_raise": "host-op-failed", "detail": "dump names no channel"}
             return dump_channel(dev, dbc)
         return {"_raise": "not-modelled"}
 
@@ -146,16 +148,23 @@ class LinuxRun:
     guest_text: list[str]
 
 
-def run_scenario_linux(obj_or_path: Any, *, kernel: str | None = None, seed: int = 0,
-                       timeout: float = 120.0, console: Path | None = None,
-                       policies: list[str] | None = None,
-                       vmlinux: Path | None = None,
-                       extra_args: tuple[str, ...] = (),
-                       datapath: str = "polling") -> LinuxRun:
+def run_scenario_linux(
+    obj_or_path: Any,
+    *,
+    kernel: str | None = None,
+    seed: int = 0,
+    timeout: float = 120.0,
+    console: Path | None = None,
+    policies: list[str] | None = None,
+    vmlinux: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    datapath: str = "polling",
+) -> LinuxRun:
     """H1-H6.  ``kernel`` is the scenario's ``--kernel-version`` (upstream = 7.2)."""
     if datapath not in DATAPATH_MODES:
-        raise ArgumentError(f"datapath must be one of {', '.join(DATAPATH_MODES)}, not "
-                            f"{datapath!r}")
+        raise ArgumentError(
+            f"datapath must be one of {', '.join(DATAPATH_MODES)}, not {datapath!r}"
+        )
     if datapath == "polling":
         extra_args = ("qaic.datapath_polling=1", *extra_args)
     from qaicmodel.emu import kbuild, runner
@@ -165,11 +174,14 @@ def run_scenario_linux(obj_or_path: Any, *, kernel: str | None = None, seed: int
     want = kernel or sc.device.kernel or "upstream"
     uml = UML_KERNEL if want in ("upstream", UML_KERNEL) else want
     if uml != UML_KERNEL:
-        raise ArgumentError(f"--host linux runs the data path on a {UML_KERNEL} guest only "
-                            f"({uml}'s UML cannot run user space here: docs/findings.md F2)")
+        raise ArgumentError(
+            f"--host linux runs the data path on a {UML_KERNEL} guest only "
+            f"({uml}'s UML cannot run user space here: docs/findings.md F2)"
+        )
     if vmlinux is None and kbuild.find_kernel(uml) is None:
-        raise UmlError(f"no {uml} kernel has been built: run `qaicmodel uml build --kernel "
-                       f"{uml}` first")
+        raise UmlError(
+            f"no {uml} kernel has been built: run `qaicmodel uml build --kernel {uml}` first"
+        )
     pols = ["mhi-start-ee=amss"] + [f"{k}={v}" for k, v in sc.device.policies.items()]
     pols += list(policies or [])
     board = DatapathBoard(policies=pols, kernel=uml, workload=None, seed=seed)
@@ -187,13 +199,22 @@ def run_scenario_linux(obj_or_path: Any, *, kernel: str | None = None, seed: int
         else:
             raise ArgumentError("--host linux needs the scenario as a file, bytes or a dict")
         bridge = _Bridge(sc, board, work / "reply")
-        cmd = (f"{sys.executable} -m qaicmodel.guest.client scenario {scen} --reply "
-               f"{work / 'reply'}; rc=$?; echo {PCI} > /sys/bus/pci/drivers/qaic/unbind; "
-               "exit $rc")
-        res = runner.run(["/bin/sh", "-c", cmd], kernel=None if vmlinux else uml,
-                         vmlinux=vmlinux, board=board, timeout=timeout, echo=bridge,
-                         console=console, seed=seed,  # type: ignore[arg-type]
-                         extra_args=extra_args)
+        cmd = (
+            f"{sys.executable} -m qaicmodel.guest.client scenario {scen} --reply "
+            f"{work / 'reply'}; rc=$?; echo {PCI} > /sys/bus/pci/drivers/qaic/unbind; "
+            "exit $rc"
+        )
+        res = runner.run(
+            ["/bin/sh", "-c", cmd],
+            kernel=None if vmlinux else uml,
+            vmlinux=vmlinux,
+            board=board,
+            timeout=timeout,
+            echo=bridge,  # type: ignore[arg-type]
+            console=console,
+            seed=seed,
+            extra_args=extra_args,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = bridge.results
@@ -209,12 +230,24 @@ def run_scenario_linux(obj_or_path: Any, *, kernel: str | None = None, seed: int
     if mismatch is None and (why is not None or len(results) < len(sc.steps)):
         k = len(results)
         st = sc.steps[min(k, len(sc.steps) - 1)]
-        mismatch = {"step": st.index, "op": st.op, "expect": st.expect or "ok",
-                    "result": f"linux host: {why or 'the guest stopped before this step'}"}
-    viols = [{"rule": v.rule, "message": v.message, "where": v.where}
-             for v in board.violations]
+        mismatch = {
+            "step": st.index,
+            "op": st.op,
+            "expect": st.expect or "ok",
+            "result": f"linux host: {why or 'the guest stopped before this step'}",
+        }
+    viols = [{"rule": v.rule, "message": v.message, "where": v.where} for v in board.violations]
     if mismatch is None and viols:
-        mismatch = {"step": len(results) - 1, "op": "run", "expect": "ok",
-                    "result": f"violation {viols[0]['rule']}"}
-    return LinuxRun(report=Report(results=results, first_mismatch=mismatch, violations=viols),
-                    board=board, run=res, hostops=bridge.hostops, guest_text=bridge.text)
+        mismatch = {
+            "step": len(results) - 1,
+            "op": "run",
+            "expect": "ok",
+            "result": f"violation {viols[0]['rule']}",
+        }
+    return LinuxRun(
+        report=Report(results=results, first_mismatch=mismatch, violations=viols),
+        board=board,
+        run=res,
+        hostops=bridge.hostops,
+        guest_text=bridge.text,
+    )

@@ -31,8 +31,11 @@ class Report:
         return 0 if self.first_mismatch is None else 1
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": RESULT_FORMAT, "results": self.results,
-                               "first_mismatch": self.first_mismatch}
+        out: dict[str, Any] = {
+            "format": RESULT_FORMAT,
+            "results": self.results,
+            "first_mismatch": self.first_mismatch,
+        }
         if self.violations:
             out["violations"] = self.violations
         return out
@@ -40,19 +43,25 @@ class Report:
     def text(self) -> str:
         lines = []
         for r in self.results:
-            extra = " ".join(f"{k}={_short(v)}" for k, v in r.items()
-                             if k not in ("step", "op", "result", "expect"))
+            extra = " ".join(
+                f"{k}={_short(v)}"
+                for k, v in r.items()
+                if k not in ("step", "op", "result", "expect")
+            )
             exp = f"(expect {r['expect']})" if "expect" in r else ""
-            lines.append(f"{r['step']:>4}  {r['op']:<16} {r['result']:<10} {exp:<20} {extra}"
-                         .rstrip())
+            lines.append(
+                f"{r['step']:>4}  {r['op']:<16} {r['result']:<10} {exp:<20} {extra}".rstrip()
+            )
         for v in self.violations:
             lines.append(f"violation {v['rule']}: {v['message']}")
         if self.first_mismatch is None:
             lines.append(f"ok: {len(self.results)} steps, every expect held")
         else:
             m = self.first_mismatch
-            lines.append(f"MISMATCH at step {m['step']} ({m['op']}): expected {m['expect']}, "
-                         f"got {m['result']}")
+            lines.append(
+                f"MISMATCH at step {m['step']} ({m['op']}): expected {m['expect']}, "
+                f"got {m['result']}"
+            )
         return "\n".join(lines)
 
 
@@ -65,14 +74,26 @@ def mismatch_of(st: Step, res: dict[str, Any]) -> dict[str, Any] | None:
     """E2: the step's expect (if any) against its result."""
     got = res["result"]
     if res.get("violations"):
-        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
-                "result": f"violation {res['violations'][0]['rule']}"}
+        return {
+            "step": st.index,
+            "op": st.op,
+            "expect": st.expect or "ok",
+            "result": f"violation {res['violations'][0]['rule']}",
+        }
     if res.get("stranded"):
-        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
-                "result": f"stranded response on dbc {res['stranded'][0]}"}
+        return {
+            "step": st.index,
+            "op": st.op,
+            "expect": st.expect or "ok",
+            "result": f"stranded response on dbc {res['stranded'][0]}",
+        }
     if got == "schedule-diverged" or res.get("hex_mismatch"):
-        return {"step": st.index, "op": st.op, "expect": st.expect or "ok",
-                "result": "hex differs" if res.get("hex_mismatch") else got}
+        return {
+            "step": st.index,
+            "op": st.op,
+            "expect": st.expect or "ok",
+            "result": "hex differs" if res.get("hex_mismatch") else got,
+        }
     if st.expect is not None and got != st.expect:
         return {"step": st.index, "op": st.op, "expect": st.expect, "result": got}
     return None
@@ -85,8 +106,7 @@ def violations_of(device: Any) -> list[dict[str, Any]]:
         if isinstance(v, Finding):
             out.append(v.as_dict())
         else:  # a foreign record (a test double): rule and message only
-            out.append({"rule": str(getattr(v, "rule", v)),
-                        "message": str(getattr(v, "message", ""))})
+            out.append(
+                {"rule": str(getattr(v, "rule", v)), "message": str(getattr(v, "message", ""))}
+            )
     return out
-
-

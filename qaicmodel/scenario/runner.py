@@ -66,9 +66,15 @@ class Runner:
     ``conform`` drives a Runner directly (``step``), so checks can run between steps.
     """
 
-    def __init__(self, device_cfg: DeviceConfig | None = None, *, host_cls: type | None = None,
-                 policies: Any = None, bus: Callable[[Any], Any] | None = None,
-                 wrap_host: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        device_cfg: DeviceConfig | None = None,
+        *,
+        host_cls: type | None = None,
+        policies: Any = None,
+        bus: Callable[[Any], Any] | None = None,
+        wrap_host: Callable[[Any], Any] | None = None,
+    ) -> None:
         """``bus`` (device -> what the host is given) and ``wrap_host`` (host -> what the
         runner calls) let ``conform`` watch every register access and host call."""
         from qaicmodel.spec.dbc.device import Device
@@ -78,21 +84,29 @@ class Runner:
         cfg = device_cfg or DeviceConfig()
         self.cfg = cfg
         pols = policies if policies is not None else Policies(dict(cfg.policies))
-        self.device = Device(num_dbc=cfg.num_dbc, policies=pols, single_msi=cfg.single_msi,
-                             host_mem=HostMemory(), dev_mem=DevMemory())
+        self.device = Device(
+            num_dbc=cfg.num_dbc,
+            policies=pols,
+            single_msi=cfg.single_msi,
+            host_mem=HostMemory(),
+            dev_mem=DevMemory(),
+        )
         # the driver version the host and control plane follow (spec/host/kernels.py)
         self.device.kernel = kernels.parse(cfg.kernel)  # type: ignore[attr-defined]
         cls = host_cls if host_cls is not None else load_host(DEFAULT_HOST)
-        host = cls(bus(self.device) if bus is not None else self.device,
-                   sg_max_segment=cfg.sg_max_segment, datapath_polling=cfg.datapath_polling)
+        host = cls(
+            bus(self.device) if bus is not None else self.device,
+            sg_max_segment=cfg.sg_max_segment,
+            datapath_polling=cfg.datapath_polling,
+        )
         self.host = wrap_host(host) if wrap_host is not None else host
         self.names: dict[str, int] = {}
-        self.users: dict[str, int | None] = {}      # label -> host user id (None: closed)
-        self.owner: dict[int, str] = {}             # dbc -> user label (activated here)
-        self.workloads: dict[int, list[Any]] = {}   # dbc -> workload actors
+        self.users: dict[str, int | None] = {}  # label -> host user id (None: closed)
+        self.owner: dict[int, str] = {}  # dbc -> user label (activated here)
+        self.workloads: dict[int, list[Any]] = {}  # dbc -> workload actors
         self.bo_dir: dict[tuple[str, int], int] = {}
-        self.threads: dict[str, int] = {}          # thread name -> host exec thread id
-        self.waits: dict[str, int] = {}            # thread name -> host wait thread id
+        self.threads: dict[str, int] = {}  # thread name -> host exec thread id
+        self.waits: dict[str, int] = {}  # thread name -> host wait thread id
         self.results: list[dict[str, Any]] = []
         self.steps_run = 0
         self.control: Any = None  # the ControlPlane, created on first control step
@@ -104,9 +118,12 @@ class Runner:
         if self.control is None:
             from qaicmodel.spec.control.plane import ControlPlane
 
-            self.control = ControlPlane(self.device, self.host,
-                                        sg_max_segment=self.cfg.sg_max_segment,
-                                        kernel=getattr(self.cfg, "kernel", None))
+            self.control = ControlPlane(
+                self.device,
+                self.host,
+                sg_max_segment=self.cfg.sg_max_segment,
+                kernel=getattr(self.cfg, "kernel", None),
+            )
         return self.control
 
     def _forget(self, dbc: int) -> None:
@@ -164,8 +181,9 @@ class Runner:
         dict(self.actors())[tag].step(action)
         self.steps_run += 1
 
-    def drive(self, max_steps: int | None = None,
-              until: Callable[[], bool] | None = None) -> tuple[int, int, bool]:
+    def drive(
+        self, max_steps: int | None = None, until: Callable[[], bool] | None = None
+    ) -> tuple[int, int, bool]:
         """FirstScheduler order until quiescent / ``until()`` / ``max_steps``.
 
         Returns (steps, device_steps, quiescent).
@@ -205,8 +223,10 @@ class Runner:
     def val(self, x: Any, i: int, field: str) -> int:
         if isinstance(x, Ref):
             if x.name not in self.names:
-                raise FormatError(f"name {x.name!r} is unbound (the step that binds it failed)",
-                                  where=_where(i, field))
+                raise FormatError(
+                    f"name {x.name!r} is unbound (the step that binds it failed)",
+                    where=_where(i, field),
+                )
             return self.names[x.name]
         return int(x)
 
@@ -280,8 +300,13 @@ class Runner:
         entries = a["entries"]
         count = len(entries) if h["count"] is None else h["count"]
         handle = self.val(h["handle"], i, "hdr.handle")
-        hdr = uapi.AttachSliceHdr(count=count, dbc_id=self.val(h["dbc_id"], i, "hdr.dbc_id"),
-                                  handle=handle, dir=h["dir"], size=h["size"])
+        hdr = uapi.AttachSliceHdr(
+            count=count,
+            dbc_id=self.val(h["dbc_id"], i, "hdr.dbc_id"),
+            handle=handle,
+            dir=h["dir"],
+            size=h["size"],
+        )
         ents = [_slice_entry(uapi, e) for e in entries[:count]]
         self.host.attach_slice(self.uid(a["user"]), hdr, ents)
         self.bo_dir[(a["user"], handle)] = h["dir"]
@@ -310,14 +335,14 @@ class Runner:
         self.host.partial_execute(self.uid(a["user"]), dbc, ents)
         return None
 
-    def _begin(self, st: Step, a: Mapping[str, Any], dbc: int, ents: list[Any],
-               partial: bool) -> None:
+    def _begin(
+        self, st: Step, a: Mapping[str, Any], dbc: int, ents: list[Any], partial: bool
+    ) -> None:
         """Extension ``thread``: an ioctl thread enters EXECUTE_BO; its phases become host
         actions (``exec``) and ``join`` gives the ioctl's result."""
         begin = getattr(self.host, "execute_begin", None)
         if begin is None:
-            raise NotModelledError("this host has no execute_begin (concurrent EXECUTE_BO "
-                                   "threads)")
+            raise NotModelledError("this host has no execute_begin (concurrent EXECUTE_BO threads)")
         self.threads[a["thread"]] = begin(self.uid(a["user"]), dbc, ents, partial)
 
     def _op_join(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
@@ -326,8 +351,10 @@ class Runner:
             return self._join_wait(st, a)
         tid = self.threads.get(a["thread"])
         if tid is None:
-            raise FormatError(f"thread {a['thread']!r} did not start (its step failed) or was "
-                              "joined already", where=_where(st.index, "thread"))
+            raise FormatError(
+                f"thread {a['thread']!r} did not start (its step failed) or was joined already",
+                where=_where(st.index, "thread"),
+            )
 
         def finished() -> bool:
             th = getattr(self.host, "threads", {}).get(tid)
@@ -335,8 +362,11 @@ class Runner:
 
         _s, dev_steps, _q = self.drive(until=finished)
         if not finished():
-            return {"result_detail": "the thread cannot finish", "device_steps": dev_steps,
-                    "_raise": "EDEADLK"}
+            return {
+                "result_detail": "the thread cannot finish",
+                "device_steps": dev_steps,
+                "_raise": "EDEADLK",
+            }
         del self.threads[a["thread"]]
         err = self.host.execute_result(tid)
         if err is not None:
@@ -387,15 +417,24 @@ class Runner:
 
     def _op_perf_stats(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         handles = [self.val(h, st.index, f"handles[{k}]") for k, h in enumerate(a["handles"])]
-        ents = self.host.perf_stats(self.uid(a["user"]),
-                                    self.val(a["dbc_id"], st.index, "dbc_id"), handles)
-        return {"stats": [{"handle": int(e.handle),
-                           "queue_level_before": int(e.queue_level_before),
-                           "num_queue_element": int(e.num_queue_element)} for e in ents]}
+        ents = self.host.perf_stats(
+            self.uid(a["user"]), self.val(a["dbc_id"], st.index, "dbc_id"), handles
+        )
+        return {
+            "stats": [
+                {
+                    "handle": int(e.handle),
+                    "queue_level_before": int(e.queue_level_before),
+                    "num_queue_element": int(e.num_queue_element),
+                }
+                for e in ents
+            ]
+        }
 
     def _op_detach_slice(self, st: Step, a: Mapping[str, Any]) -> None:
-        self.host.detach_slice(self.uid(a["user"]), self.val(a["handle"], st.index, "handle"),
-                               a["pad"])
+        self.host.detach_slice(
+            self.uid(a["user"]), self.val(a["handle"], st.index, "handle"), a["pad"]
+        )
 
     def _bo_view(self, st: Step, a: Mapping[str, Any], length: int) -> Any:
         view = self.host.mmap_bo(self.uid(a["user"]), self.val(a["handle"], st.index, "handle"))
@@ -409,14 +448,13 @@ class Runner:
         data = a["hex"]
         view = self._bo_view(st, a, len(data))
         off = a["offset"]
-        view[off:off + len(data)] = data if not hasattr(view, "dtype") else \
-            _np_bytes(data)
+        view[off : off + len(data)] = data if not hasattr(view, "dtype") else _np_bytes(data)
 
     def _op_read_bo(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         n = a["length"]
         view = self._bo_view(st, a, n)
         off = a["offset"]
-        data = bytes(view[off:off + n])
+        data = bytes(view[off : off + n])
         return _with_expected_hex(data, a["expect_hex"])
 
     def _op_nsp(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
@@ -433,8 +471,7 @@ class Runner:
 
     def _op_ddr_read(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         _ddr_check(st, a["addr"], a["length"])
-        return _with_expected_hex(self.device.dev_mem.read(a["addr"], a["length"]),
-                                  a["expect_hex"])
+        return _with_expected_hex(self.device.dev_mem.read(a["addr"], a["length"]), a["expect_hex"])
 
     def _op_run(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any]:
         if a["schedule"] is not None:
@@ -455,8 +492,11 @@ class Runner:
         """
         if self.cfg.datapath_polling:
             return []
-        return [i for i in range(self.device.num_dbc)
-                if self.device.ch[i].active and self.device.ch[i].rsp_hp != self.device.ch[i].rsp_tp]
+        return [
+            i
+            for i in range(self.device.num_dbc)
+            if self.device.ch[i].active and self.device.ch[i].rsp_hp != self.device.ch[i].rsp_tp
+        ]
 
     def _op_ssr(self, st: Step, a: Mapping[str, Any]) -> None:
         self.control_ssr(self.val(a["dbc_id"], st.index, "dbc_id"))
@@ -480,8 +520,10 @@ def _with_expected_hex(data: bytes, expected: bytes | None) -> dict[str, Any]:
 
 def _ddr_check(st: Step, addr: int, length: int) -> None:
     if addr + length > 1 << 64:
-        raise FormatError(f"[0x{addr:x}, +{length}) runs past the 64-bit device address space",
-                          where=_where(st.index, "addr"))
+        raise FormatError(
+            f"[0x{addr:x}, +{length}) runs past the 64-bit device address space",
+            where=_where(st.index, "addr"),
+        )
 
 
 def _slice_entry(uapi: Any, e: Mapping[str, Any]) -> Any:
@@ -497,20 +539,32 @@ def dump_channel(device: Any, dbc: int) -> dict[str, Any]:
     ch = device.ch[dbc]
     nelem = int(ch.nelem) if ch.active else 0
     out: dict[str, Any] = {
-        "regs": {"req_hp": int(ch.req_hp), "req_tp": int(ch.req_tp),
-                 "rsp_hp": int(ch.rsp_hp), "rsp_tp": int(ch.rsp_tp)},
-        "nelem": nelem, "req": [], "rsp": [], "sems": [int(s) for s in ch.sems],
+        "regs": {
+            "req_hp": int(ch.req_hp),
+            "req_tp": int(ch.req_tp),
+            "rsp_hp": int(ch.rsp_hp),
+            "rsp_tp": int(ch.rsp_tp),
+        },
+        "nelem": nelem,
+        "req": [],
+        "rsp": [],
+        "sems": [int(s) for s in ch.sems],
     }
     if nelem:
         req = device.host_mem.read(ch.req_q, REQ_SIZE * nelem)
         rsp = device.host_mem.read(ch.rsp_q, RSP_SIZE * nelem)
-        out["req"] = [req[k:k + REQ_SIZE].hex() for k in range(0, len(req), REQ_SIZE)]
-        out["rsp"] = [rsp[k:k + RSP_SIZE].hex() for k in range(0, len(rsp), RSP_SIZE)]
+        out["req"] = [req[k : k + REQ_SIZE].hex() for k in range(0, len(req), REQ_SIZE)]
+        out["rsp"] = [rsp[k : k + RSP_SIZE].hex() for k in range(0, len(rsp), RSP_SIZE)]
     return out
 
 
-def run_scenario(obj_or_path: Any, *, host_cls: type | None = None,
-                 kernel: str | None = None, policies: list[str] | None = None) -> Report:
+def run_scenario(
+    obj_or_path: Any,
+    *,
+    host_cls: type | None = None,
+    kernel: str | None = None,
+    policies: list[str] | None = None,
+) -> Report:
     """Parse and run a scenario (path, bytes, dict or :class:`Scenario`); rules E1-E5.
     ``kernel`` (``--kernel-version``) overrides the file's ``device.kernel``;
     ``policies`` (``--policy ID=ALT``) override the file's ``device.policies``."""
@@ -530,7 +584,6 @@ def run_scenario(obj_or_path: Any, *, host_cls: type | None = None,
         mismatch = mismatch_of(st, res)
         if mismatch is not None:
             break
-    return Report(results=runner.results, first_mismatch=mismatch,
-                  violations=violations_of(runner.device))
-
-
+    return Report(
+        results=runner.results, first_mismatch=mismatch, violations=violations_of(runner.device)
+    )

@@ -60,7 +60,9 @@ def enabled_pairs(actors: Sequence[Actor]) -> list[tuple[Actor, Any]]:
     return [(a, act) for a in actors for act in a.enabled()]
 
 
-def run(actors: Sequence[Actor], scheduler: Scheduler | None = None, max_steps: int = 100_000) -> int:
+def run(
+    actors: Sequence[Actor], scheduler: Scheduler | None = None, max_steps: int = 100_000
+) -> int:
     """Step the actors until none has an enabled action or ``max_steps``; returns steps taken."""
     if not isinstance(max_steps, int) or max_steps < 0:
         raise ArgumentError(f"max_steps must be a non-negative int, got {max_steps!r}")

@@ -39,8 +39,12 @@ def _settle(w: World, seed: int) -> bool:
     return w.settle(random.Random(seed), 3000)
 
 
-def make_machine(host_factories: Sequence[Callable[..., Any]], *,
-                 policies: Policies | None = None, **world_kw: Any) -> type:
+def make_machine(
+    host_factories: Sequence[Callable[..., Any]],
+    *,
+    policies: Policies | None = None,
+    **world_kw: Any,
+) -> type:
     """A RuleBasedStateMachine running one host (or, with two factories, a :class:`Pair`)
     against the device: operations, single actor steps and random bursts interleaved by
     Hypothesis; after every rule no invariant may be broken."""
@@ -49,34 +53,74 @@ def make_machine(host_factories: Sequence[Callable[..., Any]], *,
 
     pair = len(host_factories) == 2
     fifo = policies is not None and policies[PROCESSING_ORDER] is ProcessingOrder.FIFO
-    sems = st.builds(uapi.Sem, val=st.sampled_from([0, 1, 0xFFF, 0x1000]),
-                     index=st.sampled_from([8, 9, 31, 32]), presync=st.sampled_from([0, 0, 2]),
-                     cmd=st.sampled_from([0, 1, 2, 3, 7]), flags=st.sampled_from([0, 1, 2, 4]),
-                     pad=st.sampled_from([0, 0, 1]))
-    entries = st.lists(st.builds(
-        uapi.SliceEntry, size=st.sampled_from([0, 1, PAGE, 2 * PAGE, 1 << 63]),
-        sem0=sems, sem1=st.just(uapi.Sem()), sem2=sems, sem3=st.just(uapi.Sem()),
-        dev_addr=st.sampled_from([0x60_0000, 0x61_0000]),
-        db_addr=st.sampled_from([0x70_0000, 0x70_0002, 0x70_0001]),
-        db_len=st.sampled_from([0, 8, 16, 32, 12]),
-        offset=st.sampled_from([0, PAGE, 3 * PAGE, (1 << 64) - PAGE])), max_size=3)
-    hdrs = st.builds(uapi.AttachSliceHdr, count=st.integers(0, 3), dbc_id=st.sampled_from(_DBCS),
-                     handle=st.sampled_from(_HANDLES), dir=st.integers(0, 3),
-                     size=st.sampled_from([0, PAGE, 8 * PAGE]))
-    users, handles, dbcs = (st.sampled_from(_USERS), st.sampled_from(_HANDLES),
-                            st.sampled_from(_DBCS))
+    sems = st.builds(
+        uapi.Sem,
+        val=st.sampled_from([0, 1, 0xFFF, 0x1000]),
+        index=st.sampled_from([8, 9, 31, 32]),
+        presync=st.sampled_from([0, 0, 2]),
+        cmd=st.sampled_from([0, 1, 2, 3, 7]),
+        flags=st.sampled_from([0, 1, 2, 4]),
+        pad=st.sampled_from([0, 0, 1]),
+    )
+    entries = st.lists(
+        st.builds(
+            uapi.SliceEntry,
+            size=st.sampled_from([0, 1, PAGE, 2 * PAGE, 1 << 63]),
+            sem0=sems,
+            sem1=st.just(uapi.Sem()),
+            sem2=sems,
+            sem3=st.just(uapi.Sem()),
+            dev_addr=st.sampled_from([0x60_0000, 0x61_0000]),
+            db_addr=st.sampled_from([0x70_0000, 0x70_0002, 0x70_0001]),
+            db_len=st.sampled_from([0, 8, 16, 32, 12]),
+            offset=st.sampled_from([0, PAGE, 3 * PAGE, (1 << 64) - PAGE]),
+        ),
+        max_size=3,
+    )
+    hdrs = st.builds(
+        uapi.AttachSliceHdr,
+        count=st.integers(0, 3),
+        dbc_id=st.sampled_from(_DBCS),
+        handle=st.sampled_from(_HANDLES),
+        dir=st.integers(0, 3),
+        size=st.sampled_from([0, PAGE, 8 * PAGE]),
+    )
+    users, handles, dbcs = (
+        st.sampled_from(_USERS),
+        st.sampled_from(_HANDLES),
+        st.sampled_from(_DBCS),
+    )
     calls = st.one_of(
-        st.tuples(st.just("create_bo"), users, st.sampled_from([0, 1, PAGE, PAGE + 1,
-                                                                 (1 << 64) - 1]),
-                  st.sampled_from([0, 0, 1])),
+        st.tuples(
+            st.just("create_bo"),
+            users,
+            st.sampled_from([0, 1, PAGE, PAGE + 1, (1 << 64) - 1]),
+            st.sampled_from([0, 0, 1]),
+        ),
         st.tuples(st.just("attach_slice"), users, hdrs, st.one_of(st.none(), entries)),
-        st.tuples(st.just("execute"), users, dbcs,
-                  st.lists(st.tuples(handles, st.integers(0, 3)), max_size=3)),
-        st.tuples(st.just("partial_execute"), users, dbcs,
-                  st.lists(st.tuples(handles, st.integers(0, 3),
-                                     st.sampled_from([0, 1, PAGE, 3 * PAGE])), max_size=2)),
-        st.tuples(st.just("wait_check"), users, dbcs, handles, st.sampled_from([0, 5000]),
-                  st.sampled_from([0, 0, 1])),
+        st.tuples(
+            st.just("execute"),
+            users,
+            dbcs,
+            st.lists(st.tuples(handles, st.integers(0, 3)), max_size=3),
+        ),
+        st.tuples(
+            st.just("partial_execute"),
+            users,
+            dbcs,
+            st.lists(
+                st.tuples(handles, st.integers(0, 3), st.sampled_from([0, 1, PAGE, 3 * PAGE])),
+                max_size=2,
+            ),
+        ),
+        st.tuples(
+            st.just("wait_check"),
+            users,
+            dbcs,
+            handles,
+            st.sampled_from([0, 5000]),
+            st.sampled_from([0, 0, 1]),
+        ),
         st.tuples(st.just("perf_stats"), users, dbcs, st.lists(handles, max_size=3)),
         st.tuples(st.just("detach_slice"), users, handles, st.sampled_from([0, 0, 1])),
         st.tuples(st.just("mmap_bo"), users, handles),
@@ -123,8 +167,10 @@ def make_machine(host_factories: Sequence[Callable[..., Any]], *,
             self._do("echo_out", lambda w: w.echo_out())
 
         @precondition(lambda self: self.w._idle("A", "B"))
-        @rule(data=st.binary(min_size=1, max_size=64),
-              resize=st.one_of(st.none(), st.integers(1, 3 * PAGE)))
+        @rule(
+            data=st.binary(min_size=1, max_size=64),
+            resize=st.one_of(st.none(), st.integers(1, 3 * PAGE)),
+        )
         def dma_write(self, data: bytes, resize: int | None) -> None:
             if resize is not None:
                 resize = min(resize, self.w.dma_len)
@@ -135,8 +181,7 @@ def make_machine(host_factories: Sequence[Callable[..., Any]], *,
         def dma_read(self) -> None:
             self._do("dma_read", lambda w: w.dma_read())
 
-        @precondition(lambda self: self.w._idle("C", "D")
-                      and hasattr(self.w.host, "execute_begin"))
+        @precondition(lambda self: self.w._idle("C", "D") and hasattr(self.w.host, "execute_begin"))
         @rule(partial=st.booleans())
         def concurrent(self, partial: bool) -> None:
             self._do("concurrent", lambda w: w.concurrent(partial))

@@ -14,8 +14,10 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "uml: boots the real qaic driver in User-Mode Linux "
-                                       "(needs `qaicmodel uml build`)")
+    config.addinivalue_line(
+        "markers",
+        "uml: boots the real qaic driver in User-Mode Linux (needs `qaicmodel uml build`)",
+    )
 
 
 class _Timeout(Exception):

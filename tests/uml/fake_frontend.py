@@ -37,8 +37,9 @@ class DriverQueue:
     def addr(self, off: int) -> int:
         return MEM_BASE + off
 
-    def add(self, outs: list[int | tuple[int, int]], ins: list[tuple[int, int]],
-            flags_extra: int = 0) -> int:
+    def add(
+        self, outs: list[int | tuple[int, int]], ins: list[tuple[int, int]], flags_extra: int = 0
+    ) -> int:
         """A chain of (offset, length) buffers; outs may be offsets of prepared buffers."""
         bufs = [(o if isinstance(o, tuple) else (o, 0)) for o in outs]
         descs = [(off, n, 0) for off, n in bufs] + [(off, n, 2) for off, n in ins]
@@ -46,8 +47,9 @@ class DriverQueue:
         for k, (off, n, fl) in enumerate(descs):
             nxt = ids[k + 1] if k + 1 < len(ids) else 0
             f = fl | (1 if k + 1 < len(ids) else 0) | flags_extra
-            struct.pack_into("<QIHH", self.fe.mem, self.desc + 16 * ids[k],
-                             self.addr(off), n, f, nxt)
+            struct.pack_into(
+                "<QIHH", self.fe.mem, self.desc + 16 * ids[k], self.addr(off), n, f, nxt
+            )
         head = ids[0]
         struct.pack_into("<H", self.fe.mem, self.avail + 4 + 2 * (self.avail_idx % self.num), head)
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
@@ -92,8 +94,13 @@ class FakeFrontend:
         self.scratch = 0x10000  # bump allocator for request buffers
 
     # -- vhost-user -------------------------------------------------------------
-    def send(self, request: int, payload: bytes = b"", fds: list[int] | None = None,
-             flags: int = vhost.VERSION) -> None:
+    def send(
+        self,
+        request: int,
+        payload: bytes = b"",
+        fds: list[int] | None = None,
+        flags: int = vhost.VERSION,
+    ) -> None:
         data = vhost.HEADER.pack(request, flags, len(payload)) + payload
         if fds:
             socket.send_fds(self.sock, [data], fds)
@@ -132,14 +139,27 @@ class FakeFrontend:
         self.send(21, b"", [self.req_w])
         os.close(self.req_w)
         self.send(2, struct.pack("<Q", features))
-        self.send(5, struct.pack("<II", 1, 0) + struct.pack("<QQQQ", MEM_BASE, MEM_SIZE,
-                                                           MEM_BASE, 0), [self.memfd])
+        self.send(
+            5,
+            struct.pack("<II", 1, 0) + struct.pack("<QQQQ", MEM_BASE, MEM_SIZE, MEM_BASE, 0),
+            [self.memfd],
+        )
         for q in self.q:
             self.send(13, struct.pack("<Q", q.index), [q.call_w])
             self.send(8, struct.pack("<II", q.index, q.num))
             self.send(10, struct.pack("<II", q.index, 0))
-            self.send(9, struct.pack("<IIQQQQ", q.index, 0, q.addr(q.desc), q.addr(q.used),
-                                     q.addr(q.avail), 2**64 - 1))
+            self.send(
+                9,
+                struct.pack(
+                    "<IIQQQQ",
+                    q.index,
+                    0,
+                    q.addr(q.desc),
+                    q.addr(q.used),
+                    q.addr(q.avail),
+                    2**64 - 1,
+                ),
+            )
         for q in self.q:
             self.send(12, struct.pack("<Q", q.index), [q.kick_fd])
             self.send(18, struct.pack("<II", q.index, 1))
@@ -153,11 +173,19 @@ class FakeFrontend:
         if self.scratch > MEM_SIZE - 0x1000:
             self.scratch = 0x10000
         if not isinstance(data, int):
-            self.mem[off:off + n] = data
+            self.mem[off : off + n] = data
         return off, n
 
-    def request(self, op: int, bar: int, size: int, addr: int, data: bytes = b"",
-                answer: int = 0, split: bool = False) -> bytes:
+    def request(
+        self,
+        op: int,
+        bar: int,
+        size: int,
+        addr: int,
+        data: bytes = b"",
+        answer: int = 0,
+        split: bool = False,
+    ) -> bytes:
         hdr = HEADER.pack(op, bar, 0, size, addr)
         outs: list[int | tuple[int, int]]
         outs = [self.buf(hdr), self.buf(data)] if split and data else [self.buf(hdr + data)]
@@ -170,7 +198,7 @@ class FakeFrontend:
         assert head in used, "the backend did not answer"
         if answer:
             off = ins[0][0]
-            return bytes(self.mem[off:off + used[head]])
+            return bytes(self.mem[off : off + used[head]])
         return b""
 
     def cfg_read(self, off: int, size: int) -> int:
@@ -198,7 +226,7 @@ class FakeFrontend:
             # find the buffer: descriptor table entry of head
             addr, _ln, _f, _nx = struct.unpack_from("<QIHH", self.mem, self.q[1].desc + 16 * head)
             off = addr - MEM_BASE
-            out.append(bytes(self.mem[off:off + n]))
+            out.append(bytes(self.mem[off : off + n]))
         return out
 
     def close(self) -> None:

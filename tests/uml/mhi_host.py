@@ -38,16 +38,16 @@ class FakeMem:
 
     def read(self, addr: int, length: int) -> bytes:
         o = self._off(addr, length)
-        return bytes(self.buf[o:o + length])
+        return bytes(self.buf[o : o + length])
 
     def write(self, addr: int, data: Any) -> None:
         data = bytes(data)
         o = self._off(addr, len(data))
-        self.buf[o:o + len(data)] = data
+        self.buf[o : o + len(data)] = data
 
     def view(self, addr: int, length: int) -> memoryview:
         o = self._off(addr, length)
-        return memoryview(self.buf)[o:o + length]
+        return memoryview(self.buf)[o : o + length]
 
     def alloc(self, size: int, align: int = 4096) -> int:
         a = (self.next + align - 1) // align * align
@@ -100,18 +100,27 @@ class FakeHost:
         self.er_len = 32 * 16
         self.er_base = m.alloc(self.er_len, self.er_len)
         self.er_rp = self.er_base
-        m.write(self.er_ctx, struct.pack("<IIIQQQQ", 0, 1, 0, self.er_base, self.er_len,
-                                         self.er_base, self.er_base))
+        m.write(
+            self.er_ctx,
+            struct.pack("<IIIQQQQ", 0, 1, 0, self.er_base, self.er_len, self.er_base, self.er_base),
+        )
         self.cmd_len = 128 * 16
         self.cmd_base = m.alloc(self.cmd_len, self.cmd_len)
         self.cmd_wp = self.cmd_base
-        m.write(self.cmd_ctx, struct.pack("<IIIQQQQ", 0, 0, 0, self.cmd_base, self.cmd_len,
-                                          self.cmd_base, self.cmd_base))
+        m.write(
+            self.cmd_ctx,
+            struct.pack(
+                "<IIIQQQQ", 0, 0, 0, self.cmd_base, self.cmd_len, self.cmd_base, self.cmd_base
+            ),
+        )
         self.ctx_ready = True
 
     def init_mmio(self) -> None:
-        for lo, addr in ((R.CCABAP_LOWER, self.chan_ctx), (R.ECABAP_LOWER, self.er_ctx),
-                         (R.CRCBAP_LOWER, self.cmd_ctx)):
+        for lo, addr in (
+            (R.CCABAP_LOWER, self.chan_ctx),
+            (R.ECABAP_LOWER, self.er_ctx),
+            (R.CRCBAP_LOWER, self.cmd_ctx),
+        ):
             self.w(lo + 4, addr >> 32)
             self.w(lo, addr & 0xFFFFFFFF)
         cfg = self.r(R.MHICFG)
@@ -225,8 +234,10 @@ class FakeHost:
     def start(self, ch: int, elements: int = 32) -> int:
         ln = elements * 16
         rbase = self.mem.alloc(ln, ln)
-        self.mem.write(self.chan_ctx + ch * CTX, struct.pack(
-            "<IIIQQQQ", 1, 1 if ch % 2 == 0 else 2, 0, rbase, ln, rbase, rbase))
+        self.mem.write(
+            self.chan_ctx + ch * CTX,
+            struct.pack("<IIIQQQQ", 1, 1 if ch % 2 == 0 else 2, 0, rbase, ln, rbase, rbase),
+        )
         self.chans[ch] = Chan(ch, rbase, elements)
         return self.cmd(18, ch)
 
@@ -250,7 +261,7 @@ class FakeHost:
     def send(self, ch: int, data: bytes, chunk: int = 0xFFFF) -> None:
         """A to-device transfer: buffers of at most ``chunk`` chained, the last with EOT."""
         c = self.chans[ch]
-        parts = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        parts = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
         for i, p in enumerate(parts):
             buf = self.mem.alloc(max(len(p), 1), 16)
             self.mem.write(buf, p)

@@ -132,6 +132,6 @@ def test_write_images(tmp_path: Path) -> None:
     for p in paths:
         data = p.read_bytes()
         assert firmware.check_image(data) == 0
-    assert firmware.write_images(tmp_path / "nosbl", sbl=False, images=())== []
+    assert firmware.write_images(tmp_path / "nosbl", sbl=False, images=()) == []
     big = firmware.make_image(1)
     assert len(big) > 0xFFFF  # spans several MHI transfers

@@ -68,11 +68,12 @@ def test_control_status_and_terminate_reach_the_qsm() -> None:
     (reply,) = h.recv(11)
     st = nnc.decode(reply, "d2h").transactions[0]
     assert (st.major, st.minor, st.status_flags) == (5, 0, 0)
-    h.send(10, nnc.Message.build([nnc.TerminateToDev(handle=7)], seq=2, handle=7,
-                                 crc=False).pack())
+    h.send(10, nnc.Message.build([nnc.TerminateToDev(handle=7)], seq=2, handle=7, crc=False).pack())
     h.pump()
-    assert h.b.services.control_log[-2:] == [("h2d", 10, ["TerminateToDev"]),
-                                             ("d2h", 11, ["TerminateFromDev"])]
+    assert h.b.services.control_log[-2:] == [
+        ("h2d", 10, ["TerminateToDev"]),
+        ("d2h", 11, ["TerminateFromDev"]),
+    ]
 
 
 def test_event_ring_full_waits_for_the_host() -> None:

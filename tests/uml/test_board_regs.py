@@ -87,9 +87,16 @@ def test_bar2_is_the_dma_bridge() -> None:
 
 
 def test_policies_registered() -> None:
-    p = Policies({"mhi-start-ee": "amss", "soc-reset-notify": "silent",
-                  "bhi-image-check": "accept-any", "sahara-images": "first-only",
-                  "sbl-bootlog": "none", "sahara-failure": "sys-err"})
+    p = Policies(
+        {
+            "mhi-start-ee": "amss",
+            "soc-reset-notify": "silent",
+            "bhi-image-check": "accept-any",
+            "sahara-images": "first-only",
+            "sbl-bootlog": "none",
+            "sahara-failure": "sys-err",
+        }
+    )
     assert p["mhi-start-ee"] == "amss"
     assert Policies()["mhi-start-ee"] == "pbl"
     with pytest.raises(Exception, match="no alternative"):

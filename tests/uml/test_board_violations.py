@@ -44,8 +44,9 @@ def test_event_ring_outside_memory() -> None:
 def test_channel_ring_outside_memory_fails_start() -> None:
     h = FakeHost(policies=AMSS)
     h.power_up()
-    h.mem.write(h.chan_ctx + 10 * CTX, struct.pack("<IIIQQQQ", 1, 1, 0, OUTSIDE, 512,
-                                                   OUTSIDE, OUTSIDE))
+    h.mem.write(
+        h.chan_ctx + 10 * CTX, struct.pack("<IIIQQQQ", 1, 1, 0, OUTSIDE, 512, OUTSIDE, OUTSIDE)
+    )
     assert h.cmd(18, 10) == 0x10
     assert rules(h) == ["MHI-DMA-FAULT"]
 
@@ -115,9 +116,21 @@ def test_random_register_and_memory_garbage_never_raises() -> None:
             k = rng.random()
             if k < 0.6:
                 off = rng.randrange(0, 0x1000, 4)
-                h.b.bar_write(0, off, 4, rng.choice([0, 1, 2, 0xFFFFFFFF,
-                                                     rng.getrandbits(32),
-                                                     h.mem.base + rng.randrange(0, 1 << 20)]))
+                h.b.bar_write(
+                    0,
+                    off,
+                    4,
+                    rng.choice(
+                        [
+                            0,
+                            1,
+                            2,
+                            0xFFFFFFFF,
+                            rng.getrandbits(32),
+                            h.mem.base + rng.randrange(0, 1 << 20),
+                        ]
+                    ),
+                )
             elif k < 0.8:
                 a = h.mem.base + rng.randrange(0, 2 << 20)
                 h.mem.write(a, rng.randbytes(16))

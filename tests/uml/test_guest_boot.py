@@ -34,8 +34,10 @@ KERNELS = ["7.2", "6.12"]
 def kernel_or_fail(name: str) -> Any:
     k = kbuild.find_kernel(name)
     if k is None:
-        pytest.fail(f"no UML kernel {name} in the cache: run `qaicmodel uml build --kernel "
-                    f"{name}` first", pytrace=False)
+        pytest.fail(
+            f"no UML kernel {name} in the cache: run `qaicmodel uml build --kernel {name}` first",
+            pytrace=False,
+        )
     return k
 
 
@@ -57,21 +59,36 @@ class Clocked(Board):
         if self.ee != before[0]:
             self.marks.setdefault(self.ee, now)
         if len(self.services.control_log) != before[1]:
-            for d, _ch, names in self.services.control_log[before[1]:]:
+            for d, _ch, names in self.services.control_log[before[1] :]:
                 if d == "d2h" and "StatusFromDev" in names:
                     self.marks.setdefault("online", now)
                     self.status_times.append(now)
 
 
-def boot(kernel: str, script: str, policies: list[str], tmp_path: Path,
-         timeout: float = 90, *, unbind: bool = True, hotplug: bool = True
-         ) -> tuple[Any, Clocked]:
+def boot(
+    kernel: str,
+    script: str,
+    policies: list[str],
+    tmp_path: Path,
+    timeout: float = 90,
+    *,
+    unbind: bool = True,
+    hotplug: bool = True,
+) -> tuple[Any, Clocked]:
     kernel_or_fail(kernel)
     tmp_path.mkdir(parents=True, exist_ok=True)
     b = Clocked(policies=policies, kernel=kernel)
-    res = runner.run(["/bin/sh", "-c", script], kernel=kernel, board=b, timeout=timeout,
-                     capture=True, console=tmp_path / "console.txt", echo=None,
-                     unbind=unbind, hotplug=hotplug)
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel=kernel,
+        board=b,
+        timeout=timeout,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+        unbind=unbind,
+        hotplug=hotplug,
+    )
     return res, b
 
 
@@ -79,8 +96,7 @@ def xsave_limit(res: Any) -> bool:
     """docs/findings.md F2: 6.12's UML under-sizes this host's XSAVE area, so its init
     dies; the runner names it."""
     why = res.failure() or ""
-    return "XSAVE" in why and "ptrace set fp regs failed" in res.console.read_text(
-        errors="replace")
+    return "XSAVE" in why and "ptrace set fp regs failed" in res.console.read_text(errors="replace")
 
 
 def status_line(res: Any) -> dict[str, Any]:
@@ -111,17 +127,22 @@ def test_full_boot_online_manage_status(kernel: str, tmp_path: Path) -> None:
     assert trace[:3] == [("bhi", "success", trace[0][2]), ("ee", "SBL"), ("ee", "AMSS")]
     # the guest's MANAGE, then its close: qaic_release_usr sends the terminate
     assert [(d, n) for d, _c, n in b.services.control_log[-4:]] == [
-        ("h2d", ["StatusToDev"]), ("d2h", ["StatusFromDev"]),
-        ("h2d", ["TerminateToDev"]), ("d2h", ["TerminateFromDev"])]
+        ("h2d", ["StatusToDev"]),
+        ("d2h", ["StatusFromDev"]),
+        ("h2d", ["TerminateToDev"]),
+        ("d2h", ["TerminateFromDev"]),
+    ]
     # CRC negotiation (qaic_control.c): the first status carries a CRC, the QSM answers
     # "no CRC needed" (status_flags bit 0 clear) and later host messages carry crc32 0
     crcs = [int.from_bytes(m[:4], "little") for d, m in b.services.control_raw if d == "h2d"]
     assert crcs[0] != 0 and crcs[-1] == 0, crcs
     assert b.violations == []
     assert not res.splats and not res.leftover
-    print(f"{kernel}: BHI at {b.marks['bhi']:.3f}s, SBL {b.marks['SBL']:.3f}s, AMSS "
-          f"{b.marks['AMSS']:.3f}s, online {b.marks['online']:.3f}s after the board started; "
-          f"boot to init {res.boot_seconds}s, whole run {res.seconds:.2f}s")
+    print(
+        f"{kernel}: BHI at {b.marks['bhi']:.3f}s, SBL {b.marks['SBL']:.3f}s, AMSS "
+        f"{b.marks['AMSS']:.3f}s, online {b.marks['online']:.3f}s after the board started; "
+        f"boot to init {res.boot_seconds}s, whole run {res.seconds:.2f}s"
+    )
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -133,8 +154,7 @@ def test_amss_start_online_at_boot_time_probe(kernel: str, tmp_path: Path) -> No
     script = f"{STATUS}; rc=$?; {UNBIND}; exit $rc"
     res, b = boot(kernel, script, ["mhi-start-ee=amss"], tmp_path, hotplug=False)
     assert "online" in b.marks, (res.failure(), res.console)
-    assert [n for d, _c, n in b.services.control_log[:2]] == [["StatusToDev"],
-                                                              ["StatusFromDev"]]
+    assert [n for d, _c, n in b.services.control_log[:2]] == [["StatusToDev"], ["StatusFromDev"]]
     assert b.ee == "AMSS" and b.violations == []
     if kernel == "6.12":
         assert xsave_limit(res), (res.failure(), res.console)
@@ -147,8 +167,9 @@ def test_amss_start_online_at_boot_time_probe(kernel: str, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("kernel", ["7.2"])
-def test_poweroff_panic_reproduces(kernel: str, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poweroff_panic_reproduces(
+    kernel: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finding: poweroff with qaic bound panics (shutdown, then remove, tears down twice).
 
     The feasibility run saw it after the failed sbl.bin load; it is the same after a
@@ -178,8 +199,13 @@ class SysErrAfterOnline(Clocked):
     def actions(self) -> list[tuple[Any, ...]]:
         acts = super().actions()
         log = self.services.control_log
-        if (not self.injected and self.ee == "AMSS" and terminates(self) >= 2
-                and not self.mhi.channels[11].outbox and len(log) >= 8):
+        if (
+            not self.injected
+            and self.ee == "AMSS"
+            and terminates(self) >= 2
+            and not self.mhi.channels[11].outbox
+            and len(log) >= 8
+        ):
             acts.append(("test", "sys-err"))
         return acts
 
@@ -203,12 +229,19 @@ def test_sys_err_recovery_online_again(report: str, tmp_path: Path) -> None:
     kernel_or_fail(kernel)
     b = SysErrAfterOnline(policies=[f"sys-err-report={report}"], kernel=kernel)
     script = f"{STATUS}; sleep 1; {STATUS}; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(["/bin/sh", "-c", script], kernel=kernel, board=b, timeout=90,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel=kernel,
+        board=b,
+        timeout=90,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+    )
     assert res.failure() is None, (res.failure(), res.console)
     assert b.injected and b.ee == "AMSS" and b.violations == []
     states = [t[1] for t in b.mhi.trace if t[0] == "state"]
-    after = states[states.index("SYS_ERR"):]
+    after = states[states.index("SYS_ERR") :]
     text = res.console.read_text(errors="replace")
     if report == "intvec-only":
         assert after == ["SYS_ERR", "RESET", "READY", "M0"]
@@ -220,14 +253,17 @@ def test_sys_err_recovery_online_again(report: str, tmp_path: Path) -> None:
 
 def test_soc_reset_from_sysfs_full_reboot(tmp_path: Path) -> None:
     """mhi0/soc_reset: BIT(0) at BAR0+0xb0, PBL with SYS_ERR, the host reloads sbl.bin."""
-    script = (f"{STATUS} && echo 1 > /sys/bus/mhi/devices/mhi0/soc_reset && sleep 0.5 && "
-              f"{STATUS}; rc=$?; {UNBIND}; exit $rc")
+    script = (
+        f"{STATUS} && echo 1 > /sys/bus/mhi/devices/mhi0/soc_reset && sleep 0.5 && "
+        f"{STATUS}; rc=$?; {UNBIND}; exit $rc"
+    )
     res, b = boot("7.2", script, [], tmp_path)
     assert res.failure() is None, (res.failure(), res.console)
     bhi = [t for t in b.mhi.trace if t[0] in ("bhi", "soc-reset")]
     assert [t[0] for t in bhi] == ["bhi", "soc-reset", "bhi"]
-    assert "Fatal error received from device. Attempting to recover" in \
-        res.console.read_text(errors="replace")
+    assert "Fatal error received from device. Attempting to recover" in res.console.read_text(
+        errors="replace"
+    )
     assert b.ee == "AMSS" and b.violations == []
 
 
@@ -238,8 +274,12 @@ class SysErrInProbe(Clocked):
 
     def actions(self) -> list[tuple[Any, ...]]:
         acts = super().actions()
-        if (not self.injected and self.ee == "AMSS" and len(self.services.control_log) == 2
-                and self.mhi.channels[11].outbox):
+        if (
+            not self.injected
+            and self.ee == "AMSS"
+            and len(self.services.control_log) == 2
+            and self.mhi.channels[11].outbox
+        ):
             # the firmware dies before its answer goes out: the answer is never sent
             acts = [a for a in acts if a[:3] != ("mhi", "dl", 11)] + [("test", "sys-err")]
         return acts
@@ -264,9 +304,16 @@ def test_sys_err_during_control_probe_stalls_recovery(tmp_path: Path) -> None:
     # intvec-only keeps the double SYS_ERR handling of the other finding out of this one
     b = SysErrInProbe(policies=["sys-err-report=intvec-only"], kernel=kernel)
     script = f"python3 -m qaicmodel.guest status --wait 40 --expect 5.0; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(["/bin/sh", "-c", script], kernel=kernel, board=b, timeout=100,
-                     capture=True, console=tmp_path / "console.txt", echo=None,
-                     extra_args=["qaic.control_resp_timeout_s=3"])
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel=kernel,
+        board=b,
+        timeout=100,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+        extra_args=["qaic.control_resp_timeout_s=3"],
+    )
     text = res.console.read_text(errors="replace")
     assert b.injected
     assert "Control protocol version (65535.65535) not supported" in text, res.console
@@ -296,8 +343,15 @@ def test_activate_puts_dbc_fifos_in_guest_memory(tmp_path: Path) -> None:
 
     b._build = build  # type: ignore[method-assign]
     script = f"python3 -m qaicmodel.guest activate --wait 30; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(["/bin/sh", "-c", script], kernel="7.2", board=b, timeout=90,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel="7.2",
+        board=b,
+        timeout=90,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+    )
     assert res.failure() is None, (res.failure(), res.console)
     got = status_line(res)
     assert got["status"] == 0 and got["dbc_id"] == 0
@@ -309,8 +363,10 @@ def test_activate_puts_dbc_fifos_in_guest_memory(tmp_path: Path) -> None:
 
 def test_bootlog_reaches_debugfs(tmp_path: Path) -> None:
     """QAIC_LOGGING (SBL): the device's boot-log lines land in the driver's debugfs file."""
-    script = (f"{STATUS} >/dev/null; mount -t debugfs none /sys/kernel/debug; "
-              f"cat /sys/kernel/debug/accel/*/bootlog; {UNBIND}")
+    script = (
+        f"{STATUS} >/dev/null; mount -t debugfs none /sys/kernel/debug; "
+        f"cat /sys/kernel/debug/accel/*/bootlog; {UNBIND}"
+    )
     res, _b = boot("7.2", script, [], tmp_path)
     assert res.failure() is None, (res.failure(), res.console)
     out = res.output.decode(errors="replace")
@@ -351,10 +407,19 @@ def test_ras_event_reaches_the_driver(err: str, tmp_path: Path) -> None:
     msg = ras.RasMsg(err_type=ras.ErrType[err], source=ras.Source.DDR).pack()
     b = Inject(_online, lambda bd: bd.ras_event(msg), policies=[], kernel="7.2")
     dev = f"/sys/bus/pci/devices/{PCI}"
-    script = (f"{STATUS} >/dev/null; sleep 1; {STATUS} >/dev/null; "
-              f"cat {dev}/ce_count {dev}/ue_count; {UNBIND}")
-    res = runner.run(["/bin/sh", "-c", script], kernel="7.2", board=b, timeout=90,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+    script = (
+        f"{STATUS} >/dev/null; sleep 1; {STATUS} >/dev/null; "
+        f"cat {dev}/ce_count {dev}/ue_count; {UNBIND}"
+    )
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel="7.2",
+        board=b,
+        timeout=90,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+    )
     assert res.failure() is None, (res.failure(), res.console)
     assert b.injected
     counts = res.output.decode().split()
@@ -364,16 +429,22 @@ def test_ras_event_reaches_the_driver(err: str, tmp_path: Path) -> None:
         assert counts[-2:] == ["1", "0"]
     else:
         assert counts[-2:] == ["0", "1"]
-        assert [t[0] for t in b.mhi.trace if t[0] in ("bhi", "soc-reset")] == \
-            ["bhi", "soc-reset", "bhi"]
+        assert [t[0] for t in b.mhi.trace if t[0] in ("bhi", "soc-reset")] == [
+            "bhi",
+            "soc-reset",
+            "bhi",
+        ]
     assert b.violations == []
 
 
 def kasan_kernel_or_fail() -> Any:
     k = kbuild.find_kernel("7.2", kasan=True)
     if k is None:
-        pytest.fail("no KASAN/lockdep UML kernel 7.2 in the cache: run `qaicmodel uml build "
-                    "--kernel 7.2 --kasan` first", pytrace=False)
+        pytest.fail(
+            "no KASAN/lockdep UML kernel 7.2 in the cache: run `qaicmodel uml build "
+            "--kernel 7.2 --kasan` first",
+            pytrace=False,
+        )
     return k
 
 
@@ -385,8 +456,15 @@ def test_lockdep_wrappers_lock_finding(tmp_path: Path) -> None:
     k = kasan_kernel_or_fail()
     b = Board(policies=["mhi-start-ee=amss"], kernel="7.2")
     script = f"{STATUS}; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(["/bin/sh", "-c", script], vmlinux=k.path, board=b, timeout=100,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        vmlinux=k.path,
+        board=b,
+        timeout=100,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+    )
     text = res.console.read_text(errors="replace")
     assert "inconsistent {IN-SOFTIRQ-W} -> {SOFTIRQ-ON-W} usage" in text, res.console
     assert "(&wrappers->lock)" in text and "free_wrapper_from_list" in text
@@ -401,8 +479,16 @@ def test_kasan_double_remove_is_use_after_free(tmp_path: Path) -> None:
     k = kasan_kernel_or_fail()
     b = Board(policies=["mhi-start-ee=amss"], kernel="7.2")
     # after the report the guest does not finish powering off: the runner's timeout ends it
-    res = runner.run(["/bin/sh", "-c", f"{STATUS}"], vmlinux=k.path, board=b, timeout=25,
-                     capture=True, console=tmp_path / "console.txt", echo=None, unbind=False)
+    res = runner.run(
+        ["/bin/sh", "-c", f"{STATUS}"],
+        vmlinux=k.path,
+        board=b,
+        timeout=25,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+        unbind=False,
+    )
     text = res.console.read_text(errors="replace")
     assert "BUG: KASAN: slab-use-after-free in mhi_deinit_dev_ctxt" in text, res.console
     assert "mhi_unregister_controller" in text  # the free, by the first remove
@@ -414,13 +500,25 @@ def test_ssr_of_an_active_workload(dump: str, tmp_path: Path) -> None:
     channel back to IDLE (dbc0_state); with a crashdump offer the driver reads it with
     MEMORY_READ and files a devcoredump."""
     kernel_or_fail("7.2")
-    b = Inject(lambda bd: 0 in bd.qsm.act and bd.mhi.host_buffers(7) > 0,
-               lambda bd: bd.crash(0),
-               policies=["mhi-start-ee=amss", f"ssr-crashdump={dump}"], kernel="7.2")
-    script = (f"python3 -m qaicmodel.guest activate --wait 30 --hold 3; rc=$?; "
-              f"ls /sys/class/devcoredump/; {UNBIND}; exit $rc")
-    res = runner.run(["/bin/sh", "-c", script], kernel="7.2", board=b, timeout=90,
-                     capture=True, console=tmp_path / "console.txt", echo=None)
+    b = Inject(
+        lambda bd: 0 in bd.qsm.act and bd.mhi.host_buffers(7) > 0,
+        lambda bd: bd.crash(0),
+        policies=["mhi-start-ee=amss", f"ssr-crashdump={dump}"],
+        kernel="7.2",
+    )
+    script = (
+        f"python3 -m qaicmodel.guest activate --wait 30 --hold 3; rc=$?; "
+        f"ls /sys/class/devcoredump/; {UNBIND}; exit $rc"
+    )
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel="7.2",
+        board=b,
+        timeout=90,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+    )
     assert res.failure() is None, (res.failure(), res.console)
     got = status_line(res)
     assert b.injected and not b.qsm.ssr  # the SSR ran to its end on the device side

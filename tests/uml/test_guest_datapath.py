@@ -31,8 +31,10 @@ UNBIND = f"echo {PCI} > /sys/bus/pci/drivers/qaic/unbind"
 def kernel_or_fail(name: str = KERNEL) -> Any:
     k = kbuild.find_kernel(name)
     if k is None:
-        pytest.fail(f"no UML kernel {name} in the cache: run `qaicmodel uml build --kernel "
-                    f"{name}` first", pytrace=False)
+        pytest.fail(
+            f"no UML kernel {name} in the cache: run `qaicmodel uml build --kernel {name}` first",
+            pytrace=False,
+        )
     return k
 
 
@@ -40,15 +42,27 @@ def kernel_or_fail(name: str = KERNEL) -> Any:
 MODES = {"polling": ("qaic.datapath_polling=1",), "irq": ()}
 
 
-def guest(cmd: str, tmp_path: Path, board: Any = None, timeout: float = 100,
-          policies: tuple[str, ...] = ("mhi-start-ee=amss",),
-          mode: str = "polling") -> tuple[Any, Any]:
+def guest(
+    cmd: str,
+    tmp_path: Path,
+    board: Any = None,
+    timeout: float = 100,
+    policies: tuple[str, ...] = ("mhi-start-ee=amss",),
+    mode: str = "polling",
+) -> tuple[Any, Any]:
     kernel_or_fail()
     b = board if board is not None else DatapathBoard(policies=list(policies), kernel=KERNEL)
     script = f"{cmd}; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(["/bin/sh", "-c", script], kernel=KERNEL, board=b, timeout=timeout,
-                     capture=True, console=tmp_path / "console.txt", echo=None,
-                     extra_args=MODES[mode])
+    res = runner.run(
+        ["/bin/sh", "-c", script],
+        kernel=KERNEL,
+        board=b,
+        timeout=timeout,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+        extra_args=MODES[mode],
+    )
     return res, b
 
 
@@ -73,14 +87,27 @@ def test_echo_every_ioctl_real_driver(mode: str, tmp_path: Path) -> None:
     assert got["echo_intact"] is True and got["partial_intact"] is True, got
     names = [n for n, r in got["calls"]]
     assert all(r == "ok" for _n, r in got["calls"]), got["calls"]
-    for n in ("activate", "create_bo", "mmap_bo", "attach_slice", "execute", "wait",
-              "perf_stats", "partial_execute", "detach_slice", "gem_close", "deactivate"):
+    for n in (
+        "activate",
+        "create_bo",
+        "mmap_bo",
+        "attach_slice",
+        "execute",
+        "wait",
+        "perf_stats",
+        "partial_execute",
+        "detach_slice",
+        "gem_close",
+        "deactivate",
+    ):
         assert n in names, n
     # the device consumed what the driver wrote in guest memory: 2 + 2 elements
     elems = [RequestElem.unpack(raw) for _d, _s, raw in b.consumed]
     assert len(elems) == 4, elems
-    dev_addrs = [(e.pcie_dma_dest_addr if i % 2 == 0 else e.pcie_dma_source_addr)
-                 for i, e in enumerate(elems)]
+    dev_addrs = [
+        (e.pcie_dma_dest_addr if i % 2 == 0 else e.pcie_dma_source_addr)
+        for i, e in enumerate(elems)
+    ]
     assert dev_addrs == [ECHO_IN, ECHO_OUT, ECHO_IN, ECHO_OUT], [hex(a) for a in dev_addrs]
     assert elems[3].pcie_dma_len == 2048  # the partial execute's resize
     # the FIFOs were the driver's memory; the channel went back on terminate
@@ -134,8 +161,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #:      so the detach at 33 succeeds and the later uses of its slice find none.
 #: 23 and 39 always diverge; 32/33/47/49 when bo1 completes before step 32 (usual).
 TOUR_KNOWN = {23: ("ENOSPC", "ok"), 32: ("EINVAL", "ok"), 39: ("EAGAIN", "ok")}
-TOUR_TIMING = {32: ("EINVAL", "ok"), 33: ("EBUSY", "ok"), 47: ("ok", "EINVAL"),
-               49: ("ok", "EINVAL")}
+TOUR_TIMING = {
+    32: ("EINVAL", "ok"),
+    33: ("EBUSY", "ok"),
+    47: ("ok", "EINVAL"),
+    49: ("ok", "EINVAL"),
+}
 
 
 #: finding F8 (docs/findings.md): partial_resize0 closes its file with a BO that never completes,
@@ -153,12 +184,14 @@ def _linux(path: Path, tmp_path: Path) -> Any:
     kernel_or_fail()
     from qaicmodel.scenario.linux import run_scenario_linux
 
-    return run_scenario_linux(path, console=tmp_path / "console.txt", timeout=100,
-                              policies=LINUX_POLICIES.get(path.stem))
+    return run_scenario_linux(
+        path, console=tmp_path / "console.txt", timeout=100, policies=LINUX_POLICIES.get(path.stem)
+    )
 
 
-@pytest.mark.parametrize("name", ["echo_inference", "partial_resize0", "request_elements",
-                                  "errno_probes", "ioctl_tour"])
+@pytest.mark.parametrize(
+    "name", ["echo_inference", "partial_resize0", "request_elements", "errno_probes", "ioctl_tour"]
+)
 def test_example_on_three_hosts(name: str, tmp_path: Path) -> None:
     """examples/NAME.json on the spec host, the impl host and the real driver."""
     from qaicmodel.scenario.cli import HOST_ALIASES
@@ -197,17 +230,22 @@ def test_partial_resize0_never_completes_on_the_real_driver(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("host", ["spec", "impl"])
-@pytest.mark.parametrize("name", ["request_elements", "errno_probes", "echo_inference",
-                                  "partial_resize0"])
+@pytest.mark.parametrize(
+    "name", ["request_elements", "errno_probes", "echo_inference", "partial_resize0"]
+)
 def test_differential_errnos_and_request_elements(host: str, name: str, tmp_path: Path) -> None:
     """Same call sequence: same errno on every step, and the request elements the real driver
     wrote equal the model host's byte for byte (host DMA addresses mapped)."""
     kernel_or_fail()
     from qaicmodel.emu.differential import run_differential
 
-    d = run_differential(EXAMPLES / f"{name}.json", host=host, timeout=100,
-                         console=tmp_path / "console.txt",
-                         linux_policies=LINUX_POLICIES.get(name))
+    d = run_differential(
+        EXAMPLES / f"{name}.json",
+        host=host,
+        timeout=100,
+        console=tmp_path / "console.txt",
+        linux_policies=LINUX_POLICIES.get(name),
+    )
     assert d.linux_failure is None, d.linux_failure
     assert d.elems_model and len(d.elems_model) == len(d.elems_linux)
     assert d.divergences == [], [str(x) for x in d.divergences]
@@ -219,10 +257,12 @@ def test_differential_ioctl_tour_only_known(tmp_path: Path) -> None:
     kernel_or_fail()
     from qaicmodel.emu.differential import run_differential
 
-    d = run_differential(EXAMPLES / "ioctl_tour.json", host="spec", timeout=100,
-                         console=tmp_path / "console.txt")
-    errnos = {int(x.where.split()[1]): (x.model, x.linux) for x in d.divergences
-              if x.kind == "errno"}
+    d = run_differential(
+        EXAMPLES / "ioctl_tour.json", host="spec", timeout=100, console=tmp_path / "console.txt"
+    )
+    errnos = {
+        int(x.where.split()[1]): (x.model, x.linux) for x in d.divergences if x.kind == "errno"
+    }
     assert {23: TOUR_KNOWN[23], 39: TOUR_KNOWN[39]}.items() <= errnos.items(), errnos
     for i, pair in errnos.items():
         assert i in (23, 39) or TOUR_TIMING.get(i) == pair, (i, pair)
@@ -234,10 +274,23 @@ def test_cli_scenario_host_linux(tmp_path: Path) -> None:
     import sys
 
     kernel_or_fail()
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "scenario",
-                        str(EXAMPLES / "echo_inference.json"), "--host", "linux", "--json",
-                        "--console", str(tmp_path / "console.txt")],
-                       capture_output=True, text=True, timeout=110)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qaicmodel",
+            "scenario",
+            str(EXAMPLES / "echo_inference.json"),
+            "--host",
+            "linux",
+            "--json",
+            "--console",
+            str(tmp_path / "console.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
     rep = json.loads(p.stdout)
     assert rep["format"] == "qaicmodel-result/1" and rep["first_mismatch"] is None
@@ -245,12 +298,17 @@ def test_cli_scenario_host_linux(tmp_path: Path) -> None:
 
 # -- the real driver's trace, checked --------------------------------------------------------
 
+
 def _check(path: Path) -> tuple[int, str]:
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "check", str(path)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return p.returncode, p.stdout + p.stderr
 
 
@@ -275,15 +333,24 @@ def test_trace_of_the_real_driver_conforms(example: str, tmp_path: Path) -> None
     saved = dp.DatapathBoard
     dp.DatapathBoard = Recording  # type: ignore[misc]
     try:
-        lx = linux.run_scenario_linux(EXAMPLES / f"{example}.json",
-                                      console=tmp_path / "console.txt", timeout=100)
+        lx = linux.run_scenario_linux(
+            EXAMPLES / f"{example}.json", console=tmp_path / "console.txt", timeout=100
+        )
     finally:
         dp.DatapathBoard = saved  # type: ignore[misc]
     assert lx.run.failure() is None, lx.run.failure()
     b = made[0]
     kinds = {e["ev"] for e in b.trace}
-    assert {"activate", "deactivate", "readl", "writel", "req", "msi", "nnc_tx",
-            "nnc_rx"} <= kinds, kinds
+    assert {
+        "activate",
+        "deactivate",
+        "readl",
+        "writel",
+        "req",
+        "msi",
+        "nnc_tx",
+        "nnc_rx",
+    } <= kinds, kinds
     out = tmp_path / "trace.jsonl"
     out.write_text("\n".join(b.trace_lines({"datapath_polling": True})) + "\n")
     rc, text = _check(out)
@@ -302,13 +369,33 @@ def test_uml_run_trace_cli(tmp_path: Path) -> None:
 
     kernel_or_fail()
     out = tmp_path / "t.jsonl"
-    cmd = ("python3 -m qaicmodel.guest.client echo --wait 30 >/dev/null; rc=$?; "
-           f"{UNBIND}; exit $rc")
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "uml", "run", "--kernel", KERNEL,
-                        "--trace", str(out), "--kernel-arg", "qaic.datapath_polling=1",
-                        "--policy", "mhi-start-ee=amss", "--console",
-                        str(tmp_path / "console.txt"), "--", "/bin/sh", "-c", cmd],
-                       capture_output=True, text=True, timeout=110)
+    cmd = f"python3 -m qaicmodel.guest.client echo --wait 30 >/dev/null; rc=$?; {UNBIND}; exit $rc"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qaicmodel",
+            "uml",
+            "run",
+            "--kernel",
+            KERNEL,
+            "--trace",
+            str(out),
+            "--kernel-arg",
+            "qaic.datapath_polling=1",
+            "--policy",
+            "mhi-start-ee=amss",
+            "--console",
+            str(tmp_path / "console.txt"),
+            "--",
+            "/bin/sh",
+            "-c",
+            cmd,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     lines = out.read_text().splitlines()
     assert json.loads(lines[0])["format"] == "qaicmodel-trace/1" and len(lines) > 20
@@ -323,15 +410,31 @@ def test_uml_policies_table_json() -> None:
     import sys
 
     kernel_or_fail()
-    p = subprocess.run([sys.executable, "-m", "qaicmodel", "uml", "policies", "--json",
-                        "--policy-id", "response-order", "--workload", "echo"],
-                       capture_output=True, text=True, timeout=110)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qaicmodel",
+            "uml",
+            "policies",
+            "--json",
+            "--policy-id",
+            "response-order",
+            "--workload",
+            "echo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout)
     assert got["format"] == "qaicmodel-uml-policies/1"
     rows = {r["alternative"]: r for r in got["rows"]}
     assert set(rows) == {"completion-order", "request-order"}
-    assert rows["completion-order"]["default"] and \
-        rows["completion-order"]["echo"]["outcome"] == "works"
+    assert (
+        rows["completion-order"]["default"]
+        and rows["completion-order"]["echo"]["outcome"] == "works"
+    )
     outcomes = {"works", "wrong-data", "wait-timeout", "errno", "violation", "splat", "hang"}
     assert all(r["echo"]["outcome"] in outcomes for r in rows.values())

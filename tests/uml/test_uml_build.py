@@ -15,8 +15,13 @@ pytestmark = pytest.mark.uml
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qaicmodel", "uml", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "uml", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(kbuild.KERNELS))
@@ -59,13 +64,19 @@ def test_the_unstable_suite_comes_from_the_systems_own_sources(tmp_path: Path) -
     assert f"Dir::Etc::SourceList={tmp_path / 'apt-unstable' / 'sources.list'}" in opts
 
 
-@pytest.mark.parametrize("args, words", [
-    (["build", "--kernel-tree", "/nonexistent-tree"], "is not a kernel tree"),
-    (["build", "--kernel", "5.4"], "expected one of 6.12, 7.2"),
-    (["build", "--kernel", "7.2+ubsan"], "optionally with '+kasan'"),
-    (["run", "--kernel-tree", "/nonexistent-tree", "--", "true"], "is not a kernel tree"),
-    (["run", "--vmlinux", "/nonexistent/vmlinux", "--", "true"], "is not an executable UML kernel"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["build", "--kernel-tree", "/nonexistent-tree"], "is not a kernel tree"),
+        (["build", "--kernel", "5.4"], "expected one of 6.12, 7.2"),
+        (["build", "--kernel", "7.2+ubsan"], "optionally with '+kasan'"),
+        (["run", "--kernel-tree", "/nonexistent-tree", "--", "true"], "is not a kernel tree"),
+        (
+            ["run", "--vmlinux", "/nonexistent/vmlinux", "--", "true"],
+            "is not an executable UML kernel",
+        ),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(args: list[str], words: str) -> None:
     p = _cli(*args)
     assert p.returncode == 2

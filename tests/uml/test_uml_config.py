@@ -21,6 +21,7 @@ pytestmark = pytest.mark.uml
 
 # -- config space ---------------------------------------------------------------------
 
+
 def test_identity_and_class() -> None:
     c = ConfigSpace()
     assert c.read(0, 2) == 0x17CB and c.read(2, 2) == 0xA100
@@ -102,8 +103,15 @@ def test_maskable_msi_holds_pending() -> None:
 
 
 def test_pieces() -> None:
-    assert list(pieces(0x61, 0x1C)) == [(0x61, 1), (0x62, 2), (0x64, 4), (0x68, 8), (0x70, 8),
-                                       (0x78, 4), (0x7C, 1)]
+    assert list(pieces(0x61, 0x1C)) == [
+        (0x61, 1),
+        (0x62, 2),
+        (0x64, 4),
+        (0x68, 8),
+        (0x70, 8),
+        (0x78, 4),
+        (0x7C, 1),
+    ]
 
 
 def test_board_bars_must_match() -> None:
@@ -112,6 +120,7 @@ def test_board_bars_must_match() -> None:
 
 
 # -- the whole loop against a fake frontend ---------------------------------------------
+
 
 @pytest.fixture
 def rig() -> Iterator[tuple[Backend, FakeFrontend, StubBoard]]:
@@ -155,16 +164,24 @@ def test_mmio_to_the_board(rig: tuple[Backend, FakeFrontend, StubBoard]) -> None
     board.fill = 0x5A
     assert fe.mmio_read(0, 0x100, 4) == b"\x5a" * 4
     fe.mmio_write(2, 0x20004, b"\x01\x02\x03\x04")
-    fe.request(OP.MMIO_WRITE, 0, 4, 0x200, b"\x11\x22\x33\x44", split=True)  # data in its own buffer
+    fe.request(
+        OP.MMIO_WRITE, 0, 4, 0x200, b"\x11\x22\x33\x44", split=True
+    )  # data in its own buffer
     assert fe.mmio_read(0, 0x10, 8) == b"\x5a" * 8
     assert fe.mmio_read(4, 0x1001, 6) == b"\x5a" * 6  # variable size: split 1+2+2+1
     kinds = [(a.kind, a.bar, a.off, a.size, a.value) for a in board.accesses]
     assert ("w", 2, 0x20004, 4, 0x04030201) in kinds and ("w", 0, 0x200, 4, 0x44332211) in kinds
-    assert [(a.off, a.size) for a in board.accesses if a.bar == 4] == [(0x1001, 1), (0x1002, 2),
-                                                                       (0x1004, 2), (0x1006, 1)]
+    assert [(a.off, a.size) for a in board.accesses if a.bar == 4] == [
+        (0x1001, 1),
+        (0x1002, 2),
+        (0x1004, 2),
+        (0x1006, 1),
+    ]
 
 
-def test_memset_arrives_as_a_config_write_with_bar(rig: tuple[Backend, FakeFrontend, StubBoard]) -> None:
+def test_memset_arrives_as_a_config_write_with_bar(
+    rig: tuple[Backend, FakeFrontend, StubBoard],
+) -> None:
     """MHI's memset_io of the BHIe RX registers: 28 bytes at BAR0 (bar 0!) via
     um_pci_bar_set/virtio_pcidev_bar_set, i.e. OP_CFG_WRITE with a size of 28."""
     be, fe, board = rig
@@ -226,7 +243,9 @@ def test_scheduler_steps_the_board(rig: tuple[Backend, FakeFrontend, StubBoard])
     assert board.steps == ["msi"] and len(fe.irq_messages()) == 1
 
 
-def test_malformed_request_is_a_transport_error(rig: tuple[Backend, FakeFrontend, StubBoard]) -> None:
+def test_malformed_request_is_a_transport_error(
+    rig: tuple[Backend, FakeFrontend, StubBoard],
+) -> None:
     be, fe, board = rig
     with pytest.raises(TransportError, match="virtio_pcidev op 9: unknown operation"):
         fe.request(9, 0, 4, 0)

@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _kernel(name: str) -> Path:
     k = kbuild.find_kernel(name)
     if k is None:
-        pytest.fail(f"no {name} UML kernel is built: run `qaicmodel uml build --kernel {name}` "
-                    "(a missing kernel fails the guest tests, it does not skip them)")
+        pytest.fail(
+            f"no {name} UML kernel is built: run `qaicmodel uml build --kernel {name}` "
+            "(a missing kernel fails the guest tests, it does not skip them)"
+        )
     return Path(k.path)
 
 
@@ -43,10 +45,14 @@ def _rundir(console: Path) -> str:
 def _leftovers(rundir: str) -> list[str]:
     """Processes (``ps``) whose command line names this run's directory: the guest
     and every UML helper (forked from vmlinux, they keep its argv)."""
-    ps = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True,
-                        timeout=30, check=True).stdout
-    return [ln.strip() for ln in ps.splitlines()
-            if rundir in ln and ln.split(None, 2)[1][:1] not in "ZX"]
+    ps = subprocess.run(
+        ["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return [
+        ln.strip()
+        for ln in ps.splitlines()
+        if rundir in ln and ln.split(None, 2)[1][:1] not in "ZX"
+    ]
 
 
 def _fds_and_maps() -> tuple[int, int]:
@@ -60,8 +66,9 @@ def _run(cmd: list[str], tmp_path: Path, *, kernel: str = "7.2", **kw: object) -
     kw.setdefault("timeout", 60.0)
     with open(os.devnull, "wb") as sink:
         before = _fds_and_maps()
-        res = runner.run(cmd, vmlinux=vm, console=tmp_path / "console.txt", capture=True,
-                         echo=sink, **kw)  # type: ignore[arg-type]
+        res = runner.run(
+            cmd, vmlinux=vm, console=tmp_path / "console.txt", capture=True, echo=sink, **kw
+        )  # type: ignore[arg-type]
         assert _fds_and_maps() == before, "the run left descriptors or guest memory mapped"
     assert not _leftovers(_rundir(res.console)), "processes outlived the run"
     assert res.leftover == []
@@ -81,8 +88,11 @@ def test_probe_bar_assignment_and_single_msi_fallback(tmp_path: Path) -> None:
     for bar, size in ((0, "00000fff"), (2, "001fffff"), (4, "0000ffff")):
         assert f"BAR {bar} [mem 0x00000000-0x{size} 64bit]" in text
         assert re.search(rf"BAR {bar} \[mem 0xf[0-9a-f]+-0xf[0-9a-f]+ 64bit\]: assigned", text)
-    assert re.search(r"qaic 0000:00:00.0: Allocating (17|32) MSIs failed, operating in 1 MSI "
-                     r"mode", text)
+    assert re.search(
+        r"qaic 0000:00:00.0: Allocating (17|32) MSIs failed, operating in 1 MSI "
+        r"mode",
+        text,
+    )
     assert "[drm] Initialized qaic" in text
     assert res.boot_seconds is not None and res.boot_seconds < 20
     print(f"\nboot to init: {res.boot_seconds:.2f} s, whole run {res.seconds:.2f} s")
@@ -98,8 +108,8 @@ def _session(sid: int) -> dict[int, tuple[int, str]]:
             stat = Path(f"/proc/{name}/stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rfind(")")]
-        rest = stat[stat.rfind(")") + 2:].split()
+        comm = stat[stat.index("(") + 1 : stat.rfind(")")]
+        rest = stat[stat.rfind(")") + 2 :].split()
         if int(rest[3]) == sid and rest[0] not in "ZX":
             out[int(name)] = (int(rest[19]), comm)
     return out
@@ -123,7 +133,7 @@ class _Watching(StubBoard):
                 stat = Path(f"/proc/{name}/stat").read_text()
             except OSError:
                 continue
-            rest = stat[stat.rfind(")") + 2:].split()
+            rest = stat[stat.rfind(")") + 2 :].split()
             if rest[1] == me and "vmlinux" in stat:
                 self.sid = int(name)
 
@@ -156,7 +166,7 @@ def _session_all() -> dict[int, int]:
                 stat = Path(f"/proc/{name}/stat").read_text()
             except OSError:
                 continue
-            out[int(name)] = int(stat[stat.rfind(")") + 2:].split()[19])
+            out[int(name)] = int(stat[stat.rfind(")") + 2 :].split()[19])
     return out
 
 
@@ -169,15 +179,17 @@ def test_device_present_at_boot_without_hotplug(tmp_path: Path) -> None:
 
 
 def test_msi_is_delivered(tmp_path: Path) -> None:
-    probe = ("import re, time\n"
-             "end = time.time() + 10\n"
-             "while True:\n"
-             "    line = [l for l in open('/proc/interrupts') if 'qaic_dbc' in l or ' mhi' in l]\n"
-             "    n = int(line[0].split()[1]) if line else 0\n"
-             "    if n or time.time() > end: break\n"
-             "    time.sleep(0.05)\n"
-             "print('MSI-COUNT', n)\n"
-             "print(line[0] if line else 'no qaic interrupt line')\n")
+    probe = (
+        "import re, time\n"
+        "end = time.time() + 10\n"
+        "while True:\n"
+        "    line = [l for l in open('/proc/interrupts') if 'qaic_dbc' in l or ' mhi' in l]\n"
+        "    n = int(line[0].split()[1]) if line else 0\n"
+        "    if n or time.time() > end: break\n"
+        "    time.sleep(0.05)\n"
+        "print('MSI-COUNT', n)\n"
+        "print(line[0] if line else 'no qaic interrupt line')\n"
+    )
     board = StubBoard(fill=0, msi_after=5)
     res = _run(["python3", "-c", probe], tmp_path, board=board)
     out = res.output.decode()
@@ -195,14 +207,16 @@ def test_msi_is_delivered(tmp_path: Path) -> None:
 def test_guest_config_round_trips(tmp_path: Path) -> None:
     """Config reads from guest user space (sysfs): each is one virtio_pcidev round
     trip, like an MMIO read.  Prints the rate the report quotes."""
-    prog = ("import os, time\n"
-            "fd = os.open('/sys/bus/pci/devices/0000:00:00.0/config', os.O_RDONLY)\n"
-            "n = 2000\n"
-            "t0 = time.perf_counter()\n"
-            "for _ in range(n):\n"
-            "    v = os.pread(fd, 4, 0)\n"
-            "dt = time.perf_counter() - t0\n"
-            "print('RATE', round(n / dt), v.hex())\n")
+    prog = (
+        "import os, time\n"
+        "fd = os.open('/sys/bus/pci/devices/0000:00:00.0/config', os.O_RDONLY)\n"
+        "n = 2000\n"
+        "t0 = time.perf_counter()\n"
+        "for _ in range(n):\n"
+        "    v = os.pread(fd, 4, 0)\n"
+        "dt = time.perf_counter() - t0\n"
+        "print('RATE', round(n / dt), v.hex())\n"
+    )
     res = _run(["python3", "-c", prog], tmp_path)
     assert res.failure() is None, res.failure()
     m = re.search(r"RATE (\d+) (\w+)", res.output.decode())
@@ -213,8 +227,14 @@ def test_guest_config_round_trips(tmp_path: Path) -> None:
 
 def _cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "qaicmodel", "uml", "run", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "qaicmodel", "uml", "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _cli_console(err: str) -> Path:
@@ -287,8 +307,22 @@ def test_interactive_shell_on_a_terminal(tmp_path: Path) -> None:
         os.environ["PYTHONPATH"] = str(ROOT)
         os.environ["SHELL"] = "/bin/sh"
         os.chdir(ROOT)
-        os.execv(sys.executable, [sys.executable, "-m", "qaicmodel", "uml", "run", "--board",
-                                  "dead", "--timeout", "40", "--console", str(con)])
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "qaicmodel",
+                "uml",
+                "run",
+                "--board",
+                "dead",
+                "--timeout",
+                "40",
+                "--console",
+                str(con),
+            ],
+        )
     buf = b""
     sent = False
     end = time.monotonic() + 50

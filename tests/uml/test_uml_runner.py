@@ -94,8 +94,15 @@ if mode == "warn-then-status":
 def _fake(tmp_path: Path, mode: str) -> tuple[Path, str]:
     marker = f"qaicmodel-test-{uuid.uuid4().hex}"
     p = tmp_path / f"fake-{mode}"
-    p.write_text(_FAKE.format(python=sys.executable, mode=mode, marker=marker,
-                              tests=str(Path(__file__).parent), root=str(ROOT)))
+    p.write_text(
+        _FAKE.format(
+            python=sys.executable,
+            mode=mode,
+            marker=marker,
+            tests=str(Path(__file__).parent),
+            root=str(ROOT),
+        )
+    )
     p.chmod(0o755)
     return p, marker
 
@@ -119,8 +126,15 @@ def _alive(marker: str) -> list[int]:
 def _run(tmp_path: Path, mode: str, **kw: object) -> tuple[runner.RunResult, str]:
     fake, marker = _fake(tmp_path, mode)
     kw.setdefault("timeout", 20.0)
-    res = runner.run(["true"], vmlinux=fake, board=StubBoard(), console=tmp_path / "console.txt",
-                     capture=True, echo=open(os.devnull, "wb"), **kw)  # type: ignore[arg-type]
+    res = runner.run(
+        ["true"],
+        vmlinux=fake,
+        board=StubBoard(),
+        console=tmp_path / "console.txt",
+        capture=True,
+        echo=open(os.devnull, "wb"),
+        **kw,
+    )  # type: ignore[arg-type]
     return res, marker
 
 
@@ -179,8 +193,15 @@ class _CrashBoard(StubBoard):
 
 def test_board_exception_is_one_line_and_a_traceback_file(tmp_path: Path) -> None:
     fake, marker = _fake(tmp_path, "board-crash")
-    res = runner.run(["true"], vmlinux=fake, board=_CrashBoard(), console=tmp_path / "c.txt",
-                     timeout=30.0, echo=open(os.devnull, "wb"), hotplug=False)
+    res = runner.run(
+        ["true"],
+        vmlinux=fake,
+        board=_CrashBoard(),
+        console=tmp_path / "c.txt",
+        timeout=30.0,
+        echo=open(os.devnull, "wb"),
+        hotplug=False,
+    )
     why = res.failure() or ""
     assert why.startswith("device side failed: RuntimeError: boom (traceback in "), why
     tb = Path(why.rsplit("traceback in ", 1)[1].rstrip(")"))
@@ -215,32 +236,74 @@ def test_stale_run_directory_of_a_killed_runner_is_removed(tmp_path: Path) -> No
 
 
 def test_init_script_shape(tmp_path: Path) -> None:
-    text = runner.init_script(rundir=tmp_path, cmd=["python3", "-c", "print(1)"],
-                              env={"PATH": "/usr/bin"}, cwd="/", output="/dev/tty1")
+    text = runner.init_script(
+        rundir=tmp_path,
+        cmd=["python3", "-c", "print(1)"],
+        env={"PATH": "/usr/bin"},
+        cwd="/",
+        output="/dev/tty1",
+    )
     assert text.startswith(f"#!{sys.executable} -S\n")
     compile(text, "init", "exec")
-    argv = runner.guest_argv(Path("/k/vmlinux"), socket_path=tmp_path / "s", init=tmp_path / "i",
-                             rundir=tmp_path, firmware=tmp_path / "fw", console_fd=5, output_fd=7)
+    argv = runner.guest_argv(
+        Path("/k/vmlinux"),
+        socket_path=tmp_path / "s",
+        init=tmp_path / "i",
+        rundir=tmp_path,
+        firmware=tmp_path / "fw",
+        console_fd=5,
+        output_fd=7,
+    )
     joined = " ".join(argv)
-    for want in ("mem=256M", "rootfstype=hostfs", f"init={tmp_path}/i",
-                 f"virtio_uml.device={tmp_path}/s:1234", "virt_pci.max_delay_us=",
-                 "virtio_pcidev.max_delay_us=", "con0=null,fd:5", "con1=null,fd:7", "con=null",
-                 "console=tty0", f"firmware_class.path={tmp_path}/fw", f"uml_dir={tmp_path}/uml"):
+    for want in (
+        "mem=256M",
+        "rootfstype=hostfs",
+        f"init={tmp_path}/i",
+        f"virtio_uml.device={tmp_path}/s:1234",
+        "virt_pci.max_delay_us=",
+        "virtio_pcidev.max_delay_us=",
+        "con0=null,fd:5",
+        "con1=null,fd:7",
+        "con=null",
+        "console=tty0",
+        f"firmware_class.path={tmp_path}/fw",
+        f"uml_dir={tmp_path}/uml",
+    ):
         assert want in joined
 
 
 def _cli(args: list[str], **kw: object) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "qaicmodel", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "qaicmodel", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_the_runner_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
     fake, marker = _fake(tmp_path, "fork-hang")
-    p = _cli(["uml", "run", "--vmlinux", str(fake), "--board", "dead", "--timeout", "60",
-              "--console", str(tmp_path / "c.txt"), "--", "true"])
+    p = _cli(
+        [
+            "uml",
+            "run",
+            "--vmlinux",
+            str(fake),
+            "--board",
+            "dead",
+            "--timeout",
+            "60",
+            "--console",
+            str(tmp_path / "c.txt"),
+            "--",
+            "true",
+        ]
+    )
     _wait_started(p, marker)
     p.send_signal(sig)
     try:
@@ -258,16 +321,32 @@ def test_runner_killed_outright_takes_the_guest_along(tmp_path: Path) -> None:
     children (UML's userspace stubs) set PDEATHSIG on it in turn (here: none do,
     so only the guest itself is checked)."""
     fake, marker = _fake(tmp_path, "fork-hang")
-    p = _cli(["uml", "run", "--vmlinux", str(fake), "--board", "dead", "--timeout", "60",
-              "--console", str(tmp_path / "c.txt"), "--", "true"])
+    p = _cli(
+        [
+            "uml",
+            "run",
+            "--vmlinux",
+            str(fake),
+            "--board",
+            "dead",
+            "--timeout",
+            "60",
+            "--console",
+            str(tmp_path / "c.txt"),
+            "--",
+            "true",
+        ]
+    )
     _wait_started(p, marker)
     guest = [pid for pid in _guest_pids(p.pid)]
     p.kill()
     p.communicate(timeout=20)
     time.sleep(0.3)
     for pid in guest:
-        assert not Path(f"/proc/{pid}").exists() or \
-            Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+        )
     for pid in _alive(marker):  # the fake's own child has no PDEATHSIG: clean it up here
         os.kill(pid, signal.SIGKILL)
     m = re.search(r"^rundir (\S+)$", (tmp_path / "c.txt").read_text(), re.M)
@@ -280,8 +359,10 @@ def _wait_started(p: subprocess.Popen[str], marker: str) -> None:
     deadline = time.monotonic() + 60
     while not _alive(marker) and time.monotonic() < deadline:
         if p.poll() is not None:
-            pytest.fail(f"the CLI exited ({p.returncode}) before the fake guest started: "
-                        f"{p.communicate()[1][-2000:]}")
+            pytest.fail(
+                f"the CLI exited ({p.returncode}) before the fake guest started: "
+                f"{p.communicate()[1][-2000:]}"
+            )
         time.sleep(0.05)
     assert _alive(marker), "the fake guest did not start within 60 s"
 
@@ -294,25 +375,43 @@ def _guest_pids(parent: int) -> list[int]:
                 stat = Path(f"/proc/{name}/stat").read_text()
             except OSError:
                 continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == parent:
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == parent:
                 out.append(int(name))
     return out
 
 
-@pytest.mark.parametrize("args, text", [
-    (["uml", "run", "--timeout", "0", "--", "true"], "qaicmodel: uml: bad argument: --timeout"),
-    (["uml", "run", "--seed", "-1", "--", "true"], "qaicmodel: uml: bad argument: --seed"),
-    (["uml", "run", "--policy", "no-such-policy=x", "--", "true"], "qaicmodel: uml: bad policy"),
-    (["uml", "run", "--trace", "/tmp/x.jsonl", "--board", "dead", "--", "true"],
-     "qaicmodel: uml: bad argument: --trace needs the model's board"),
-    (["uml", "run", "--vmlinux", "/nonexistent/vmlinux", "--", "true"],
-     "qaicmodel: uml: /nonexistent/vmlinux is not an executable UML kernel"),
-    (["uml"], "qaicmodel: uml: give a subcommand"),
-])
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["uml", "run", "--timeout", "0", "--", "true"], "qaicmodel: uml: bad argument: --timeout"),
+        (["uml", "run", "--seed", "-1", "--", "true"], "qaicmodel: uml: bad argument: --seed"),
+        (
+            ["uml", "run", "--policy", "no-such-policy=x", "--", "true"],
+            "qaicmodel: uml: bad policy",
+        ),
+        (
+            ["uml", "run", "--trace", "/tmp/x.jsonl", "--board", "dead", "--", "true"],
+            "qaicmodel: uml: bad argument: --trace needs the model's board",
+        ),
+        (
+            ["uml", "run", "--vmlinux", "/nonexistent/vmlinux", "--", "true"],
+            "qaicmodel: uml: /nonexistent/vmlinux is not an executable UML kernel",
+        ),
+        (["uml"], "qaicmodel: uml: give a subcommand"),
+    ],
+)
 def test_bad_input_is_one_line_and_status_2(args: list[str], text: str) -> None:
     p = _cli(args)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2, err
     assert text in err and "Traceback" not in err
-    assert len([ln for ln in err.splitlines() if ln.startswith("qaicmodel: uml:") and
-                not re.search(r"seed \d+ \(replay", ln)]) == 1
+    assert (
+        len(
+            [
+                ln
+                for ln in err.splitlines()
+                if ln.startswith("qaicmodel: uml:") and not re.search(r"seed \d+ \(replay", ln)
+            ]
+        )
+        == 1
+    )

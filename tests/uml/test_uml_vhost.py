@@ -25,8 +25,13 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     b.close()
 
 
-def _send(sock: socket.socket, request: int, payload: bytes = b"", fds: list[int] | None = None,
-          flags: int = vhost.VERSION) -> None:
+def _send(
+    sock: socket.socket,
+    request: int,
+    payload: bytes = b"",
+    fds: list[int] | None = None,
+    flags: int = vhost.VERSION,
+) -> None:
     data = vhost.HEADER.pack(request, flags, len(payload)) + payload
     if fds:
         socket.send_fds(sock, [data], fds)
@@ -92,8 +97,12 @@ def test_memory_table_maps_the_file(pair: tuple[socket.socket, socket.socket]) -
     os.pwrite(fd, b"hello", 0x10000 + 0x10)
     dev = VhostUserDevice()
     # guest 0x317c8000-like layout: region at a physical offset, mmap_offset the same
-    _send(a, 5, struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0x5000_0000, 0x10000,
-                                                       0x5000_0000, 0x10000), [fd])
+    _send(
+        a,
+        5,
+        struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0x5000_0000, 0x10000, 0x5000_0000, 0x10000),
+        [fd],
+    )
     dev.handle(_msg(b))
     os.close(fd)
     assert dev.mem is not None
@@ -102,13 +111,17 @@ def test_memory_table_maps_the_file(pair: tuple[socket.socket, socket.socket]) -
     dev.close()
 
 
-def test_memory_table_6_12_sends_a_two_slot_struct(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_memory_table_6_12_sends_a_two_slot_struct(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     """6.12's vhost_user_set_mem_table sends sizeof(mem_regions) (72 bytes) with num 1."""
     a, b = pair
     fd = os.memfd_create("guest")
     os.ftruncate(fd, 0x10000)
     dev = VhostUserDevice()
-    payload = struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0x1000, 0x10000, 0x1000, 0) + bytes(32)
+    payload = (
+        struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0x1000, 0x10000, 0x1000, 0) + bytes(32)
+    )
     _send(a, 5, payload, [fd])
     dev.handle(_msg(b))
     os.close(fd)
@@ -116,22 +129,30 @@ def test_memory_table_6_12_sends_a_two_slot_struct(pair: tuple[socket.socket, so
     dev.close()
 
 
-@pytest.mark.parametrize("request_, payload, fds, where, text", [
-    (2, b"\0" * 4, 0, "SET_FEATURES", "payload is 4 bytes, 8 expected"),
-    (99, b"", 0, "request 99", "not supported"),
-    (24, b"", 0, "GET_CONFIG", "not supported"),
-    (21, b"", 0, "SET_SLAVE_REQ_FD", "0 file descriptors attached, 1 expected"),
-    (12, struct.pack("<Q", 0), 0, "SET_VRING_KICK", "0 file descriptors attached, 1 expected"),
-    (3, b"", 1, "SET_OWNER", "1 file descriptors attached, 0 expected"),
-    (8, struct.pack("<II", 7, 16), 0, "SET_VRING_NUM", "queue index 7"),
-    (8, struct.pack("<II", 0, 100), 0, "SET_VRING_NUM", "not a power of two"),
-    (5, struct.pack("<II", 1, 0) + bytes(32), 0, "SET_MEM_TABLE", "0 file descriptors for 1"),
-    (5, struct.pack("<II", 0, 0), 0, "SET_MEM_TABLE", "0 regions"),
-    (18, struct.pack("<II", 0, 5), 0, "SET_VRING_ENABLE", "not 0 or 1"),
-])
-def test_malformed_messages_name_the_message(pair: tuple[socket.socket, socket.socket],
-                                             request_: int, payload: bytes, fds: int, where: str,
-                                             text: str) -> None:
+@pytest.mark.parametrize(
+    "request_, payload, fds, where, text",
+    [
+        (2, b"\0" * 4, 0, "SET_FEATURES", "payload is 4 bytes, 8 expected"),
+        (99, b"", 0, "request 99", "not supported"),
+        (24, b"", 0, "GET_CONFIG", "not supported"),
+        (21, b"", 0, "SET_SLAVE_REQ_FD", "0 file descriptors attached, 1 expected"),
+        (12, struct.pack("<Q", 0), 0, "SET_VRING_KICK", "0 file descriptors attached, 1 expected"),
+        (3, b"", 1, "SET_OWNER", "1 file descriptors attached, 0 expected"),
+        (8, struct.pack("<II", 7, 16), 0, "SET_VRING_NUM", "queue index 7"),
+        (8, struct.pack("<II", 0, 100), 0, "SET_VRING_NUM", "not a power of two"),
+        (5, struct.pack("<II", 1, 0) + bytes(32), 0, "SET_MEM_TABLE", "0 file descriptors for 1"),
+        (5, struct.pack("<II", 0, 0), 0, "SET_MEM_TABLE", "0 regions"),
+        (18, struct.pack("<II", 0, 5), 0, "SET_VRING_ENABLE", "not 0 or 1"),
+    ],
+)
+def test_malformed_messages_name_the_message(
+    pair: tuple[socket.socket, socket.socket],
+    request_: int,
+    payload: bytes,
+    fds: int,
+    where: str,
+    text: str,
+) -> None:
     a, b = pair
     dev = VhostUserDevice()
     dev.protocol_features = 1 << 5
@@ -155,8 +176,9 @@ def test_overlapping_regions_are_refused(pair: tuple[socket.socket, socket.socke
     for fd in fds:
         os.ftruncate(fd, 0x20000)
     dev = VhostUserDevice()
-    regions = struct.pack("<QQQQ", 0x10000, 0x20000, 0x10000, 0) + \
-        struct.pack("<QQQQ", 0x20000, 0x10000, 0x90000, 0)
+    regions = struct.pack("<QQQQ", 0x10000, 0x20000, 0x10000, 0) + struct.pack(
+        "<QQQQ", 0x20000, 0x10000, 0x90000, 0
+    )
     _send(a, 5, struct.pack("<II", 2, 0) + regions, fds)
     for fd in fds:
         os.close(fd)
@@ -217,8 +239,13 @@ def test_vring_setup_and_get_base(pair: tuple[socket.socket, socket.socket]) -> 
         dev.handle(_msg(b))
     os.close(k)
     q = dev.queues[1]
-    assert (q.num, q.last_avail, q.desc_addr, q.avail_addr, q.used_addr) == (256, 5, 0x1000,
-                                                                           0x2000, 0x3000)
+    assert (q.num, q.last_avail, q.desc_addr, q.avail_addr, q.used_addr) == (
+        256,
+        5,
+        0x1000,
+        0x2000,
+        0x3000,
+    )
     assert q.kick_fd is not None and q.call_fd is None and q.enabled
     _send(a, 11, struct.pack("<II", 1, 0))
     assert dev.handle(_msg(b)) == struct.pack("<II", 1, 5)

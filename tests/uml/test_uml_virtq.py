@@ -58,8 +58,8 @@ def _setup(num: int = N) -> tuple[GuestMemory, Ring, Virtqueue]:
 def test_pop_push_and_signal() -> None:
     mem, ring, q = _setup()
     mem.write(BASE + 0x2000, b"request!")
-    ring.put_desc(3, BASE + 0x2000, 8, 1, 5)          # readable, next 5
-    ring.put_desc(5, BASE + 0x3000, 16, 2, 0)         # writable, last
+    ring.put_desc(3, BASE + 0x2000, 8, 1, 5)  # readable, next 5
+    ring.put_desc(5, BASE + 0x3000, 16, 2, 0)  # writable, last
     ring.offer(3)
     assert q.pending() == 1
     chain = q.pop()
@@ -106,16 +106,29 @@ def test_ring_index_wraps() -> None:
     assert q.last_avail == 3
 
 
-@pytest.mark.parametrize("build, text", [
-    (lambda r: (r.put_desc(0, BASE + 0x2000, 4, 1, 1), r.put_desc(1, BASE + 0x2000, 4, 1, 0)),
-     "longer than the ring"),
-    (lambda r: r.put_desc(0, BASE + 0x2000, 4, 1, 9), "next descriptor 9 is beyond"),
-    (lambda r: r.put_desc(0, 0x1000, 4, 0, 0), r"buffer 0x1000\+0x4 is outside guest memory"),
-    (lambda r: r.put_desc(0, BASE + 0xFFF0, 0x20, 0, 0), "outside guest memory"),
-    (lambda r: r.put_desc(0, BASE + 0x2000, 16, 4, 0), "indirect descriptor"),
-    (lambda r: (r.put_desc(0, BASE + 0x2000, 4, 3, 1), r.put_desc(1, BASE + 0x2000, 4, 0, 0)),
-     "readable buffer after a device-writable one"),
-])
+@pytest.mark.parametrize(
+    "build, text",
+    [
+        (
+            lambda r: (
+                r.put_desc(0, BASE + 0x2000, 4, 1, 1),
+                r.put_desc(1, BASE + 0x2000, 4, 1, 0),
+            ),
+            "longer than the ring",
+        ),
+        (lambda r: r.put_desc(0, BASE + 0x2000, 4, 1, 9), "next descriptor 9 is beyond"),
+        (lambda r: r.put_desc(0, 0x1000, 4, 0, 0), r"buffer 0x1000\+0x4 is outside guest memory"),
+        (lambda r: r.put_desc(0, BASE + 0xFFF0, 0x20, 0, 0), "outside guest memory"),
+        (lambda r: r.put_desc(0, BASE + 0x2000, 16, 4, 0), "indirect descriptor"),
+        (
+            lambda r: (
+                r.put_desc(0, BASE + 0x2000, 4, 3, 1),
+                r.put_desc(1, BASE + 0x2000, 4, 0, 0),
+            ),
+            "readable buffer after a device-writable one",
+        ),
+    ],
+)
 def test_bad_chains_are_transport_errors(build, text: str) -> None:  # noqa: ANN001
     mem, ring, q = _setup()
     build(ring)

@@ -84,6 +84,19 @@ from qaicmodel.oracle.check.recorder import TraceRecorder, record_cosim
 from qaicmodel.oracle.check.report import Report, TraceFinding
 from qaicmodel.oracle.check.rules import EXIT, FAMILIES, RULES, TRACE_VISIBILITY
 
-__all__ = ["check", "check_stream", "check_file", "Checker", "Report", "TraceFinding", "RULES",
-           "FAMILIES", "add_args", "run_cli", "record_cosim", "TraceRecorder", "EXIT",
-           "TRACE_VISIBILITY"]
+__all__ = [
+    "check",
+    "check_stream",
+    "check_file",
+    "Checker",
+    "Report",
+    "TraceFinding",
+    "RULES",
+    "FAMILIES",
+    "add_args",
+    "run_cli",
+    "record_cosim",
+    "TraceRecorder",
+    "EXIT",
+    "TRACE_VISIBILITY",
+]

@@ -35,39 +35,58 @@ TARGETS = {"full_over_json_max": 50.0, "registers_over_json_max": 10.0, "recorde
 def _elem_hex(req_id: int) -> str:
     from qaicmodel.spec.dbc.wire import CMD_BULK, CMD_COMPLETION, Dir, RequestElem
 
-    return RequestElem(req_id=req_id, pcie_dma_cmd=CMD_COMPLETION | CMD_BULK | Dir.TO_DEV,
-                       pcie_dma_source_addr=0x2000_0000 + req_id * 0x1000,
-                       pcie_dma_dest_addr=0x8000_0000, pcie_dma_len=4096).pack().hex()
+    return (
+        RequestElem(
+            req_id=req_id,
+            pcie_dma_cmd=CMD_COMPLETION | CMD_BULK | Dir.TO_DEV,
+            pcie_dma_source_addr=0x2000_0000 + req_id * 0x1000,
+            pcie_dma_dest_addr=0x8000_0000,
+            pcie_dma_len=4096,
+        )
+        .pack()
+        .hex()
+    )
 
 
-def synthetic(events: int, registers_only: bool = False, nelem: int = 16,
-              k: int = 4) -> Iterator[bytes]:
+def synthetic(
+    events: int, registers_only: bool = False, nelem: int = 16, k: int = 4
+) -> Iterator[bytes]:
     """K1 (b)/(c): a conforming trace of about ``events`` events (header first), one BO of
     ``k`` elements per round trip on dbc 0, req_ids cycling."""
     hexes = [_elem_hex(r) for r in range(256)]
     yield json.dumps({"format": "qaicmodel-trace/1", "device": {"num_dbc": 1}}).encode()
-    yield (b'{"ev": "activate", "dbc": 0, "nelem": %d, "req_q": "0x100000000", '
-           b'"rsp_q": "0x100100000"}' % nelem)
+    yield (
+        b'{"ev": "activate", "dbc": 0, "nelem": %d, "req_q": "0x100000000", '
+        b'"rsp_q": "0x100100000"}' % nelem
+    )
     n = 1
     tail = head = 0
     rid = 0
     while n < events:
-        out: list[str] = [f'{{"ev": "readl", "dbc": 0, "reg": "REQ_HP", "val": {tail}}}',
-                          f'{{"ev": "readl", "dbc": 0, "reg": "REQ_TP", "val": {tail}}}']
+        out: list[str] = [
+            f'{{"ev": "readl", "dbc": 0, "reg": "REQ_HP", "val": {tail}}}',
+            f'{{"ev": "readl", "dbc": 0, "reg": "REQ_TP", "val": {tail}}}',
+        ]
         if not registers_only:
-            out += [f'{{"ev": "req", "dbc": 0, "idx": {(tail + i) % nelem}, '
-                    f'"hex": "{hexes[rid]}"}}' for i in range(k)]
+            out += [
+                f'{{"ev": "req", "dbc": 0, "idx": {(tail + i) % nelem}, "hex": "{hexes[rid]}"}}'
+                for i in range(k)
+            ]
         tail = (tail + k) % nelem
         out.append(f'{{"ev": "writel", "dbc": 0, "reg": "REQ_TP", "val": {tail}}}')
         if not registers_only:
             out += ['{"ev": "msi", "vector": 1}', '{"ev": "irq_disable", "vector": 1}']
         new = (head + k) % nelem
-        out += [f'{{"ev": "readl", "dbc": 0, "reg": "RSP_HP", "val": {head}}}',
-                f'{{"ev": "readl", "dbc": 0, "reg": "RSP_TP", "val": {new}}}']
+        out += [
+            f'{{"ev": "readl", "dbc": 0, "reg": "RSP_HP", "val": {head}}}',
+            f'{{"ev": "readl", "dbc": 0, "reg": "RSP_TP", "val": {new}}}',
+        ]
         if not registers_only:
             word = (rid & 0xFF).to_bytes(2, "little").hex() + "0000"
-            out += [f'{{"ev": "rsp", "dbc": 0, "idx": {(head + i) % nelem}, "hex": "{word}"}}'
-                    for i in range(k)]
+            out += [
+                f'{{"ev": "rsp", "dbc": 0, "idx": {(head + i) % nelem}, "hex": "{word}"}}'
+                for i in range(k)
+            ]
             out.append(f'{{"ev": "complete", "dbc": 0, "req_id": {rid & 0xFF}}}')
         out.append(f'{{"ev": "writel", "dbc": 0, "reg": "RSP_HP", "val": {new}}}')
         if not registers_only:
@@ -93,8 +112,9 @@ REGISTER_KINDS = {"activate", "readl", "writel"}
 FULL_KINDS = REGISTER_KINDS | {"req", "rsp", "msi", "irq_disable", "irq_enable", "complete"}
 
 
-def _check_lines(lines: Iterable[bytes], max_states: int = 4000,
-                 kinds: set[str] | None = None) -> Any:
+def _check_lines(
+    lines: Iterable[bytes], max_states: int = 4000, kinds: set[str] | None = None
+) -> Any:
     """Parse and check, streaming, as ``qaicmodel check`` does (``kinds``: what a
     generator of lines holds -- a list is scanned like a file)."""
     from qaicmodel.oracle.check.checker import check_stream
@@ -129,9 +149,15 @@ def measure(lines: list[bytes], reps: int = 3) -> dict[str, Any]:
         best_check = min(best_check, time.perf_counter() - t0)
     assert report is not None
     n = len(lines) - 1
-    return {"events": n, "verdict": report.verdict, "json_loads_s": round(best_json, 4),
-            "check_s": round(best_check, 4), "events_per_s": round(n / best_check),
-            "over_json": round(best_check / best_json, 1), "peak_states": report.peak_states}
+    return {
+        "events": n,
+        "verdict": report.verdict,
+        "json_loads_s": round(best_json, 4),
+        "check_s": round(best_check, 4),
+        "events_per_s": round(n / best_check),
+        "over_json": round(best_check / best_json, 1),
+        "peak_states": report.peak_states,
+    }
 
 
 def memory(events: int, registers_only: bool = False) -> dict[str, Any]:
@@ -161,17 +187,28 @@ def _peak_rss_kib() -> int:
 def _mem_main(events: int, registers_only: bool) -> None:
     base = _peak_rss_kib()
     t0 = time.perf_counter()
-    rep = _check_lines(synthetic(events, registers_only),
-                       kinds=REGISTER_KINDS if registers_only else FULL_KINDS)
+    rep = _check_lines(
+        synthetic(events, registers_only), kinds=REGISTER_KINDS if registers_only else FULL_KINDS
+    )
     dt = time.perf_counter() - t0
     peak = _peak_rss_kib()
-    print(json.dumps({"events": rep.events, "verdict": rep.verdict, "seconds": round(dt, 2),
-                      "events_per_s": round(rep.events / dt), "rss_before_kib": base,
-                      "peak_rss_kib": peak}))
+    print(
+        json.dumps(
+            {
+                "events": rep.events,
+                "verdict": rep.verdict,
+                "seconds": round(dt, 2),
+                "events_per_s": round(rep.events / dt),
+                "rss_before_kib": base,
+                "peak_rss_kib": peak,
+            }
+        )
+    )
 
 
-def run_check_bench(quick: bool = False, mem_events: tuple[int, ...] = (100_000, 1_000_000)
-                    ) -> dict[str, Any]:
+def run_check_bench(
+    quick: bool = False, mem_events: tuple[int, ...] = (100_000, 1_000_000)
+) -> dict[str, Any]:
     reps = 1 if quick else 3
     n = 20_000 if quick else 100_000
     rec = measure(recorded(), reps)
@@ -179,7 +216,9 @@ def run_check_bench(quick: bool = False, mem_events: tuple[int, ...] = (100_000,
     regs_ = measure(list(synthetic(n, registers_only=True)), reps)
     mem = {str(e): memory(e) for e in (mem_events[:1] if quick else mem_events)}
     return {
-        "recorded_15k": rec, "synthetic_full": full, "synthetic_registers": regs_,
+        "recorded_15k": rec,
+        "synthetic_full": full,
+        "synthetic_registers": regs_,
         "memory": mem,
         "targets": {
             **TARGETS,
@@ -198,24 +237,46 @@ def text(rep: dict[str, Any]) -> str:
 
     rows = [("trace", "events", "check s", "events/s", "/ json.loads", "target")]
     for key, name, target in (
-            ("recorded_15k", "recorded (ImplHost seed 3, 20000 steps)",
-             f"< {t['recorded_s_max']:g} s ({ok(t['recorded_s_met'])})"),
-            ("synthetic_full", "generated, all event kinds",
-             f"<= {t['full_over_json_max']:g}x ({ok(t['full_over_json_met'])})"),
-            ("synthetic_registers", "generated, registers only",
-             f"<= {t['registers_over_json_max']:g}x ({ok(t['registers_over_json_met'])})")):
+        (
+            "recorded_15k",
+            "recorded (ImplHost seed 3, 20000 steps)",
+            f"< {t['recorded_s_max']:g} s ({ok(t['recorded_s_met'])})",
+        ),
+        (
+            "synthetic_full",
+            "generated, all event kinds",
+            f"<= {t['full_over_json_max']:g}x ({ok(t['full_over_json_met'])})",
+        ),
+        (
+            "synthetic_registers",
+            "generated, registers only",
+            f"<= {t['registers_over_json_max']:g}x ({ok(t['registers_over_json_met'])})",
+        ),
+    ):
         m = rep[key]
-        rows.append((name, str(m["events"]), f"{m['check_s']}", f"{m['events_per_s']:,}",
-                     f"{m['over_json']}x", target))
+        rows.append(
+            (
+                name,
+                str(m["events"]),
+                f"{m['check_s']}",
+                f"{m['events_per_s']:,}",
+                f"{m['over_json']}x",
+                target,
+            )
+        )
     w = [max(len(r[i]) for r in rows) for i in range(6)]
     out = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |" for r in rows]
     out.insert(1, "|" + "|".join("-" * (x + 2) for x in w) + "|")
     out.append("")
     for n, m in rep["memory"].items():
-        out.append(f"memory, {int(n):,} generated events: peak RSS {m['peak_rss_kib'] / 1024:.1f} "
-                   f"MiB ({m['events_per_s']:,} events/s, {m['verdict']})")
-    out.append("check = parse + check, streaming; json.loads over the same lines in the same "
-               "run; best of the repetitions")
+        out.append(
+            f"memory, {int(n):,} generated events: peak RSS {m['peak_rss_kib'] / 1024:.1f} "
+            f"MiB ({m['events_per_s']:,} events/s, {m['verdict']})"
+        )
+    out.append(
+        "check = parse + check, streaming; json.loads over the same lines in the same "
+        "run; best of the repetitions"
+    )
     return "\n".join(out)
 
 

@@ -16,6 +16,7 @@ from qaicmodel.spec.policies import Policies
 
 __all__ = ["add_args", "run_cli", "check_file"]
 
+
 def _addr(text: str) -> int:
     try:
         v = int(text, 0)
@@ -28,18 +29,39 @@ def _addr(text: str) -> int:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="the trace (qaicmodel-trace/1 JSON Lines, or mmiotrace text)")
-    p.add_argument("--format", choices=("jsonl", "mmiotrace"), default="jsonl",
-                   help="input format (default jsonl)")
-    p.add_argument("--bar2", type=_addr, default=None,
-                   help="mmiotrace: bus address of the DMA Bridge BAR (default: from PCIDEV)")
-    p.add_argument("--policy", action="append", default=[], metavar="ID=ALT",
-                   help="device policy (overrides the trace header); repeatable")
-    p.add_argument("--nelem", type=int, default=None,
-                   help="FIFO size of channels the trace never activates (extension)")
-    p.add_argument("--max-states", type=int, default=4000,
-                   help="bound on the device states one search may keep or explore per "
-                        "channel (default 4000); hitting it makes the verdict at best "
-                        "inconclusive")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "mmiotrace"),
+        default="jsonl",
+        help="input format (default jsonl)",
+    )
+    p.add_argument(
+        "--bar2",
+        type=_addr,
+        default=None,
+        help="mmiotrace: bus address of the DMA Bridge BAR (default: from PCIDEV)",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="ID=ALT",
+        help="device policy (overrides the trace header); repeatable",
+    )
+    p.add_argument(
+        "--nelem",
+        type=int,
+        default=None,
+        help="FIFO size of channels the trace never activates (extension)",
+    )
+    p.add_argument(
+        "--max-states",
+        type=int,
+        default=4000,
+        help="bound on the device states one search may keep or explore per "
+        "channel (default 4000); hitting it makes the verdict at best "
+        "inconclusive",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("--junit", metavar="OUT.xml", help="write one JUnit test case per rule family")
@@ -69,9 +91,16 @@ class _Progress:
             self.stream.flush()
 
 
-def check_file(path: str, fmt: str = "jsonl", *, bar2: int | None = None,
-               policies: Policies | None = None, nelem: int | None = None,
-               max_states: int = 4000, progress: bool = False) -> Report:
+def check_file(
+    path: str,
+    fmt: str = "jsonl",
+    *,
+    bar2: int | None = None,
+    policies: Policies | None = None,
+    nelem: int | None = None,
+    max_states: int = 4000,
+    progress: bool = False,
+) -> Report:
     """Read and check a trace file, streaming (T6); ``progress``: C12 on a terminal."""
     from qaicmodel.spec.dbc.config import DeviceConfig
 
@@ -92,10 +121,19 @@ def run_cli(args: argparse.Namespace) -> int:
     except PolicyError as e:
         raise FormatError(str(e), where="--policy") from None
     try:
-        report = check_file(args.file, args.format, bar2=args.bar2, policies=pols,
-                            nelem=args.nelem, max_states=args.max_states, progress=True)
+        report = check_file(
+            args.file,
+            args.format,
+            bar2=args.bar2,
+            policies=pols,
+            nelem=args.nelem,
+            max_states=args.max_states,
+            progress=True,
+        )
     except ArgumentError as e:
-        raise FormatError(str(e), where="--nelem" if "nelem" in str(e) else "--max-states") from None
+        raise FormatError(
+            str(e), where="--nelem" if "nelem" in str(e) else "--max-states"
+        ) from None
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

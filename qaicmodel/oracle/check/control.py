@@ -17,8 +17,15 @@ class ControlMessages:
     nnc_last_seq: int | None
     nnc_outstanding: set[int]
 
-    def _violate(self, ev: Event, rule: str, message: str, state: dict[str, Any],
-                 source: str | None = None, c: Any = None) -> None:
+    def _violate(
+        self,
+        ev: Event,
+        rule: str,
+        message: str,
+        state: dict[str, Any],
+        source: str | None = None,
+        c: Any = None,
+    ) -> None:
         raise NotImplementedError
 
     def ev_nnc(self, ev: Event) -> None:
@@ -30,24 +37,34 @@ class ControlMessages:
         p = nnc.parse(ev.data, "h2d" if tx else "d2h")
         if p.violations:
             v = p.violations[0]
-            self._violate(ev, f"{who}-{v.rule}", f"{'sent' if tx else 'received'} NNC message: "
-                                                 f"{v.message} (byte {v.offset})", {"size": len(ev.data)},
-                          "control-path.md §1 (qaicmodel.spec.control.nnc)")
+            self._violate(
+                ev,
+                f"{who}-{v.rule}",
+                f"{'sent' if tx else 'received'} NNC message: {v.message} (byte {v.offset})",
+                {"size": len(ev.data)},
+                "control-path.md §1 (qaicmodel.spec.control.nnc)",
+            )
         seq = p.header.get("sequence_number")
         if seq is None:
             return
         if tx:
             if self.nnc_last_seq is not None and not nnc.seq_follows(self.nnc_last_seq, seq):
-                self._violate(ev, "HOST-NNC-SEQ", f"sequence number {seq} after "
-                                                  f"{self.nnc_last_seq}; the driver's numbers rise",
-                              {"last_sequence_number": self.nnc_last_seq})
+                self._violate(
+                    ev,
+                    "HOST-NNC-SEQ",
+                    f"sequence number {seq} after {self.nnc_last_seq}; the driver's numbers rise",
+                    {"last_sequence_number": self.nnc_last_seq},
+                )
             self.nnc_last_seq = seq
             self.nnc_outstanding.add(seq)
         else:
             if seq not in self.nnc_outstanding:
-                self._violate(ev, "DEV-NNC-UNMATCHED", f"response with sequence number {seq}, "
-                                                       "which answers no outstanding request",
-                              {"outstanding": sorted(self.nnc_outstanding)[:16]})
+                self._violate(
+                    ev,
+                    "DEV-NNC-UNMATCHED",
+                    f"response with sequence number {seq}, which answers no outstanding request",
+                    {"outstanding": sorted(self.nnc_outstanding)[:16]},
+                )
             self.nnc_outstanding.discard(seq)
 
     def ev_ssr(self, ev: Event) -> None:
@@ -58,5 +75,10 @@ class ControlMessages:
         if viol:
             who = "HOST" if ev.ev == "ssr_tx" else "DEV"
             v = viol[0]
-            self._violate(ev, f"{who}-{v['rule']}", f"SSR message: {v['message']}",
-                          {"size": len(ev.data)}, "aic100.rst Subsystem Restart (qaicmodel.spec.control.ssr)")
+            self._violate(
+                ev,
+                f"{who}-{v['rule']}",
+                f"SSR message: {v['message']}",
+                {"size": len(ev.data)},
+                "aic100.rst Subsystem Restart (qaicmodel.spec.control.ssr)",
+            )

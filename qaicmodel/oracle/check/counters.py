@@ -46,8 +46,18 @@ class CounterStates:
 
     symmetric = True
 
-    def __init__(self, d: int, nelem: int, req_q: int, rsp_q: int, *, policies: Policies,
-                 single_msi: bool, watch_msi: bool, max_states: int) -> None:
+    def __init__(
+        self,
+        d: int,
+        nelem: int,
+        req_q: int,
+        rsp_q: int,
+        *,
+        policies: Policies,
+        single_msi: bool,
+        watch_msi: bool,
+        max_states: int,
+    ) -> None:
         self.d, self.nelem, self.req_q, self.rsp_q = d, nelem, req_q, rsp_q
         self.policies = p = policies
         self.watch_msi = watch_msi
@@ -102,10 +112,15 @@ class CounterStates:
             out.append(((hp + 1) % self.nelem, rc - 1, w + 1, tp, cnt, due, pend, lost))
         return out
 
-    def search(self, match: Callable[[CState], bool], consume: str = "lazy",
-               viable: Callable[[CState], bool] | None = None,
-               start: list[CState] | None = None, raise_first: bool = False,
-               msi_free: bool = False) -> list[CState]:
+    def search(
+        self,
+        match: Callable[[CState], bool],
+        consume: str = "lazy",
+        viable: Callable[[CState], bool] | None = None,
+        start: list[CState] | None = None,
+        raise_first: bool = False,
+        msi_free: bool = False,
+    ) -> list[CState]:
         seen: set[CState] = set()
         todo: list[CState] = []
         found: list[CState] = []
@@ -119,8 +134,9 @@ class CounterStates:
             if match(s):
                 found.append(s)
                 continue
-            succ = [self._raise(s)] if raise_first and s[5] else self.successors(s, consume,
-                                                                                  msi_free)
+            succ = (
+                [self._raise(s)] if raise_first and s[5] else self.successors(s, consume, msi_free)
+            )
             for t in succ:
                 if viable is not None and not viable(t):
                     continue
@@ -162,8 +178,11 @@ class CounterStates:
         name = "REQ_TP" if reg == 0x4 else "RSP_HP"
         pre = self.describe(self.states[0] if self.states else None)
         if val >= n:
-            v = HostViolation("HOST-REG-OUT-OF-RANGE", f"{name} write {val} of dbc {self.d} is "
-                              f"not an index below nelem {n}", self.d)
+            v = HostViolation(
+                "HOST-REG-OUT-OF-RANGE",
+                f"{name} write {val} of dbc {self.d} is not an index below nelem {n}",
+                self.d,
+            )
             return v, pre
         if reg == 0x4:  # REQ_TP
             old = self.req_tp_v
@@ -173,11 +192,14 @@ class CounterStates:
                 hp, rc, w, tp, cnt, due, pend, lost = s
                 free = int(arith.fifo_space(hp, old, n)) if self.keep_free else n - rc
                 if added > free:
-                    v = HostViolation("HOST-REQ-OVERRUN",
-                                      f"REQ_TP {old} -> {val} adds {added} elements but only "
-                                      f"{free} slots are free (REQ_HP {hp}, nelem {n}); unconsumed "
-                                      "requests are overwritten", self.d,
-                                      "qaic_data.c fifo_space_avail")
+                    v = HostViolation(
+                        "HOST-REQ-OVERRUN",
+                        f"REQ_TP {old} -> {val} adds {added} elements but only "
+                        f"{free} slots are free (REQ_HP {hp}, nelem {n}); unconsumed "
+                        "requests are overwritten",
+                        self.d,
+                        "qaic_data.c fifo_space_avail",
+                    )
                     return v, self.describe(s)
                 if self.keep_free:
                     rc = int(arith.ring_occupancy(hp, val, n))
@@ -195,10 +217,13 @@ class CounterStates:
             for s in self.states:
                 hp, rc, w, tp, cnt, due, pend, lost = s
                 if freed > cnt:
-                    v = HostViolation("HOST-RSP-OVERREAD",
-                                      f"RSP_HP {old} -> {val} frees {freed} responses but the "
-                                      f"device wrote only {cnt} (RSP_TP {tp})", self.d,
-                                      "aic100.rst Response FIFO")
+                    v = HostViolation(
+                        "HOST-RSP-OVERREAD",
+                        f"RSP_HP {old} -> {val} frees {freed} responses but the "
+                        f"device wrote only {cnt} (RSP_TP {tp})",
+                        self.d,
+                        "aic100.rst Response FIFO",
+                    )
                     return v, self.describe(s)
                 if self.keep_free:
                     cnt = int(arith.ring_occupancy(val, tp, n))
@@ -280,8 +305,18 @@ class CounterStates:
     def resync(self, req_hp: int, req_tp: int, rsp_hp: int, rsp_tp: int) -> None:
         n = self.nelem
         self.req_tp_v, self.rsp_hp_v = req_tp, rsp_hp
-        self.states = [(req_hp, int(arith.ring_occupancy(req_hp, req_tp, n)), 0, rsp_tp,
-                        int(arith.ring_occupancy(rsp_hp, rsp_tp, n)), False, False, 0)]
+        self.states = [
+            (
+                req_hp,
+                int(arith.ring_occupancy(req_hp, req_tp, n)),
+                0,
+                rsp_tp,
+                int(arith.ring_occupancy(rsp_hp, rsp_tp, n)),
+                False,
+                False,
+                0,
+            )
+        ]
 
     def busy_slot(self, idx: int) -> CState | None:
         for s in self.states:
@@ -291,8 +326,10 @@ class CounterStates:
 
     def unwritten(self, idx: int) -> CState | None:
         for s in self.states:
-            if not (idx < self.nelem and int(arith.ring_occupancy(self.rsp_hp_v, idx, self.nelem))
-                    < s[4]):
+            if not (
+                idx < self.nelem
+                and int(arith.ring_occupancy(self.rsp_hp_v, idx, self.nelem)) < s[4]
+            ):
                 return s
         return None
 
@@ -315,9 +352,18 @@ class CounterStates:
         out: dict[str, Any] = {"dbc": self.d}
         if s is not None:
             hp, rc, w, tp, cnt, due, pend, _lost = s
-            out.update(active=True, nelem=self.nelem, req_hp=hp, req_tp=self.req_tp_v,
-                       rsp_hp=self.rsp_hp_v, rsp_tp=tp, unconsumed=rc, responses_unread=cnt,
-                       in_flight=w, msi_due=due)
+            out.update(
+                active=True,
+                nelem=self.nelem,
+                req_hp=hp,
+                req_tp=self.req_tp_v,
+                rsp_hp=self.rsp_hp_v,
+                rsp_tp=tp,
+                unconsumed=rc,
+                responses_unread=cnt,
+                in_flight=w,
+                msi_due=due,
+            )
             if self.watch_msi:
                 out.update(vector=self.vector, masked=self.masked, pending=pend)
         out["possible_states"] = len(self.states) if n is None else n

@@ -64,16 +64,16 @@ class StateMem(HostMemory):
             if self.forced is not None:
                 return self.forced
             off = addr - self.req_q
-            return bytes(self.req[off:off + length])
+            return bytes(self.req[off : off + length])
         if self.rsp_q <= addr < self.rsp_end:
             off = addr - self.rsp_q
-            return bytes(self.rsp[off:off + length])
+            return bytes(self.rsp[off : off + length])
         return bytes(min(max(length, 0), 4096))
 
     def write(self, addr: int, data: Any) -> None:
         if self.rsp_q <= addr < self.rsp_end:
             off = addr - self.rsp_q
-            self.rsp[off:off + len(data)] = bytes(data)
+            self.rsp[off : off + len(data)] = bytes(data)
 
     def view(self, addr: int, length: int) -> Any:
         return _EMPTY  # DMA data is never observed (C2)
@@ -147,10 +147,20 @@ def _clone(s: Device, d: int) -> Device:
 class Frontier:
     """A channel's frontier of possible device states and the device steps between events."""
 
-
-    def __init__(self, d: int, nelem: int, req_q: int, rsp_q: int, *, policies: Policies,
-                 single_msi: bool, contents_known: bool, watch_msi: bool,
-                 max_states: int, ring: bytearray | None = None) -> None:
+    def __init__(
+        self,
+        d: int,
+        nelem: int,
+        req_q: int,
+        rsp_q: int,
+        *,
+        policies: Policies,
+        single_msi: bool,
+        contents_known: bool,
+        watch_msi: bool,
+        max_states: int,
+        ring: bytearray | None = None,
+    ) -> None:
         self.d, self.nelem, self.req_q, self.rsp_q = d, nelem, req_q, rsp_q
         self.policies = policies
         self.single_msi = single_msi
@@ -170,14 +180,20 @@ class Frontier:
             dominant = not self.fifo and p[RESPONSE_ORDER] is ResponseOrder.COMPLETION_ORDER
             self.variants = (ELEM_RSP,) if dominant else (ELEM_RSP, ELEM_NONE)
         self.force_slots: set[int] = set()  # slots whose element has the force-MSI bit
-        self.symmetric = (not self.exact and not self.fifo
-                          and p[RESPONSE_ORDER] is ResponseOrder.COMPLETION_ORDER)  # L8
+        self.symmetric = (
+            not self.exact and not self.fifo and p[RESPONSE_ORDER] is ResponseOrder.COMPLETION_ORDER
+        )  # L8
         self.truncated = False
         self.reported = False  # the checker has said so (C11)
         self.peak = 1
         self.vector = 0 if single_msi else d + 1
-        s = Device(num_dbc=d + 1, policies=policies, single_msi=single_msi,
-                   host_mem=StateMem(self.ring, req_q, rsp_q, nelem), dev_mem=SinkDevMemory())
+        s = Device(
+            num_dbc=d + 1,
+            policies=policies,
+            single_msi=single_msi,
+            host_mem=StateMem(self.ring, req_q, rsp_q, nelem),
+            dev_mem=SinkDevMemory(),
+        )
         s.activate(d, req_q, rsp_q, nelem)
         s.qmarks = (0,)  # type: ignore[attr-defined]  # L8 window boundaries
         self.states: list[Device] = [s]
@@ -190,16 +206,17 @@ class Frontier:
             # nothing else, so requests with equal contents are interchangeable
             infl: tuple[Any, ...] = tuple(sorted(self._sig(r) for r in ch.inflight.values()))
         else:
-            infl = tuple((r.slot, r.pos, r.code, r.wants_response, len(r.pre), len(r.post),
-                          r.dma_done) for r in ch.inflight.values())
-        k: tuple[Any, ...] = (ch.active, ch.req_hp, ch.req_count, ch.rsp_tp, ch.rsp_count,
-                              infl)
+            infl = tuple(
+                (r.slot, r.pos, r.code, r.wants_response, len(r.pre), len(r.post), r.dma_done)
+                for r in ch.inflight.values()
+            )
+        k: tuple[Any, ...] = (ch.active, ch.req_hp, ch.req_count, ch.rsp_tp, ch.rsp_count, infl)
         if self.contents_known and ch.rsp_count:
             hm = s.host_mem
             assert isinstance(hm, StateMem)
             a = ch.rsp_hp * RSP_SIZE
             b = a + ch.rsp_count * RSP_SIZE
-            raw = hm.rsp[a:b] if b <= len(hm.rsp) else hm.rsp[a:] + hm.rsp[:b - len(hm.rsp)]
+            raw = hm.rsp[a:b] if b <= len(hm.rsp) else hm.rsp[a:] + hm.rsp[: b - len(hm.rsp)]
             if self.symmetric:
                 k += (self._windows(s, bytes(raw)),)
             else:
@@ -222,8 +239,10 @@ class Frontier:
 
     def _windows(self, s: Device, raw: bytes) -> tuple[tuple[bytes, ...], ...]:
         b = self._bounds(s, self.d)
-        return tuple(tuple(sorted(raw[i * RSP_SIZE:(i + 1) * RSP_SIZE] for i in range(x, y)))
-                     for x, y in zip(b, b[1:], strict=False))
+        return tuple(
+            tuple(sorted(raw[i * RSP_SIZE : (i + 1) * RSP_SIZE] for i in range(x, y)))
+            for x, y in zip(b, b[1:], strict=False)
+        )
 
     def barrier(self) -> None:
         """An event of this channel: responses written after it follow those before (L8)."""
@@ -242,8 +261,7 @@ class Frontier:
         d, n = self.d, self.nelem
         off = idx * RSP_SIZE
         if not self.symmetric:
-            return [s for s in self.states
-                    if s.host_mem.rsp[off:off + RSP_SIZE] == data]  # type: ignore[attr-defined]
+            return [s for s in self.states if s.host_mem.rsp[off : off + RSP_SIZE] == data]  # type: ignore[attr-defined]
         out: list[Device] = []
         for s in self.states:
             ch = s.ch[d]
@@ -253,7 +271,7 @@ class Frontier:
             hi = min(x for x in b if x > pos)
             rsp = s.host_mem.rsp  # type: ignore[attr-defined]
             slots = [(ch.rsp_hp + i) % n for i in range(lo, hi)]
-            words = [bytes(rsp[k * RSP_SIZE:(k + 1) * RSP_SIZE]) for k in slots]
+            words = [bytes(rsp[k * RSP_SIZE : (k + 1) * RSP_SIZE]) for k in slots]
             if data not in words:
                 continue
             rest = list(words)
@@ -268,7 +286,7 @@ class Frontier:
                 post = [rest[i] for i in range(len(rest)) if i not in ch_idx]
                 trsp = t.host_mem.rsp  # type: ignore[attr-defined]
                 for k, w in zip(slots, [*pre, data, *post], strict=True):
-                    trsp[k * RSP_SIZE:(k + 1) * RSP_SIZE] = w
+                    trsp[k * RSP_SIZE : (k + 1) * RSP_SIZE] = w
                 marks = set(t.qmarks) | {start + pos, start + pos + 1}  # type: ignore[attr-defined]
                 t.qmarks = tuple(sorted(m for m in marks if m >= start))  # type: ignore[attr-defined]
                 out.append(t)
@@ -306,7 +324,7 @@ class Frontier:
         if not self.fifo:
             return False
         recs = list(ch.inflight.values())
-        for r in recs[recs.index(rec) + 1:]:  # the FIFO cascade (engine._skip_trivial)
+        for r in recs[recs.index(rec) + 1 :]:  # the FIFO cascade (engine._skip_trivial)
             if not self._finishes(r, r.pos):
                 return False
             if r.elem.force_msi:
@@ -332,9 +350,14 @@ class Frontier:
                 if todo:
                     cmd = todo[0]
                     if cmd.index not in busy:
-                        need = {SemOp.WAIT_EQ: cmd.value, SemOp.WAIT_GE: cmd.value, SemOp.P: 1,
-                                SemOp.DEC: cmd.value if self.policies[SEM_INC_AMOUNT] is not SemIncAmount.BY_ONE
-                                else 1}.get(cmd.op)
+                        need = {
+                            SemOp.WAIT_EQ: cmd.value,
+                            SemOp.WAIT_GE: cmd.value,
+                            SemOp.P: 1,
+                            SemOp.DEC: cmd.value
+                            if self.policies[SEM_INC_AMOUNT] is not SemIncAmount.BY_ONE
+                            else 1,
+                        }.get(cmd.op)
                         if need is not None and ch.sems[cmd.index] != need:
                             out.append((cmd.index, need))
             if self.fifo:
@@ -379,8 +402,9 @@ class Frontier:
         ch = s.ch[self.d]
         if ch.rsp_count == 0 or self.every:
             return True
-        return self.forced_honoured and (bool(self.force_slots) or any(
-            r.elem.force_msi for r in ch.inflight.values()))
+        return self.forced_honoured and (
+            bool(self.force_slots) or any(r.elem.force_msi for r in ch.inflight.values())
+        )
 
     def successors(self, s: Device, consume: str, msi_free: bool = False) -> list[Device]:
         """States one visible step away (``consume``: "none", "step", "lazy" -- L4;
@@ -391,8 +415,9 @@ class Frontier:
         for a in s.enabled():
             if type(a) is Consume:
                 continue
-            if type(a) is RaiseMsi and (not self.watch_msi or (msi_free and not
-                                                               self._raise_matters(s))):
+            if type(a) is RaiseMsi and (
+                not self.watch_msi or (msi_free and not self._raise_matters(s))
+            ):
                 continue
             if self._visible(s, a):
                 t = _clone(s, d)
@@ -423,8 +448,11 @@ class Frontier:
                     if seq in tc.inflight:
                         # L8: a request equal to one already waiting adds nothing that
                         # answering the waiting one first (then consuming) does not give
-                        if not (self.symmetric and self._sig(tc.inflight[seq]) in
-                                {self._sig(r) for r in ch.inflight.values()}):
+                        if not (
+                            self.symmetric
+                            and self._sig(tc.inflight[seq])
+                            in {self._sig(r) for r in ch.inflight.values()}
+                        ):
                             out.append(t)
                         break
                     if tc.req_count == 0:
@@ -449,17 +477,27 @@ class Frontier:
             if not todo:
                 continue
             cmd = todo[0]
-            need = {SemOp.WAIT_EQ: cmd.value, SemOp.WAIT_GE: cmd.value, SemOp.P: 1,
-                    SemOp.DEC: cmd.value if self.policies[SEM_INC_AMOUNT] is not SemIncAmount.BY_ONE
-                    else 1}.get(cmd.op)
+            need = {
+                SemOp.WAIT_EQ: cmd.value,
+                SemOp.WAIT_GE: cmd.value,
+                SemOp.P: 1,
+                SemOp.DEC: cmd.value
+                if self.policies[SEM_INC_AMOUNT] is not SemIncAmount.BY_ONE
+                else 1,
+            }.get(cmd.op)
             if need is not None and ch.sems[cmd.index] != need:
                 out.append((cmd.index, need))
         return out
 
-    def search(self, match: Callable[[Device], bool], consume: str = "lazy",
-               viable: Callable[[Device], bool] | None = None,
-               start: list[Device] | None = None, raise_first: bool = False,
-               msi_free: bool = False) -> list[Device]:
+    def search(
+        self,
+        match: Callable[[Device], bool],
+        consume: str = "lazy",
+        viable: Callable[[Device], bool] | None = None,
+        start: list[Device] | None = None,
+        raise_first: bool = False,
+        msi_free: bool = False,
+    ) -> list[Device]:
         """L4: the first states on every path from the frontier (or ``start``) that satisfy
         ``match``; ``raise_first`` / ``msi_free``: L9's reductions for searches for an MSI /
         for a goal that ignores the MSI state."""

@@ -65,8 +65,15 @@ class TraceRecorder:
         self.done: dict[int, int] = {}  # dbc -> responses past RSP_HP already recorded
         for ch in dev.ch:
             if ch.active:
-                self.emit({"ev": "activate", "dbc": ch.dbc, "nelem": ch.nelem,
-                           "req_q": f"0x{ch.req_q:x}", "rsp_q": f"0x{ch.rsp_q:x}"})
+                self.emit(
+                    {
+                        "ev": "activate",
+                        "dbc": ch.dbc,
+                        "nelem": ch.nelem,
+                        "req_q": f"0x{ch.req_q:x}",
+                        "rsp_q": f"0x{ch.rsp_q:x}",
+                    }
+                )
                 self.rings[ch.dbc] = dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE)
         bus = world.bus
         readl, writel = bus.readl, bus.writel
@@ -151,8 +158,8 @@ class TraceRecorder:
             if now == old:
                 continue
             for i in range(ch.nelem):
-                a = now[i * REQ_SIZE:(i + 1) * REQ_SIZE]
-                if a != old[i * REQ_SIZE:(i + 1) * REQ_SIZE]:
+                a = now[i * REQ_SIZE : (i + 1) * REQ_SIZE]
+                if a != old[i * REQ_SIZE : (i + 1) * REQ_SIZE]:
                     self.emit({"ev": "req", "dbc": dbc, "idx": i, "hex": a.hex()})
             self.rings[dbc] = now
 
@@ -162,22 +169,35 @@ class TraceRecorder:
         return dumps(device, self.events)
 
 
-def record_cosim(host_factory: Callable[..., Any], *, seed: int, steps: int = 200,
-                 policies: dict[str, str] | None = None,
-                 **world_kw: Any) -> tuple[str, list[Any]]:
+def record_cosim(
+    host_factory: Callable[..., Any],
+    *,
+    seed: int,
+    steps: int = 200,
+    policies: dict[str, str] | None = None,
+    **world_kw: Any,
+) -> tuple[str, list[Any]]:
     """A seeded random co-simulation (the operations of cosim.random_run) recorded as a
     ``qaicmodel-trace/1`` text.  Returns (trace text, the co-simulation's findings)."""
     from qaicmodel.oracle.cosim import random_run
 
     pol = Policies(policies or {})
     recorders: list[TraceRecorder] = []
-    w, findings = random_run(host_factory, seed=seed, steps=steps, policies=pol,
-                             on_world=lambda world: recorders.append(TraceRecorder(world)),
-                             **world_kw)
+    w, findings = random_run(
+        host_factory,
+        seed=seed,
+        steps=steps,
+        policies=pol,
+        on_world=lambda world: recorders.append(TraceRecorder(world)),
+        **world_kw,
+    )
     rec = recorders[0]
     rec.sync()
     if w.quiescent():  # settled: the host has nothing left to wait for
         rec.idle()
-    device = {"num_dbc": w.dev.num_dbc, "single_msi": w.dev.single_msi,
-              "policies": dict(pol.chosen)}
+    device = {
+        "num_dbc": w.dev.num_dbc,
+        "single_msi": w.dev.single_msi,
+        "policies": dict(pol.chosen),
+    }
     return rec.text(device), list(findings)

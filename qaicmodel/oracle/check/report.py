@@ -29,10 +29,16 @@ class TraceFinding(Finding):
     ``event``, ``rule``, ``family``, ``message``, ``state``, ``source``, ``where``)."""
 
     @classmethod
-    def at(cls, line: int, event: str, rule: str, message: str, state: dict[str, Any],
-           source: str) -> TraceFinding:
-        return cls(rule=rule, message=message, source=source, state=state,
-                   where={"line": line, "event": event, "dbc": state.get("dbc")})
+    def at(
+        cls, line: int, event: str, rule: str, message: str, state: dict[str, Any], source: str
+    ) -> TraceFinding:
+        return cls(
+            rule=rule,
+            message=message,
+            source=source,
+            state=state,
+            where={"line": line, "event": event, "dbc": state.get("dbc")},
+        )
 
     @property
     def line(self) -> int:
@@ -47,9 +53,16 @@ class TraceFinding(Finding):
         return _family(self.rule)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "event": self.event, "rule": self.rule,
-                "family": self.family, "message": self.message, "state": dict(self.state),
-                "source": self.source, "where": dict(self.where)}
+        return {
+            "line": self.line,
+            "event": self.event,
+            "rule": self.rule,
+            "family": self.family,
+            "message": self.message,
+            "state": dict(self.state),
+            "source": self.source,
+            "where": dict(self.where),
+        }
 
 
 @attrs.define
@@ -73,23 +86,33 @@ class Report:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": "qaicmodel-check/1", "verdict": self.verdict, "exit": self.exit,
-                "trace_format": self.source, "events": self.events,
-                "violation": self.violation.as_dict() if self.violation else None,
-                "inconclusive": self.inconclusive,
-                "inconclusive_total": self.inconclusive_total, "families": self.families,
-                "not_checked": sorted(f for f, v in self.families.items()
-                                      if v["status"] == "not-checked"),
-                "seconds": round(self.seconds, 6), "events_per_s": round(self.events_per_s, 1),
-                "peak_states": self.peak_states}
+        return {
+            "format": "qaicmodel-check/1",
+            "verdict": self.verdict,
+            "exit": self.exit,
+            "trace_format": self.source,
+            "events": self.events,
+            "violation": self.violation.as_dict() if self.violation else None,
+            "inconclusive": self.inconclusive,
+            "inconclusive_total": self.inconclusive_total,
+            "families": self.families,
+            "not_checked": sorted(
+                f for f, v in self.families.items() if v["status"] == "not-checked"
+            ),
+            "seconds": round(self.seconds, 6),
+            "events_per_s": round(self.events_per_s, 1),
+            "peak_states": self.peak_states,
+        }
 
     def text(self) -> str:
         out = [f"{self.verdict.upper()}: {self.events} events ({self.source})"]
         if self.violation is not None:
             v = self.violation
-            out += [f"line {v.line} ({v.event}): {v.rule}: {v.message}",
-                    f"  state:  {json.dumps(v.state, sort_keys=True)}",
-                    f"  source: {v.source}"]
+            out += [
+                f"line {v.line} ({v.event}): {v.rule}: {v.message}",
+                f"  state:  {json.dumps(v.state, sort_keys=True)}",
+                f"  source: {v.source}",
+            ]
         for inc in self.inconclusive[:5]:
             out.append(f"inconclusive: line {inc['line']}: {inc['reason']}")
         if self.inconclusive_total > 5:
@@ -102,16 +125,19 @@ class Report:
     def junit(self) -> str:
         """One test case per rule family (JUnit XML, for CI systems)."""
         fams = self.families
-        suite = ET.Element("testsuite", name="qaicmodel-check", tests=str(len(fams)),
-                           failures=str(sum(v["status"] == "fail" for v in fams.values())),
-                           skipped=str(sum(v["status"] in ("not-checked", "inconclusive")
-                                           for v in fams.values())), errors="0")
+        suite = ET.Element(
+            "testsuite",
+            name="qaicmodel-check",
+            tests=str(len(fams)),
+            failures=str(sum(v["status"] == "fail" for v in fams.values())),
+            skipped=str(sum(v["status"] in ("not-checked", "inconclusive") for v in fams.values())),
+            errors="0",
+        )
         for fam, st in fams.items():
             case = ET.SubElement(suite, "testcase", classname="qaicmodel.check", name=fam)
             if st["status"] == "fail" and self.violation is not None:
                 v = self.violation
-                fail = ET.SubElement(case, "failure", message=f"{v.rule}: {v.message}",
-                                     type=v.rule)
+                fail = ET.SubElement(case, "failure", message=f"{v.rule}: {v.message}", type=v.rule)
                 fail.text = json.dumps(v.as_dict(), indent=2)
             elif st["status"] in ("not-checked", "inconclusive"):
                 ET.SubElement(case, "skipped", message=f"{st['status']}: {st['reason']}")

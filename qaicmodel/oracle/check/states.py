@@ -125,15 +125,31 @@ class ChannelStates(Frontier):
         description of the state it broke a rule in, before the action) or None."""
         for s in self.states:
             ch = s.ch[self.d]
-            regs4 = (ch.req_hp, ch.req_tp, ch.rsp_hp, ch.rsp_tp, ch.req_count, ch.rsp_count,
-                     len(ch.inflight), ch.msi_due)
+            regs4 = (
+                ch.req_hp,
+                ch.req_tp,
+                ch.rsp_hp,
+                ch.rsp_tp,
+                ch.req_count,
+                ch.rsp_count,
+                len(ch.inflight),
+                ch.msi_due,
+            )
             act(s)
             if s.violations:
                 v = s.violations[0]
                 s.violations.clear()
                 pre = self.describe(s)
-                (pre["req_hp"], pre["req_tp"], pre["rsp_hp"], pre["rsp_tp"], pre["unconsumed"],
-                 pre["responses_unread"], pre["in_flight"], pre["msi_due"]) = regs4
+                (
+                    pre["req_hp"],
+                    pre["req_tp"],
+                    pre["rsp_hp"],
+                    pre["rsp_tp"],
+                    pre["unconsumed"],
+                    pre["responses_unread"],
+                    pre["in_flight"],
+                    pre["msi_due"],
+                ) = regs4
                 return v, pre
         return None
 
@@ -171,11 +187,15 @@ class ChannelStates(Frontier):
             if not cands:
                 continue
             slots = {(ch.req_hp + i) % n for i in range(max(cands))}
-            easy = (not self.exact and len(self.variants) == 1
-                    and not (self.watch_msi and self.forced_honoured and slots & self.force_slots))
+            easy = (
+                not self.exact
+                and len(self.variants) == 1
+                and not (self.watch_msi and self.forced_honoured and slots & self.force_slots)
+            )
             if not easy:
                 target = {ch.consumed + m for m in cands}
                 top = max(target)
+
                 def goal(t: Device, g: set[int] = target) -> bool:
                     return t.ch[d].consumed in g
 
@@ -204,11 +224,19 @@ class ChannelStates(Frontier):
         if need == 0:
             return True
         ch = s.ch[self.d]
-        room = (ch.nelem if self.policies[RING_FULL_RULE] is RingFullRule.ALL_SLOTS else ch.nelem - 1)
-        if ch.rsp_count + need > room and self.policies[RESPONSE_RING_FULL] is ResponseRingFull.STALL:
+        room = ch.nelem if self.policies[RING_FULL_RULE] is RingFullRule.ALL_SLOTS else ch.nelem - 1
+        if (
+            ch.rsp_count + need > room
+            and self.policies[RESPONSE_RING_FULL] is ResponseRingFull.STALL
+        ):
             return False
-        more = sum(1 for r in ch.inflight.values() if r.wants_response and r.stage is not Stage.DONE)
-        if not self.contents_known or self.policies[ILLEGAL_DIRECTION] is IllegalDirection.ERROR_ALWAYS:
+        more = sum(
+            1 for r in ch.inflight.values() if r.wants_response and r.stage is not Stage.DONE
+        )
+        if (
+            not self.contents_known
+            or self.policies[ILLEGAL_DIRECTION] is IllegalDirection.ERROR_ALWAYS
+        ):
             return more + ch.req_count >= need
         n = ch.nelem
         for i in range(ch.req_count):
@@ -282,16 +310,22 @@ class ChannelStates(Frontier):
         d = self.d
         for s in self.states:
             ch = s.ch[d]
-            if not (idx < ch.nelem and int(arith.ring_occupancy(ch.rsp_hp, idx, ch.nelem))
-                    < ch.rsp_count):
+            if not (
+                idx < ch.nelem
+                and int(arith.ring_occupancy(ch.rsp_hp, idx, ch.nelem)) < ch.rsp_count
+            ):
                 return s
         return None
 
     def rsp_words(self, idx: int) -> list[str]:
         """The response words slot ``idx`` holds across the frontier (for reports)."""
         off = idx * RSP_SIZE
-        return sorted({bytes(s.host_mem.rsp[off:off + RSP_SIZE]).hex()  # type: ignore[attr-defined]
-                       for s in self.states})
+        return sorted(
+            {
+                bytes(s.host_mem.rsp[off : off + RSP_SIZE]).hex()  # type: ignore[attr-defined]
+                for s in self.states
+            }
+        )
 
     def read_host_reg(self, reg: int, val: int) -> list[Device]:
         """REQ_TP / RSP_HP: the same in every state."""
@@ -309,10 +343,18 @@ class ChannelStates(Frontier):
         out: dict[str, Any] = {"dbc": self.d}
         if s is not None:
             ch = s.ch[self.d]
-            out.update(active=ch.active, nelem=ch.nelem, req_hp=ch.req_hp, req_tp=ch.req_tp,
-                       rsp_hp=ch.rsp_hp, rsp_tp=ch.rsp_tp, unconsumed=ch.req_count,
-                       responses_unread=ch.rsp_count, in_flight=len(ch.inflight),
-                       msi_due=ch.msi_due)
+            out.update(
+                active=ch.active,
+                nelem=ch.nelem,
+                req_hp=ch.req_hp,
+                req_tp=ch.req_tp,
+                rsp_hp=ch.rsp_hp,
+                rsp_tp=ch.rsp_tp,
+                unconsumed=ch.req_count,
+                responses_unread=ch.rsp_count,
+                in_flight=len(ch.inflight),
+                msi_due=ch.msi_due,
+            )
             if self.watch_msi:
                 v = self.vector
                 out.update(vector=v, masked=s.intc.masked(v), pending=s.intc.pending(v))

@@ -29,9 +29,21 @@ from qaicmodel.errors import ArgumentError
 from qaicmodel.spec.control import parsed
 from qaicmodel.spec.control.mhi import Ee
 
-__all__ = ["DevState", "SaharaCmd", "SaharaPkt", "parse", "decode", "describe",
-           "HostSahara", "DeviceSbl", "SOC_RESET_OFFSET", "SOC_RESET_REQ", "SBL_IMAGE",
-           "AIC100_IMAGES", "boot_device"]
+__all__ = [
+    "DevState",
+    "SaharaCmd",
+    "SaharaPkt",
+    "parse",
+    "decode",
+    "describe",
+    "HostSahara",
+    "DeviceSbl",
+    "SOC_RESET_OFFSET",
+    "SOC_RESET_REQ",
+    "SBL_IMAGE",
+    "AIC100_IMAGES",
+    "boot_device",
+]
 
 SOC_RESET_OFFSET = 0xB0  # MHI_SOC_RESET_REQ_OFFSET
 SOC_RESET_REQ = 1 << 0
@@ -40,8 +52,16 @@ SAHARA_VERSION = 2
 TRANSFER_MAX = 0x80000  # SAHARA_TRANSFER_MAX_SIZE: one READ_DATA at most
 PACKET_MAX = 0xFFFF
 #: AIC100 image table (sahara.c): id -> file under qcom/aic100/
-AIC100_IMAGES = {1: "fw1.bin", 2: "fw2.bin", 4: "fw4.bin", 5: "fw5.bin", 6: "fw6.bin",
-                 8: "fw8.bin", 9: "fw9.bin", 10: "fw10.bin"}
+AIC100_IMAGES = {
+    1: "fw1.bin",
+    2: "fw2.bin",
+    4: "fw4.bin",
+    5: "fw5.bin",
+    6: "fw6.bin",
+    8: "fw8.bin",
+    9: "fw9.bin",
+    10: "fw10.bin",
+}
 
 
 class DevState(enum.IntEnum):
@@ -78,8 +98,7 @@ class SaharaCmd(enum.IntEnum):
 #: cmd -> (body layout, names); exact packet length = 8 + body (sahara.c)
 LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
     SaharaCmd.HELLO: ("IIII24s", ("version", "version_compat", "max_length", "mode", "reserved")),
-    SaharaCmd.HELLO_RESP: ("IIII24s", ("version", "version_compat", "status", "mode",
-                                       "reserved")),
+    SaharaCmd.HELLO_RESP: ("IIII24s", ("version", "version_compat", "status", "mode", "reserved")),
     SaharaCmd.READ_DATA: ("III", ("image", "offset", "length")),
     SaharaCmd.END_OF_IMAGE: ("II", ("image", "status")),
     SaharaCmd.DONE: ("", ()),
@@ -107,8 +126,10 @@ class SaharaPkt:
             names = lay[1]
             given = dict(self.fields)
             if set(given) - set(names):
-                raise ArgumentError(f"Sahara {SaharaCmd(self.cmd).name} has no field(s) "
-                                    f"{sorted(set(given) - set(names))}")
+                raise ArgumentError(
+                    f"Sahara {SaharaCmd(self.cmd).name} has no field(s) "
+                    f"{sorted(set(given) - set(names))}"
+                )
             full = tuple((n, given.get(n, bytes(24) if n == "reserved" else 0)) for n in names)
             struct.pack("<" + lay[0], *(v for _, v in full))  # range check
             object.__setattr__(self, "fields", full)
@@ -146,44 +167,79 @@ def parse(data: bytes) -> tuple[SaharaPkt | None, list[dict[str, Any]]]:
     data = bytes(data)
     viol: list[dict[str, Any]] = []
     if len(data) < 8:
-        viol.append({"rule": "SAHARA-SHORT", "offset": len(data),
-                     "message": f"a Sahara packet starts with 8 bytes; got {len(data)}"})
+        viol.append(
+            {
+                "rule": "SAHARA-SHORT",
+                "offset": len(data),
+                "message": f"a Sahara packet starts with 8 bytes; got {len(data)}",
+            }
+        )
         return None, viol
     cmd, length = _HDR.unpack_from(data, 0)
     if length != len(data):
-        viol.append({"rule": "SAHARA-LENGTH", "offset": 4,
-                     "message": f"length {length} but the packet has {len(data)} bytes"})
+        viol.append(
+            {
+                "rule": "SAHARA-LENGTH",
+                "offset": 4,
+                "message": f"length {length} but the packet has {len(data)} bytes",
+            }
+        )
     if len(data) > PACKET_MAX:
-        viol.append({"rule": "SAHARA-MAX", "offset": None,
-                     "message": f"{len(data)} bytes exceeds the 0xffff packet limit"})
+        viol.append(
+            {
+                "rule": "SAHARA-MAX",
+                "offset": None,
+                "message": f"{len(data)} bytes exceeds the 0xffff packet limit",
+            }
+        )
     lay = LAYOUTS.get(cmd)
     if cmd not in SaharaCmd.__members__.values():
-        viol.append({"rule": "SAHARA-CMD", "offset": 0,
-                     "message": f"cmd 0x{cmd:x} is not a Sahara command"})
+        viol.append(
+            {"rule": "SAHARA-CMD", "offset": 0, "message": f"cmd 0x{cmd:x} is not a Sahara command"}
+        )
         return SaharaPkt(cmd, (), data[8:], length=length), viol
     if lay is None:
         return SaharaPkt(cmd, (), data[8:], length=length), viol
     size = 8 + struct.calcsize("<" + lay[0])
     if len(data) != size:
-        viol.append({"rule": "SAHARA-SIZE", "offset": 4,
-                     "message": f"{SaharaCmd(cmd).name} is {size} bytes, got {len(data)}"})
+        viol.append(
+            {
+                "rule": "SAHARA-SIZE",
+                "offset": 4,
+                "message": f"{SaharaCmd(cmd).name} is {size} bytes, got {len(data)}",
+            }
+        )
         if len(data) < size:
             return None, viol
     vals = struct.unpack_from("<" + lay[0], data, 8)
     p = SaharaPkt(cmd, tuple(zip(lay[1], vals, strict=True)), data[size:], length=length)
     if cmd == SaharaCmd.HELLO:
         if p["version"] != SAHARA_VERSION:
-            viol.append({"rule": "SAHARA-VERSION", "offset": 8,
-                         "message": f"version {p['version']}; the host speaks only 2"})
+            viol.append(
+                {
+                    "rule": "SAHARA-VERSION",
+                    "offset": 8,
+                    "message": f"version {p['version']}; the host speaks only 2",
+                }
+            )
         if p["mode"] not in (0, 1, 2):
-            viol.append({"rule": "SAHARA-MODE", "offset": 20,
-                         "message": f"mode {p['mode']} is not 0, 1 or 2"})
+            viol.append(
+                {
+                    "rule": "SAHARA-MODE",
+                    "offset": 20,
+                    "message": f"mode {p['mode']} is not 0, 1 or 2",
+                }
+            )
     if cmd == SaharaCmd.MEM_DEBUG64:
         tl = p["table_length"]
         if tl == 0 or tl % 64 or tl > PACKET_MAX:
-            viol.append({"rule": "SAHARA-TABLE", "offset": 16,
-                         "message": f"table_length {tl} is not a non-zero multiple of 64 "
-                                    "<= 0xffff"})
+            viol.append(
+                {
+                    "rule": "SAHARA-TABLE",
+                    "offset": 16,
+                    "message": f"table_length {tl} is not a non-zero multiple of 64 <= 0xffff",
+                }
+            )
     return p, viol
 
 
@@ -239,8 +295,9 @@ class HostSahara:
                 return [self._read64(addr + d["off"], n)]
             d["ent"] += 1
             d["off"] = 0
-        meta = struct.pack("<QQQQ", 0x1234567890ABCDEF, 1, 32 + len(d["table"]) + len(d["data"]),
-                           len(d["table"]))
+        meta = struct.pack(
+            "<QQQQ", 0x1234567890ABCDEF, 1, 32 + len(d["table"]) + len(d["data"]), len(d["table"])
+        )
         self.dumps.append(meta + d["table"] + bytes(d["data"]))
         self.dump = None
         return [pkt(SaharaCmd.RESET).pack()]
@@ -266,24 +323,36 @@ class HostSahara:
         if self.dump is not None:
             return self._on_dump_data(bytes(data))
         p, viol = parse(data)
-        if p is not None and p.cmd == SaharaCmd.MEM_DEBUG64 and all(
-                v["rule"] == "SAHARA-TABLE" for v in viol) and viol:
+        if (
+            p is not None
+            and p.cmd == SaharaCmd.MEM_DEBUG64
+            and all(v["rule"] == "SAHARA-TABLE" for v in viol)
+            and viol
+        ):
             return [pkt(SaharaCmd.RESET).pack()]  # bad table length: RESET
         if p is None or viol:
             self.log.append(f"rejected: {viol[0]['rule'] if viol else '?'}")
             return []  # error log, no reply
         if p.cmd == SaharaCmd.HELLO:
-            return [pkt(SaharaCmd.HELLO_RESP, version=2, version_compat=2, status=0,
-                        mode=p["mode"]).pack()]
+            return [
+                pkt(
+                    SaharaCmd.HELLO_RESP, version=2, version_compat=2, status=0, mode=p["mode"]
+                ).pack()
+            ]
         if p.cmd == SaharaCmd.READ_DATA:
             img, off, ln = p["image"], p["offset"], p["length"]
             blob = self.images.get(img)
-            if (blob is None or (self.active is not None and img != self.active)
-                    or ln > TRANSFER_MAX or off >= len(blob) or off + ln > len(blob)):
+            if (
+                blob is None
+                or (self.active is not None and img != self.active)
+                or ln > TRANSFER_MAX
+                or off >= len(blob)
+                or off + ln > len(blob)
+            ):
                 self.log.append(f"READ_DATA image {img} +{off}/{ln} refused")
                 return [pkt(SaharaCmd.RESET).pack()]
             self.active = img
-            return [blob[off:off + ln]]  # raw bytes, one chained transfer
+            return [blob[off : off + ln]]  # raw bytes, one chained transfer
         if p.cmd == SaharaCmd.END_OF_IMAGE:
             if self.active is not None and p["image"] != self.active:
                 self.log.append("END_OF_IMAGE for another image")
@@ -293,8 +362,14 @@ class HostSahara:
         if p.cmd in (SaharaCmd.DONE_RESP, SaharaCmd.RESET_RESP):
             return []
         if p.cmd == SaharaCmd.MEM_DEBUG64:
-            self.dump = {"entries": [], "ent": 0, "off": 0, "table": b"",
-                         "data": bytearray(), "want": 0}
+            self.dump = {
+                "entries": [],
+                "ent": 0,
+                "off": 0,
+                "table": b"",
+                "data": bytearray(),
+                "want": 0,
+            }
             return [self._read64(p["table_address"], p["table_length"])]
         self.log.append(f"unknown command 0x{p.cmd:x}")
         return []
@@ -311,8 +386,9 @@ class DeviceSbl:
 
     def run(self, host: HostSahara) -> bool:
         """Drive the exchange to completion; True when every image arrived."""
-        r = host.on_packet(pkt(SaharaCmd.HELLO, version=2, version_compat=2,
-                               max_length=PACKET_MAX, mode=0).pack())
+        r = host.on_packet(
+            pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=PACKET_MAX, mode=0).pack()
+        )
         if not r or decode(r[0]).cmd != SaharaCmd.HELLO_RESP:
             self.failed = True
             return False
@@ -320,8 +396,9 @@ class DeviceSbl:
             got = b""
             while len(got) < size:
                 n = min(self.chunk, size - len(got))
-                r = host.on_packet(pkt(SaharaCmd.READ_DATA, image=img, offset=len(got),
-                                       length=n).pack())
+                r = host.on_packet(
+                    pkt(SaharaCmd.READ_DATA, image=img, offset=len(got), length=n).pack()
+                )
                 if len(r) != 1 or len(r[0]) != n:
                     self.failed = True  # RESET from the host
                     return False
@@ -335,8 +412,9 @@ class DeviceSbl:
         return True
 
 
-def boot_device(images: dict[int, bytes], wanted: dict[int, int] | None = None,
-                sbl: bytes | None = b"SBL") -> tuple[list[Ee], bool]:
+def boot_device(
+    images: dict[int, bytes], wanted: dict[int, int] | None = None, sbl: bytes | None = b"SBL"
+) -> tuple[list[Ee], bool]:
     """The EEs the host sees during one boot, and whether the device reached AMSS.
 
     No SBL image (``sbl=None``) leaves the device in PBL; a Sahara failure

@@ -51,9 +51,22 @@ from qaicmodel.spec.control.ssr import DbcState
 from qaicmodel.spec.host import kernels
 from qaicmodel.spec.policies import NNC_VERSION_MINOR, NncVersionMinor, Policies
 
-__all__ = ["ManageResult", "User", "HostDbc", "DataPathHooks", "ControlClient",
-           "usr_passthrough", "usr_dma_xfer", "usr_activate", "usr_deactivate", "usr_status",
-           "user_message", "parse_user_result", "MAX_MSG", "MAX_COUNT"]
+__all__ = [
+    "ManageResult",
+    "User",
+    "HostDbc",
+    "DataPathHooks",
+    "ControlClient",
+    "usr_passthrough",
+    "usr_dma_xfer",
+    "usr_activate",
+    "usr_deactivate",
+    "usr_status",
+    "user_message",
+    "parse_user_result",
+    "MAX_MSG",
+    "MAX_COUNT",
+]
 
 MAX_MSG = 4096  # QAIC_MANAGE_MAX_MSG_LENGTH
 MAX_COUNT = MAX_MSG // 8  # 512
@@ -76,14 +89,16 @@ def usr_passthrough(data: bytes, *, length: int | None = None) -> bytes:
 
 def usr_dma_xfer(tag: int, addr: int, size: int, pad: int = 0) -> bytes:
     """``qaic_manage_trans_dma_xfer`` (type 5, 32 bytes)."""
-    return _TH.pack(nnc.TransType.DMA_XFER_FROM_USR, 32) + struct.pack("<IIQQ", tag, pad,
-                                                                        addr, size)
+    return _TH.pack(nnc.TransType.DMA_XFER_FROM_USR, 32) + struct.pack(
+        "<IIQQ", tag, pad, addr, size
+    )
 
 
 def usr_activate(queue_size: int, eventfd: int = 0, options: int = 0, pad: int = 0) -> bytes:
     """``qaic_manage_trans_activate_to_dev`` (type 7, 24 bytes)."""
     return _TH.pack(nnc.TransType.ACTIVATE_FROM_USR, 24) + struct.pack(
-        "<IIII", queue_size, eventfd, options, pad)
+        "<IIII", queue_size, eventfd, options, pad
+    )
 
 
 def usr_deactivate(dbc_id: int, pad: int = 0) -> bytes:
@@ -111,12 +126,13 @@ def parse_user_result(data: bytes, count: int) -> list[dict[str, Any]]:
         t, ln = _TH.unpack_from(data, off)
         d: dict[str, Any] = {"type": t, "len": ln}
         if t == nnc.TransType.PASSTHROUGH_FROM_DEV:
-            d["data"] = data[off + 8: off + ln]
+            d["data"] = data[off + 8 : off + ln]
         elif t == nnc.TransType.ACTIVATE_FROM_DEV and off + 24 <= len(data):
             d["status"], d["dbc_id"], d["options"] = struct.unpack_from("<IIQ", data, off + 8)
         elif t == nnc.TransType.STATUS_FROM_DEV and off + 24 <= len(data):
-            (d["major"], d["minor"], d["status"],
-             d["status_flags"]) = struct.unpack_from("<HHIQ", data, off + 8)
+            (d["major"], d["minor"], d["status"], d["status_flags"]) = struct.unpack_from(
+                "<HHIQ", data, off + 8
+            )
         else:
             break  # deactivate responses write nothing; the count still includes them
         out.append(d)
@@ -219,10 +235,18 @@ class ControlClient:
     device's reply messages; they go through :meth:`deliver` like the DL callback.
     """
 
-    def __init__(self, transport: Transport, host_mem: Any, *, num_dbc: int = 16,
-                 hooks: DataPathHooks | None = None, ext_msg_len: int = nnc.MAX_H2D,
-                 sg_max_segment: int | None = None, policies: Policies | None = None,
-                 kernel: Any = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        host_mem: Any,
+        *,
+        num_dbc: int = 16,
+        hooks: DataPathHooks | None = None,
+        ext_msg_len: int = nnc.MAX_H2D,
+        sg_max_segment: int | None = None,
+        policies: Policies | None = None,
+        kernel: Any = None,
+    ) -> None:
         if not 24 + 16 + 32 <= ext_msg_len <= nnc.MAX_H2D:
             raise ArgumentError("ext_msg_len must be 72..65536")
         self.transport = transport
@@ -254,8 +278,12 @@ class ControlClient:
     def open(self, host_uid: Any = None) -> User:
         """A new user: the data-path host's id when it is a free int (one ``qaic_user``
         on both sides), else the smallest free handle."""
-        if isinstance(host_uid, int) and not isinstance(host_uid, bool) \
-                and 0 <= host_uid < 1 << 32 and host_uid not in self.users:
+        if (
+            isinstance(host_uid, int)
+            and not isinstance(host_uid, bool)
+            and 0 <= host_uid < 1 << 32
+            and host_uid not in self.users
+        ):
             h = host_uid
         else:
             h = 0
@@ -290,13 +318,22 @@ class ControlClient:
         if res.buf is None:
             return
         if d.in_use:  # wait_event_interruptible would block; the driver overwrites after
-            self.violations.append(Finding(
-                "HOST-DBC-REASSIGNED", f"device assigned dbc {dbc} still in use on the host",
-                "qaic_control.c save_dbc_buf (wait_event_interruptible on in_use)",
-                where={"dbc": dbc}))
+            self.violations.append(
+                Finding(
+                    "HOST-DBC-REASSIGNED",
+                    f"device assigned dbc {dbc} still in use on the host",
+                    "qaic_control.c save_dbc_buf (wait_event_interruptible on in_use)",
+                    where={"dbc": dbc},
+                )
+            )
             self.release_dbc(dbc)
-        d.buf, d.total_size, d.nelem, d.usr, d.in_use = (res.buf, res.total_size, res.nelem,
-                                                         usr, True)
+        d.buf, d.total_size, d.nelem, d.usr, d.in_use = (
+            res.buf,
+            res.total_size,
+            res.nelem,
+            usr,
+            True,
+        )
         self.hooks.assign(dbc, usr, res.nelem, res.buf, res.rsp_q)
         self.set_state(dbc, DbcState.ASSIGNED)
         res.buf = None
@@ -348,11 +385,14 @@ class ControlClient:
             if dbc >= self.num_dbc:
                 return  # -ENODEV
             seq = struct.unpack_from("<I", wire, 8)[0]
-            self.violations.append(Finding(
-                "DRV-ORPHANED-DEACTIVATE",
-                f"a reply no one waits for (seq {seq}) released dbc {dbc}",
-                "qaic_control.c decode_message(..., NULL, ...) -> decode_deactivate",
-                where={"dbc": dbc, "seq": seq}))
+            self.violations.append(
+                Finding(
+                    "DRV-ORPHANED-DEACTIVATE",
+                    f"a reply no one waits for (seq {seq}) released dbc {dbc}",
+                    "qaic_control.c decode_message(..., NULL, ...) -> decode_deactivate",
+                    where={"dbc": dbc, "seq": seq},
+                )
+            )
             self.release_dbc(dbc)
             self.set_state(dbc, DbcState.IDLE)
             msg_len += 16
@@ -379,8 +419,7 @@ class ControlClient:
                 raise _Err("EPIPE")
         return buf
 
-    def _send(self, usr: User | None, trans: list[Any], *, partition: int | None = None
-              ) -> bytes:
+    def _send(self, usr: User | None, trans: list[Any], *, partition: int | None = None) -> bytes:
         seq = self.next_seq
         self.next_seq = (self.next_seq + 1) & 0xFFFFFFFF
         handle = usr.handle if usr is not None else 0
@@ -411,8 +450,9 @@ class ControlClient:
             return ManageResult(ret, out_len, out_count, bytes(buf[:out_len]))
         return ManageResult(ret, length, count, bytes(data))
 
-    def _manage(self, usr: User | None, length: int, count: int, buf: bytearray
-                ) -> tuple[str, int, int]:
+    def _manage(
+        self, usr: User | None, length: int, count: int, buf: bytearray
+    ) -> tuple[str, int, int]:
         if length > MAX_MSG or count > MAX_COUNT:
             return "EINVAL", length, count
         res = _Res()
@@ -425,16 +465,16 @@ class ControlClient:
                 if rcount == 1:
                     t = struct.unpack_from("<I", rsp.ljust(40, b"\0"), 32)[0]
                     if t == nnc.TransType.DMA_XFER_CONT:
-                        chunk, _pad, xferred = struct.unpack_from("<IIQ", rsp.ljust(56, b"\0"),
-                                                                  40)
+                        chunk, _pad, xferred = struct.unpack_from("<IIQ", rsp.ljust(56, b"\0"), 40)
                         if chunk == res.dma_chunk_id and xferred == res.xferred:
                             # the driver would loop as long as the device asks; the model
                             # stops a device that asks again without progress
                             stalls = stalls + 1 if res.xferred == before else 0
                             if stalls > 2:
                                 raise RemoteProtocolError(
-                                    "device keeps asking for a DMA continuation without "
-                                    "progress", rule="DEV-CONT-LOOP")
+                                    "device keeps asking for a DMA continuation without progress",
+                                    rule="DEV-CONT-LOOP",
+                                )
                             continue
                         raise _Err("EINVAL")
                 out_len, out_count = self._decode_message(usr, rsp, res, buf)
@@ -446,8 +486,9 @@ class ControlClient:
         finally:
             self._free_dbc_buf(res)
 
-    def _manage_xfer(self, usr: User | None, length: int, count: int, buf: bytearray,
-                     res: _Res) -> bytes:
+    def _manage_xfer(
+        self, usr: User | None, length: int, count: int, buf: bytearray, res: _Res
+    ) -> bytes:
         try:
             trans = self._encode_message(usr, length, count, buf, res)
         except _Err:
@@ -458,8 +499,9 @@ class ControlClient:
         return self._send(usr, trans)
 
     # -- encode (user -> wire) ---------------------------------------------------------
-    def _encode_message(self, usr: User | None, length: int, count: int, buf: bytearray,
-                        res: _Res) -> list[Any]:
+    def _encode_message(
+        self, usr: User | None, length: int, count: int, buf: bytearray, res: _Res
+    ) -> list[Any]:
         if res.dma_chunk_id:
             return [self._encode_dma(usr, res.dma_trans, nnc.HDR_SIZE, res)]  # type: ignore[arg-type]
         if count == 0 or length < 8:
@@ -474,8 +516,8 @@ class ControlClient:
                 ttype, tlen = _TH.unpack_from(buf, used)
                 if tlen < 8 or used + tlen > length:
                     raise _Err("EINVAL")
-                body = bytes(buf[used + 8: used + tlen])
-                ahead = bytes(buf[used + 8: used + 8 + 24]).ljust(24, b"\0")
+                body = bytes(buf[used + 8 : used + tlen])
+                ahead = bytes(buf[used + 8 : used + 8 + 24]).ljust(24, b"\0")
                 t = self._encode_one(usr, ttype, tlen, body, msg_len, res, ahead, used)
                 if t is not None:
                     out.append(t)
@@ -498,18 +540,29 @@ class ControlClient:
         if tlen - 8 < size:
             name = nnc.TransType(ttype).name
             past = used + 8 + size - MAX_MSG
-            beyond = (f"; {past} of them past the 4096-byte message buffer" if past > 0
-                      else "")
-            self.violations.append(Finding(
-                "DRV-MANAGE-SHORT-TRANS",
-                f"{name} at byte {used} has len {tlen} < {8 + size}; the driver read its "
-                f"fields from the {8 + size - tlen} bytes after it{beyond}",
-                "qaic_control.c encode_activate/encode_deactivate/encode_dma",
-                where={"offset": used, "trans": name, "len": tlen}))
+            beyond = f"; {past} of them past the 4096-byte message buffer" if past > 0 else ""
+            self.violations.append(
+                Finding(
+                    "DRV-MANAGE-SHORT-TRANS",
+                    f"{name} at byte {used} has len {tlen} < {8 + size}; the driver read its "
+                    f"fields from the {8 + size - tlen} bytes after it{beyond}",
+                    "qaic_control.c encode_activate/encode_deactivate/encode_dma",
+                    where={"offset": used, "trans": name, "len": tlen},
+                )
+            )
         return ahead[:size]
 
-    def _encode_one(self, usr: User | None, ttype: int, tlen: int, body: bytes, msg_len: int,
-                    res: _Res, ahead: bytes | None = None, used: int = 0) -> Any:
+    def _encode_one(
+        self,
+        usr: User | None,
+        ttype: int,
+        tlen: int,
+        body: bytes,
+        msg_len: int,
+        res: _Res,
+        ahead: bytes | None = None,
+        used: int = 0,
+    ) -> Any:
         T = nnc.TransType
         if ahead is None:
             ahead = body.ljust(24, b"\0")
@@ -527,7 +580,8 @@ class ControlClient:
             if msg_len + 40 > limit:  # kernels: 6.12 SZ_4K, 7.2 SZ_64K
                 raise _Err("ENOSPC")
             qs, _eventfd, options, pad = struct.unpack_from(
-                "<IIII", self._fields(ttype, tlen, ahead, used, 16))
+                "<IIII", self._fields(ttype, tlen, ahead, used, 16)
+            )
             if qs == 0 or pad:
                 raise _Err("EINVAL")
             if not arith.activate_queue_size_ok(qs):
@@ -564,8 +618,9 @@ class ControlClient:
         step = self.sg_max_segment or length
         return [(a, min(step, start + length - a)) for a in range(start, start + length, step)]
 
-    def _encode_dma(self, usr: User | None, fields: tuple[int, int, int, int], msg_len: int,
-                    res: _Res) -> nnc.DmaXfer:
+    def _encode_dma(
+        self, usr: User | None, fields: tuple[int, int, int, int], msg_len: int, res: _Res
+    ) -> nnc.DmaXfer:
         if msg_len + 24 + 16 > nnc.MAX_H2D:
             raise _Err("ENOMEM")
         tag, _pad, addr, size = fields
@@ -596,8 +651,9 @@ class ControlClient:
     _out_len = 0
     _out_count = 0
 
-    def _decode_message(self, usr: User | None, rsp: bytes, res: _Res, buf: bytearray
-                        ) -> tuple[int, int]:
+    def _decode_message(
+        self, usr: User | None, rsp: bytes, res: _Res, buf: bytearray
+    ) -> tuple[int, int]:
         T = nnc.TransType
         wire = rsp.ljust(MAX_MSG, b"\0")
         hdr_len, count = struct.unpack_from("<II", wire, 12)
@@ -614,21 +670,21 @@ class ControlClient:
             ttype, tlen = _TH.unpack_from(wire, off)
             if tlen < 8 or msg_len + tlen > hdr_len:
                 raise _Err("EINVAL")
-            body = wire[off + 8: off + tlen]
+            body = wire[off + 8 : off + tlen]
             o = self._out_len
             if ttype == T.PASSTHROUGH_FROM_DEV:
                 if tlen % 8:
                     raise _Err("EINVAL")
                 if o + tlen > MAX_MSG:
                     raise _Err("ENOSPC")
-                buf[o:o + tlen] = _TH.pack(ttype, tlen) + body
+                buf[o : o + tlen] = _TH.pack(ttype, tlen) + body
                 self._out_len += tlen
                 msg_len += tlen
             elif ttype == T.ACTIVATE_FROM_DEV:
                 if o + tlen > MAX_MSG:
                     raise _Err("ENOSPC")
                 status, dbc, options = struct.unpack_from("<IIQ", body.ljust(16, b"\0"))
-                buf[o:o + 24] = _TH.pack(ttype, tlen) + struct.pack("<IIQ", status, dbc, options)
+                buf[o : o + 24] = _TH.pack(ttype, tlen) + struct.pack("<IIQ", status, dbc, options)
                 self._out_len += tlen
                 msg_len += tlen
                 if res.buf is None:
@@ -655,14 +711,16 @@ class ControlClient:
                 if o + tlen > MAX_MSG:
                     raise _Err("ENOSPC")
                 major, minor, status, flags = struct.unpack_from("<HHIQ", body.ljust(16, b"\0"))
-                buf[o:o + 24] = _TH.pack(ttype, tlen) + struct.pack("<HHIQ", major, minor,
-                                                                     status, flags)
+                buf[o : o + 24] = _TH.pack(ttype, tlen) + struct.pack(
+                    "<HHIQ", major, minor, status, flags
+                )
                 msg_len += tlen
                 self._out_len += tlen
                 if status:
                     raise _Err("ECANCELED")
                 if flags & nnc.STATUS_FLAG_CRC and rsp[0:4] != struct.pack(
-                        "<I", nnc_crc(rsp, hdr_len)):
+                    "<I", nnc_crc(rsp, hdr_len)
+                ):
                     raise _Err("EPIPE")
             else:
                 raise _Err("EINVAL")

@@ -24,8 +24,17 @@ import attrs
 from qaicmodel.errors import ArgumentError, LocalProtocolError
 from qaicmodel.spec.policies import MHI_IPCR, TELEMETRY_CHANNEL, MhiIpcr, Policies, TelemetryChannel
 
-__all__ = ["Ee", "MhiState", "MhiChannel", "CHANNELS", "channel", "channels_in", "host_clients",
-           "Loopback", "EE_SEQUENCE"]
+__all__ = [
+    "Ee",
+    "MhiState",
+    "MhiChannel",
+    "CHANNELS",
+    "channel",
+    "channels_in",
+    "host_clients",
+    "Loopback",
+    "EE_SEQUENCE",
+]
 
 
 class Ee(enum.IntEnum):
@@ -72,16 +81,24 @@ class MhiChannel:
     upstream_only: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"num": self.num, "name": self.name,
-                "dir": "to_device" if self.to_device else "from_device",
-                "elements": self.elements, "ee": self.ee.name, "host_user": self.host_user,
-                "upstream_only": self.upstream_only}
+        return {
+            "num": self.num,
+            "name": self.name,
+            "dir": "to_device" if self.to_device else "from_device",
+            "elements": self.elements,
+            "ee": self.ee.name,
+            "host_user": self.host_user,
+            "upstream_only": self.upstream_only,
+        }
 
 
-def _pair(num: int, name: str, ee: Ee, user: str, elements: int = 32,
-          upstream_only: bool = False) -> list[MhiChannel]:
-    return [MhiChannel(num, name, True, elements, ee, user, upstream_only),
-            MhiChannel(num + 1, name, False, elements, ee, user, upstream_only)]
+def _pair(
+    num: int, name: str, ee: Ee, user: str, elements: int = 32, upstream_only: bool = False
+) -> list[MhiChannel]:
+    return [
+        MhiChannel(num, name, True, elements, ee, user, upstream_only),
+        MhiChannel(num + 1, name, False, elements, ee, user, upstream_only),
+    ]
 
 
 CHANNELS: tuple[MhiChannel, ...] = tuple(
@@ -109,8 +126,9 @@ def channel(num: int) -> MhiChannel:
     raise ArgumentError(f"MHI channel {num} is not in the AIC100 channel table")
 
 
-def channels_in(ee: Ee, *, ipcr: bool | None = None,
-                policies: Policies | None = None) -> list[MhiChannel]:
+def channels_in(
+    ee: Ee, *, ipcr: bool | None = None, policies: Policies | None = None
+) -> list[MhiChannel]:
     """The channels that exist while the device is in ``ee`` (policy ``mhi-ipcr``)."""
     if ipcr is None:
         ipcr = (policies or Policies())[MHI_IPCR] is MhiIpcr.PRESENT
@@ -144,8 +162,9 @@ class Loopback:
         if self.ee != Ee.AMSS:
             raise LocalProtocolError("QAIC_LOOPBACK exists only in AMSS", rule="MHI-EE")
         if len(self._pending) >= self.ring:
-            raise LocalProtocolError(f"loopback ring of {self.ring} elements is full",
-                                     rule="MHI-RING-FULL")
+            raise LocalProtocolError(
+                f"loopback ring of {self.ring} elements is full", rule="MHI-RING-FULL"
+            )
         self._pending.append(bytes(data))
 
     def receive(self) -> bytes | None:

@@ -37,13 +37,41 @@ from qaicmodel.findings import Finding
 from qaicmodel.spec.control.crc import nnc_crc
 
 __all__ = [
-    "MAGIC", "HDR_SIZE", "TRANS_HDR_SIZE", "MAX_D2H", "MAX_H2D", "WRAPPER_MAX",
-    "WRAPPER_PREFIX", "NO_PARTITION", "CNTL_MAJOR", "CNTL_MINOR", "STATUS_FLAG_CRC",
-    "TransType", "H2D_TYPES", "D2H_TYPES", "Violation",
-    "Passthrough", "DmaXfer", "DmaXferCont", "ActivateToDev", "ActivateFromDev",
-    "DeactivateFromDev", "TerminateToDev", "TerminateFromDev", "StatusToDev",
-    "StatusFromDev", "ValidatePartToDev", "ValidatePartFromDev", "RawTrans",
-    "Message", "parse", "decode", "describe", "chain", "status_u32", "status_s32",
+    "MAGIC",
+    "HDR_SIZE",
+    "TRANS_HDR_SIZE",
+    "MAX_D2H",
+    "MAX_H2D",
+    "WRAPPER_MAX",
+    "WRAPPER_PREFIX",
+    "NO_PARTITION",
+    "CNTL_MAJOR",
+    "CNTL_MINOR",
+    "STATUS_FLAG_CRC",
+    "TransType",
+    "H2D_TYPES",
+    "D2H_TYPES",
+    "Violation",
+    "Passthrough",
+    "DmaXfer",
+    "DmaXferCont",
+    "ActivateToDev",
+    "ActivateFromDev",
+    "DeactivateFromDev",
+    "TerminateToDev",
+    "TerminateFromDev",
+    "StatusToDev",
+    "StatusFromDev",
+    "ValidatePartToDev",
+    "ValidatePartFromDev",
+    "RawTrans",
+    "Message",
+    "parse",
+    "decode",
+    "describe",
+    "chain",
+    "status_u32",
+    "status_s32",
     "seq_follows",
 ]
 
@@ -136,8 +164,9 @@ def _uint(bits: int) -> Any:
 
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < hi:
-            raise ArgumentError(f"{type(inst).__name__}.{attribute.name}={value!r} "
-                                f"is not a u{bits}")
+            raise ArgumentError(
+                f"{type(inst).__name__}.{attribute.name}={value!r} is not a u{bits}"
+            )
 
     return check
 
@@ -147,8 +176,9 @@ def _sint(bits: int) -> Any:
 
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value < hi:
-            raise ArgumentError(f"{type(inst).__name__}.{attribute.name}={value!r} "
-                                f"is not an s{bits}")
+            raise ArgumentError(
+                f"{type(inst).__name__}.{attribute.name}={value!r} is not an s{bits}"
+            )
 
     return check
 
@@ -185,8 +215,9 @@ class Violation(Finding):
 
     __slots__ = ()
 
-    def __init__(self, rule: str, offset: int | None, message: str,
-                 source: str = "control-path.md §1") -> None:
+    def __init__(
+        self, rule: str, offset: int | None, message: str, source: str = "control-path.md §1"
+    ) -> None:
         super().__init__(rule, message, source, {"offset": offset})
 
 
@@ -219,14 +250,13 @@ class _Fixed:
     @classmethod
     def from_body(cls, length: int, body: bytes) -> Any:
         vals = cls.BODY.unpack(body[: cls.BODY.size])
-        return cls(*vals, len=length, tail=body[cls.BODY.size:])  # type: ignore[call-arg]
+        return cls(*vals, len=length, tail=body[cls.BODY.size :])  # type: ignore[call-arg]
 
     def fields(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in self.NAMES}
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": self.TYPE, "type_name": _type_name(self.TYPE),
-                             "len": self.len}  # type: ignore[attr-defined]
+        d: dict[str, Any] = {"type": self.TYPE, "type_name": _type_name(self.TYPE), "len": self.len}  # type: ignore[attr-defined]
         d.update(self.fields())
         if self.tail:  # type: ignore[attr-defined]
             d["tail_hex"] = self.tail.hex()  # type: ignore[attr-defined]
@@ -249,8 +279,12 @@ class Passthrough:
         return _TH.pack(self.type, self.len) + self.data
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "type_name": _type_name(self.type), "len": self.len,
-                "data_hex": self.data.hex()}
+        return {
+            "type": self.type,
+            "type_name": _type_name(self.type),
+            "len": self.len,
+            "data_hex": self.data.hex(),
+        }
 
 
 _PAIR = struct.Struct("<QQ")
@@ -260,8 +294,11 @@ def _pairs(inst: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, tuple):
         raise ArgumentError("DmaXfer.pairs must be a tuple of (addr, size)")
     for p in value:
-        if (not isinstance(p, tuple) or len(p) != 2
-                or not all(isinstance(x, int) and 0 <= x < 1 << 64 for x in p)):
+        if (
+            not isinstance(p, tuple)
+            or len(p) != 2
+            or not all(isinstance(x, int) and 0 <= x < 1 << 64 for x in p)
+        ):
             raise ArgumentError(f"DmaXfer pair {p!r} is not (u64 addr, u64 size)")
 
 
@@ -275,8 +312,9 @@ class DmaXfer:
 
     TYPE: ClassVar[int] = TransType.DMA_XFER_TO_DEV
     tag: int = _u32f()
-    pairs: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_as_tuple,
-                                                      validator=_pairs)
+    pairs: tuple[tuple[int, int], ...] = attrs.field(
+        default=(), converter=_as_tuple, validator=_pairs
+    )
     dma_chunk_id: int = _u32f()
     padding: int = _u32f()
     count: int | None = attrs.field(default=None, validator=_opt_len)
@@ -294,9 +332,12 @@ class DmaXfer:
         return self.TYPE
 
     def pack(self) -> bytes:
-        return (_TH.pack(self.TYPE, self.len)
-                + struct.pack("<IIII", self.tag, self.count, self.dma_chunk_id, self.padding)
-                + b"".join(_PAIR.pack(a, s) for a, s in self.pairs) + self.tail)
+        return (
+            _TH.pack(self.TYPE, self.len)
+            + struct.pack("<IIII", self.tag, self.count, self.dma_chunk_id, self.padding)
+            + b"".join(_PAIR.pack(a, s) for a, s in self.pairs)
+            + self.tail
+        )
 
     @classmethod
     def from_body(cls, length: int, body: bytes) -> DmaXfer:
@@ -304,14 +345,27 @@ class DmaXfer:
         rest = body[16:]
         n = len(rest) // 16
         pairs = tuple(_PAIR.unpack_from(rest, 16 * i) for i in range(n))
-        return cls(tag=tag, pairs=pairs, dma_chunk_id=chunk, padding=pad, count=count,
-                   len=length, tail=rest[16 * n:])
+        return cls(
+            tag=tag,
+            pairs=pairs,
+            dma_chunk_id=chunk,
+            padding=pad,
+            count=count,
+            len=length,
+            tail=rest[16 * n :],
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"type": self.TYPE, "type_name": _type_name(self.TYPE), "len": self.len,
-             "tag": self.tag, "count": self.count, "dma_chunk_id": self.dma_chunk_id,
-             "padding": self.padding,
-             "pairs": [{"addr": f"0x{a:x}", "size": s} for a, s in self.pairs]}
+        d = {
+            "type": self.TYPE,
+            "type_name": _type_name(self.TYPE),
+            "len": self.len,
+            "tag": self.tag,
+            "count": self.count,
+            "dma_chunk_id": self.dma_chunk_id,
+            "padding": self.padding,
+            "pairs": [{"addr": f"0x{a:x}", "size": s} for a, s in self.pairs],
+        }
         if self.tail:
             d["tail_hex"] = self.tail.hex()
         return d
@@ -341,8 +395,11 @@ class DmaXferCont(_Fixed):
     tail: bytes = _tailf()
 
 
-@_fixed(TransType.ACTIVATE_TO_DEV, "QQIIII",
-        ("req_q_addr", "rsp_q_addr", "req_q_size", "rsp_q_size", "buf_len", "options"))
+@_fixed(
+    TransType.ACTIVATE_TO_DEV,
+    "QQIIII",
+    ("req_q_addr", "rsp_q_addr", "req_q_size", "rsp_q_size", "buf_len", "options"),
+)
 @attrs.frozen
 class ActivateToDev(_Fixed):
     """``wire_trans_activate_to_dev`` (type 9, 40 bytes): the donated FIFO memory."""
@@ -466,16 +523,32 @@ class RawTrans:
         return _TH.pack(self.type, self.len) + self.data
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "type_name": _type_name(self.type), "len": self.len,
-                "data_hex": self.data.hex()}
+        return {
+            "type": self.type,
+            "type_name": _type_name(self.type),
+            "len": self.len,
+            "data_hex": self.data.hex(),
+        }
 
 
 Trans = Any  # any of the transaction classes above
 
 #: type code -> class with a fixed layout (passthrough and dma_xfer handled apart)
-FIXED: dict[int, Any] = {c.TYPE: c for c in (
-    DmaXferCont, ActivateToDev, ActivateFromDev, DeactivateFromDev, TerminateToDev,
-    TerminateFromDev, StatusToDev, StatusFromDev, ValidatePartToDev, ValidatePartFromDev)}
+FIXED: dict[int, Any] = {
+    c.TYPE: c
+    for c in (
+        DmaXferCont,
+        ActivateToDev,
+        ActivateFromDev,
+        DeactivateFromDev,
+        TerminateToDev,
+        TerminateFromDev,
+        StatusToDev,
+        StatusFromDev,
+        ValidatePartToDev,
+        ValidatePartFromDev,
+    )
+}
 
 
 # --------------------------------------------------------------------------
@@ -503,15 +576,30 @@ class Message:
             object.__setattr__(self, "count", len(self.transactions))
 
     @classmethod
-    def build(cls, transactions: Iterable[Any], *, seq: int, handle: int = 0,
-              partition_id: int = NO_PARTITION, crc: bool = True) -> Message:
+    def build(
+        cls,
+        transactions: Iterable[Any],
+        *,
+        seq: int,
+        handle: int = 0,
+        partition_id: int = NO_PARTITION,
+        crc: bool = True,
+    ) -> Message:
         """A well-formed message; the CRC is computed over it (0 when ``crc`` is off)."""
         m = cls(tuple(transactions), seq=seq, handle=handle, partition_id=partition_id)
         return m.with_crc() if crc else m
 
     def header(self) -> bytes:
-        return _HDR.pack(self.crc32, self.magic, self.seq, self.len, self.count, self.handle,
-                         self.partition_id, self.padding)
+        return _HDR.pack(
+            self.crc32,
+            self.magic,
+            self.seq,
+            self.len,
+            self.count,
+            self.handle,
+            self.partition_id,
+            self.padding,
+        )
 
     def pack(self) -> bytes:
         return self.header() + b"".join(t.pack() for t in self.transactions)
@@ -523,10 +611,16 @@ class Message:
         return self.crc32 == nnc_crc(self.pack(), self.len)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"crc32": f"0x{self.crc32:08x}", "magic": f"0x{self.magic:08x}",
-                "sequence_number": self.seq, "len": self.len, "count": self.count,
-                "handle": self.handle, "partition_id": self.partition_id,
-                "padding": self.padding}
+        return {
+            "crc32": f"0x{self.crc32:08x}",
+            "magic": f"0x{self.magic:08x}",
+            "sequence_number": self.seq,
+            "len": self.len,
+            "count": self.count,
+            "handle": self.handle,
+            "partition_id": self.partition_id,
+            "padding": self.padding,
+        }
 
 
 def chain(msg: Message) -> list[bytes]:
@@ -546,7 +640,7 @@ def chain(msg: Message) -> list[bytes]:
             pos = first
             step = (room // 16) * 16
             while pos < len(raw):
-                out.append(raw[pos:pos + step])
+                out.append(raw[pos : pos + step])
                 pos += step
         else:
             out.append(raw)
@@ -590,20 +684,36 @@ def parse(data: bytes | bytearray | memoryview, direction: str | None = None) ->
     p = Parsed(direction=d)
     v = p.violations.append
     if len(data) < HDR_SIZE:
-        v(Violation("NNC-HDR-SHORT", len(data),
-                    f"a message starts with a {HDR_SIZE}-byte header; got {len(data)} bytes"))
+        v(
+            Violation(
+                "NNC-HDR-SHORT",
+                len(data),
+                f"a message starts with a {HDR_SIZE}-byte header; got {len(data)} bytes",
+            )
+        )
         return p
     crc, magic, seq, mlen, count, handle, part, pad = _HDR.unpack_from(data, 0)
-    p.header = {"crc32": crc, "magic": magic, "sequence_number": seq, "len": mlen,
-                "count": count, "handle": handle, "partition_id": part, "padding": pad}
+    p.header = {
+        "crc32": crc,
+        "magic": magic,
+        "sequence_number": seq,
+        "len": mlen,
+        "count": count,
+        "handle": handle,
+        "partition_id": part,
+        "padding": pad,
+    }
     if magic != MAGIC:
         v(Violation("NNC-MAGIC", 4, f"magic 0x{magic:08x} is not 0x{MAGIC:08x} ('QAIC')"))
     limit = MAX_D2H if d == "d2h" else MAX_H2D
     if mlen < HDR_SIZE:
         v(Violation("NNC-LEN-MIN", 12, f"len {mlen} is smaller than the {HDR_SIZE}-byte header"))
     if mlen > limit:
-        v(Violation("NNC-LEN-MAX", 12,
-                    f"len {mlen} exceeds the {limit}-byte limit for {d} messages"))
+        v(
+            Violation(
+                "NNC-LEN-MAX", 12, f"len {mlen} exceeds the {limit}-byte limit for {d} messages"
+            )
+        )
     if mlen > len(data):
         v(Violation("NNC-TRUNCATED", 12, f"len {mlen} but only {len(data)} bytes present"))
     elif mlen >= HDR_SIZE and len(data) > mlen:
@@ -614,95 +724,172 @@ def parse(data: bytes | bytearray | memoryview, direction: str | None = None) ->
     p.crc_computed = nnc_crc(data, min(mlen, len(data)))
     p.crc_ok = p.crc_computed == crc
     if crc != 0 and not p.crc_ok:
-        v(Violation("NNC-CRC", 0, f"crc32 0x{crc:08x} does not match the computed "
-                                  f"0x{p.crc_computed:08x}"))
+        v(
+            Violation(
+                "NNC-CRC",
+                0,
+                f"crc32 0x{crc:08x} does not match the computed 0x{p.crc_computed:08x}",
+            )
+        )
     off = HDR_SIZE
     ok_shape = True
     for i in range(count):
         if off + TRANS_HDR_SIZE > end:
-            v(Violation("NNC-COUNT", 16, f"count {count} but only {i} transactions fit in "
-                                         f"the message"))
+            v(
+                Violation(
+                    "NNC-COUNT", 16, f"count {count} but only {i} transactions fit in the message"
+                )
+            )
             ok_shape = False
             break
         ttype, tlen = _TH.unpack_from(data, off)
         if tlen < TRANS_HDR_SIZE:
-            v(Violation("NNC-TRANS-LEN-MIN", off + 4,
-                        f"transaction {i} len {tlen} is smaller than its 8-byte header"))
+            v(
+                Violation(
+                    "NNC-TRANS-LEN-MIN",
+                    off + 4,
+                    f"transaction {i} len {tlen} is smaller than its 8-byte header",
+                )
+            )
             ok_shape = False
             break
         if off + tlen > end:
-            v(Violation("NNC-TRANS-OVERRUN", off + 4,
-                        f"transaction {i} (len {tlen}) runs past the message end at {end}"))
+            v(
+                Violation(
+                    "NNC-TRANS-OVERRUN",
+                    off + 4,
+                    f"transaction {i} (len {tlen}) runs past the message end at {end}",
+                )
+            )
             ok_shape = False
             break
         if tlen % 8:
-            v(Violation("NNC-TRANS-ALIGN", off + 4,
-                        f"transaction {i} len {tlen} is not a multiple of 8 (64-bit alignment)"))
-        body = data[off + TRANS_HDR_SIZE: off + tlen]
+            v(
+                Violation(
+                    "NNC-TRANS-ALIGN",
+                    off + 4,
+                    f"transaction {i} len {tlen} is not a multiple of 8 (64-bit alignment)",
+                )
+            )
+        body = data[off + TRANS_HDR_SIZE : off + tlen]
         p.transactions.append((off, _read_trans(ttype, tlen, body, off, i, d, count, v)))
         off += tlen
     if ok_shape and count and mlen >= HDR_SIZE and off != mlen and mlen <= len(data):
-        v(Violation("NNC-LEN-SUM", 12, f"transactions cover {off - HDR_SIZE} bytes but len "
-                                       f"says {mlen - HDR_SIZE}"))
+        v(
+            Violation(
+                "NNC-LEN-SUM",
+                12,
+                f"transactions cover {off - HDR_SIZE} bytes but len says {mlen - HDR_SIZE}",
+            )
+        )
     if count == 0 and mlen > HDR_SIZE:
-        v(Violation("NNC-LEN-SUM", 12, f"count 0 but len {mlen} leaves "
-                                       f"{mlen - HDR_SIZE} bytes of transactions"))
+        v(
+            Violation(
+                "NNC-LEN-SUM",
+                12,
+                f"count 0 but len {mlen} leaves {mlen - HDR_SIZE} bytes of transactions",
+            )
+        )
     if not p.violations or all(x.rule == "NNC-CRC" for x in p.violations):
-        p.message = Message(tuple(t for _, t in p.transactions), seq=seq, handle=handle,
-                            partition_id=part, crc32=crc, magic=magic, len=mlen, count=count,
-                            padding=pad)
+        p.message = Message(
+            tuple(t for _, t in p.transactions),
+            seq=seq,
+            handle=handle,
+            partition_id=part,
+            crc32=crc,
+            magic=magic,
+            len=mlen,
+            count=count,
+            padding=pad,
+        )
     return p
 
 
-def _read_trans(ttype: int, tlen: int, body: bytes, off: int, i: int, d: str, count: int,
-                v: Any) -> Any:
+def _read_trans(
+    ttype: int, tlen: int, body: bytes, off: int, i: int, d: str, count: int, v: Any
+) -> Any:
     if ttype not in H2D_TYPES and ttype not in D2H_TYPES:
-        v(Violation("NNC-TRANS-TYPE", off, f"transaction {i} type {ttype} "
-                                           f"({_type_name(ttype)}) is not a wire type"))
+        v(
+            Violation(
+                "NNC-TRANS-TYPE",
+                off,
+                f"transaction {i} type {ttype} ({_type_name(ttype)}) is not a wire type",
+            )
+        )
         return RawTrans(ttype, body, len=tlen)
     if (d == "h2d") != (ttype in H2D_TYPES):
-        v(Violation("NNC-TRANS-DIR", off, f"transaction {i} type {_type_name(ttype)} does "
-                                          f"not travel {d}"))
+        v(
+            Violation(
+                "NNC-TRANS-DIR",
+                off,
+                f"transaction {i} type {_type_name(ttype)} does not travel {d}",
+            )
+        )
     if ttype in (TransType.PASSTHROUGH_TO_DEV, TransType.PASSTHROUGH_FROM_DEV):
         return Passthrough(ttype, body, len=tlen)
     if ttype == TransType.DMA_XFER_TO_DEV:
         if len(body) < 16:
-            v(Violation("NNC-TRANS-SIZE", off + 4,
-                        f"dma_xfer len {tlen} is shorter than its 24-byte fixed part"))
+            v(
+                Violation(
+                    "NNC-TRANS-SIZE",
+                    off + 4,
+                    f"dma_xfer len {tlen} is shorter than its 24-byte fixed part",
+                )
+            )
             return RawTrans(ttype, body, len=tlen)
         t = DmaXfer.from_body(tlen, body)
         if t.tail:
             v(Violation("NNC-DMA-PAIRS", off + 4, f"dma_xfer len {tlen} is not 24 + 16*k"))
         if t.count != len(t.pairs):
-            v(Violation("NNC-DMA-COUNT", off + 12,
-                        f"dma_xfer count {t.count} but {len(t.pairs)} pairs present"))
+            v(
+                Violation(
+                    "NNC-DMA-COUNT",
+                    off + 12,
+                    f"dma_xfer count {t.count} but {len(t.pairs)} pairs present",
+                )
+            )
         return t
     cls = FIXED[ttype]
     size = TRANS_HDR_SIZE + cls.BODY.size
     if tlen < size:
-        v(Violation("NNC-TRANS-SIZE", off + 4, f"{_type_name(ttype)} len {tlen} is shorter "
-                                               f"than its {size}-byte layout"))
+        v(
+            Violation(
+                "NNC-TRANS-SIZE",
+                off + 4,
+                f"{_type_name(ttype)} len {tlen} is shorter than its {size}-byte layout",
+            )
+        )
         return RawTrans(ttype, body, len=tlen)
     if tlen != size:
-        v(Violation("NNC-TRANS-SIZE", off + 4,
-                    f"{_type_name(ttype)} len {tlen}, the layout is {size} bytes"))
+        v(
+            Violation(
+                "NNC-TRANS-SIZE",
+                off + 4,
+                f"{_type_name(ttype)} len {tlen}, the layout is {size} bytes",
+            )
+        )
     t = cls.from_body(tlen, body)
     if ttype == TransType.DMA_XFER_CONT and count != 1:
-        v(Violation("NNC-CONT-ALONE", off, "dma_xfer_cont must be the only transaction "
-                                           f"(count is {count})"))
+        v(
+            Violation(
+                "NNC-CONT-ALONE",
+                off,
+                f"dma_xfer_cont must be the only transaction (count is {count})",
+            )
+        )
     return t
 
 
-def decode(data: bytes | bytearray | memoryview, direction: str | None = None, *,
-           check_crc: bool = False) -> Message:
+def decode(
+    data: bytes | bytearray | memoryview, direction: str | None = None, *, check_crc: bool = False
+) -> Message:
     """Strict decode: a :class:`Message`, or DecodeError for the first broken rule.
 
     A CRC mismatch is an error only with ``check_crc`` (the CRC may have been
     negotiated off, and then the field is 0).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"NNC message must be bytes, not {type(data).__name__}",
-                          rule="NNC-TYPE")
+        raise DecodeError(f"NNC message must be bytes, not {type(data).__name__}", rule="NNC-TYPE")
     p = parse(data, direction)
     for viol in p.violations:
         if viol.rule == "NNC-CRC" and not check_crc:
@@ -721,8 +908,9 @@ def describe(data: bytes) -> dict[str, Any]:
         "kind": "nnc",
         "direction": p.direction,
         "size": len(bytes(data)),
-        "header": {k: (f"0x{val:08x}" if k in ("crc32", "magic") else val)
-                   for k, val in p.header.items()},
+        "header": {
+            k: (f"0x{val:08x}" if k in ("crc32", "magic") else val) for k, val in p.header.items()
+        },
         "transactions": [dict(offset=off, **t.as_dict()) for off, t in p.transactions],
         "crc_ok": p.crc_ok,
         "crc_computed": None if p.crc_computed is None else f"0x{p.crc_computed:08x}",

@@ -43,14 +43,18 @@ SOURCES = {
 
 def finding(kind: str, v: dict[str, Any]) -> dict[str, Any]:
     """One parse violation ``{rule, offset, message}`` in the one finding shape."""
-    return Finding(v["rule"], v["message"], SOURCES.get(kind, ""),
-                   {"offset": v["offset"]}).as_dict()
+    return Finding(
+        v["rule"], v["message"], SOURCES.get(kind, ""), {"offset": v["offset"]}
+    ).as_dict()
 
 
 def describe(kind: str, key: str, parse: Parse, data: bytes) -> dict[str, Any]:
     """The ``decode`` command's dict: the record (or None) and every violation (as
     :meth:`qaicmodel.findings.Finding.as_dict`)."""
     record, viol = parse(data)
-    return {"kind": kind, "size": len(bytes(data)),
-            key: None if record is None else record.as_dict(),
-            "violations": [finding(kind, v) for v in viol]}
+    return {
+        "kind": kind,
+        "size": len(bytes(data)),
+        key: None if record is None else record.as_dict(),
+        "violations": [finding(kind, v) for v in viol],
+    }

@@ -34,9 +34,21 @@ from qaicmodel.spec.policies import (
     Policies,
 )
 
-__all__ = ["VENDOR", "Family", "DEVICES", "Bar", "bars", "DBC_BASE", "DBC_SIZE",
-           "dbc_reg_offset", "msi_enable_count", "alloc_msi", "MsiAlloc", "Card",
-           "NUM_DBC"]
+__all__ = [
+    "VENDOR",
+    "Family",
+    "DEVICES",
+    "Bar",
+    "bars",
+    "DBC_BASE",
+    "DBC_SIZE",
+    "dbc_reg_offset",
+    "msi_enable_count",
+    "alloc_msi",
+    "MsiAlloc",
+    "Card",
+    "NUM_DBC",
+]
 
 VENDOR = 0x17CB
 NUM_DBC = 16
@@ -50,8 +62,11 @@ class Family(enum.Enum):
 
 
 #: device id -> (name, family)
-DEVICES = {0xA100: ("AIC100", Family.AIC100), 0xA080: ("AIC080", Family.AIC100),
-           0xA110: ("AIC200", Family.AIC200)}
+DEVICES = {
+    0xA100: ("AIC100", Family.AIC100),
+    0xA080: ("AIC080", Family.AIC100),
+    0xA110: ("AIC200", Family.AIC200),
+}
 
 
 @attrs.frozen
@@ -65,10 +80,17 @@ class Bar:
 def bars(family: Family = Family.AIC100, bar4_size: int = 0x10000) -> list[Bar]:
     """The BARs the driver requires (``bar_mask``), with the sizes aic100.rst gives."""
     if family == Family.AIC100:
-        return [Bar(0, 0x1000, "MHI", True), Bar(2, 0x200000, "DMA Bridge", True),
-                Bar(4, bar4_size, "no purpose", False)]
-    return [Bar(0, 0x1000, "unused", False), Bar(1, 0x1000, "MHI", True),
-            Bar(2, 0x200000, "DMA Bridge", True), Bar(4, bar4_size, "no purpose", False)]
+        return [
+            Bar(0, 0x1000, "MHI", True),
+            Bar(2, 0x200000, "DMA Bridge", True),
+            Bar(4, bar4_size, "no purpose", False),
+        ]
+    return [
+        Bar(0, 0x1000, "unused", False),
+        Bar(1, 0x1000, "MHI", True),
+        Bar(2, 0x200000, "DMA Bridge", True),
+        Bar(4, bar4_size, "no purpose", False),
+    ]
 
 
 def bar_mask(family: Family) -> int:
@@ -78,8 +100,9 @@ def bar_mask(family: Family) -> int:
 def check_bars(present_mask: int, family: Family = Family.AIC100) -> None:
     """``init_pci``: (present & 0x3f) must equal the family's mask, else -EINVAL."""
     if present_mask & 0x3F != bar_mask(family):
-        raise IoctlError("EINVAL", f"expected BARs 0x{bar_mask(family):x}, found "
-                                   f"0x{present_mask & 0x3f:x}")
+        raise IoctlError(
+            "EINVAL", f"expected BARs 0x{bar_mask(family):x}, found 0x{present_mask & 0x3F:x}"
+        )
 
 
 def dbc_reg_offset(dbc: int, reg: int, policies: Policies | None = None) -> int:
@@ -121,8 +144,7 @@ class MsiAlloc:
         return dbc + 1
 
 
-def alloc_msi(available: int, policies: Policies | None = None,
-              num_dbc: int = NUM_DBC) -> MsiAlloc:
+def alloc_msi(available: int, policies: Policies | None = None, num_dbc: int = NUM_DBC) -> MsiAlloc:
     """What the driver gets when the platform can assign ``available`` MSI vectors.
 
     Raises IoctlError (the probe's errno) when the policy's driver fails the probe.
@@ -157,8 +179,9 @@ class Card:
 
     def assign(self, owner: str) -> None:
         if self.owner is not None and self.owner != owner:
-            raise IoctlError("EBUSY", f"card already owned by {self.owner}; passthrough "
-                                      "cannot share a card")
+            raise IoctlError(
+                "EBUSY", f"card already owned by {self.owner}; passthrough cannot share a card"
+            )
         self.owner = owner
 
     def release(self, owner: str) -> None:
@@ -168,6 +191,12 @@ class Card:
 
     def identity(self) -> dict[str, Any]:
         name, fam = DEVICES[self.device_id]
-        return {"vendor": f"0x{VENDOR:04x}", "device": f"0x{self.device_id:04x}", "name": name,
-                "family": fam.value, "flr": False, "msix": False,
-                "bars": [attrs.asdict(b) for b in bars(fam)]}
+        return {
+            "vendor": f"0x{VENDOR:04x}",
+            "device": f"0x{self.device_id:04x}",
+            "name": name,
+            "family": fam.value,
+            "flr": False,
+            "msix": False,
+            "bars": [attrs.asdict(b) for b in bars(fam)],
+        }

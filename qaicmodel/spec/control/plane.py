@@ -73,33 +73,58 @@ class HostHooks:
 class ControlPlane:
     """Host control path + QSM over one DMA Bridge ``device`` (and optionally a data-path host)."""
 
-    def __init__(self, device: Any, host: Any = None, *, policies: Policies | None = None,
-                 crc_required: bool = False, version: tuple[int, int] = (5, 0),
-                 num_nsp: int = qsm.NUM_NSP, ddr_size: int = qsm.DDR_MAX,
-                 sg_max_segment: int | None = None, ext_msg_len: int = nnc.MAX_H2D,
-                 boot_now: bool = True, kernel: Any = None) -> None:
+    def __init__(
+        self,
+        device: Any,
+        host: Any = None,
+        *,
+        policies: Policies | None = None,
+        crc_required: bool = False,
+        version: tuple[int, int] = (5, 0),
+        num_nsp: int = qsm.NUM_NSP,
+        ddr_size: int = qsm.DDR_MAX,
+        sg_max_segment: int | None = None,
+        ext_msg_len: int = nnc.MAX_H2D,
+        boot_now: bool = True,
+        kernel: Any = None,
+    ) -> None:
         self.device = device
         self.host = host
         #: the driver version followed (qaicmodel.spec.host.kernels): the argument, else
         #: the device's ``kernel`` attribute (set by the scenario runner), else the newest
         self.kernel = kernels.parse(kernel) if kernel is not None else kernels.of(device)
-        self.policies = policies if policies is not None else getattr(device, "policies",
-                                                                      Policies())
-        self.qsm = qsm.Qsm(device, policies=self.policies, num_nsp=num_nsp, ddr_size=ddr_size,
-                           crc_required=crc_required, version=version)
+        self.policies = (
+            policies if policies is not None else getattr(device, "policies", Policies())
+        )
+        self.qsm = qsm.Qsm(
+            device,
+            policies=self.policies,
+            num_nsp=num_nsp,
+            ddr_size=ddr_size,
+            crc_required=crc_required,
+            version=version,
+        )
         self.hooks = HostHooks(host)
-        self.client = manage.ControlClient(self._transport, device.host_mem,
-                                           num_dbc=device.num_dbc, hooks=self.hooks,
-                                           ext_msg_len=ext_msg_len,
-                                           sg_max_segment=sg_max_segment,
-                                           policies=self.policies, kernel=self.kernel)
+        self.client = manage.ControlClient(
+            self._transport,
+            device.host_mem,
+            num_dbc=device.num_dbc,
+            hooks=self.hooks,
+            ext_msg_len=ext_msg_len,
+            sg_max_segment=sg_max_segment,
+            policies=self.policies,
+            kernel=self.kernel,
+        )
         self.client.on_dbc_state = self._state_changed
         self.state_log: list[tuple[int, DbcState]] = []
-        self.host_ssr = ssr.HostSsr(num_dbc=device.num_dbc, release=self._ssr_release,
-                                    set_state=self.client.set_state,
-                                    get_state=lambda d: self.client.dbc[d].state,
-                                    soc_reset=self._request_reset,
-                                    exit_ssr=self._ssr_exit)
+        self.host_ssr = ssr.HostSsr(
+            num_dbc=device.num_dbc,
+            release=self._ssr_release,
+            set_state=self.client.set_state,
+            get_state=lambda d: self.client.dbc[d].state,
+            soc_reset=self._request_reset,
+            exit_ssr=self._ssr_exit,
+        )
         self.ras = HostRas(self.policies, self._request_reset)
         self.nnc_log: list[tuple[str, bytes]] = []
         self.ssr_log: list[tuple[str, bytes]] = []
@@ -166,8 +191,9 @@ class ControlPlane:
         # SBL's timesync on QAIC_TIMESYNC (20/21): the host answers with absolute time;
         # the model's clock is a counter, not the wall clock
         sync = timesync.HostBootSync()
-        self.boot_sync = sync.on_message(timesync.QtsHdr(timesync.MsgType.CMD_TO_HOST).pack(),
-                                         host_time_us=self.host_time_us)
+        self.boot_sync = sync.on_message(
+            timesync.QtsHdr(timesync.MsgType.CMD_TO_HOST).pack(), host_time_us=self.host_time_us
+        )
         return self.client.probe()
 
     def reset(self) -> str:
@@ -208,8 +234,7 @@ class ControlPlane:
         self._after()
 
     # -- MANAGE ------------------------------------------------------------------------
-    def manage(self, user: User, length: int, count: int, data: bytes
-               ) -> ManageResult:
+    def manage(self, user: User, length: int, count: int, data: bytes) -> ManageResult:
         r = self.client.manage(user, length, count, data)
         self._after()
         return r
@@ -221,13 +246,21 @@ class ControlPlane:
             raise IoctlError(r.result, "MANAGE refused")
         return r
 
-    def activate(self, user: User, queue_size: int, options: int = 0, *,
-                 elf_id: int | None = None, num_nsp: int = 0) -> int:
+    def activate(
+        self,
+        user: User,
+        queue_size: int,
+        options: int = 0,
+        *,
+        elf_id: int | None = None,
+        num_nsp: int = 0,
+    ) -> int:
         """MANAGE with ACTIVATE_FROM_USR (and an ACTIVATE command when ``elf_id`` is given)."""
         trans = [manage.usr_activate(queue_size, 0, options, 0)]
         if elf_id is not None:
-            trans.insert(0, manage.usr_passthrough(qsm.command(qsm.Cmd.ACTIVATE_REQ, elf_id,
-                                                               num_nsp)))
+            trans.insert(
+                0, manage.usr_passthrough(qsm.command(qsm.Cmd.ACTIVATE_REQ, elf_id, num_nsp))
+            )
         r = self._manage_ok(user, *trans)
         for t in manage.parse_user_result(r.data, r.count):
             if t["type"] == nnc.TransType.ACTIVATE_FROM_DEV:
@@ -238,8 +271,11 @@ class ControlPlane:
         """MANAGE with PASSTHROUGH{DEACTIVATE dbc} + DEACTIVATE_FROM_USR{dbc}."""
         if not isinstance(dbc, int) or not 0 <= dbc < 1 << 32:
             raise ArgumentError(f"dbc_id {dbc!r} is not a u32")
-        self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc)),
-                        manage.usr_deactivate(dbc))
+        self._manage_ok(
+            user,
+            manage.usr_passthrough(qsm.command(qsm.Cmd.DEACTIVATE_REQ, dbc)),
+            manage.usr_deactivate(dbc),
+        )
 
     def status(self, user: User) -> dict[str, Any]:
         r = self._manage_ok(user, manage.usr_status())
@@ -256,16 +292,19 @@ class ControlPlane:
             size = len(image)
             r = self._manage_ok(
                 user,
-                manage.usr_passthrough(qsm.command(qsm.Cmd.LOAD_ELF_REQ, tag, 0,
-                                                   size & 0xFFFFFFFF, size >> 32)),
-                manage.usr_dma_xfer(tag, buf, size))
+                manage.usr_passthrough(
+                    qsm.command(qsm.Cmd.LOAD_ELF_REQ, tag, 0, size & 0xFFFFFFFF, size >> 32)
+                ),
+                manage.usr_dma_xfer(tag, buf, size),
+            )
         finally:
             self.device.host_mem.free(buf)
         return self._cmd_result(r, qsm.Cmd.LOAD_ELF_RESP)
 
     def unload(self, user: User, elf_id: int) -> None:
-        r = self._manage_ok(user, manage.usr_passthrough(qsm.command(qsm.Cmd.UNLOAD_ELF_REQ,
-                                                                     elf_id)))
+        r = self._manage_ok(
+            user, manage.usr_passthrough(qsm.command(qsm.Cmd.UNLOAD_ELF_REQ, elf_id))
+        )
         self._cmd_result(r, qsm.Cmd.UNLOAD_ELF_RESP)
 
     @staticmethod
@@ -322,8 +361,7 @@ class ControlPlane:
         """The control traffic as trace.md events (``nnc_tx``/``nnc_rx``, ``ssr_rx``/``ssr_tx``),
         each kind in its own order (the two channels are not interleaved here)."""
         out = [{"ev": f"nnc_{k}", "hex": m.hex()} for k, m in self.nnc_log]
-        out += [{"ev": f"ssr_{k}", "hex": m.hex()} for k, m in self.ssr_log
-                if k in ("rx", "tx")]
+        out += [{"ev": f"ssr_{k}", "hex": m.hex()} for k, m in self.ssr_log if k in ("rx", "tx")]
         return out
 
     def owner(self, dbc: int) -> int | None:

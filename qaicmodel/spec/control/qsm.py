@@ -65,8 +65,17 @@ from qaicmodel.spec.policies import (
     SsrCrashdump,
 )
 
-__all__ = ["Qsm", "Cmd", "St", "command", "parse_command", "QsmViolation", "Activation",
-           "DDR_MAX", "NUM_NSP"]
+__all__ = [
+    "Qsm",
+    "Cmd",
+    "St",
+    "command",
+    "parse_command",
+    "QsmViolation",
+    "Activation",
+    "DDR_MAX",
+    "NUM_NSP",
+]
 
 NUM_NSP = 16
 DDR_MAX = 32 << 30
@@ -127,8 +136,14 @@ class QsmViolation(Finding):
 
     __slots__ = ()
 
-    def __init__(self, rule: str, message: str, handle: int | None = None,
-                 partition: int | None = None, source: str = "control-path.md §1") -> None:
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        handle: int | None = None,
+        partition: int | None = None,
+        source: str = "control-path.md §1",
+    ) -> None:
         super().__init__(rule, message, source, {"handle": handle, "partition": partition})
 
 
@@ -165,17 +180,25 @@ class Qsm:
     """The QSM firmware model.  ``device`` is the DMA Bridge (``activate``/``deactivate``,
     ``host_mem``, ``dev_mem``, ``num_dbc``)."""
 
-    def __init__(self, device: Any, *, policies: Policies | None = None,
-                 num_nsp: int = NUM_NSP, ddr_size: int = DDR_MAX, crc_required: bool = False,
-                 version: tuple[int, int] = (nnc.CNTL_MAJOR, nnc.CNTL_MINOR),
-                 partitions: Iterable[int] = (nnc.NO_PARTITION,)) -> None:
+    def __init__(
+        self,
+        device: Any,
+        *,
+        policies: Policies | None = None,
+        num_nsp: int = NUM_NSP,
+        ddr_size: int = DDR_MAX,
+        crc_required: bool = False,
+        version: tuple[int, int] = (nnc.CNTL_MAJOR, nnc.CNTL_MINOR),
+        partitions: Iterable[int] = (nnc.NO_PARTITION,),
+    ) -> None:
         if not 1 <= num_nsp <= NUM_NSP:
             raise ArgumentError(f"num_nsp must be 1..{NUM_NSP}")
         if not 0 < ddr_size <= DDR_MAX:
             raise ArgumentError(f"ddr_size must be 1..{DDR_MAX}")
         self.device = device
-        self.policies = policies if policies is not None else getattr(device, "policies",
-                                                                      Policies())
+        self.policies = (
+            policies if policies is not None else getattr(device, "policies", Policies())
+        )
         self.num_nsp = num_nsp
         self.num_dbc = device.num_dbc
         self.ddr_size = ddr_size
@@ -229,8 +252,9 @@ class Qsm:
         self.ddr_free = merged
 
     def _violate(self, rule: str, message: str, owner: tuple[int, int] | None = None) -> None:
-        self.violations.append(QsmViolation(rule, message, owner[1] if owner else None,
-                                            owner[0] if owner else None))
+        self.violations.append(
+            QsmViolation(rule, message, owner[1] if owner else None, owner[0] if owner else None)
+        )
 
     def _release_channel(self, dbc: int) -> None:
         a = self.act.pop(dbc)
@@ -245,31 +269,43 @@ class Qsm:
             msg = nnc.decode(data, "h2d", check_crc=self.crc_required)
         except DecodeError as e:
             self._violate("QSM-MALFORMED", str(e))
-            if self.policies[NNC_MALFORMED_REQUEST] is NncMalformedRequest.REPLY_EMPTY and len(data) >= 12:
+            if (
+                self.policies[NNC_MALFORMED_REQUEST] is NncMalformedRequest.REPLY_EMPTY
+                and len(data) >= 12
+            ):
                 seq = struct.unpack_from("<I", data, 8)[0]
                 return [nnc.Message.build((), seq=seq, crc=self.crc_required).pack()]
             return []
         owner = (msg.partition_id, msg.handle)
         out = self._process(msg, owner)
-        reply = nnc.Message.build(out, seq=msg.seq, handle=msg.handle,
-                                  partition_id=msg.partition_id, crc=self.crc_required)
+        reply = nnc.Message.build(
+            out,
+            seq=msg.seq,
+            handle=msg.handle,
+            partition_id=msg.partition_id,
+            crc=self.crc_required,
+        )
         if (reply.len or 0) > nnc.MAX_D2H:
             self._violate("QSM-REPLY-TOO-LONG", f"reply of {reply.len} bytes exceeds 4 KiB")
         return [reply.pack()]
 
     def _process(self, msg: nnc.Message, owner: tuple[int, int]) -> list[Any]:
-        part_ok = (msg.partition_id in self.partitions
-                   or self.policies[NNC_UNKNOWN_PARTITION] is NncUnknownPartition.IGNORE_PARTITION
-                   or any(isinstance(t, nnc.TerminateToDev) for t in msg.transactions))
+        part_ok = (
+            msg.partition_id in self.partitions
+            or self.policies[NNC_UNKNOWN_PARTITION] is NncUnknownPartition.IGNORE_PARTITION
+            or any(isinstance(t, nnc.TerminateToDev) for t in msg.transactions)
+        )
         if not part_ok:
-            self._violate("QSM-PARTITION", f"partition {msg.partition_id} is not managed",
-                          owner)
+            self._violate("QSM-PARTITION", f"partition {msg.partition_id} is not managed", owner)
         out: list[Any] = []
         pending_cmd: tuple[int, list[int]] | None = None
         load: _Load | None = None
         # a continuation of an earlier DMA transfer
-        if (len(msg.transactions) == 1 and isinstance(msg.transactions[0], nnc.DmaXfer)
-                and (msg.handle, msg.transactions[0].dma_chunk_id) in self.loads):
+        if (
+            len(msg.transactions) == 1
+            and isinstance(msg.transactions[0], nnc.DmaXfer)
+            and (msg.handle, msg.transactions[0].dma_chunk_id) in self.loads
+        ):
             return self._continue(msg.transactions[0], msg.handle)
         for t in msg.transactions:
             if isinstance(t, nnc.Passthrough):
@@ -287,8 +323,14 @@ class Qsm:
                 out.extend(self._activate(t, owner, part_ok, pending_cmd, out))
                 pending_cmd = None
             elif isinstance(t, nnc.StatusToDev):
-                out.append(nnc.StatusFromDev(self.version[0], self.version[1], 0,
-                                             nnc.STATUS_FLAG_CRC if self.crc_required else 0))
+                out.append(
+                    nnc.StatusFromDev(
+                        self.version[0],
+                        self.version[1],
+                        0,
+                        nnc.STATUS_FLAG_CRC if self.crc_required else 0,
+                    )
+                )
             elif isinstance(t, nnc.TerminateToDev):
                 out.append(nnc.TerminateFromDev(self._terminate(t.handle, msg.partition_id)))
             elif isinstance(t, nnc.ValidatePartToDev):
@@ -302,8 +344,9 @@ class Qsm:
     def _resp(self, cmd: int, *args: int) -> nnc.Passthrough:
         return nnc.Passthrough(nnc.TransType.PASSTHROUGH_FROM_DEV, command(cmd, *args))
 
-    def _command(self, t: nnc.Passthrough, owner: tuple[int, int], part_ok: bool,
-                 out: list[Any]) -> tuple[Any, Any, _Load | None]:
+    def _command(
+        self, t: nnc.Passthrough, owner: tuple[int, int], part_ok: bool, out: list[Any]
+    ) -> tuple[Any, Any, _Load | None]:
         try:
             cmd, args = parse_command(t.data)
         except DecodeError:
@@ -317,8 +360,11 @@ class Qsm:
             size = a[2] | a[3] << 32
             addr = self._ddr_alloc(size) if size else None
             if addr is None:
-                return self._resp(Cmd.LOAD_ELF_RESP, St.MEMORY_EXHAUSTED if size else
-                                  St.PARAMETER, 0), None, None
+                return (
+                    self._resp(Cmd.LOAD_ELF_RESP, St.MEMORY_EXHAUSTED if size else St.PARAMETER, 0),
+                    None,
+                    None,
+                )
             img = Image(self.next_elf, owner, addr, size)
             self.next_elf += 1
             load = _Load(img, 0, out, len(out))
@@ -329,8 +375,9 @@ class Qsm:
             if old is None:
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_FOUND, a[0]), None, None
             if old.owner != owner:
-                self._violate("QSM-ISOLATION", f"unload of image {a[0]} owned by {old.owner}",
-                              owner)
+                self._violate(
+                    "QSM-ISOLATION", f"unload of image {a[0]} owned by {old.owner}", owner
+                )
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_PERMITTED, a[0]), None, None
             if any(x.elf_id == a[0] for x in self.act.values()):
                 return self._resp(Cmd.UNLOAD_ELF_RESP, St.NOT_PERMITTED, a[0]), None, None
@@ -349,14 +396,20 @@ class Qsm:
         elif dbc not in self.act:
             st = St.NOT_FOUND
         elif self.act[dbc].owner != owner:
-            self._violate("QSM-ISOLATION", f"deactivate of channel {dbc} owned by "
-                                           f"{self.act[dbc].owner}", owner)
+            self._violate(
+                "QSM-ISOLATION",
+                f"deactivate of channel {dbc} owned by {self.act[dbc].owner}",
+                owner,
+            )
             st = St.NOT_PERMITTED
         if st == St.OK:
             self._release_channel(dbc)
             out.append(self._resp(Cmd.DEACTIVATE_RESP, St.OK, dbc))
             return nnc.DeactivateFromDev(0, dbc), None, None
-        if self.policies[NNC_DEACTIVATE_REFUSAL] is NncDeactivateRefusal.FROM_DEV_NONZERO and dbc < 1 << 32:
+        if (
+            self.policies[NNC_DEACTIVATE_REFUSAL] is NncDeactivateRefusal.FROM_DEV_NONZERO
+            and dbc < 1 << 32
+        ):
             out.append(self._resp(Cmd.DEACTIVATE_RESP, st, dbc))
             return nnc.DeactivateFromDev(nnc.status_u32(st), dbc), None, None
         return self._resp(Cmd.DEACTIVATE_RESP, st, dbc), None, None
@@ -383,11 +436,18 @@ class Qsm:
             self._ddr_free(img.addr, img.size)
             load.held[load.resp_index] = self._resp(Cmd.LOAD_ELF_RESP, St.PARAMETER, 0)
 
-    def _dma(self, t: nnc.DmaXfer, owner: tuple[int, int], load: _Load | None,
-             out: list[Any], handle: int) -> list[Any] | None:
+    def _dma(
+        self,
+        t: nnc.DmaXfer,
+        owner: tuple[int, int],
+        load: _Load | None,
+        out: list[Any],
+        handle: int,
+    ) -> list[Any] | None:
         if load is None:
-            self._violate("QSM-DMA-UNCLAIMED", f"dma_xfer tag {t.tag} follows no load command",
-                          owner)
+            self._violate(
+                "QSM-DMA-UNCLAIMED", f"dma_xfer tag {t.tag} follows no load command", owner
+            )
             return None
         ok = self._read_pairs(t, load.image)
         if ok and load.image.loaded < load.image.size and t.dma_chunk_id != 0:
@@ -410,8 +470,14 @@ class Qsm:
         return load.held
 
     # -- activate / terminate -------------------------------------------------------
-    def _activate(self, t: nnc.ActivateToDev, owner: tuple[int, int], part_ok: bool,
-                  cmd: tuple[int, list[int]] | None, out: list[Any]) -> list[Any]:
+    def _activate(
+        self,
+        t: nnc.ActivateToDev,
+        owner: tuple[int, int],
+        part_ok: bool,
+        cmd: tuple[int, list[int]] | None,
+        out: list[Any],
+    ) -> list[Any]:
         elf_id, want = (cmd[1][0], cmd[1][1]) if cmd else (0, 0)
 
         def refuse(st: St) -> list[Any]:
@@ -425,15 +491,22 @@ class Qsm:
             return refuse(St.NOT_FOUND)
         n = t.req_q_size
         min_n = 2 if self.policies[QSM_MIN_QUEUE_SIZE] is QsmMinQueueSize.REFUSE_1 else 1
-        layout_ok = (n >= 1 and t.rsp_q_size == n and arith.activate_queue_size_ok(n)
-                     and t.buf_len == arith.dbc_buf_size(n)
-                     and t.rsp_q_addr == t.req_q_addr + arith.dbc_rsp_offset(n)
-                     and self.device.host_mem.mapped(t.req_q_addr, t.buf_len))
+        layout_ok = (
+            n >= 1
+            and t.rsp_q_size == n
+            and arith.activate_queue_size_ok(n)
+            and t.buf_len == arith.dbc_buf_size(n)
+            and t.rsp_q_addr == t.req_q_addr + arith.dbc_rsp_offset(n)
+            and self.device.host_mem.mapped(t.req_q_addr, t.buf_len)
+        )
         if not layout_ok:
-            self._violate("QSM-ACTIVATE-LAYOUT", f"donated FIFO memory 0x{t.req_q_addr:x} "
-                                                 f"nelem {n} buf_len {t.buf_len} is not one "
-                                                 "mapped chunk with the response FIFO at the end",
-                          owner)
+            self._violate(
+                "QSM-ACTIVATE-LAYOUT",
+                f"donated FIFO memory 0x{t.req_q_addr:x} "
+                f"nelem {n} buf_len {t.buf_len} is not one "
+                "mapped chunk with the response FIFO at the end",
+                owner,
+            )
             return refuse(St.PARAMETER)
         if n < min_n:
             # policy qsm-min-queue-size: the QSM's own refusal of a well-formed request
@@ -443,24 +516,30 @@ class Qsm:
             if img is None:
                 return refuse(St.NOT_FOUND)
             if img.owner != owner:
-                self._violate("QSM-ISOLATION", f"activate of image {elf_id} owned by "
-                                               f"{img.owner}", owner)
+                self._violate(
+                    "QSM-ISOLATION", f"activate of image {elf_id} owned by {img.owner}", owner
+                )
                 return refuse(St.NOT_PERMITTED)
         idle = self.idle_nsps()
         if want == 0:
-            want = len(idle) if self.policies[QSM_BARE_ACTIVATE_NSPS] is QsmBareActivateNsps.ALL_IDLE else 1
+            want = (
+                len(idle)
+                if self.policies[QSM_BARE_ACTIVATE_NSPS] is QsmBareActivateNsps.ALL_IDLE
+                else 1
+            )
         if want > self.num_nsp or len(idle) < max(1, want):
             return refuse(St.NSP_ALLOC)
         chans = self.idle_channels()
         if not chans:
             return refuse(St.VC_ALLOC)
         dbc = chans[0]
-        nsps = tuple(idle[:max(1, want)])
+        nsps = tuple(idle[: max(1, want)])
         self.device.activate(dbc, t.req_q_addr, t.rsp_q_addr, n)
         for x in nsps:
             self.nsp[x] = dbc
-        self.act[dbc] = Activation(dbc, owner, nsps, elf_id, n, t.req_q_addr, t.rsp_q_addr,
-                                   t.buf_len)
+        self.act[dbc] = Activation(
+            dbc, owner, nsps, elf_id, n, t.req_q_addr, t.rsp_q_addr, t.buf_len
+        )
         res: list[Any] = []
         if cmd:
             mask = sum(1 << x for x in nsps)
@@ -491,8 +570,7 @@ class Qsm:
         if dbc not in self.act:
             raise ArgumentError(f"no workload is active on channel {dbc}")
         if self.ssr:
-            raise ArgumentError("an SSR is already in progress (the device requests one "
-                                "at a time)")
+            raise ArgumentError("an SSR is already in progress (the device requests one at a time)")
         a = self.act.pop(dbc)
         self.device.deactivate(dbc)
         self.ssr_nsps[dbc] = a.nsps  # NSPs under restart: neither idle nor usable
@@ -503,8 +581,9 @@ class Qsm:
             self.device.dev_mem.write(base, entry)
             self.device.dev_mem.write(base + DDR_ALIGN, bytes(range(256)))
             table = (base, entry)
-        s = DeviceSsr(dbc, policies=self.policies, read_mem=self.device.dev_mem.read,
-                      dump_table=table)
+        s = DeviceSsr(
+            dbc, policies=self.policies, read_mem=self.device.dev_mem.read, dump_table=table
+        )
         self.ssr[dbc] = s
         return s.start()
 
@@ -544,8 +623,10 @@ class Qsm:
         busy = {n for n, d in enumerate(self.nsp) if d is not None}
         if busy != set(used):
             errs.append(f"NSPs marked busy {sorted(busy)} but assigned {sorted(used)}")
-        held = sum(max(DDR_ALIGN, -(-i.size // DDR_ALIGN) * DDR_ALIGN)
-                   for i in list(self.images.values()) + [ld.image for ld in self.loads.values()])
+        held = sum(
+            max(DDR_ALIGN, -(-i.size // DDR_ALIGN) * DDR_ALIGN)
+            for i in list(self.images.values()) + [ld.image for ld in self.loads.values()]
+        )
         if held != self.ddr_used():
             errs.append(f"DDR in use {self.ddr_used()} but images hold {held}")
         if set(self.act) & set(self.ssr):

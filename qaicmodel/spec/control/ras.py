@@ -66,6 +66,7 @@ def _u(bits: int) -> Any:
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
             raise ArgumentError(f"RasMsg.{attribute.name}={value!r} is not a u{bits}")
+
     return check
 
 
@@ -99,14 +100,28 @@ class RasMsg:
     syndrome: bytes = attrs.field(default=bytes(64), validator=_syn)
 
     def pack(self) -> bytes:
-        return _S.pack(self.magic, self.ver, self.seq_num, self.type, self.id, self.len,
-                       self.result, self.source, self.err_type, self.err_threshold,
-                       self.ce_count, self.ue_count, self.intr_num, self.syndrome)
+        return _S.pack(
+            self.magic,
+            self.ver,
+            self.seq_num,
+            self.type,
+            self.id,
+            self.len,
+            self.result,
+            self.source,
+            self.err_type,
+            self.err_threshold,
+            self.ce_count,
+            self.ue_count,
+            self.intr_num,
+            self.syndrome,
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> RasMsg:
-        (magic, ver, seq, typ, id_, ln, result, source, et, thr, ce, ue, intr,
-         syn) = _S.unpack(data)
+        (magic, ver, seq, typ, id_, ln, result, source, et, thr, ce, ue, intr, syn) = _S.unpack(
+            data
+        )
         return cls(et, source, magic, ver, seq, typ, id_, ln, result, thr, ce, ue, intr, syn)
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,8 +138,13 @@ def parse(data: bytes) -> tuple[RasMsg | None, list[dict[str, Any]]]:
     data = bytes(data)
     viol: list[dict[str, Any]] = []
     if len(data) != SIZE:
-        viol.append({"rule": "RAS-SIZE", "offset": None,
-                     "message": f"ras_data is {SIZE} bytes, got {len(data)}"})
+        viol.append(
+            {
+                "rule": "RAS-SIZE",
+                "offset": None,
+                "message": f"ras_data is {SIZE} bytes, got {len(data)}",
+            }
+        )
         if len(data) < SIZE:
             return None, viol
         data = data[:SIZE]
@@ -166,7 +186,11 @@ class HostRas:
         self.log: list[str] = []
 
     def _inc(self, name: str) -> None:
-        guard = name if self.policies[RAS_COUNTER_SATURATION] is RasCounterSaturation.OWN_COUNTER else "ce_count"
+        guard = (
+            name
+            if self.policies[RAS_COUNTER_SATURATION] is RasCounterSaturation.OWN_COUNTER
+            else "ce_count"
+        )
         if getattr(self, guard) != UINT_MAX:
             setattr(self, name, getattr(self, name) + 1)
 
@@ -175,8 +199,9 @@ class HostRas:
         if m is None or viol:
             self.dropped += 1
             return
-        name = {ErrType.CE: "ce_count", ErrType.UE: "ue_count",
-                ErrType.UE_NF: "ue_nf_count"}[ErrType(m.err_type)]
+        name = {ErrType.CE: "ce_count", ErrType.UE: "ue_count", ErrType.UE_NF: "ue_nf_count"}[
+            ErrType(m.err_type)
+        ]
         # CE counts itself (its guard is its own counter in both readings)
         if name == "ce_count":
             if self.ce_count != UINT_MAX:

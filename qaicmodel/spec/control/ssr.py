@@ -43,8 +43,20 @@ from qaicmodel.spec.policies import (
     SsrUnknownDumpDbc,
 )
 
-__all__ = ["Cmd", "Event", "DbcState", "SsrMsg", "decode", "parse", "describe",
-           "HostSsr", "DeviceSsr", "RX_SIZE", "SENTINEL", "DUMP_ENTRY_SIZE"]
+__all__ = [
+    "Cmd",
+    "Event",
+    "DbcState",
+    "SsrMsg",
+    "decode",
+    "parse",
+    "describe",
+    "HostSsr",
+    "DeviceSsr",
+    "RX_SIZE",
+    "SENTINEL",
+    "DUMP_ENTRY_SIZE",
+]
 
 RX_SIZE = 32  # SSR_RESP_MSG_SZ: the host's receive buffer
 SENTINEL = 0xFFFFFFFF  # QAIC_SSR_DBC_SENTINEL: no SSR in progress
@@ -144,12 +156,19 @@ class SsrMsg:
 
     def pack(self) -> bytes:
         fmt, names, _ = LAYOUTS[self.cmd]
-        return (_HDR.pack(self.cmd, self.len, self.dbc_id)
-                + struct.pack("<" + fmt, *(self.fields[n] for n in names)) + self.data)
+        return (
+            _HDR.pack(self.cmd, self.len, self.dbc_id)
+            + struct.pack("<" + fmt, *(self.fields[n] for n in names))
+            + self.data
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"cmd": self.cmd, "cmd_name": Cmd(self.cmd).name, "len": self.len,
-                             "dbc_id": self.dbc_id}
+        d: dict[str, Any] = {
+            "cmd": self.cmd,
+            "cmd_name": Cmd(self.cmd).name,
+            "len": self.len,
+            "dbc_id": self.dbc_id,
+        }
         d.update(self.fields)
         if self.cmd in (Cmd.SSR_EVENT, Cmd.SSR_EVENT_RSP):
             try:
@@ -204,8 +223,9 @@ def parse(data: bytes, num_dbc: int = 16) -> tuple[SsrMsg | None, list[dict[str,
         v("SSR-EVENT", 12, f"event 0x{fields['event']:x} is not a device event")
     if cmd == Cmd.SSR_EVENT_RSP and fields["event"] not in (1, 2, 4, 8, 16):
         v("SSR-EVENT", 12, f"event 0x{fields['event']:x} is not an event or NACK")
-    if cmd == Cmd.DEBUG_TRANSFER_INFO and (fields["tbl_len"] == 0
-                                           or fields["tbl_len"] % DUMP_ENTRY_SIZE):
+    if cmd == Cmd.DEBUG_TRANSFER_INFO and (
+        fields["tbl_len"] == 0 or fields["tbl_len"] % DUMP_ENTRY_SIZE
+    ):
         v("SSR-TBL-LEN", 24, f"tbl_len {fields['tbl_len']} is not a non-zero multiple of 64")
     if cmd == Cmd.DEBUG_TRANSFER_INFO_RSP and fields["ret"] not in (0, 1):
         v("SSR-RET", 12, f"ret {fields['ret']} is neither ACK (0) nor NACK (1)")
@@ -256,11 +276,17 @@ class HostSsr:
     reset (:attr:`rx` None).
     """
 
-    def __init__(self, *, num_dbc: int, release: Callable[[int], None],
-                 set_state: Callable[[int, DbcState], None],
-                 get_state: Callable[[int], DbcState],
-                 soc_reset: Callable[[], None], dump_buffer: bool = True,
-                 exit_ssr: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_dbc: int,
+        release: Callable[[int], None],
+        set_state: Callable[[int, DbcState], None],
+        get_state: Callable[[int], DbcState],
+        soc_reset: Callable[[], None],
+        dump_buffer: bool = True,
+        exit_ssr: Callable[[], None] | None = None,
+    ) -> None:
         self.num_dbc = num_dbc
         self.ssr_dbc = SENTINEL
         self._release = release
@@ -296,7 +322,7 @@ class HostSsr:
         if len(data) > len(buf):  # MHI -EOVERFLOW: dl_xfer_cb frees/keeps, queues nothing
             self.rx = None
             return self._drop(data, f"{len(data)} bytes overflow the {len(buf)}-byte buffer")
-        buf[:len(data)] = data
+        buf[: len(data)] = data
         if self.rx == RX_DUMP:
             return self._dump_worker(data)
         return self._ssr_worker(data)
@@ -338,20 +364,34 @@ class HostSsr:
 
     def _on_dump_info(self, dbc: int, tbl_addr: int, tbl_len: int) -> list[bytes]:
         """dbg_xfer_info_rsp: NACK unless buffer, state BEFORE_POWER_UP, valid tbl_len."""
-        ok = (self.dump_buffer and self._get_state(dbc) == DbcState.BEFORE_POWER_UP
-              and tbl_len != 0 and tbl_len % DUMP_ENTRY_SIZE == 0)
+        ok = (
+            self.dump_buffer
+            and self._get_state(dbc) == DbcState.BEFORE_POWER_UP
+            and tbl_len != 0
+            and tbl_len % DUMP_ENTRY_SIZE == 0
+        )
         if not ok:
             return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, dbc, {"ret": 1}).pack()]
-        self.dump = {"tbl_addr": tbl_addr, "tbl_len": tbl_len, "table": b"",
-                     "entries": [], "ent": 0, "ent_off": 0, "data": []}
-        return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, dbc, {"ret": 0}).pack(),
-                self._read(tbl_addr, min(tbl_len, MEM_READ_CHUNK))]
+        self.dump = {
+            "tbl_addr": tbl_addr,
+            "tbl_len": tbl_len,
+            "table": b"",
+            "entries": [],
+            "ent": 0,
+            "ent_off": 0,
+            "data": [],
+        }
+        return [
+            SsrMsg(Cmd.DEBUG_TRANSFER_INFO_RSP, dbc, {"ret": 0}).pack(),
+            self._read(tbl_addr, min(tbl_len, MEM_READ_CHUNK)),
+        ]
 
     def _read(self, addr: int, length: int) -> bytes:
         """mem_read_req: queue the crashdump buffer, send MEMORY_READ naming ssr_dbc."""
         self.rx = RX_DUMP
-        return SsrMsg(Cmd.MEMORY_READ, self.ssr_dbc,
-                      {"resv": 0, "addr": addr, "len": length}).pack()
+        return SsrMsg(
+            Cmd.MEMORY_READ, self.ssr_dbc, {"resv": 0, "addr": addr, "len": length}
+        ).pack()
 
     def _fail(self) -> list[bytes]:
         self.dump = None
@@ -368,7 +408,7 @@ class HostSsr:
         if cmd != Cmd.MEMORY_READ_RSP or ln > MEM_READ_DATA_SIZE:
             return self._fail()  # free_dump_info, reset_device
         n = (ln - 16) & (1 << 64) - 1  # data_len = hdr.len - sizeof(*mem_rd_resp), u64
-        chunk = bytes(b[16:16 + n])
+        chunk = bytes(b[16 : 16 + n])
         if not d["entries"] and len(d["table"]) < d["tbl_len"]:  # ssr_copy_table
             if n > d["tbl_len"] - len(d["table"]):
                 return self._fail()
@@ -403,8 +443,13 @@ class HostSsr:
             return []
         self.dump = None
         if ret == 0:
-            meta = struct.pack("<QQQQ", 0x1234567890ABCDEF, 1,
-                               32 + d["tbl_len"] + sum(len(x) for x in d["data"]), d["tbl_len"])
+            meta = struct.pack(
+                "<QQQQ",
+                0x1234567890ABCDEF,
+                1,
+                32 + d["tbl_len"] + sum(len(x) for x in d["data"]),
+                d["tbl_len"],
+            )
             self.coredumps.append(meta + d["table"] + b"".join(d["data"]))
         return []
 
@@ -426,26 +471,41 @@ class DevStage(enum.Enum):
 
 #: stage -> (event the host must echo, next stage, event the device sends next)
 DEV_TABLE: dict[DevStage, tuple[int, DevStage, int | None]] = {
-    DevStage.ACK_BEFORE_SHUTDOWN: (Event.BEFORE_SHUTDOWN, DevStage.ACK_AFTER_SHUTDOWN,
-                                   Event.AFTER_SHUTDOWN),
-    DevStage.ACK_AFTER_SHUTDOWN: (Event.AFTER_SHUTDOWN, DevStage.ACK_BEFORE_POWER_UP,
-                                  Event.BEFORE_POWER_UP),
-    DevStage.ACK_BEFORE_POWER_UP: (Event.BEFORE_POWER_UP, DevStage.ACK_AFTER_POWER_UP,
-                                   Event.AFTER_POWER_UP),
+    DevStage.ACK_BEFORE_SHUTDOWN: (
+        Event.BEFORE_SHUTDOWN,
+        DevStage.ACK_AFTER_SHUTDOWN,
+        Event.AFTER_SHUTDOWN,
+    ),
+    DevStage.ACK_AFTER_SHUTDOWN: (
+        Event.AFTER_SHUTDOWN,
+        DevStage.ACK_BEFORE_POWER_UP,
+        Event.BEFORE_POWER_UP,
+    ),
+    DevStage.ACK_BEFORE_POWER_UP: (
+        Event.BEFORE_POWER_UP,
+        DevStage.ACK_AFTER_POWER_UP,
+        Event.AFTER_POWER_UP,
+    ),
     DevStage.ACK_AFTER_POWER_UP: (Event.AFTER_POWER_UP, DevStage.DONE, None),
 }
 
 
 #: the source of :class:`DeviceSsr`'s findings
-_SSR_SRC = "aic100.rst \"Subsystem Restart (SSR)\"; ssr-ras-boot.md §1"
+_SSR_SRC = 'aic100.rst "Subsystem Restart (SSR)"; ssr-ras-boot.md §1'
 
 
 class DeviceSsr:
     """QSM's side of one SSR on ``dbc``.  ``read_mem(addr, n)`` serves dump reads;
     ``dump_table`` is the packed debug_info_table the device offers (policy)."""
 
-    def __init__(self, dbc: int, *, policies: Policies, read_mem: Callable[[int, int], bytes],
-                 dump_table: tuple[int, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        dbc: int,
+        *,
+        policies: Policies,
+        read_mem: Callable[[int, int], bytes],
+        dump_table: tuple[int, bytes] | None = None,
+    ) -> None:
         self.dbc = dbc
         self.policies = policies
         self.read_mem = read_mem
@@ -473,8 +533,14 @@ class DeviceSsr:
         if msg.cmd == Cmd.SSR_EVENT_RSP:
             return self._on_ack(msg["event"])
         if self.stage != DevStage.DUMP:
-            self.violations.append(Finding("SSR-HOST-UNPROMPTED", f"{Cmd(msg.cmd).name} outside a dump",
-                                           _SSR_SRC, where={"stage": self.stage.value}))
+            self.violations.append(
+                Finding(
+                    "SSR-HOST-UNPROMPTED",
+                    f"{Cmd(msg.cmd).name} outside a dump",
+                    _SSR_SRC,
+                    where={"stage": self.stage.value},
+                )
+            )
             return []
         if msg.cmd == Cmd.DEBUG_TRANSFER_INFO_RSP:
             if msg["ret"] == 0:
@@ -489,10 +555,18 @@ class DeviceSsr:
         if msg.cmd == Cmd.DEBUG_TRANSFER_DONE:
             self.stage = DevStage.ACK_AFTER_POWER_UP
             self.events_sent.append(Event.AFTER_POWER_UP)
-            return [SsrMsg(Cmd.DEBUG_TRANSFER_DONE_RSP, self.dbc, {"ret": 0}).pack(),
-                    event(self.dbc, Event.AFTER_POWER_UP).pack()]
-        self.violations.append(Finding("SSR-HOST-CMD", f"unexpected {Cmd(msg.cmd).name}", _SSR_SRC,
-                                       where={"stage": self.stage.value}))
+            return [
+                SsrMsg(Cmd.DEBUG_TRANSFER_DONE_RSP, self.dbc, {"ret": 0}).pack(),
+                event(self.dbc, Event.AFTER_POWER_UP).pack(),
+            ]
+        self.violations.append(
+            Finding(
+                "SSR-HOST-CMD",
+                f"unexpected {Cmd(msg.cmd).name}",
+                _SSR_SRC,
+                where={"stage": self.stage.value},
+            )
+        )
         return []
 
     def _on_ack(self, ev: int) -> list[bytes]:
@@ -504,17 +578,30 @@ class DeviceSsr:
             return []
         row = DEV_TABLE.get(self.stage)
         if row is None or ev != row[0]:
-            self.violations.append(Finding("SSR-HOST-ACK",
-                                           f"got event 0x{ev:x} in stage {self.stage.value}",
-                                           _SSR_SRC, where={"stage": self.stage.value}))
+            self.violations.append(
+                Finding(
+                    "SSR-HOST-ACK",
+                    f"got event 0x{ev:x} in stage {self.stage.value}",
+                    _SSR_SRC,
+                    where={"stage": self.stage.value},
+                )
+            )
             return []
         _, nxt, send = row
-        if (self.stage == DevStage.ACK_BEFORE_POWER_UP and self.dump_table is not None
-                and self.policies[SSR_CRASHDUMP] is SsrCrashdump.OFFER):
+        if (
+            self.stage == DevStage.ACK_BEFORE_POWER_UP
+            and self.dump_table is not None
+            and self.policies[SSR_CRASHDUMP] is SsrCrashdump.OFFER
+        ):
             self.stage = DevStage.DUMP
             addr, table = self.dump_table
-            return [SsrMsg(Cmd.DEBUG_TRANSFER_INFO, self.dbc,
-                           {"resv": 0, "tbl_addr": addr, "tbl_len": len(table)}).pack()]
+            return [
+                SsrMsg(
+                    Cmd.DEBUG_TRANSFER_INFO,
+                    self.dbc,
+                    {"resv": 0, "tbl_addr": addr, "tbl_len": len(table)},
+                ).pack()
+            ]
         self.stage = nxt
         if send is None:
             return []

@@ -25,8 +25,18 @@ import attrs
 from qaicmodel.errors import ArgumentError, DecodeError
 from qaicmodel.spec.control import parsed
 
-__all__ = ["MsgType", "QtsHdr", "SyncMsg", "qtimer_to_us", "HostBootSync",
-           "periodic_message", "describe", "decode", "SIGNATURE", "QTIMER_OFFSET"]
+__all__ = [
+    "MsgType",
+    "QtsHdr",
+    "SyncMsg",
+    "qtimer_to_us",
+    "HostBootSync",
+    "periodic_message",
+    "describe",
+    "decode",
+    "SIGNATURE",
+    "QTIMER_OFFSET",
+]
 
 SIGNATURE = 0x55AA
 QTIMER_OFFSET = 0xA28
@@ -47,6 +57,7 @@ def _u(bits: int) -> Any:
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
             raise ArgumentError(f"{type(inst).__name__}.{attribute.name}={value!r} is not u{bits}")
+
     return check
 
 
@@ -61,8 +72,9 @@ class QtsHdr:
     reserved_3: int = attrs.field(default=0, validator=_u(16))
 
     def pack(self) -> bytes:
-        return _HDR.pack(self.signature, self.reserved_1, self.reserved_2, self.msg_type,
-                         self.reserved_3)
+        return _HDR.pack(
+            self.signature, self.reserved_1, self.reserved_2, self.msg_type, self.reserved_3
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> QtsHdr:
@@ -116,8 +128,9 @@ class HostBootSync:
         if hdr.msg_type == MsgType.CMD_TO_HOST:
             reply = attrs.evolve(hdr, msg_type=MsgType.SYNC_REQ)
             return SyncMsg(reply, host_time_us // 1_000_000, host_time_us % 1_000_000).pack()
-        self.log.append("ack" if hdr.msg_type == MsgType.ACK_TO_HOST else
-                        f"unexpected msg_type {hdr.msg_type}")
+        self.log.append(
+            "ack" if hdr.msg_type == MsgType.ACK_TO_HOST else f"unexpected msg_type {hdr.msg_type}"
+        )
         return None
 
 
@@ -127,12 +140,12 @@ def decode(data: bytes | bytearray | memoryview) -> QtsHdr | SyncMsg:
         raise DecodeError("timesync message must be bytes", rule="TS-TYPE")
     data = bytes(data)
     if len(data) not in (8, 24):
-        raise DecodeError(f"timesync messages are 8 or 24 bytes, got {len(data)}",
-                          rule="TS-SIZE")
+        raise DecodeError(f"timesync messages are 8 or 24 bytes, got {len(data)}", rule="TS-SIZE")
     hdr = QtsHdr.unpack(data)
     if hdr.signature != SIGNATURE:
-        raise DecodeError(f"signature 0x{hdr.signature:04x} is not 0x55aa", offset=0,
-                          rule="TS-SIGNATURE")
+        raise DecodeError(
+            f"signature 0x{hdr.signature:04x} is not 0x55aa", offset=0, rule="TS-SIGNATURE"
+        )
     if hdr.msg_type > 2:
         raise DecodeError(f"msg_type {hdr.msg_type} is not 0..2", offset=5, rule="TS-MSG-TYPE")
     return hdr if len(data) == 8 else SyncMsg.unpack(data)
@@ -142,7 +155,11 @@ def describe(data: bytes) -> dict[str, Any]:
     try:
         m = decode(data)
     except DecodeError as e:
-        return {"kind": "timesync", "message": None,
-                "violations": [parsed.finding("timesync", {"rule": e.rule, "offset": e.offset,
-                                                            "message": str(e)})]}
+        return {
+            "kind": "timesync",
+            "message": None,
+            "violations": [
+                parsed.finding("timesync", {"rule": e.rule, "offset": e.offset, "message": str(e)})
+            ],
+        }
     return {"kind": "timesync", "message": attrs.asdict(m), "violations": []}

@@ -19,7 +19,27 @@ from qaicmodel.spec.dbc.wire import (
 )
 from qaicmodel.spec.policies import FENCE_SCOPE, FenceScope
 
-__all__ = ["Channel", "InFlight", "Stage", "Consume", "Advance", "RaiseMsi", "Action", "HostViolation", "DeviceStats", "NUM_SEMS", "SEM_MAX", "CC_SUCCESS", "CC_ILLEGAL_DIR", "CC_LINKED_LIST", "CC_MULTI_PRESYNC", "CC_SEM_RESERVED", "CC_BAD_DOORBELL", "CC_DMA_FAULT", "CC_NAMES"]
+__all__ = [
+    "Channel",
+    "InFlight",
+    "Stage",
+    "Consume",
+    "Advance",
+    "RaiseMsi",
+    "Action",
+    "HostViolation",
+    "DeviceStats",
+    "NUM_SEMS",
+    "SEM_MAX",
+    "CC_SUCCESS",
+    "CC_ILLEGAL_DIR",
+    "CC_LINKED_LIST",
+    "CC_MULTI_PRESYNC",
+    "CC_SEM_RESERVED",
+    "CC_BAD_DOORBELL",
+    "CC_DMA_FAULT",
+    "CC_NAMES",
+]
 
 NUM_SEMS = 32  # 5-bit semaphore index (aic100.rst sem_cmd bits 20:16)
 SEM_MAX = 0xFFF  # 12-bit semaphore values (aic100.rst sem_cmd bits 11:0)
@@ -59,14 +79,37 @@ class Stage(enum.IntEnum):
 
 #: stage order per ``fence-scope`` (the fence acts before or after the presync)
 #: stage plan per ``fence-scope`` alternative (checked complete at import)
-_PLANS = FENCE_SCOPE.table({
-    FenceScope.EARLIER_BEFORE_PRESYNC: (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
-                                        Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-    FenceScope.EARLIER_BEFORE_DMA: (Stage.PRESYNC, Stage.FENCE, Stage.DMA, Stage.POSTSYNC,
-                                    Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-    FenceScope.ALL_OUTSTANDING: (Stage.FENCE, Stage.PRESYNC, Stage.DMA, Stage.POSTSYNC,
-                                 Stage.DOORBELL, Stage.RESPONSE, Stage.DONE),
-})
+_PLANS = FENCE_SCOPE.table(
+    {
+        FenceScope.EARLIER_BEFORE_PRESYNC: (
+            Stage.FENCE,
+            Stage.PRESYNC,
+            Stage.DMA,
+            Stage.POSTSYNC,
+            Stage.DOORBELL,
+            Stage.RESPONSE,
+            Stage.DONE,
+        ),
+        FenceScope.EARLIER_BEFORE_DMA: (
+            Stage.PRESYNC,
+            Stage.FENCE,
+            Stage.DMA,
+            Stage.POSTSYNC,
+            Stage.DOORBELL,
+            Stage.RESPONSE,
+            Stage.DONE,
+        ),
+        FenceScope.ALL_OUTSTANDING: (
+            Stage.FENCE,
+            Stage.PRESYNC,
+            Stage.DMA,
+            Stage.POSTSYNC,
+            Stage.DOORBELL,
+            Stage.RESPONSE,
+            Stage.DONE,
+        ),
+    }
+)
 #: when a request failed validation it goes straight to its response step
 _ERROR_PLAN = (Stage.RESPONSE, Stage.DONE)
 
@@ -104,8 +147,9 @@ class HostViolation(Finding):
 
     __slots__ = ()
 
-    def __init__(self, rule: str, message: str, dbc: int | None = None,
-                 source: str = "aic100.rst DMA Bridge") -> None:
+    def __init__(
+        self, rule: str, message: str, dbc: int | None = None, source: str = "aic100.rst DMA Bridge"
+    ) -> None:
         super().__init__(rule, message, source, {"dbc": dbc})
 
 

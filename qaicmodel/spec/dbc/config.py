@@ -29,10 +29,15 @@ class DeviceConfig:
     kernel: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "num_dbc": self.num_dbc, "single_msi": self.single_msi,
-                "datapath_polling": self.datapath_polling,
-                "sg_max_segment": self.sg_max_segment, "policies": dict(self.policies),
-                **({"kernel": self.kernel} if self.kernel is not None else {})}
+        return {
+            "family": self.family,
+            "num_dbc": self.num_dbc,
+            "single_msi": self.single_msi,
+            "datapath_polling": self.datapath_polling,
+            "sg_max_segment": self.sg_max_segment,
+            "policies": dict(self.policies),
+            **({"kernel": self.kernel} if self.kernel is not None else {}),
+        }
 
 
 #: families whose DMA Bridge the model covers (control-path.md §2.2: 16 DBCs on each).

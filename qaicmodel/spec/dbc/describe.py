@@ -18,9 +18,19 @@ __all__ = ["describe_request", "describe_response", "describe_sem", "SEM_SIZE"]
 
 SEM_SIZE = 4
 _SEED_FIELDS = (
-    "req_id", "seq_id", "pcie_dma_cmd", "pcie_dma_source_addr", "pcie_dma_dest_addr",
-    "pcie_dma_len", "doorbell_addr", "doorbell_attr", "doorbell_data",
-    "sem_cmd0", "sem_cmd1", "sem_cmd2", "sem_cmd3",
+    "req_id",
+    "seq_id",
+    "pcie_dma_cmd",
+    "pcie_dma_source_addr",
+    "pcie_dma_dest_addr",
+    "pcie_dma_len",
+    "doorbell_addr",
+    "doorbell_attr",
+    "doorbell_data",
+    "sem_cmd0",
+    "sem_cmd1",
+    "sem_cmd2",
+    "sem_cmd3",
 )
 _RESERVED = ("reserved0", "reserved1", "reserved2", "reserved3")
 

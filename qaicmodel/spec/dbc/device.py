@@ -166,7 +166,11 @@ class Device(Engine):
         *,
         strict: bool = False,
     ) -> None:
-        if not isinstance(num_dbc, int) or isinstance(num_dbc, bool) or not 1 <= num_dbc <= regs.NUM_DBC:
+        if (
+            not isinstance(num_dbc, int)
+            or isinstance(num_dbc, bool)
+            or not 1 <= num_dbc <= regs.NUM_DBC
+        ):
             raise ArgumentError(f"num_dbc must be 1..{regs.NUM_DBC}, got {num_dbc!r}")
         if policies is not None and not isinstance(policies, Policies):
             raise ArgumentError(f"policies must be a Policies, not {type(policies).__name__}")
@@ -195,8 +199,9 @@ class Device(Engine):
         for fn in self.observers:
             fn(event)
 
-    def _violation(self, rule: str, message: str, dbc: int | None = None,
-                   source: str = "aic100.rst DMA Bridge") -> None:
+    def _violation(
+        self, rule: str, message: str, dbc: int | None = None, source: str = "aic100.rst DMA Bridge"
+    ) -> None:
         v = HostViolation(rule, message, dbc, source)
         self.violations.append(v)
         self._emit("violation", dbc, rule, message)
@@ -249,11 +254,13 @@ class Device(Engine):
         if not arith.activate_queue_size_ok(nelem):
             raise ArgumentError(f"activate: nelem {nelem} is not a queue size the driver accepts")
         if not self.host_mem.mapped(req_q, nelem * REQ_SIZE):
-            raise ArgumentError(f"activate: request FIFO 0x{req_q:x}+{nelem * REQ_SIZE} is not "
-                                "mapped host memory")
+            raise ArgumentError(
+                f"activate: request FIFO 0x{req_q:x}+{nelem * REQ_SIZE} is not mapped host memory"
+            )
         if not self.host_mem.mapped(rsp_q, nelem * RSP_SIZE):
-            raise ArgumentError(f"activate: response FIFO 0x{rsp_q:x}+{nelem * RSP_SIZE} is not "
-                                "mapped host memory")
+            raise ArgumentError(
+                f"activate: response FIFO 0x{rsp_q:x}+{nelem * RSP_SIZE} is not mapped host memory"
+            )
         ch.reset()
         ch.active, ch.nelem, ch.req_q, ch.rsp_q = True, nelem, req_q, rsp_q
         self._version += 1
@@ -291,8 +298,12 @@ class Device(Engine):
         if reg == regs.REQ_HP and self._p.head_index_meaning is HeadIndexMeaning.LAST_CONSUMED:
             # the slot consumed last: one behind the next slot to consume
             return arith.ring_advance(ch.req_hp, ch.nelem - 1, ch.nelem)
-        return {regs.REQ_HP: ch.req_hp, regs.REQ_TP: ch.req_tp,
-                regs.RSP_HP: ch.rsp_hp, regs.RSP_TP: ch.rsp_tp}[reg]
+        return {
+            regs.REQ_HP: ch.req_hp,
+            regs.REQ_TP: ch.req_tp,
+            regs.RSP_HP: ch.rsp_hp,
+            regs.RSP_TP: ch.rsp_tp,
+        }[reg]
 
     def writel(self, dbc: int, reg: int, val: int) -> None:
         ch = self._chan(dbc)
@@ -303,18 +314,24 @@ class Device(Engine):
         self._version += 1
         self._emit("writel", dbc, reg, val)
         if reg in regs.DEVICE_OWNED:
-            self._violation("HOST-WRITE-DEVICE-REG",
-                            f"host wrote 0x{val:x} to device-owned {name} of dbc {dbc} "
-                            "(\"Read only by the host\")", dbc)
+            self._violation(
+                "HOST-WRITE-DEVICE-REG",
+                f"host wrote 0x{val:x} to device-owned {name} of dbc {dbc} "
+                '("Read only by the host")',
+                dbc,
+            )
             return
         if not ch.active:
-            self._violation("HOST-INACTIVE-DBC",
-                            f"host wrote {name} of dbc {dbc}, which is not active", dbc)
+            self._violation(
+                "HOST-INACTIVE-DBC", f"host wrote {name} of dbc {dbc}, which is not active", dbc
+            )
             return
         if val >= ch.nelem:
-            self._violation("HOST-REG-OUT-OF-RANGE",
-                            f"{name} write {val} of dbc {dbc} is not an index below nelem "
-                            f"{ch.nelem}", dbc)
+            self._violation(
+                "HOST-REG-OUT-OF-RANGE",
+                f"{name} write {val} of dbc {dbc} is not an index below nelem {ch.nelem}",
+                dbc,
+            )
             if self._p.tail_out_of_range is TailOutOfRange.IGNORE:
                 return
             val %= ch.nelem
@@ -335,10 +352,14 @@ class Device(Engine):
         else:
             free = n - ch.req_count
         if added > free:
-            self._violation("HOST-REQ-OVERRUN",
-                            f"REQ_TP {ch.req_tp} -> {val} adds {added} elements but only {free} "
-                            f"slots are free (REQ_HP {ch.req_hp}, nelem {n}); unconsumed "
-                            "requests are overwritten", ch.dbc, "qaic_data.c fifo_space_avail")
+            self._violation(
+                "HOST-REQ-OVERRUN",
+                f"REQ_TP {ch.req_tp} -> {val} adds {added} elements but only {free} "
+                f"slots are free (REQ_HP {ch.req_hp}, nelem {n}); unconsumed "
+                "requests are overwritten",
+                ch.dbc,
+                "qaic_data.c fifo_space_avail",
+            )
         ch.req_tp = val
         if self._keep_one_free:
             ch.req_count = arith.ring_occupancy(ch.req_hp, val, n)
@@ -352,10 +373,13 @@ class Device(Engine):
         n = ch.nelem
         freed = arith.ring_occupancy(ch.rsp_hp, val, n)
         if freed > ch.rsp_count:
-            self._violation("HOST-RSP-OVERREAD",
-                            f"RSP_HP {ch.rsp_hp} -> {val} frees {freed} responses but the device "
-                            f"wrote only {ch.rsp_count} (RSP_TP {ch.rsp_tp})", ch.dbc,
-                            "aic100.rst Response FIFO")
+            self._violation(
+                "HOST-RSP-OVERREAD",
+                f"RSP_HP {ch.rsp_hp} -> {val} frees {freed} responses but the device "
+                f"wrote only {ch.rsp_count} (RSP_TP {ch.rsp_tp})",
+                ch.dbc,
+                "aic100.rst Response FIFO",
+            )
         ch.rsp_hp = val
         if self._keep_one_free:
             ch.rsp_count = arith.ring_occupancy(val, ch.rsp_tp, n)
@@ -363,14 +387,17 @@ class Device(Engine):
             # ring-full-rule=all-slots: the device counts; a write of the current value frees
             # nothing, so a host that read a full ring (n responses) cannot say so -- the
             # ambiguity the policy names.
-            ch.rsp_count = (ch.rsp_count - freed) % n if freed > ch.rsp_count else ch.rsp_count - freed
+            ch.rsp_count = (
+                (ch.rsp_count - freed) % n if freed > ch.rsp_count else ch.rsp_count - freed
+            )
 
     def bar_read(self, off: int) -> int:
         """A 32-bit read of BAR2 at ``off`` (control-path.md §2.2: base 0x20000, 4 KiB per DBC)."""
         where = regs.decode_offset(off, self.num_dbc)
         if where is None:
-            self._violation("HOST-BAR-UNMAPPED", f"host read BAR2 offset 0x{off:x}, not a DBC "
-                            "register", None)
+            self._violation(
+                "HOST-BAR-UNMAPPED", f"host read BAR2 offset 0x{off:x}, not a DBC register", None
+            )
             return 0
         return self.readl(*where)
 
@@ -379,8 +406,11 @@ class Device(Engine):
             raise ArgumentError(f"register value {val!r} is not a u32")
         where = regs.decode_offset(off, self.num_dbc)
         if where is None:
-            self._violation("HOST-BAR-UNMAPPED", f"host wrote 0x{val:x} to BAR2 offset 0x{off:x}, "
-                            "not a DBC register", None)
+            self._violation(
+                "HOST-BAR-UNMAPPED",
+                f"host wrote 0x{val:x} to BAR2 offset 0x{off:x}, not a DBC register",
+                None,
+            )
             return
         self.writel(where[0], where[1], val)
 
@@ -445,6 +475,7 @@ class Device(Engine):
             raise ArgumentError(f"nsp_sem: value {val!r} is not 0..4095")
         self._version += 1
         return self._sem_apply(ch, SemOp(op), index, val)
+
     # -- the actor interface (R12) ------------------------------------------------
     def _advances(self, ch: Channel) -> list[Advance]:
         """Advance actions of one channel: one pass in consumption order (R5)."""

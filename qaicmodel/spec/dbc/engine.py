@@ -76,13 +76,19 @@ class Engine:
         _rule_permitted: bool
 
         def _emit(self, *event: Any) -> None: ...
-        def _violation(self, rule: str, message: str, dbc: int | None = None,
-                       source: str = "aic100.rst DMA Bridge") -> None: ...
+        def _violation(
+            self,
+            rule: str,
+            message: str,
+            dbc: int | None = None,
+            source: str = "aic100.rst DMA Bridge",
+        ) -> None: ...
         def _capacity(self, ch: Channel) -> int: ...
         def _cc(self, code: int) -> int: ...
         def _active(self, cmd: SemCmd) -> bool: ...
-        def _sem_apply(self, ch: Channel, op: SemOp, index: int, value: int,
-                       dry: bool = False) -> bool: ...
+        def _sem_apply(
+            self, ch: Channel, op: SemOp, index: int, value: int, dry: bool = False
+        ) -> bool: ...
 
     # -- consuming a request ----------------------------------------------------
     def _classify(self, ch: Channel, seq: int, slot: int, elem: RequestElem) -> InFlight:
@@ -100,8 +106,12 @@ class Engine:
                 error = CC_ILLEGAL_DIR
                 if rule is IllegalDirection.ERROR_ALWAYS:
                     rec.wants_response = True
-        if not error and d in (Dir.TO_DEV, Dir.FROM_DEV) and not elem.bulk \
-                and p.linked_list is LinkedList.ERROR:
+        if (
+            not error
+            and d in (Dir.TO_DEV, Dir.FROM_DEV)
+            and not elem.bulk
+            and p.linked_list is LinkedList.ERROR
+        ):
             error = CC_LINKED_LIST
         cmds = [s for s in elem.sems if self._active(s)]
         reserved = [s for s in cmds if s.op is SemOp.RESERVED]
@@ -150,15 +160,23 @@ class Engine:
             return
         elem = RequestElem.unpack(raw)
         for v in elem.violations():
-            self._violation(v.rule, f"request element {slot} of dbc {ch.dbc}: {v.field}: "
-                            f"{v.message}", ch.dbc, v.source)
+            self._violation(
+                v.rule,
+                f"request element {slot} of dbc {ch.dbc}: {v.field}: {v.message}",
+                ch.dbc,
+                v.source,
+            )
         if elem.db_write and self._p.doorbell_data_width is DoorbellDataWidth.VIOLATION:
             width = elem.db_len.nbytes
             if width and elem.doorbell_data >> (8 * width):
-                self._violation("REQ-DB-DATA-WIDTH",
-                                f"request element {slot} of dbc {ch.dbc}: doorbell_data "
-                                f"0x{elem.doorbell_data:x} has bits above the {8 * width}-bit "
-                                "doorbell length", ch.dbc, "aic100.rst Request FIFO")
+                self._violation(
+                    "REQ-DB-DATA-WIDTH",
+                    f"request element {slot} of dbc {ch.dbc}: doorbell_data "
+                    f"0x{elem.doorbell_data:x} has bits above the {8 * width}-bit "
+                    "doorbell length",
+                    ch.dbc,
+                    "aic100.rst Request FIFO",
+                )
         rec = self._classify(ch, seq, slot, elem)
         ch.inflight[seq] = rec
         if rec.xfer:
@@ -281,7 +299,9 @@ class Engine:
             rec.code = rec.code or CC_BAD_DOORBELL
             return
         self.stats.doorbells += 1
-        self._emit("doorbell", ch.dbc, rec.seq, addr, width, e.doorbell_data & ((1 << 8 * width) - 1))
+        self._emit(
+            "doorbell", ch.dbc, rec.seq, addr, width, e.doorbell_data & ((1 << 8 * width) - 1)
+        )
 
     def _respond(self, ch: Channel, rec: InFlight) -> None:
         """R10/R11: write {req_id, completion_code} at RSP_TP; MSI on empty -> non-empty."""
@@ -341,11 +361,13 @@ def _never(dev: Engine, ch: Channel, rec: InFlight, ctx: _Ctx) -> bool:
     return False
 
 
-def _then_done(step: Callable[[Engine, Channel, InFlight], None]
-               ) -> Callable[[Engine, Channel, InFlight], bool]:
+def _then_done(
+    step: Callable[[Engine, Channel, InFlight], None],
+) -> Callable[[Engine, Channel, InFlight], bool]:
     def effect(dev: Engine, ch: Channel, rec: InFlight) -> bool:
         step(dev, ch, rec)
         return True
+
     return effect
 
 
@@ -354,32 +376,37 @@ STAGE_TABLE: dict[Stage, StageRule] = {
     Stage.FENCE: StageRule(
         guard=lambda dev, ch, rec, ctx: dev._fence_ok(rec, ctx),
         empty=lambda rec: not (rec.fence_todev or rec.fence_fromdev),
-        effect=_then_done(lambda dev, ch, rec: None)),
+        effect=_then_done(lambda dev, ch, rec: None),
+    ),
     # step 1: "If specified, the presync semaphore condition must be true"
     Stage.PRESYNC: StageRule(
         guard=lambda dev, ch, rec, ctx: dev._sem_step_ok(ch, rec, rec.pre[0], ctx),
         empty=lambda rec: not rec.pre,
-        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec)),
+        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec),
+    ),
     # step 2: "If enabled, the DMA transfer occurs"
     Stage.DMA: StageRule(
         guard=_always,
         empty=lambda rec: not rec.xfer,
-        effect=_then_done(lambda dev, ch, rec: dev._dma(ch, rec))),
+        effect=_then_done(lambda dev, ch, rec: dev._dma(ch, rec)),
+    ),
     # step 3: "If specified, the postsync semaphore conditions must be true"
     Stage.POSTSYNC: StageRule(
         guard=lambda dev, ch, rec, ctx: dev._sem_step_ok(ch, rec, rec.post[0], ctx),
         empty=lambda rec: not rec.post,
-        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec)),
+        effect=lambda dev, ch, rec: dev._sem_effect(ch, rec),
+    ),
     # step 4: "If enabled, the doorbell is written"
     Stage.DOORBELL: StageRule(
         guard=_always,
         empty=lambda rec: not rec.elem.db_write,
-        effect=_then_done(lambda dev, ch, rec: dev._doorbell(ch, rec))),
+        effect=_then_done(lambda dev, ch, rec: dev._doorbell(ch, rec)),
+    ),
     # "Response FIFO": a response only when the completion bit asks for one
     Stage.RESPONSE: StageRule(
         guard=lambda dev, ch, rec, ctx: dev._response_ok(ch, rec, ctx),
         empty=lambda rec: not rec.wants_response,
-        effect=_then_done(lambda dev, ch, rec: dev._respond(ch, rec))),
-    Stage.DONE: StageRule(guard=_never, empty=lambda rec: False,
-                          effect=lambda dev, ch, rec: False),
+        effect=_then_done(lambda dev, ch, rec: dev._respond(ch, rec)),
+    ),
+    Stage.DONE: StageRule(guard=_never, empty=lambda rec: False, effect=lambda dev, ch, rec: False),
 }

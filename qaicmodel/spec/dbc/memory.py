@@ -53,8 +53,12 @@ class HostMemory:
         """Map an existing 1-D ``uint8`` array (e.g. a view into a larger buffer) at a
         fresh bus address, like :meth:`alloc`; the caller keeps the array, so host
         code and DMA see the same bytes.  (Added for the hosts' BO segments.)"""
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 1 \
-                or arr.shape[0] == 0:
+        if (
+            not isinstance(arr, np.ndarray)
+            or arr.dtype != np.uint8
+            or arr.ndim != 1
+            or arr.shape[0] == 0
+        ):
             raise ArgumentError("map_array wants a non-empty 1-D uint8 numpy array")
         addr = (self._next + align - 1) // align * align
         self._insert(addr, arr)
@@ -89,7 +93,9 @@ class HostMemory:
         return self.view(addr, length).tobytes()
 
     def write(self, addr: int, data: bytes | bytearray | memoryview | np.ndarray) -> None:
-        buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        buf = (
+            np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        )
         self.view(addr, len(buf))[:] = buf
 
     def mapped(self, addr: int, length: int) -> bool:
@@ -112,8 +118,12 @@ class DevMemory:
         self._pages: dict[int, bytearray] = {}
 
     def _check(self, addr: int, length: int) -> None:
-        if not (isinstance(addr, int) and isinstance(length, int)) or addr < 0 or length < 0 \
-                or addr + length > self.LIMIT:
+        if (
+            not (isinstance(addr, int) and isinstance(length, int))
+            or addr < 0
+            or length < 0
+            or addr + length > self.LIMIT
+        ):
             raise DmaFault(addr, length)
 
     def read(self, addr: int, length: int) -> bytes:

@@ -100,8 +100,9 @@ class Violation(Finding):
 
     __slots__ = ()
 
-    def __init__(self, rule: str, field: str, message: str,
-                 source: str = "aic100.rst Request FIFO") -> None:
+    def __init__(
+        self, rule: str, field: str, message: str, source: str = "aic100.rst Request FIFO"
+    ) -> None:
         super().__init__(rule, message, source, {"field": field})
 
 
@@ -136,9 +137,15 @@ class SemCmd:
         for name, v, bits in (("op", op, 3), ("index", index, 5), ("value", value, 12)):
             if not 0 <= int(v) < (1 << bits):
                 raise ArgumentError(f"sem {name}={v} does not fit in {bits} bits")
-        w = (int(value) | int(index) << 16 | int(op) << 24
-             | (SEM_PRESYNC if presync else 0) | (SEM_TODEV_FENCE if todev_fence else 0)
-             | (SEM_FROMDEV_FENCE if fromdev_fence else 0) | (SEM_ENABLE if enable else 0))
+        w = (
+            int(value)
+            | int(index) << 16
+            | int(op) << 24
+            | (SEM_PRESYNC if presync else 0)
+            | (SEM_TODEV_FENCE if todev_fence else 0)
+            | (SEM_FROMDEV_FENCE if fromdev_fence else 0)
+            | (SEM_ENABLE if enable else 0)
+        )
         return cls(w)
 
     @property
@@ -279,8 +286,12 @@ class RequestElem:
 
     @property
     def sems(self) -> tuple[SemCmd, SemCmd, SemCmd, SemCmd]:
-        return (SemCmd(self.sem_cmd0), SemCmd(self.sem_cmd1), SemCmd(self.sem_cmd2),
-                SemCmd(self.sem_cmd3))
+        return (
+            SemCmd(self.sem_cmd0),
+            SemCmd(self.sem_cmd1),
+            SemCmd(self.sem_cmd2),
+            SemCmd(self.sem_cmd3),
+        )
 
     def reserved_set(self) -> dict[str, int]:
         """Reserved bits that are set, by field name (value = the set bits)."""
@@ -304,25 +315,39 @@ class RequestElem:
         """Every rule of aic100.rst "Request FIFO" this element breaks."""
         out: list[Violation] = []
         if self.dir is Dir.ILLEGAL:
-            out.append(Violation("REQ-DIR-ILLEGAL", "pcie_dma_cmd",
-                                 "transfer type 3 is illegal"))
+            out.append(Violation("REQ-DIR-ILLEGAL", "pcie_dma_cmd", "transfer type 3 is illegal"))
         if self.db_write:
             if self.db_len is DbLen.RESERVED:
-                out.append(Violation("REQ-DB-LEN-RESERVED", "doorbell_attr",
-                                     "doorbell length encoding 3 is reserved"))
+                out.append(
+                    Violation(
+                        "REQ-DB-LEN-RESERVED",
+                        "doorbell_attr",
+                        "doorbell length encoding 3 is reserved",
+                    )
+                )
             elif self.doorbell_addr % self.db_len.nbytes:
-                out.append(Violation(
-                    "REQ-DB-MISALIGNED", "doorbell_addr",
-                    f"doorbell address 0x{self.doorbell_addr:x} is not aligned to "
-                    f"{self.db_len.nbytes} bytes"))
+                out.append(
+                    Violation(
+                        "REQ-DB-MISALIGNED",
+                        "doorbell_addr",
+                        f"doorbell address 0x{self.doorbell_addr:x} is not aligned to "
+                        f"{self.db_len.nbytes} bytes",
+                    )
+                )
         presyncs = [i for i, s in enumerate(self.sems) if s.enable and s.presync]
         if len(presyncs) > 1:
-            out.append(Violation("REQ-MULTI-PRESYNC", f"sem_cmd{presyncs[1]}",
-                                 f"{len(presyncs)} presync semaphores; only one is allowed"))
+            out.append(
+                Violation(
+                    "REQ-MULTI-PRESYNC",
+                    f"sem_cmd{presyncs[1]}",
+                    f"{len(presyncs)} presync semaphores; only one is allowed",
+                )
+            )
         for i, s in enumerate(self.sems):
             if s.enable and s.op is SemOp.RESERVED:
-                out.append(Violation("SEM-CMD-RESERVED", f"sem_cmd{i}",
-                                     "semaphore command 7 is reserved"))
+                out.append(
+                    Violation("SEM-CMD-RESERVED", f"sem_cmd{i}", "semaphore command 7 is reserved")
+                )
         for name in self.reserved_set():
             out.append(Violation("RESERVED-BITS-SET", name, "reserved bits are set"))
         return out
@@ -364,5 +389,8 @@ class ResponseElem:
         return cls(*_RSP_STRUCT.unpack(bytes(data)))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"req_id": self.req_id, "completion_code": self.completion_code,
-                "decoded": {"success": self.completion_code == 0}}
+        return {
+            "req_id": self.req_id,
+            "completion_code": self.completion_code,
+            "decoded": {"success": self.completion_code == 0},
+        }

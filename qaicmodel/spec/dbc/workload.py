@@ -79,25 +79,33 @@ def _sem(cmd: int, index: int, val: int, presync: int) -> dict[str, int]:
 _NO_SEM = {"val": 0, "index": 0, "presync": 0, "cmd": 0, "flags": 0, "pad": 0}
 
 
-def input_slice(k: int, *, last: bool, n_in: int = 1, sem_in: int = 0,
-                db_base: int = DB_BASE) -> dict[str, Any]:
+def input_slice(
+    k: int, *, last: bool, n_in: int = 1, sem_in: int = 0, db_base: int = DB_BASE
+) -> dict[str, Any]:
     """uapi slice fields of an input whose doorbell is ``k`` (userspace.md §8)."""
     return {
-        "db_addr": doorbell_addr(k, db_base), "db_data": 1, "db_len": 32,
+        "db_addr": doorbell_addr(k, db_base),
+        "db_data": 1,
+        "db_len": 32,
         "sem0": _sem(SemOp.WAIT_EQ, sem_in, n_in, 1),
         "sem1": _sem(SemOp.INIT, sem_in, 0, 0) if last else dict(_NO_SEM),
-        "sem2": dict(_NO_SEM), "sem3": dict(_NO_SEM),
+        "sem2": dict(_NO_SEM),
+        "sem3": dict(_NO_SEM),
     }
 
 
-def output_slice(k: int, *, last: bool, n_out: int = 1, sem_out: int = 1,
-                 db_base: int = DB_BASE) -> dict[str, Any]:
+def output_slice(
+    k: int, *, last: bool, n_out: int = 1, sem_out: int = 1, db_base: int = DB_BASE
+) -> dict[str, Any]:
     """uapi slice fields of an output whose doorbell is ``k`` (userspace.md §8)."""
     return {
-        "db_addr": doorbell_addr(k, db_base), "db_data": 1, "db_len": 32,
+        "db_addr": doorbell_addr(k, db_base),
+        "db_data": 1,
+        "db_len": 32,
         "sem0": _sem(SemOp.WAIT_EQ, sem_out, 0, 1),
         "sem1": _sem(SemOp.INIT, sem_out, n_out, 0) if last else dict(_NO_SEM),
-        "sem2": dict(_NO_SEM), "sem3": dict(_NO_SEM),
+        "sem2": dict(_NO_SEM),
+        "sem3": dict(_NO_SEM),
     }
 
 
@@ -152,7 +160,9 @@ class CompilerProtocolWorkload:
         if sem_in == sem_out:
             raise ArgumentError("sem_in and sem_out must differ")
         if inferences is not None and (not isinstance(inferences, int) or inferences < 0):
-            raise ArgumentError(f"inferences must be a non-negative int or None, got {inferences!r}")
+            raise ArgumentError(
+                f"inferences must be a non-negative int or None, got {inferences!r}"
+            )
         self.dev = dev
         self.dbc = dbc
         self.n_in = n_in_nsps

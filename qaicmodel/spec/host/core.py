@@ -45,8 +45,15 @@ from qaicmodel.spec.policies import (
     HostAttachHdrSize,
 )
 
-__all__ = ["HostCore", "activate_channel", "deactivate_channel",
-           "BULK_XFER", "GEN_COMPLETION", "INBOUND_XFER", "OUTBOUND_XFER"]
+__all__ = [
+    "HostCore",
+    "activate_channel",
+    "deactivate_channel",
+    "BULK_XFER",
+    "GEN_COMPLETION",
+    "INBOUND_XFER",
+    "OUTBOUND_XFER",
+]
 
 # qaic_data.c request element bits
 BULK_XFER = 1 << 3
@@ -103,17 +110,32 @@ class HostCore(IrqSide):
     recheck = True
     use_req_lock = True
 
-    def __init__(self, device: Any, *, sg_max_segment: int | None = None,
-                 datapath_polling: bool = False, num_events: int = irqproto.NUM_EVENTS,
-                 num_delays: int = irqproto.NUM_DELAYS, max_bo_size: int = MAX_BO_SIZE) -> None:
+    def __init__(
+        self,
+        device: Any,
+        *,
+        sg_max_segment: int | None = None,
+        datapath_polling: bool = False,
+        num_events: int = irqproto.NUM_EVENTS,
+        num_delays: int = irqproto.NUM_DELAYS,
+        max_bo_size: int = MAX_BO_SIZE,
+    ) -> None:
         if sg_max_segment is not None and (
-                not isinstance(sg_max_segment, int) or isinstance(sg_max_segment, bool)
-                or sg_max_segment <= 0 or sg_max_segment % _PAGE):
-            raise ArgumentError(f"sg_max_segment must be a positive multiple of {_PAGE} or "
-                                f"None, got {sg_max_segment!r}")
+            not isinstance(sg_max_segment, int)
+            or isinstance(sg_max_segment, bool)
+            or sg_max_segment <= 0
+            or sg_max_segment % _PAGE
+        ):
+            raise ArgumentError(
+                f"sg_max_segment must be a positive multiple of {_PAGE} or "
+                f"None, got {sg_max_segment!r}"
+            )
         for name, v in (("num_events", num_events), ("num_delays", num_delays)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "num_events"
-                                                                      else 0):
+            if (
+                not isinstance(v, int)
+                or isinstance(v, bool)
+                or v < (1 if name == "num_events" else 0)
+            ):
                 raise ArgumentError(f"{name} must be a non-negative int, got {v!r}")
         self.device = device
         self.policies = device.policies
@@ -136,8 +158,12 @@ class HostCore(IrqSide):
         self._next_tid = 1
         self._mask_on_irq = not (self.single_msi or self.datapath_polling)
         self.proto = irqproto.make_transitions(
-            recheck=self.recheck, msi_while_masked=self.policies[MSI_WHILE_MASKED],
-            mask_on_irq=self._mask_on_irq, num_events=num_events, num_delays=num_delays)
+            recheck=self.recheck,
+            msi_while_masked=self.policies[MSI_WHILE_MASKED],
+            mask_on_irq=self._mask_on_irq,
+            num_events=num_events,
+            num_delays=num_delays,
+        )
         if self.datapath_polling and not self.single_msi:
             # qaic_drv.c: with datapath_polling each DBC line is disabled at probe
             for c in self.ch:
@@ -251,11 +277,14 @@ class HostCore(IrqSide):
         ch = self.ch[dbc_id]
         if not ch.in_use:
             return
-        busy = [t.tid for t in self.threads.values()
-                if t.dbc_id == dbc_id and t.phase is not Phase.DONE]
+        busy = [
+            t.tid for t in self.threads.values() if t.dbc_id == dbc_id and t.phase is not Phase.DONE
+        ]
         if busy:
-            raise ArgumentError(f"dbc_release({dbc_id}) would wait (synchronize_srcu) for "
-                                f"EXECUTE_BO thread(s) {busy}; step them first")
+            raise ArgumentError(
+                f"dbc_release({dbc_id}) would wait (synchronize_srcu) for "
+                f"EXECUTE_BO thread(s) {busy}; step them first"
+            )
         ch.usr = None
         for bo in list(ch.xfer.values()):  # empty_xfer_list
             self._xfer_remove(ch, bo)
@@ -279,14 +308,15 @@ class HostCore(IrqSide):
         aligned = check_create_bo(size, pad)
         self._online()
         if aligned > self.max_bo_size:
-            raise IoctlError("ENOMEM", f"create_bo: {aligned} bytes is more than the model's "
-                                       f"{self.max_bo_size}")
+            raise IoctlError(
+                "ENOMEM", f"create_bo: {aligned} bytes is more than the model's {self.max_bo_size}"
+            )
         arr = np.zeros(aligned, dtype=np.uint8)  # __GFP_ZERO
         seg = self.sg_max_segment or aligned
         segments = []
         for off in range(0, aligned, seg):
             n = min(seg, aligned - off)
-            segments.append((self.device.host_mem.map_array(arr[off:off + n]), n))
+            segments.append((self.device.host_mem.map_array(arr[off : off + n]), n))
         handle = 1
         while handle in c.bos:  # idr_alloc(.., 1, 0): lowest free handle >= 1
             handle += 1
@@ -304,8 +334,9 @@ class HostCore(IrqSide):
         self._online()
         return self._lookup(user, handle).array
 
-    def attach_slice(self, user: int, hdr: uapi.AttachSliceHdr,
-                     entries: Sequence[uapi.SliceEntry] | None) -> None:
+    def attach_slice(
+        self, user: int, hdr: uapi.AttachSliceHdr, entries: Sequence[uapi.SliceEntry] | None
+    ) -> None:
         """DRM_IOCTL_QAIC_ATTACH_SLICE_BO (qaic_attach_slice_bo_ioctl), checks in order.
 
         ``entries=None`` is a NULL ``data`` pointer; fewer entries than
@@ -329,9 +360,12 @@ class HostCore(IrqSide):
         self._online()
         ch = self._dbc_range(hdr.dbc_id)
         if len(entries) < hdr.count:
-            raise IoctlError("EFAULT", f"attach_slice: {hdr.count} entries announced, the user "
-                                       f"buffer holds {len(entries)}")
-        ents = list(entries[:hdr.count])
+            raise IoctlError(
+                "EFAULT",
+                f"attach_slice: {hdr.count} entries announced, the user "
+                f"buffer holds {len(entries)}",
+            )
+        ents = list(entries[: hdr.count])
         if old:
             for i, e in enumerate(ents):
                 check_slice_entry(e, hdr.size, i)
@@ -343,8 +377,9 @@ class HostCore(IrqSide):
         if bo.sliced:
             raise IoctlError("EINVAL", f"attach_slice: BO {hdr.handle} is already sliced")
         if ch.usr != user:
-            raise IoctlError("EINVAL", f"attach_slice: dbc {hdr.dbc_id} is not owned by user "
-                                       f"{user}")
+            raise IoctlError(
+                "EINVAL", f"attach_slice: dbc {hdr.dbc_id} is not owned by user {user}"
+            )
         if self.ssr_dbc == hdr.dbc_id and self._epipe:
             raise IoctlError("EPIPE", f"attach_slice: dbc {hdr.dbc_id} is in SSR")
         if old and bo.size < hdr.size:
@@ -353,15 +388,18 @@ class HostCore(IrqSide):
         for i, e in enumerate(ents):  # qaic_map_one_slice
             segs = self._span(bo, e.offset, e.size)
             if segs is None:
-                raise IoctlError("EINVAL", f"attach_slice: entry {i}: no DMA segments cover "
-                                           f"offset {e.offset} size {e.size or _PAGE}")
+                raise IoctlError(
+                    "EINVAL",
+                    f"attach_slice: entry {i}: no DMA segments cover "
+                    f"offset {e.offset} size {e.size or _PAGE}",
+                )
             check_slice_encodable(e, i)
-            slices.append(SliceRec(e.offset, e.size, len(segs),
-                                   self._encode(hdr.dir, e, segs)))
+            slices.append(SliceRec(e.offset, e.size, len(segs), self._encode(hdr.dir, e, segs)))
         total = sum(s.nents for s in slices)
         if total > ch.nelem:
-            raise IoctlError("ENOSPC", f"attach_slice: {total} request elements do not fit a "
-                                       f"ring of {ch.nelem}")
+            raise IoctlError(
+                "ENOSPC", f"attach_slice: {total} request elements do not fit a ring of {ch.nelem}"
+            )
         bo.slices, bo.total_slice_nents = slices, total
         bo.dir, bo.dbc_id, bo.nr_slice = hdr.dir, hdr.dbc_id, hdr.count
         bo.sliced, bo.done = True, True
@@ -388,8 +426,7 @@ class HostCore(IrqSide):
             raise IoctlError("EINVAL", f"detach_slice: BO {handle} is not sliced")
         assert bo.dbc_id is not None
         if self.ch[bo.dbc_id].usr != user:
-            raise IoctlError("EINVAL", f"detach_slice: dbc {bo.dbc_id} is not owned by user "
-                                       f"{user}")
+            raise IoctlError("EINVAL", f"detach_slice: dbc {bo.dbc_id} is not owned by user {user}")
         if bo.queued:
             raise IoctlError("EBUSY", f"detach_slice: BO {handle} is queued")
         self._detach(bo)
@@ -400,8 +437,9 @@ class HostCore(IrqSide):
         ents = [(h, d, 0) for h, d in self._entries(handles_dirs, 2)]
         self._run_exec(user, dbc_id, ents, False)
 
-    def partial_execute(self, user: int, dbc_id: int,
-                        entries: Sequence[tuple[int, int, int]]) -> None:
+    def partial_execute(
+        self, user: int, dbc_id: int, entries: Sequence[tuple[int, int, int]]
+    ) -> None:
         """DRM_IOCTL_QAIC_PARTIAL_EXECUTE_BO as one uninterrupted call."""
         self._run_exec(user, dbc_id, self._entries(entries, 3), True)
 
@@ -425,20 +463,25 @@ class HostCore(IrqSide):
         check_uint("dbc_id", dbc_id, 32)
         ch = self._exec_pre(user, dbc_id, ents)
         if self.use_req_lock and ch.lock is not None:
-            raise ArgumentError(f"execute would block: req_lock of dbc {dbc_id} is held by "
-                                f"thread {ch.lock}")
+            raise ArgumentError(
+                f"execute would block: req_lock of dbc {dbc_id} is held by thread {ch.lock}"
+            )
         head, tail, level = self._exec_read(ch)
         tail = self._exec_send(ch, user, ents, partial, head, tail)
         self._exec_commit(ch, user, ents, tail, level)
 
-    def execute_begin(self, user: int, dbc_id: int, entries: Sequence[Any],
-                      partial: bool = False) -> int:
+    def execute_begin(
+        self, user: int, dbc_id: int, entries: Sequence[Any], partial: bool = False
+    ) -> int:
         """Start an ioctl thread inside EXECUTE_BO (or PARTIAL_EXECUTE_BO); its phases
         become ``exec`` actions.  Returns the thread id; see :meth:`execute_result`."""
         self._client(user)
         check_uint("dbc_id", dbc_id, 32)
-        ents = (self._entries(entries, 3) if partial
-                else [(h, d, 0) for h, d in self._entries(entries, 2)])
+        ents = (
+            self._entries(entries, 3)
+            if partial
+            else [(h, d, 0) for h, d in self._entries(entries, 2)]
+        )
         th = ExecThread(self._next_tid, user, dbc_id, ents, partial)
         self._next_tid += 1
         self.threads[th.tid] = th
@@ -510,8 +553,9 @@ class HostCore(IrqSide):
         level = tail - head if head <= tail else ch.nelem - (head - tail)
         return head, tail, level
 
-    def _exec_send(self, ch: HostChannel, user: int, ents: list[Any], partial: bool,
-                   head: int, tail: int) -> int:
+    def _exec_send(
+        self, ch: HostChannel, user: int, ents: list[Any], partial: bool, head: int, tail: int
+    ) -> int:
         """send_bo_list_to_device: per BO lookup (-ENOENT), sliced (-EINVAL), resize
         (-EINVAL), already queued (-EINVAL), req_id, copy every slice (-EAGAIN).
         On failure every BO queued by this call is taken off the list again."""
@@ -522,8 +566,9 @@ class HostCore(IrqSide):
                 if not bo.sliced:
                     raise IoctlError("EINVAL", f"execute: BO {handle} is not sliced")
                 if partial and resize > bo.size:
-                    raise IoctlError("EINVAL", f"partial_execute: resize {resize} > BO size "
-                                               f"{bo.size}")
+                    raise IoctlError(
+                        "EINVAL", f"partial_execute: resize {resize} > BO size {bo.size}"
+                    )
                 if bo.queued:
                     raise IoctlError("EINVAL", f"execute: BO {handle} is already queued")
                 bo.req_id = ch.next_req_id
@@ -539,8 +584,16 @@ class HostCore(IrqSide):
             raise
         return tail
 
-    def _copy_slice(self, ch: HostChannel, bo: Bo, sl: SliceRec, partial: bool, resize: int,
-                    head: int, tail: int) -> int:
+    def _copy_slice(
+        self,
+        ch: HostChannel,
+        bo: Bo,
+        sl: SliceRec,
+        partial: bool,
+        resize: int,
+        head: int,
+        tail: int,
+    ) -> int:
         """copy_exec_reqs / copy_partial_exec_reqs: free-space check (-EAGAIN), copy with
         wrap; returns the new tail.  Partial: resize 0 or <= the slice's offset sends the
         slice with no DMA; resize inside the slice sends a shortened slice."""
@@ -550,18 +603,21 @@ class HostCore(IrqSide):
             first_n, last_bytes = self._partial(sl, resize - sl.offset)
         else:
             if self._room(head, tail, ch.nelem) < sl.nents:
-                raise IoctlError("EAGAIN", f"execute: {sl.nents} elements do not fit the "
-                                           f"request ring now")
+                raise IoctlError(
+                    "EAGAIN", f"execute: {sl.nents} elements do not fit the request ring now"
+                )
             self._write_full(ch, sl, bo.req_id, tail)
             return int(arith.ring_advance(tail, sl.nents, ch.nelem, U32))
         if self._room(head, tail, ch.nelem) < first_n + 1:
-            raise IoctlError("EAGAIN", f"partial_execute: {first_n + 1} elements do not fit "
-                                       f"the request ring now")
+            raise IoctlError(
+                "EAGAIN", f"partial_execute: {first_n + 1} elements do not fit the request ring now"
+            )
         self._write_partial(ch, sl, bo.req_id, tail, first_n, last_bytes)
         return int(arith.ring_advance(tail, first_n + 1, ch.nelem, U32))
 
-    def _exec_commit(self, ch: HostChannel, user: int, ents: list[Any], tail: int,
-                     level: int) -> None:
+    def _exec_commit(
+        self, ch: HostChannel, user: int, ents: list[Any], tail: int, level: int
+    ) -> None:
         """writel REQ_TP, then update_profiling_data; datapath polling schedules its work."""
         self._writel(ch.id, regs.REQ_TP, tail)
         for handle, _d, _r in ents:
@@ -583,14 +639,19 @@ class HostCore(IrqSide):
         bo.queued, bo.queued_on = False, None
 
     # -- wait / perf --------------------------------------------------------
-    def wait_check(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
-                   pad: int = 0) -> bool:
+    def wait_check(
+        self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0
+    ) -> bool:
         """DRM_IOCTL_QAIC_WAIT_BO without the sleep: validation in order, then whether the
         BO's completion has fired (the caller decides -ETIMEDOUT; timeout 0 means
         WAIT_DEFAULT_TIMEOUT_MS)."""
         self._client(user)
-        for name, v in (("dbc_id", dbc_id), ("handle", handle), ("timeout_ms", timeout_ms),
-                        ("pad", pad)):
+        for name, v in (
+            ("dbc_id", dbc_id),
+            ("handle", handle),
+            ("timeout_ms", timeout_ms),
+            ("pad", pad),
+        ):
             check_uint(name, v, 32)
         if pad:
             raise IoctlError("EINVAL", "wait: pad must be 0")
@@ -608,8 +669,7 @@ class HostCore(IrqSide):
         """7.2 only: the data path's -EPIPE checks on qdev->ssr_dbc (6.12 has none)."""
         return bool(kernels.behaviour(self.kernel, "datapath-ssr-epipe"))
 
-    def wait_begin(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
-                   pad: int = 0) -> int:
+    def wait_begin(self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0) -> int:
         """WAIT_BO as an ioctl thread: the checks before the sleep now (an error finishes
         the thread at once); it sleeps until the BO's completion fires (also by
         release_dbc's complete_all) and then wakes -- a ``wake`` action, see
@@ -645,8 +705,9 @@ class HostCore(IrqSide):
         del self.waiters[tid]
         return w.error
 
-    def perf_stats(self, user: int, dbc_id: int, handles: Sequence[int]) -> list[
-            uapi.PerfStatsEntry]:
+    def perf_stats(
+        self, user: int, dbc_id: int, handles: Sequence[int]
+    ) -> list[uapi.PerfStatsEntry]:
         """DRM_IOCTL_QAIC_PERF_STATS_BO: online, dbc range, then per entry lookup (-ENOENT),
         sliced (-EINVAL), sliced on this dbc (-EINVAL) -- those two 7.2 only (6.12
         qaic_perf_stats_bo_ioctl has neither).  No ownership check.
@@ -668,10 +729,16 @@ class HostCore(IrqSide):
             elif not bo.sliced:
                 raise IoctlError("EINVAL", f"perf_stats: BO {h} is not sliced")
             elif bo.dbc_id != dbc_id:
-                raise IoctlError("EINVAL", f"perf_stats: BO {h} is sliced on dbc {bo.dbc_id}, "
-                                           f"not {dbc_id}")
-            out.append(uapi.PerfStatsEntry(handle=h, queue_level_before=bo.queue_level_before,
-                                           num_queue_element=bo.total_slice_nents))
+                raise IoctlError(
+                    "EINVAL", f"perf_stats: BO {h} is sliced on dbc {bo.dbc_id}, not {dbc_id}"
+                )
+            out.append(
+                uapi.PerfStatsEntry(
+                    handle=h,
+                    queue_level_before=bo.queue_level_before,
+                    num_queue_element=bo.total_slice_nents,
+                )
+            )
         return out
 
     # -- the IRQ side as an actor -------------------------------------------
@@ -689,10 +756,10 @@ class HostCore(IrqSide):
     def _write_full(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int) -> None:
         raise NotImplementedError
 
-    def _write_partial(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int,
-                       first_n: int, last_bytes: int) -> None:
+    def _write_partial(
+        self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int, first_n: int, last_bytes: int
+    ) -> None:
         raise NotImplementedError
 
     def _drain(self, ch: HostChannel) -> None:
         raise NotImplementedError
-

@@ -111,8 +111,20 @@ class IrqState(NamedTuple):
 def initial(nelem: Any, ops: Any = U32) -> IrqState:
     """A freshly activated channel: empty rings, vector unmasked, thread idle."""
     z = ops.const(0)
-    return IrqState(rsp_hp=z, rsp_tp=z, nelem=nelem, msi_due=False, depth=z, pending=False,
-                    wake=False, pc=ops.const(PC.IDLE), head=z, tail=z, budget=z, delay=z)
+    return IrqState(
+        rsp_hp=z,
+        rsp_tp=z,
+        nelem=nelem,
+        msi_due=False,
+        depth=z,
+        pending=False,
+        wake=False,
+        pc=ops.const(PC.IDLE),
+        head=z,
+        tail=z,
+        budget=z,
+        delay=z,
+    )
 
 
 #: device registers each transition reads (the host performs these readl's)
@@ -150,21 +162,25 @@ def make_transitions(
     try:
         mode = MsiWhileMasked(msi_while_masked)
     except ValueError:
-        raise ValueError(f"msi_while_masked must be 'latched' or 'lost', "
-                         f"not {msi_while_masked!r}") from None
+        raise ValueError(
+            f"msi_while_masked must be 'latched' or 'lost', not {msi_while_masked!r}"
+        ) from None
     latched = mode is MsiWhileMasked.LATCHED
 
     # -- device side ------------------------------------------------------
     def post_g(s: IrqState, ops: Any) -> Any:
         # keep-one-free: the device stalls on a full response ring (response-ring-full=stall)
-        return ops.ult(ring_occupancy(s.rsp_hp, s.rsp_tp, s.nelem, ops),
-                       ops.sub(s.nelem, ops.const(1)))
+        return ops.ult(
+            ring_occupancy(s.rsp_hp, s.rsp_tp, s.nelem, ops), ops.sub(s.nelem, ops.const(1))
+        )
 
     def post_u(s: IrqState, ops: Any) -> IrqState:
         # msi-empty-transition=host-head: empty means RSP_TP == RSP_HP at posting time
         edge = ops.eq(s.rsp_tp, s.rsp_hp)
-        return s.with_(rsp_tp=ring_advance(s.rsp_tp, ops.const(1), s.nelem, ops),
-                       msi_due=ops.lor(s.msi_due, edge))
+        return s.with_(
+            rsp_tp=ring_advance(s.rsp_tp, ops.const(1), s.nelem, ops),
+            msi_due=ops.lor(s.msi_due, edge),
+        )
 
     def raise_g(s: IrqState, ops: Any) -> Any:
         return s.msi_due
@@ -188,8 +204,13 @@ def make_transitions(
         return ops.land(_at(s, PC.IDLE, ops), s.wake)
 
     def start_u(s: IrqState, ops: Any) -> IrqState:
-        return s.with_(wake=False, head=s.rsp_hp, budget=ops.const(num_events),
-                       delay=ops.const(num_delays), pc=ops.const(int(PC.READ_TAIL)))
+        return s.with_(
+            wake=False,
+            head=s.rsp_hp,
+            budget=ops.const(num_events),
+            delay=ops.const(num_delays),
+            pc=ops.const(int(PC.READ_TAIL)),
+        )
 
     def read_g(s: IrqState, ops: Any) -> Any:
         return _at(s, PC.READ_TAIL, ops)
@@ -199,15 +220,17 @@ def make_transitions(
         return s.with_(tail=s.rsp_tp, budget=budget, pc=ops.const(int(PC.CHECK)))
 
     def poll_g(s: IrqState, ops: Any) -> Any:
-        return ops.land(_at(s, PC.CHECK, ops), ops.eq(s.tail, s.head),
-                        ops.ne(s.delay, ops.const(0)))
+        return ops.land(
+            _at(s, PC.CHECK, ops), ops.eq(s.tail, s.head), ops.ne(s.delay, ops.const(0))
+        )
 
     def poll_u(s: IrqState, ops: Any) -> IrqState:
         return s.with_(delay=ops.sub(s.delay, ops.const(1)), pc=ops.const(int(PC.READ_TAIL)))
 
     def giveup_g(s: IrqState, ops: Any) -> Any:
-        return ops.land(_at(s, PC.CHECK, ops), ops.eq(s.tail, s.head),
-                        ops.eq(s.delay, ops.const(0)))
+        return ops.land(
+            _at(s, PC.CHECK, ops), ops.eq(s.tail, s.head), ops.eq(s.delay, ops.const(0))
+        )
 
     def giveup_u(s: IrqState, ops: Any) -> IrqState:
         return s.with_(pc=ops.const(int(PC.UNMASK)))
@@ -219,16 +242,20 @@ def make_transitions(
         return s.with_(delay=ops.const(num_delays), pc=ops.const(int(PC.DRAIN)))
 
     def one_g(s: IrqState, ops: Any) -> Any:
-        return ops.land(_at(s, PC.DRAIN, ops), ops.ne(s.head, s.tail),
-                        ops.ne(s.budget, ops.const(0)))
+        return ops.land(
+            _at(s, PC.DRAIN, ops), ops.ne(s.head, s.tail), ops.ne(s.budget, ops.const(0))
+        )
 
     def one_u(s: IrqState, ops: Any) -> IrqState:
-        return s.with_(head=ring_advance(s.head, ops.const(1), s.nelem, ops),
-                       budget=ops.sub(s.budget, ops.const(1)))
+        return s.with_(
+            head=ring_advance(s.head, ops.const(1), s.nelem, ops),
+            budget=ops.sub(s.budget, ops.const(1)),
+        )
 
     def end_g(s: IrqState, ops: Any) -> Any:
-        return ops.land(_at(s, PC.DRAIN, ops),
-                        ops.lor(ops.eq(s.head, s.tail), ops.eq(s.budget, ops.const(0))))
+        return ops.land(
+            _at(s, PC.DRAIN, ops), ops.lor(ops.eq(s.head, s.tail), ops.eq(s.budget, ops.const(0)))
+        )
 
     def end_u(s: IrqState, ops: Any) -> IrqState:
         return s.with_(pc=ops.const(int(PC.WRITE_HEAD)))
@@ -253,8 +280,11 @@ def make_transitions(
     def recheck_u(s: IrqState, ops: Any) -> IrqState:
         again = ops.ne(s.rsp_tp, s.head)
         inc = ops.ite(ops.land(again, mask_on_irq), ops.const(1), ops.const(0))
-        return s.with_(tail=s.rsp_tp, depth=ops.add(s.depth, inc),
-                       pc=ops.ite(again, ops.const(int(PC.READ_TAIL)), ops.const(int(PC.IDLE))))
+        return s.with_(
+            tail=s.rsp_tp,
+            depth=ops.add(s.depth, inc),
+            pc=ops.ite(again, ops.const(int(PC.READ_TAIL)), ops.const(int(PC.IDLE))),
+        )
 
     table: dict[str, Transition] = {
         "device_post": (post_g, post_u),
@@ -294,8 +324,7 @@ def stranded(s: IrqState, ops: Any = U32) -> Any:
     )
 
 
-def enabled(s: IrqState, table: dict[str, Transition] | None = None,
-            ops: Any = U32) -> list[str]:
+def enabled(s: IrqState, table: dict[str, Transition] | None = None, ops: Any = U32) -> list[str]:
     """Names of the transitions whose guard holds (int-level helper)."""
     t = TRANSITIONS if table is None else table
     return [name for name, (g, _u) in t.items() if g(s, ops)]

@@ -60,8 +60,12 @@ class IrqSide:
         if self.datapath_polling:
             dev = self.device
             for ch in self.ch:
-                if ch.poll and (not ch.xfer or ch.usr is None or not self.online
-                                or dev.ch[ch.id].rsp_hp != dev.ch[ch.id].rsp_tp):
+                if ch.poll and (
+                    not ch.xfer
+                    or ch.usr is None
+                    or not self.online
+                    or dev.ch[ch.id].rsp_hp != dev.ch[ch.id].rsp_tp
+                ):
                     out.append(HostAction("poll", ch.id))
         for tid, th in self.threads.items():
             if self._exec_runnable(th):
@@ -110,8 +114,9 @@ class IrqSide:
         guard, update = self.proto[name]
         s = ch.irq
         for reg in irqproto.READS.get(name, ()):
-            s = s.with_(**{reg: self._readl(ch.id, regs.RSP_HP if reg == "rsp_hp"
-                                             else regs.RSP_TP)})
+            s = s.with_(
+                **{reg: self._readl(ch.id, regs.RSP_HP if reg == "rsp_hp" else regs.RSP_TP)}
+            )
         if not guard(s, U32):
             raise AssertionError(f"irqproto {name} not enabled in {s}")  # host bug
         new = update(s, U32)
@@ -247,4 +252,3 @@ class IrqSide:
         bo.done = True
         bo.completions += 1
         self.completions.append(bo.key)
-

@@ -103,20 +103,22 @@ class Host(Protocol):
     def create_bo(self, user: int, size: int, pad: int = 0) -> int: ...
     def bo_segments(self, user: int, handle: int) -> list[tuple[int, int]]: ...
     def mmap_bo(self, user: int, handle: int) -> Any: ...
-    def attach_slice(self, user: int, hdr: uapi.AttachSliceHdr,
-                     entries: Sequence[uapi.SliceEntry] | None) -> None: ...
+    def attach_slice(
+        self, user: int, hdr: uapi.AttachSliceHdr, entries: Sequence[uapi.SliceEntry] | None
+    ) -> None: ...
     def execute(self, user: int, dbc_id: int, handles_dirs: Sequence[tuple[int, int]]) -> None: ...
-    def partial_execute(self, user: int, dbc_id: int,
-                        entries: Sequence[tuple[int, int, int]]) -> None: ...
-    def wait_check(self, user: int, dbc_id: int, handle: int, timeout_ms: int,
-                   pad: int = 0) -> bool: ...
-    def perf_stats(self, user: int, dbc_id: int,
-                   handles: Sequence[int]) -> list[uapi.PerfStatsEntry]: ...
+    def partial_execute(
+        self, user: int, dbc_id: int, entries: Sequence[tuple[int, int, int]]
+    ) -> None: ...
+    def wait_check(
+        self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0
+    ) -> bool: ...
+    def perf_stats(
+        self, user: int, dbc_id: int, handles: Sequence[int]
+    ) -> list[uapi.PerfStatsEntry]: ...
     def detach_slice(self, user: int, handle: int, pad: int = 0) -> None: ...
     def enabled(self) -> list[Any]: ...
     def step(self, action: Any) -> None: ...
-
-
 
 
 def load_host(ref: str) -> type:
@@ -133,11 +135,27 @@ def load_host(ref: str) -> type:
         raise ArgumentError(f"{mod!r} has no class {cls_name!r}")
     missing = [m for m in HOST_METHODS if not callable(getattr(cls, m, None))]
     if missing:
-        raise ArgumentError(f"{ref} does not implement the host interface "
-                            f"(qaicmodel.spec.host.Host): missing {', '.join(missing)}")
+        raise ArgumentError(
+            f"{ref} does not implement the host interface "
+            f"(qaicmodel.spec.host.Host): missing {', '.join(missing)}"
+        )
     return cls
 
 
-HOST_METHODS = ("open", "close", "dbc_assign", "dbc_release", "create_bo", "bo_segments",
-                 "mmap_bo", "attach_slice", "execute", "partial_execute", "wait_check",
-                 "perf_stats", "detach_slice", "enabled", "step")
+HOST_METHODS = (
+    "open",
+    "close",
+    "dbc_assign",
+    "dbc_release",
+    "create_bo",
+    "bo_segments",
+    "mmap_bo",
+    "attach_slice",
+    "execute",
+    "partial_execute",
+    "wait_check",
+    "perf_stats",
+    "detach_slice",
+    "enabled",
+    "step",
+)

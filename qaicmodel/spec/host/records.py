@@ -15,8 +15,6 @@ from qaicmodel.spec.host.irqproto import IrqState
 __all__ = ["SliceRec", "Bo", "Client", "HostChannel", "Phase", "ExecThread", "WaitThread"]
 
 
-
-
 @attrs.define(eq=False)
 class SliceRec:
     """One attached slice: where it lies in the BO and its encoded requests (host-specific)."""

@@ -48,8 +48,9 @@ __all__ = ["SpecHost"]
 
 def _sem_word(s: uapi.Sem, flags: int | None = None) -> int:
     """ENCODE_SEM (qaic_data.c) via arith.sem_encode."""
-    return int(arith.sem_encode(s.val, s.index, s.presync, s.cmd,
-                                s.flags if flags is None else flags, U32))
+    return int(
+        arith.sem_encode(s.val, s.index, s.presync, s.cmd, s.flags if flags is None else flags, U32)
+    )
 
 
 class SpecHost(HostCore):
@@ -80,8 +81,9 @@ class SpecHost(HostCore):
             out.append((addr + start, stop - start))
         return out
 
-    def _encode(self, dir: int, ent: uapi.SliceEntry,
-                segs: list[tuple[int, int]]) -> list[RequestElem]:
+    def _encode(
+        self, dir: int, ent: uapi.SliceEntry, segs: list[tuple[int, int]]
+    ) -> list[RequestElem]:
         cmd = BULK_XFER
         if ent.size:
             cmd |= INBOUND_XFER if dir == uapi.DMA_TO_DEVICE else OUTBOUND_XFER
@@ -93,20 +95,37 @@ class SpecHost(HostCore):
             sems = [0, 0, 0, 0]
             for k in presync:
                 sems[k] = _sem_word(ent.sems[k])
-            elems.append(RequestElem(pcie_dma_cmd=cmd, pcie_dma_source_addr=src,
-                                     pcie_dma_dest_addr=dst, pcie_dma_len=length & 0xFFFFFFFF,
-                                     sem_cmd0=sems[0], sem_cmd1=sems[1], sem_cmd2=sems[2],
-                                     sem_cmd3=sems[3]))
+            elems.append(
+                RequestElem(
+                    pcie_dma_cmd=cmd,
+                    pcie_dma_source_addr=src,
+                    pcie_dma_dest_addr=dst,
+                    pcie_dma_len=length & 0xFFFFFFFF,
+                    sem_cmd0=sems[0],
+                    sem_cmd1=sems[1],
+                    sem_cmd2=sems[2],
+                    sem_cmd3=sems[3],
+                )
+            )
             dev_addr = int(arith.U64.add(dev_addr, length))
         flags0 = ent.sem0.flags
         if len(segs) > 1 and not presync:
-            flags0 |= (uapi.QAIC_SEM_INSYNCFENCE if dir == uapi.DMA_TO_DEVICE
-                       else uapi.QAIC_SEM_OUTSYNCFENCE)
+            flags0 |= (
+                uapi.QAIC_SEM_INSYNCFENCE
+                if dir == uapi.DMA_TO_DEVICE
+                else uapi.QAIC_SEM_OUTSYNCFENCE
+            )
         elems[-1] = attrs.evolve(
-            elems[-1], pcie_dma_cmd=cmd | GEN_COMPLETION, doorbell_addr=ent.db_addr,
-            doorbell_attr=encode_db_len(ent.db_len), doorbell_data=ent.db_data,
-            sem_cmd0=_sem_word(ent.sem0, flags0), sem_cmd1=_sem_word(ent.sem1),
-            sem_cmd2=_sem_word(ent.sem2), sem_cmd3=_sem_word(ent.sem3))
+            elems[-1],
+            pcie_dma_cmd=cmd | GEN_COMPLETION,
+            doorbell_addr=ent.db_addr,
+            doorbell_attr=encode_db_len(ent.db_len),
+            doorbell_data=ent.db_data,
+            sem_cmd0=_sem_word(ent.sem0, flags0),
+            sem_cmd1=_sem_word(ent.sem1),
+            sem_cmd2=_sem_word(ent.sem2),
+            sem_cmd3=_sem_word(ent.sem3),
+        )
         return elems
 
     def _partial(self, sl: SliceRec, rel: int) -> tuple[int, int]:
@@ -126,16 +145,21 @@ class SpecHost(HostCore):
             slot = int(arith.ring_advance(tail, i, ch.nelem, U32))
             self._put(ch, slot, attrs.evolve(elem, req_id=req_id))
 
-    def _write_partial(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int,
-                       first_n: int, last_bytes: int) -> None:
+    def _write_partial(
+        self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int, first_n: int, last_bytes: int
+    ) -> None:
         elems: list[RequestElem] = sl.enc
         for i in range(first_n):
             slot = int(arith.ring_advance(tail, i, ch.nelem, U32))
             self._put(ch, slot, attrs.evolve(elems[i], req_id=req_id))
         ref = elems[first_n]
-        last = attrs.evolve(elems[-1], req_id=req_id, pcie_dma_len=last_bytes & 0xFFFFFFFF,
-                            pcie_dma_source_addr=ref.pcie_dma_source_addr,
-                            pcie_dma_dest_addr=ref.pcie_dma_dest_addr)
+        last = attrs.evolve(
+            elems[-1],
+            req_id=req_id,
+            pcie_dma_len=last_bytes & 0xFFFFFFFF,
+            pcie_dma_source_addr=ref.pcie_dma_source_addr,
+            pcie_dma_dest_addr=ref.pcie_dma_dest_addr,
+        )
         if last_bytes == 0:  # "Disable DMA transfer": GENMASK(7, 2) & reqs[first_n].cmd
             last = attrs.evolve(last, pcie_dma_cmd=ref.pcie_dma_cmd & 0xFC)
         self._put(ch, int(arith.ring_advance(tail, first_n, ch.nelem, U32)), last)

@@ -77,8 +77,7 @@ def _u(bits: int) -> Any:
     def check(inst: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
             raise ArgumentError(
-                f"{type(inst).__name__}.{attribute.name}={value!r} does not fit in a "
-                f"__u{bits}"
+                f"{type(inst).__name__}.{attribute.name}={value!r} does not fit in a __u{bits}"
             )
 
     return check
@@ -181,15 +180,25 @@ class SliceEntry:
         return (self.sem0, self.sem1, self.sem2, self.sem3)
 
     def pack(self) -> bytes:
-        return _SLICE_FMT.pack(self.size, self.sem0.pack(), self.sem1.pack(), self.sem2.pack(),
-                               self.sem3.pack(), self.dev_addr, self.db_addr, self.db_data,
-                               self.db_len, self.offset)
+        return _SLICE_FMT.pack(
+            self.size,
+            self.sem0.pack(),
+            self.sem1.pack(),
+            self.sem2.pack(),
+            self.sem3.pack(),
+            self.dev_addr,
+            self.db_addr,
+            self.db_data,
+            self.db_len,
+            self.offset,
+        )
 
     @classmethod
     def unpack(cls, data: bytes | bytearray | memoryview) -> SliceEntry:
         f = _SLICE_FMT.unpack(_take(cls.__name__, data, cls.SIZE))
-        return cls(f[0], Sem.unpack(f[1]), Sem.unpack(f[2]), Sem.unpack(f[3]), Sem.unpack(f[4]),
-                   *f[5:])
+        return cls(
+            f[0], Sem.unpack(f[1]), Sem.unpack(f[2]), Sem.unpack(f[3]), Sem.unpack(f[4]), *f[5:]
+        )
 
 
 @attrs.frozen
@@ -336,9 +345,23 @@ class DetachSlice(_Flat):
 
 
 #: every data-path record, for tests and decoders
-RECORDS: tuple[type, ...] = (Sem, CreateBo, MmapBo, SliceEntry, AttachSliceHdr, AttachSlice,
-                             ExecuteEntry, PartialExecuteEntry, ExecuteHdr, Execute, Wait,
-                             PerfStatsHdr, PerfStats, PerfStatsEntry, DetachSlice)
+RECORDS: tuple[type, ...] = (
+    Sem,
+    CreateBo,
+    MmapBo,
+    SliceEntry,
+    AttachSliceHdr,
+    AttachSlice,
+    ExecuteEntry,
+    PartialExecuteEntry,
+    ExecuteHdr,
+    Execute,
+    Wait,
+    PerfStatsHdr,
+    PerfStats,
+    PerfStatsEntry,
+    DetachSlice,
+)
 
 # --------------------------------------------------------------------------
 # ioctl numbers (asm-generic/ioctl.h _IOC; DRM_COMMAND_BASE 0x40; type 'd')

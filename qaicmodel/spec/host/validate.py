@@ -44,8 +44,17 @@ from qaicmodel.arith import U32, U64
 from qaicmodel.errors import ArgumentError, IoctlError
 from qaicmodel.spec.host import uapi
 
-__all__ = ["WAIT_DEFAULT_TIMEOUT_MS", "MAX_BO_SIZE", "U32_MAX", "check_uint", "check_create_bo", "check_sem",
-           "check_slice_entry", "check_slice_encodable", "encode_db_len"]
+__all__ = [
+    "WAIT_DEFAULT_TIMEOUT_MS",
+    "MAX_BO_SIZE",
+    "U32_MAX",
+    "check_uint",
+    "check_create_bo",
+    "check_sem",
+    "check_slice_entry",
+    "check_slice_encodable",
+    "encode_db_len",
+]
 
 
 #: qaic_data.c wait_exec_default_timeout_ms
@@ -53,8 +62,6 @@ WAIT_DEFAULT_TIMEOUT_MS = 5000
 #: the model refuses BOs larger than this with -ENOMEM (the kernel's limit is RAM)
 MAX_BO_SIZE = 256 << 20
 U32_MAX = 0xFFFFFFFF
-
-
 
 
 def check_uint(name: str, v: Any, bits: int) -> int:
@@ -89,22 +96,29 @@ def check_slice_entry(ent: uapi.SliceEntry, total_size: int, i: int) -> None:
     semaphores, then offset + size without u64 overflow and <= total_size
     (CVE-2025-22001 fix).  All failures are -EINVAL."""
     if ent.db_len not in (32, 16, 8, 0):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: db_len {ent.db_len} is not "
-                                   "32, 16, 8 or 0")
+        raise IoctlError(
+            "EINVAL", f"attach_slice: entry {i}: db_len {ent.db_len} is not 32, 16, 8 or 0"
+        )
     for k, s in enumerate(ent.sems):
         if not check_sem(s):
             raise IoctlError("EINVAL", f"attach_slice: entry {i}: sem{k} {s} is invalid")
     if not arith.slice_in_bounds(ent.offset, ent.size, total_size, U64):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: offset {ent.offset} + size "
-                                   f"{ent.size} overflows or passes the size {total_size}")
+        raise IoctlError(
+            "EINVAL",
+            f"attach_slice: entry {i}: offset {ent.offset} + size "
+            f"{ent.size} overflows or passes the size {total_size}",
+        )
 
 
 def check_slice_encodable(ent: uapi.SliceEntry, i: int) -> None:
     """qaic_data.c encode_reqs checks (after the segment lookup): the doorbell address is
     aligned to db_len/8; at most one presync semaphore.  -EINVAL."""
     if ent.db_len and ent.db_addr % (ent.db_len // 8):
-        raise IoctlError("EINVAL", f"attach_slice: entry {i}: db_addr 0x{ent.db_addr:x} is "
-                                   f"not aligned to {ent.db_len // 8} bytes")
+        raise IoctlError(
+            "EINVAL",
+            f"attach_slice: entry {i}: db_addr 0x{ent.db_addr:x} is "
+            f"not aligned to {ent.db_len // 8} bytes",
+        )
     if sum(s.presync for s in ent.sems) > 1:
         raise IoctlError("EINVAL", f"attach_slice: entry {i}: more than one presync semaphore")
 
@@ -112,5 +126,3 @@ def check_slice_encodable(ent: uapi.SliceEntry, i: int) -> None:
 def encode_db_len(db_len: int) -> int:
     """doorbell_attr for a uapi db_len (encode_reqs): 32 -> 0x80, 16 -> 0x81, 8 -> 0x82, 0 -> 0."""
     return {32: 0x80, 16: 0x81, 8: 0x82, 0: 0}[db_len]
-
-

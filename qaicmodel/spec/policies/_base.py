@@ -52,10 +52,15 @@ class Alt(enum.StrEnum):
     """
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, str) and not isinstance(other, Alt) \
-                and other not in type(self)._value2member_map_:
-            raise PolicyError(f"{type(self).__name__} has no alternative {other!r}; "
-                              f"choose one of {', '.join(type(self)._value2member_map_)}")
+        if (
+            isinstance(other, str)
+            and not isinstance(other, Alt)
+            and other not in type(self)._value2member_map_
+        ):
+            raise PolicyError(
+                f"{type(self).__name__} has no alternative {other!r}; "
+                f"choose one of {', '.join(type(self)._value2member_map_)}"
+            )
         return str.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
@@ -135,8 +140,9 @@ class Policy(Generic[A]):
         keys = {self.alt(str(k)) for k in entries}
         missing = [m.value for m in self.kind if m not in keys]
         if missing or len(keys) != len(entries):
-            raise PolicyError(f"policy {self.id}: table misses {missing or 'nothing'} "
-                              f"or repeats an entry")
+            raise PolicyError(
+                f"policy {self.id}: table misses {missing or 'nothing'} or repeats an entry"
+            )
         return {self.alt(str(k)): v for k, v in entries.items()}
 
     def as_dict(self) -> dict[str, Any]:

@@ -20,21 +20,23 @@ class HostAttachHdrSize(Alt):
     CHECKED = "checked"
 
 
-HOST_ATTACH_HDR_SIZE = register(Policy(
-    kind=HostAttachHdrSize,
-    id="host-attach-hdr-size",
-    area="host-driver",
-    source="qaic_data.c qaic_attach_slice_bo_ioctl; qaic_accel.h struct qaic_attach_slice_hdr",
-    quote="@size: Deprecated. This value is ignored and size of @handle is used instead.",
-    question="Does ATTACH_SLICE_BO use hdr.size (older kernels) or the BO's own size (current)?",
-    alternatives={
-        "ignored": "current upstream: hdr.size is not read; slices are checked against the "
-                   "BO's size, after the handle lookup (-ENOENT before slice -EINVAL)",
-        "checked": "older kernels (torvalds/linux 98b4eabe): hdr.size == 0 -> -EINVAL up "
-                   "front; slices checked against hdr.size before the handle lookup; "
-                   "-EINVAL when hdr.size exceeds the BO",
-    },
-    default="ignored",
-    rationale="The newest driver is the reference; the older order is kept so traces from "
-              "older kernels can be checked.",
-))
+HOST_ATTACH_HDR_SIZE = register(
+    Policy(
+        kind=HostAttachHdrSize,
+        id="host-attach-hdr-size",
+        area="host-driver",
+        source="qaic_data.c qaic_attach_slice_bo_ioctl; qaic_accel.h struct qaic_attach_slice_hdr",
+        quote="@size: Deprecated. This value is ignored and size of @handle is used instead.",
+        question="Does ATTACH_SLICE_BO use hdr.size (older kernels) or the BO's own size (current)?",
+        alternatives={
+            "ignored": "current upstream: hdr.size is not read; slices are checked against the "
+            "BO's size, after the handle lookup (-ENOENT before slice -EINVAL)",
+            "checked": "older kernels (torvalds/linux 98b4eabe): hdr.size == 0 -> -EINVAL up "
+            "front; slices checked against hdr.size before the handle lookup; "
+            "-EINVAL when hdr.size exceeds the BO",
+        },
+        default="ignored",
+        rationale="The newest driver is the reference; the older order is kept so traces from "
+        "older kernels can be checked.",
+    )
+)
