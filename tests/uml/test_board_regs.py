@@ -79,11 +79,17 @@ def test_bhi_writes_and_soc_reset_request() -> None:
     assert b.bar_read(0, R.SOC_RESET_REQ_OFFSET, 4) == 0  # the driver reads back to flush
 
 
-def test_bar2_is_the_dma_bridge() -> None:
-    b = Board()
-    assert b.bar_read(2, 0x20000, 4) == 0  # DBC 0 REQ_HP of an idle channel
+@pytest.mark.parametrize("alt, want", [("all-ones", 0xFFFFFFFF), ("zero", 0)])
+def test_bar2_is_the_dma_bridge(alt: str, want: int) -> None:
+    b = Board(policies=[f"inactive-dbc-regs={alt}"])
+    assert b.bar_read(2, 0x20000, 4) == want  # DBC 0 REQ_HP of an idle channel
     b.bar_read(2, 0x100, 4)  # below the DBC block
     assert rules(b) == ["HOST-BAR-UNMAPPED"]
+
+
+def test_an_idle_channel_reads_all_ones_by_default() -> None:
+    """inactive-dbc-regs defaults to all-ones (docs/findings.md F8)."""
+    assert Board().bar_read(2, 0x20000 + 0x1000 * 3 + 0xC, 4) == 0xFFFFFFFF
 
 
 def test_policies_registered() -> None:
