@@ -211,8 +211,8 @@ UML_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "run": (
         "Boot the UML guest against the device model and run a command in it",
-        "qaicmodel.emu.runner:add_args",
-        "qaicmodel.emu.runner:run_cli",
+        "qaicmodel.emu.runcli:add_args",
+        "qaicmodel.emu.runcli:run_cli",
     ),
     "policies": (
         "Every data-path policy alternative against the real driver: a table",
