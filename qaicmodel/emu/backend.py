@@ -83,6 +83,7 @@ class Backend:
         self.log = log
         self.steps = 0
         self.turns = 0
+        self._msi_at = float("-inf")  # when the last MSI went out (time.monotonic)
         self.messages = 0
         self.attached = False
         self.started = time.monotonic()
@@ -261,14 +262,32 @@ class Backend:
         self._service()
         self._schedule()
 
+    #: after an MSI went out, the first request waits this long before it is answered,
+    #: so that a read the guest's interrupt handler issues meanwhile is outstanding too
+    #: and is answered first (docs/findings.md F7); seconds
+    MSI_SETTLE = 0.0005
+    #: how long after an MSI the settle applies; seconds
+    MSI_WINDOW = 0.005
+
+    def _answer(self) -> int:
+        """Answer every request on virtqueue 0 (newest first, virtpci.service)."""
+        cmd = self.vu.queues[CMD_VQ]
+        if cmd.pending() and time.monotonic() - self._msi_at < self.MSI_WINDOW:
+            time.sleep(self.MSI_SETTLE)
+        return self.pci.service()
+
+    def _send_msis(self) -> None:
+        if self.pci.flush_msi():
+            self._msi_at = time.monotonic()
+
     def _service(self) -> None:
         if self.conn is None:
             return
-        if self.pci.service() == 0:
+        if self._answer() == 0:
             # MSIs go out only on a turn that answered nothing: an interrupt that lands
             # while the guest still spins on a read it was just answered makes its handler's
             # own read take that answer (docs/findings.md F7)
-            self.pci.flush_msi()
+            self._send_msis()
 
     def _schedule(self) -> None:
         if not self.attached or self.conn is None:
@@ -282,9 +301,9 @@ class Backend:
             self.board.step(action)
             self.steps += 1
             if cmd.pending():
-                self.pci.service()  # the guest waits in a busy loop: answer first
+                self._answer()  # the guest waits in a busy loop: answer first
                 return  # and hold MSIs until a later turn (F7)
-            self.pci.flush_msi()
+            self._send_msis()
 
     def serve(
         self, until: Callable[[], bool], *, timeout: float | None = None, tick: float = 0.25
