@@ -83,7 +83,9 @@ class Backend:
         self.log = log
         self.steps = 0
         self.turns = 0
+        self.pci.immediate = False  # the loop decides when MSIs go out (F7)
         self._msi_at = float("-inf")  # when the last MSI went out (time.monotonic)
+        self._hold_t: float | None = None  # since when MSIs wait behind answered turns
         self.messages = 0
         self.attached = False
         self.started = time.monotonic()
@@ -276,17 +278,31 @@ class Backend:
             time.sleep(self.MSI_SETTLE)
         return self.pci.service()
 
+    #: the longest MSIs are held back by turns that answered requests; seconds (a guest
+    #: that polls without pause would otherwise never get one)
+    MSI_HOLD_MAX = 0.002
+
     def _send_msis(self) -> None:
+        self._hold_t = None
         if self.pci.flush_msi():
             self._msi_at = time.monotonic()
+
+    def _held_too_long(self) -> bool:
+        if not self.pci.msi_waiting:
+            self._hold_t = None
+            return False
+        now = time.monotonic()
+        if self._hold_t is None:
+            self._hold_t = now
+        return now - self._hold_t > self.MSI_HOLD_MAX
 
     def _service(self) -> None:
         if self.conn is None:
             return
-        if self._answer() == 0:
-            # MSIs go out only on a turn that answered nothing: an interrupt that lands
-            # while the guest still spins on a read it was just answered makes its handler's
-            # own read take that answer (docs/findings.md F7)
+        if self._answer() == 0 or self._held_too_long():
+            # MSIs go out on a turn that answered nothing (or after MSI_HOLD_MAX): an
+            # interrupt that lands while the guest still spins on a read it was just
+            # answered makes its handler's own read take that answer (docs/findings.md F7)
             self._send_msis()
 
     def _schedule(self) -> None:
@@ -302,6 +318,8 @@ class Backend:
             self.steps += 1
             if cmd.pending():
                 self._answer()  # the guest waits in a busy loop: answer first
+                if self._held_too_long():
+                    self._send_msis()
                 return  # and hold MSIs until a later turn (F7)
             self._send_msis()
 

@@ -309,10 +309,15 @@ class VirtPci:
 
     # -- MSIs -------------------------------------------------------------------
 
+    #: send an MSI as soon as the board raises it (False: when the backend flushes, so it
+    #: can keep them out of a guest read's window, docs/findings.md F7)
+    immediate = True
+
     def msi(self, vector: int) -> None:
-        """The board raises MSI ``vector``: sent now, or queued until the guest posts
-        a buffer; dropped while MSI is disabled or bus mastering is off; held
-        pending while the vector is masked (maskable capability only)."""
+        """The board raises MSI ``vector``: sent now (or at the backend's next flush, see
+        :attr:`immediate`), or queued until the guest posts a buffer; dropped while MSI is
+        disabled or bus mastering is off; held pending while the vector is masked
+        (maskable capability only)."""
         cfg = self.config
         if not cfg.msi_enabled or not cfg.bus_master:
             self.stats.msi_dropped += 1
@@ -326,7 +331,8 @@ class VirtPci:
             return
         self._msi_queue.append(vector)
         self.stats.msi_queued_peak = max(self.stats.msi_queued_peak, len(self._msi_queue))
-        self.flush_msi()
+        if self.immediate:
+            self.flush_msi()
 
     @property
     def msi_waiting(self) -> int:
