@@ -170,22 +170,16 @@ class VirtPci:
         q = self.cmd_vq
         if q is None or not q.ready:
             return 0
-        answered: list[tuple[Chain, int]] = []
+        done = 0
         while True:
             chain = q.pop()
             if chain is None:
                 break
-            answered.append((chain, self.handle(q, chain)))  # effects in the guest's order
-        # Completions newest first: UML's virtio_pcidev_send_cmd (7.2 virtio_pcidev.c) is
-        # not re-entrant -- a read issued from interrupt context while an earlier read
-        # spins takes the first used entry that is not its own and frees it, so the
-        # earlier read never completes (docs/findings.md F7).  When several requests are
-        # outstanding, the newest is the innermost waiter: complete it first.
-        for chain, written in reversed(answered):
-            q.push(chain, written)
-        if answered:
+            q.push(chain, self.handle(q, chain))
+            done += 1
+        if done:
             q.signal()
-        return len(answered)
+        return done
 
     def handle(self, q: Virtqueue, chain: Chain) -> int:
         """One request chain; returns the bytes written into its in-buffers."""
