@@ -272,7 +272,7 @@ class Backend:
     MSI_WINDOW = 0.005
 
     def _answer(self) -> int:
-        """Answer every request on virtqueue 0 (newest first, virtpci.service)."""
+        """Answer every request on virtqueue 0 (in order, virtpci.service)."""
         cmd = self.vu.queues[CMD_VQ]
         if cmd.pending() and time.monotonic() - self._msi_at < self.MSI_WINDOW:
             time.sleep(self.MSI_SETTLE)
