@@ -28,16 +28,9 @@ from typing import Any
 
 from qaicmodel.emu import firmware
 from qaicmodel.emu import mhi_regs as R
-from qaicmodel.emu._compat import model_name
+from qaicmodel.emu._model import Device, HostMemory, Policies, Qsm
 from qaicmodel.emu.mhi_dev import EE_AMSS, EE_NAMES, EE_PBL, STATE_NAMES, MhiDevice, Violation
 from qaicmodel.emu.services import Services
-
-Policies = model_name("Policies")
-Device = model_name("Device")
-Qsm = model_name("Qsm")
-HostMemory = model_name("HostMemory")
-DmaFault = model_name("DmaFault")
-model_name("CHANNELS")  # loads the mhi policies (mhi-ipcr)
 
 __all__ = ["Board", "BARS", "QTIMER_TICKS_PER_STEP"]
 

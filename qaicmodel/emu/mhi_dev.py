@@ -60,9 +60,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from qaicmodel.emu import mhi_regs as R
-from qaicmodel.emu._compat import model_name
-
-DmaFault = model_name("DmaFault")
+from qaicmodel.emu._model import DmaFault
 
 __all__ = ["MhiDevice", "Violation", "CTX_SIZE", "EL_SIZE"]
 

@@ -28,9 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qaicmodel.emu import firmware
-from qaicmodel.emu._compat import model_name
-
-boot = model_name("boot")
+from qaicmodel.emu._model import boot
 
 __all__ = ["SaharaDevice", "SAHARA_TX", "SAHARA_RX"]
 

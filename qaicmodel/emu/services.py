@@ -35,12 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 from qaicmodel.emu import firmware
-from qaicmodel.emu._compat import model_name
+from qaicmodel.emu._model import CHANNELS, nnc
 from qaicmodel.emu.mhi_dev import EE_AMSS, EE_SBL, MhiDevice
 from qaicmodel.emu.sahara_dev import SAHARA_RX, SAHARA_TX, SaharaDevice
-
-nnc = model_name("nnc")
-CHANNELS = model_name("CHANNELS")
 
 __all__ = ["Services", "BOOTLOG_LINES"]
 
