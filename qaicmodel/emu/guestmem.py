@@ -163,19 +163,7 @@ class GuestMemory(HostMemory):
             raise DmaFault(addr, length)
         return r.array[off : off + length]
 
-    def read(self, addr: int, length: int) -> bytes:
-        return self.view(addr, length).tobytes()
-
-    def write(self, addr: int, data: bytes | bytearray | memoryview | np.ndarray) -> None:
-        buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
-        self.view(addr, len(buf))[:] = buf
-
-    def mapped(self, addr: int, length: int) -> bool:
-        try:
-            self.view(addr, length)
-        except DmaFault:
-            return False
-        return True
+    # read, write and mapped are HostMemory's, over this view
 
     def regions(self) -> list[tuple[int, int]]:
         return [(r.guest_addr, r.size) for r in self._regions]
