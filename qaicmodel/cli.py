@@ -50,8 +50,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "conform": (
         "Run a host against the device model under random interleavings",
-        "qaicmodel.oracle.conform:add_args",
-        "qaicmodel.oracle.conform:run_cli",
+        "qaicmodel.oracle.conform_cli:add_args",
+        "qaicmodel.oracle.conform_cli:run_cli",
     ),
     "bench": (
         "Benchmark the host DMA path (impl vs spec vs a plain copy)",

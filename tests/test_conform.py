@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qaicmodel.oracle import broken, conform, shrink
+from qaicmodel.oracle import broken, conform, conform_cli, shrink
 from qaicmodel.oracle.broken import BROKEN_HOSTS, LosesCompletions, LosesWrites, SloppyDetach
 from qaicmodel.scenario.format import FORMAT
 from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
@@ -124,9 +124,9 @@ def test_conform_catches_every_broken_host_of_the_cosim_suite(name: str, tmp_pat
     f = rep["failures"][0]
     assert f["reproduces"] is True
     ref = f"qaicmodel.oracle.broken:{name}"
-    out = conform.replay_file(f["reproducer"], ref)
+    out = conform_cli.replay_file(f["reproducer"], ref)
     assert out["verdict"] == "FAILED" and out["failure"]["invariant"] == f["invariant"]
-    assert conform.replay_file(f["reproducer"], SCENARIO_HOST)["verdict"] == "conforms"
+    assert conform_cli.replay_file(f["reproducer"], SCENARIO_HOST)["verdict"] == "conforms"
 
 
 def test_sloppy_detach_shrinks_to_a_few_steps(tmp_path: Path) -> None:
