@@ -395,17 +395,48 @@ def add_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="measure the UML bridge instead (qaicmodel/emu/bench.py): guest MMIO "
         "reads/s through the real driver and boot-to-online time, as ratios to "
-        "a plain socket round trip (needs `qaicmodel uml build`)",
+        "a plain socket round trip; the data path's round trips and BOs/s beside the "
+        "impl host, and the model/bridge/guest split (needs `qaicmodel uml build`)",
     )
     p.add_argument("--kernel", default="7.2", help="with --uml: the guest kernel (default 7.2)")
+    p.add_argument(
+        "--conform",
+        action="store_true",
+        help="measure conform's exploration instead (qaicmodel/oracle/conform_bench.py): "
+        "actor steps/s of conform episodes, rule verdict and --differential, as ratios "
+        "to a bare scheduler loop",
+    )
+    p.add_argument(
+        "--fuzz",
+        action="store_true",
+        help="measure decoder fuzzing instead (qaicmodel/testing/fuzz/bench.py): "
+        "examples/s per worker and the scaling from 1 to 2 workers",
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "conform", False):
+        from qaicmodel.oracle import conform_bench
+
+        sys.stderr.write("qaicmodel bench --conform: measuring ...\n")
+        brep = conform_bench.run(seconds=4.0 if args.quick else 20.0)
+        print(json.dumps(brep, indent=2) if args.json else conform_bench.text(brep))
+        return 0
+    if getattr(args, "fuzz", False):
+        from qaicmodel.testing.fuzz import bench as fuzz_bench
+
+        sys.stderr.write("qaicmodel bench --fuzz: measuring ...\n")
+        frep = fuzz_bench.run_fuzz_bench(quick=args.quick)
+        print(json.dumps(frep, indent=2) if args.json else fuzz_bench.text(frep))
+        return 0
     if getattr(args, "uml", False):
         from qaicmodel.emu import bench as uml_bench
 
         sys.stderr.write("qaicmodel bench --uml: measuring ...\n")
-        urep = uml_bench.run(args.kernel, n=300 if args.quick else 2000)
+        q = args.quick
+        urep = uml_bench.run(
+            args.kernel, n=300 if q else 2000, n_one=50 if q else 200, n_big=1 if q else 5
+        )
         print(json.dumps(urep, indent=2) if args.json else uml_bench.report(urep))
         return 0
     if getattr(args, "check", False):

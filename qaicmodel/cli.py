@@ -68,6 +68,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "qaicmodel.cli:_uml_args",
         "qaicmodel.cli:_uml_run",
     ),
+    "hunt": (
+        "Hunt ambiguities: shortest scenarios whose outcome differs between policy readings",
+        "qaicmodel.oracle.hunt.cli:add_args",
+        "qaicmodel.oracle.hunt.cli:run_cli",
+    ),
+    "fuzz": (
+        "Fuzzing campaigns: decoders, a host under conform, the real driver (shared database)",
+        "qaicmodel.testing.fuzz.cli:add_args",
+        "qaicmodel.testing.fuzz.cli:run_cli",
+    ),
 }
 
 
@@ -163,7 +173,9 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
 def _decode_run(args: argparse.Namespace) -> int:
     data = parse_hex(args.hex)
     result = _load(DECODERS[args.kind])(data)
-    emit(result, args.json)
+    from qaicmodel.spec.dbc.describe import human  # text: addresses in hex
+
+    emit(result, args.json, lambda r: _as_text(human(r)))
     return 0
 
 
@@ -172,31 +184,25 @@ def _decode_run(args: argparse.Namespace) -> int:
 
 def _amb_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _amb_text(pols: list[dict[str, Any]]) -> str:
-    out = [f"{len(pols)} policies (default marked *)", ""]
-    for p in pols:
-        out.append(f"{p['id']}  [{p['area']}]")
-        out.append(f"  source:   {p['source']}")
-        out.append(f'  quote:    "{p["quote"]}"')
-        out.append(f"  question: {p['question']}")
-        for alt, desc in p["alternatives"].items():
-            mark = "*" if alt == p["default"] else " "
-            out.append(f"   {mark} {alt}: {desc}")
-        out.append(f"  why default: {p['rationale']}")
-        out.append("")
-    return "\n".join(out).rstrip()
+    p.add_argument(
+        "--sentence",
+        metavar="TEXT",
+        help="the rules and policies of every aic100.rst sentence containing TEXT "
+        "(docs/traceability.md)",
+    )
 
 
 def _amb_run(args: argparse.Namespace) -> int:
-    from qaicmodel.spec.policies import all_policies
+    if args.sentence is not None:
+        from qaicmodel.spec.traceability import sentence_cli
 
-    pols = [p.as_dict() for p in all_policies()]
-    if args.json:
-        emit({"format": "qaicmodel-ambiguities/1", "policies": pols}, True)
+        return sentence_cli(args.sentence, args.json)
+    from qaicmodel.spec.policies.listing import listing_json, listing_text
+
+    if args.json:  # one list per category (spec/policies/listing.py)
+        emit(listing_json(), True)
     else:
-        print(_amb_text(pols))
+        print(listing_text())
     return 0
 
 
@@ -218,6 +224,16 @@ UML_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Every data-path policy alternative against the real driver: a table",
         "qaicmodel.emu.policy_table:add_args",
         "qaicmodel.emu.policy_table:run_cli",
+    ),
+    "faults": (
+        "Named, seeded device faults against the real driver: what it did, per fault",
+        "qaicmodel.emu.faultrun:add_args",
+        "qaicmodel.emu.faultrun:run_cli",
+    ),
+    "determinism": (
+        "The same seeded workload twice on the real driver: device choices and traces compared",
+        "qaicmodel.emu.determinism:add_args",
+        "qaicmodel.emu.determinism:run_cli",
     ),
 }
 

@@ -41,6 +41,9 @@ PURPOSE: dict[str, str] = {
     "test_host_ioctls.py": "unit",
     "test_kernel_fidelity.py": "unit",
     "test_manage.py": "unit",
+    "test_control_faults.py": "unit",
+    "test_control_scenario.py": "unit",
+    "test_memory_synthetic.py": "unit",
     "test_nnc.py": "unit",
     "test_pcie.py": "unit",
     "test_policies.py": "unit",
@@ -49,10 +52,12 @@ PURPOSE: dict[str, str] = {
     "test_ssr.py": "unit",
     "test_check.py": "unit",
     "test_check_counters.py": "unit",
+    "test_silent_policies.py": "unit",
     # Hypothesis properties, fuzzing
     "test_arith_rings.py": "properties",
     "test_control_decoders_fuzz.py": "properties",
     "test_scenario_fuzz.py": "properties",
+    "test_fuzz_campaign.py": "properties",
     "test_trace_parse.py": "properties",
     "test_uapi.py": "properties",
     "test_wire.py": "properties",
@@ -67,18 +72,23 @@ PURPOSE: dict[str, str] = {
     "test_host_equiv.py": "machines",
     # the command line and the documents' promises
     "test_bench.py": "cli",
+    "test_fuzz_cli.py": "cli",
     "test_check_bench.py": "cli",
     "test_check_stream.py": "cli",
     "test_cli_common.py": "cli",
     "test_describe_cli.py": "cli",
     "test_readme.py": "cli",
     "test_scenario.py": "cli",
+    "test_conform_usability.py": "cli",
+    "test_hunt.py": "cli",
     # cross-module contracts
     "test_ambiguity_registry.py": "contracts",
     "test_docs.py": "contracts",
     "test_habits.py": "contracts",
     "test_policies_typed.py": "contracts",
+    "test_registry_hygiene.py": "contracts",
     "test_proofs.py": "contracts",
+    "test_traceability.py": "contracts",
 }
 
 _HERE = pathlib.Path(__file__).resolve().parent

@@ -171,11 +171,18 @@ def test_sahara_memory_debug_dump() -> None:
     assert reads[:3] == [128, 0xFFF0, 76800 - 0xFFF0] and reads[3:] == [8, 8]
     (dump,) = host.dumps
     assert dump[32 : 32 + 128] == table and dump[32 + 128 :] == b"".join(mem.values())
-    # a wrong-sized answer aborts; a bad table length is answered with RESET
+    # a wrong-sized answer aborts; a table longer than one packet is answered with RESET,
+    # a zero or misaligned one only logged (7.2 sahara.c sahara_memory_debug64)
     host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0, table_length=64).pack())
     assert boot.decode(host.on_packet(b"short")[0]).cmd == SaharaCmd.RESET
-    (r,) = host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0, table_length=65).pack())
+    (r,) = host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0, table_length=0x10040).pack())
     assert boot.decode(r).cmd == SaharaCmd.RESET
+    for bad in (0, 65):
+        assert (
+            host.on_packet(pkt(SaharaCmd.MEM_DEBUG64, table_address=0, table_length=bad).pack())
+            == []
+        )
+        assert host.dump is None and host.log[-1].startswith("rejected: SAHARA-TABLE")
 
 
 def test_boot_runs_timesync_in_sbl() -> None:

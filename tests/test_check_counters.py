@@ -17,7 +17,6 @@ POLICY_SETS = [
     {},
     {"ring-full-rule": "all-slots"},
     {"msi-while-masked": "lost"},
-    {"msi-empty-transition": "every-response"},
     {"response-ring-full": "drop", "ring-full-rule": "all-slots"},
     {"head-index-meaning": "last-consumed"},
     {"tail-out-of-range": "modulo", "fence-scope": "earlier-before-dma"},

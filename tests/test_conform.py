@@ -48,8 +48,12 @@ def test_default_host_conforms_and_says_what_it_covered(tmp_path: Path) -> None:
     assert cov["alternatives_covered"] == cov["alternatives_total"] - missing
     assert cov["pairs_covered"] < cov["pairs_total"]
     checked = rep["invariants_checked"]
-    assert set(checked) == set(conform.INVARIANTS) - {"CONF-REFERENCE"}
+    # the rule verdict: everything but the differential mode's state comparison
+    assert rep["mode"] == "rules"
+    assert set(checked) == set(conform.INVARIANTS) - {"CONF-REFERENCE", "CONF-STATE"}
     assert all(v > 0 for v in checked.values())
+    # the generator reached device completion codes other than success (issue #12 item 2)
+    assert rep["device_error_responses"] > 0
     assert len(list((tmp_path / "repro").glob("*.json")) if found else []) == len(found)
 
 
@@ -115,11 +119,15 @@ def test_every_broken_host_class_is_registered() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_HOSTS))
-def test_conform_catches_every_broken_host_of_the_cosim_suite(name: str, tmp_path: Path) -> None:
+def test_conform_catches_every_broken_host_of_the_cosim_suite(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """qaicmodel/oracle/broken.py (the registry BROKEN_HOSTS): each host breaks one driver
-    rule; conform must say which and leave a reproducer that ``--replay`` confirms."""
+    rule; conform's generator alone, within its default budget, must say which and leave
+    a reproducer that ``--replay`` confirms.  (The run stops at the first failure.)"""
     cls = BROKEN_HOSTS[name].cls
-    rep = _run(cls, tmp_path, seed=1)
+    monkeypatch.setattr(conform, "MAX_FAILURES", 1)
+    rep = _run(cls, tmp_path, seed=1, episodes=None, budget=conform.DEFAULT_BUDGET)
     assert rep["verdict"] == "FAILED", name
     f = rep["failures"][0]
     assert f["reproduces"] is True
@@ -241,3 +249,160 @@ def test_bad_arguments_exit_2_one_line(argv: list[str]) -> None:
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "Traceback" not in p.stderr
+
+
+# -- issue #12 item 1: judged by rules; correct hosts of other shapes ---------------------
+
+from qaicmodel.oracle import rules as rules_mod  # noqa: E402
+from qaicmodel.oracle.shapes import CORRECT_SHAPES  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT_SHAPES))
+def test_correct_host_of_another_shape_conforms(name: str, tmp_path: Path) -> None:
+    """qaicmodel/oracle/shapes.py: each drives the device differently from the reference
+    host but keeps every rule; the rule verdict accepts it over every policy row."""
+    rep = _run(CORRECT_SHAPES[name], tmp_path, seed=1)
+    assert rep["failures"] == [], rep["failures"][:1]
+    assert {f["invariant"] for f in rep["driver_findings"]} <= set(conform.DRIVER_FINDINGS)
+
+
+@pytest.mark.parametrize("name", ["PollCountHost", "MergingHost", "AtomicExecHost"])
+def test_differential_mode_rejects_what_the_rules_accept(name: str, tmp_path: Path) -> None:
+    """``--differential`` (step-for-step equality with the reference host) fails these
+    correct hosts: their interleavings, polls or request elements differ."""
+    rep = _run(CORRECT_SHAPES[name], tmp_path, seed=1, differential=True)
+    assert rep["mode"] == "differential"
+    assert rep["verdict"] == "FAILED"
+    assert rep["failures"][0]["invariant"] in ("CONF-RESULT", "CONF-STATE")
+
+
+def _elem(**kw: Any) -> Any:
+    from qaicmodel.spec.dbc.wire import RequestElem
+
+    return RequestElem(**kw)
+
+
+def _info(size: int = 8192) -> Any:
+    ent = {
+        "offset": 0,
+        "size": size,
+        "dev_addr": 0x30_0000,
+        "db_addr": 0x50_0000,
+        "db_len": 32,
+        "db_data": 1,
+    }
+    return rules_mod.SliceInfo(1, 1, (ent,), ((0x1000_0000, 4096), (0x1000_2000, 4096)))
+
+
+def _two(len0: int = 4096, db_first: int = 0, addr1: int = 0x1000_2000) -> list[Any]:
+    return [
+        _elem(
+            pcie_dma_cmd=0x9,
+            pcie_dma_source_addr=0x1000_0000,
+            pcie_dma_dest_addr=0x30_0000,
+            pcie_dma_len=len0,
+            doorbell_addr=db_first,
+        ),
+        _elem(
+            pcie_dma_cmd=0x19,
+            pcie_dma_source_addr=addr1,
+            pcie_dma_dest_addr=0x30_1000,
+            pcie_dma_len=4096,
+            doorbell_addr=0x50_0000,
+            doorbell_data=1,
+            doorbell_attr=3,
+        ),
+    ]
+
+
+def test_request_element_rule_accepts_the_slice_and_names_each_breakage() -> None:
+    info = _info()
+    assert rules_mod.check_group(info, _two(), None) is None
+    assert "add up to" in (rules_mod.check_group(info, _two(len0=2048), None) or "")
+    assert "doorbell" in (rules_mod.check_group(info, _two(db_first=0x50_0000), None) or "")
+    # one element across the gap between two segments that are not contiguous
+    one = [
+        _elem(
+            pcie_dma_cmd=0x19,
+            pcie_dma_source_addr=0x1000_0000,
+            pcie_dma_dest_addr=0x30_0000,
+            pcie_dma_len=8192,
+            doorbell_addr=0x50_0000,
+            doorbell_data=1,
+        )
+    ]
+    assert "gap" in (rules_mod.check_group(info, one, None) or "")
+    assert "no completion" in (rules_mod.check_group(info, _two()[:1], None) or "")
+    assert "bus" in (rules_mod.check_group(info, _two(addr1=0x2000_0000), None) or "")
+
+
+# -- issue #12 item 2: the generator reaches the rest of the driver ------------------------
+
+
+def test_generator_reaches_control_calls_threads_and_invalid_states() -> None:
+    from qaicmodel.oracle.shrink import Episode
+
+    ops: set[str] = set()
+    wrapped = waits_joined = foreign_perf = 0
+    for seed in range(40):
+        e = Episode(seed, None, conform.load_host(conform.DEFAULT_HOST), None)
+        e.run(60, None)
+        names = {d.get("thread") for d in e.steps if d["op"] == "wait"}
+        for d in e.steps:
+            ops.add(d["op"])
+            if d["op"] == "attach_slice" and d["entries"][0].get("offset", 0) >= 1 << 63:
+                wrapped += 1
+            if d["op"] == "join" and d["thread"] in names:
+                waits_joined += 1
+            if d["op"] == "perf_stats":
+                foreign_perf += 1
+    assert {"deactivate", "ssr", "close", "activate", "detach_slice", "perf_stats"} <= ops
+    assert wrapped and waits_joined and foreign_perf
+
+
+# -- policies under which the driver itself cannot conform (recorder.DRIVER_ASSUMES) ---------
+
+
+def _release_in_flight(op: dict[str, Any], policy: dict[str, str]) -> Any:
+    from qaicmodel.scenario.format import parse
+    from qaicmodel.scenario.runner import Runner
+
+    doc = {
+        "format": FORMAT,
+        "device": {"num_dbc": 2, "policies": policy},
+        "steps": [
+            {"op": "open", "user": "u0"},
+            {"op": "activate", "user": "u0", "queue_size": 4, "as": "d0"},
+            {"op": "create_bo", "user": "u0", "size": 4096, "as": "b"},
+            {
+                "op": "attach_slice",
+                "user": "u0",
+                "hdr": {"dbc_id": "d0", "handle": "b", "dir": 1, "size": 4096},
+                "entries": [{"size": 4096, "dev_addr": 0x30_0000}],
+            },
+            {"op": "execute", "user": "u0", "dbc_id": "d0", "handles": ["b"]},
+            op,
+        ],
+    }
+    sc = parse(doc)
+    r = Runner(sc.device)
+    for st in sc.steps:
+        r.step(st)
+    return r.device.ch[0].active
+
+
+@pytest.mark.parametrize(
+    "pid,alt,op",
+    [
+        ("nnc-command-set", "opaque", {"op": "deactivate", "user": "u0", "dbc_id": "d0"}),
+        ("nnc-terminate-partition", "partition-0", {"op": "close", "user": "u0"}),
+    ],
+)
+def test_driver_assumes_the_channel_stops_when_it_is_released(pid: str, alt: str, op: Any) -> None:
+    """Under these alternatives the reference host releases the channel (FIFOs and BOs
+    freed) while the device keeps it running: conform holds them at their defaults."""
+    from qaicmodel.oracle.recorder import DRIVER_ASSUMES
+
+    assert pid in DRIVER_ASSUMES
+    assert _release_in_flight(op, {pid: alt}) is True
+    assert _release_in_flight(op, {}) is False

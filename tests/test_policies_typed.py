@@ -48,14 +48,11 @@ def test_a_fresh_interpreter_with_only_the_policies_package_knows_every_policy()
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     ids, mods = out.stdout.splitlines()
-    from qaicmodel.spec.policies import board, control, dbc, host
+    from qaicmodel.spec.policies import board, control, dbc, host, silent
 
-    declared = {
-        getattr(m, n).id
-        for m in (dbc, control, host)
-        for n in m.__all__
-        if isinstance(getattr(m, n), Policy)
-    } | set(board.POLICY_IDS)
+    exported = [getattr(m, n) for m in (dbc, control, host, silent) for n in m.__all__]
+    flat = [x for e in exported for x in (e if isinstance(e, tuple) else (e,))]
+    declared = {x.id for x in flat if isinstance(x, Policy)} | set(board.POLICY_IDS)
     assert set(ast.literal_eval(ids)) == declared and declared <= set(REGISTRY)
     loaded = set(ast.literal_eval(mods))
     assert loaded <= {
@@ -67,6 +64,7 @@ def test_a_fresh_interpreter_with_only_the_policies_package_knows_every_policy()
         "qaicmodel.spec.policies.control",
         "qaicmodel.spec.policies.board",
         "qaicmodel.spec.policies.host",
+        "qaicmodel.spec.policies.silent",
     }, loaded  # no model module was needed
 
 

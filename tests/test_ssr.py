@@ -170,17 +170,24 @@ def test_after_power_up_during_dump_resets() -> None:
 
 
 def test_bad_dump_response_resets_the_soc() -> None:
-    cp = ControlPlane(
-        Device(policies=Policies({"ssr-crashdump": "offer", "ssr-unknown-dump-dbc": "zero"}))
+    """A MEMORY_READ_RSP naming another DBC than the one under SSR resets the SoC
+    (7.2 ssr_dump_worker).  The device model always echoes the DBC (ssr-unknown-dump-dbc
+    is settled, issue #13 item 3), so the wrong response is given to the host directly."""
+    resets: list[int] = []
+    h_ = ssr.HostSsr(
+        num_dbc=16,
+        release=lambda d: None,
+        set_state=lambda d, s: None,
+        get_state=lambda d: DbcState.BEFORE_POWER_UP,
+        soc_reset=lambda: resets.append(1),
     )
-    u = cp.open()
-    cp.activate(u, 8)
-    d = cp.activate(u, 8)  # dbc 1: a reply naming dbc 0 is wrong
-    other = cp.activate(u, 8)
-    cp.ssr(d)
-    assert cp.resets == 1
-    assert not cp.device.ch[other].active and cp.qsm.act == {}  # everything lost
-    assert cp.check() == []
+    h_.ssr_dbc = 1
+    info = ssr.SsrMsg(Cmd.DEBUG_TRANSFER_INFO, 1, {"tbl_addr": 0, "tbl_len": 64})
+    out = h_.on_message(info.pack())
+    assert ssr.decode(out[1]).cmd == Cmd.MEMORY_READ
+    wrong = ssr.SsrMsg(Cmd.MEMORY_READ_RSP, 0, {"resv": 0}, bytes(64))
+    h_.on_message(wrong.pack())
+    assert resets == [1] and h_.dump is None
 
 
 def test_unknown_event_echoed_and_oversize_dropped() -> None:

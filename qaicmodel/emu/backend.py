@@ -5,7 +5,10 @@ virtqueue kick eventfds and any reader the runner added (the guest console, the
 guest's exit); handle every vhost-user message, service virtqueue 0 (polled as
 well as kicked: kicks coalesce), flush queued MSIs into virtqueue 1; then let the
 board make progress: the **seeded scheduler** picks one of ``board.actions()``
-with ``random.Random(seed)`` and calls ``board.step(action)``, at most
+(:meth:`Backend.pick`: a function of the seed, the enabled actions and how often
+exactly those were enabled before, so a guest-timing difference that changes one
+choice does not shift every later one; emu/determinism.py measures it) and calls
+``board.step(action)``, at most
 ``steps_per_turn`` times and never while the guest has a request waiting, so a
 guest register read is answered within one step.  There are no threads and no
 clocks in the device: the scheduler is its only source of progress, and the same
@@ -16,6 +19,7 @@ The loop never blocks while the board has actions enabled (select timeout 0).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import select
@@ -68,6 +72,8 @@ class Backend:
         self.board = board
         self.seed = seed
         self.rng = random.Random(seed)
+        self._seen: dict[str, int] = {}  # enabled set -> times seen (pick)
+        self.wait_s = 0.0  # seconds spent waiting in select (the guest's turn; bench)
         self.steps_per_turn = steps_per_turn
         self.config = config or ConfigSpace(bar4_size=board.bars.get(4, 0x10000))
         self.pci = VirtPci(self.config, board, present=present)
@@ -249,7 +255,10 @@ class Backend:
         """One loop turn; waits at most ``timeout`` seconds (None: until an event)."""
         self.turns += 1
         wait = 0.0 if self.busy() else timeout
-        for key, _ev in self.sel.select(wait):
+        t0 = time.perf_counter()
+        events = self.sel.select(wait)
+        self.wait_s += time.perf_counter() - t0
+        for key, _ev in events:
             kind, arg = key.data
             if kind == _CONN:
                 if self.conn is not None:
@@ -313,7 +322,7 @@ class Backend:
             acts = self.board.actions()
             if not acts:
                 return
-            action = acts[0] if len(acts) == 1 else self.rng.choice(acts)
+            action = acts[0] if len(acts) == 1 else self.pick(acts)
             self.board.step(action)
             self.steps += 1
             if cmd.pending():
@@ -322,6 +331,13 @@ class Backend:
                     self._send_msis()
                 return  # and hold MSIs until a later turn (F7)
             self._send_msis()
+
+    def pick(self, acts: list[Any]) -> Any:
+        """The seeded choice among ``acts``: blake2b of (seed, occurrence, the actions)."""
+        key = repr(acts)
+        n = self._seen[key] = self._seen.get(key, 0) + 1
+        h = hashlib.blake2b(f"{self.seed}|{n}|{key}".encode(), digest_size=8).digest()
+        return acts[int.from_bytes(h, "little") % len(acts)]
 
     def serve(
         self, until: Callable[[], bool], *, timeout: float | None = None, tick: float = 0.25
@@ -367,6 +383,8 @@ class Backend:
             "memsets": s.memsets,
             "msi_sent": s.msi_sent,
             "msi_dropped": s.msi_dropped,
+            "wait_s": self.wait_s,
+            "alive_s": time.monotonic() - self.started,
             "violations": [str(v) for v in self.violations],
         }
 

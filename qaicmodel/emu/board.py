@@ -2,13 +2,14 @@
 
 Rules (seed 003 "Hardware Description"; ssr-ras-boot.md §6):
   B1 three 64-bit BARs: BAR0 4 KiB MHI, BAR2 2 MiB DMA Bridge, BAR4 64 KiB
-     "currently has no purpose" (plain storage here); the driver maps BAR0 and
+     "currently has no purpose" (plain storage here; policy ``bar4-contents``); the driver maps BAR0 and
      BAR2 (qaic_drv.c ``init_pci``);
   B2 BAR2: DBC i's registers at 0x20000 + 0x1000*i, into the model's DMA Bridge
      ``Device`` (``bar_read``/``bar_write``), whose host memory is the guest's;
   B3 registers are 32 bits wide; a 64-bit access is two 32-bit ones, low word
      first (the QTimer read, qaic_timesync.c ``read_qtimer``); other widths and
-     misaligned offsets are violations (``PCI-ACCESS-WIDTH``), as are offsets
+     misaligned offsets are violations (``PCI-ACCESS-WIDTH``; what a narrow write does is
+     policy ``narrow-register-write``), as are offsets
      past a BAR (``PCI-BAR-RANGE``);
   B4 MSIs: vector 0 is MHI, vector i+1 DBC i; with one MSI enabled everything
      is vector 0 (qaic.rst single-MSI mode; control-path.md §4.2);
@@ -68,6 +69,9 @@ class Board:
         self.kernel = kernel
         self.msi_vectors = msi_vectors
         self.bar4 = bytearray(BARS[4])
+        # silent choices named in spec/policies/silent.py
+        self._bar4_inert = self.policies["bar4-contents"] == "inert"
+        self._narrow_merged = self.policies["narrow-register-write"] == "merged"
         self.regs = R.MhiRegs(serial=0x51A1C100 ^ (seed & 0xFFFF))
         self._own: list[Violation] = []
         self.msi_log: list[int] = []
@@ -160,7 +164,8 @@ class Board:
             return
         value &= (1 << (8 * size)) - 1
         if bar == 4:
-            self.bar4[off : off + size] = value.to_bytes(size, "little")
+            if not self._bar4_inert:
+                self.bar4[off : off + size] = value.to_bytes(size, "little")
             return
         if size == 8 and off % 8 == 0:
             self.bar_write(bar, off, 4, value & 0xFFFFFFFF)
@@ -172,6 +177,11 @@ class Board:
                 f"{size}-byte write at BAR{bar}+0x{off:x}; the registers are 32-bit",
                 f"BAR{bar}+0x{off:x}",
             )
+            if self._narrow_merged and off % 4 + size <= 4:  # policy narrow-register-write
+                base, shift = off & ~3, 8 * (off % 4)
+                mask = ((1 << (8 * size)) - 1) << shift
+                word = self.bar_read(bar, base, 4)
+                self.bar_write(bar, base, 4, (word & ~mask) | (value << shift))
             return
         if bar == 0:
             self.mhi.host_write(off, value)
@@ -187,7 +197,8 @@ class Board:
             )
             return
         if bar == 4:
-            self.bar4[off : off + size] = bytes([byte & 0xFF]) * size
+            if not self._bar4_inert:
+                self.bar4[off : off + size] = bytes([byte & 0xFF]) * size
             return
         word = int.from_bytes(bytes([byte & 0xFF]) * 4, "little")
         if off % 4 or size % 4:

@@ -57,90 +57,61 @@ from __future__ import annotations
 import collections
 import struct
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from qaicmodel.emu import mhi_regs as R
 from qaicmodel.emu._model import DmaFault
+from qaicmodel.emu.mhi_defs import (  # noqa: F401 - re-exported: the names were defined here
+    _CTX,
+    _CTX_RP,
+    _EL,
+    CC_EOB,
+    CC_EOT,
+    CC_OVERFLOW,
+    CC_SUCCESS,
+    CC_UNDEFINED_ERR,
+    CH_DISABLED,
+    CH_ENABLED,
+    CH_ERROR,
+    CH_RUNNING,
+    CH_STOP,
+    CMD_NAMES,
+    CMD_NOP,
+    CMD_RESET,
+    CMD_START,
+    CMD_STOP,
+    CTX_SIZE,
+    EE_AMSS,
+    EE_NAMES,
+    EE_PBL,
+    EE_SBL,
+    EL_SIZE,
+    EV_CMD_COMPLETION,
+    EV_EE,
+    EV_STATE_CHANGE,
+    EV_TX,
+    PKT_TRANSFER,
+    ST_M0,
+    ST_M1,
+    ST_M2,
+    ST_M3,
+    ST_READY,
+    ST_RESET,
+    ST_SYS_ERR,
+    STATE_NAMES,
+    TRE_CHAIN,
+    TRE_IEOB,
+    TRE_IEOT,
+    Channel,
+    Ring,
+    Violation,
+)
+from qaicmodel.emu.mhi_rings import RingWork
 
 __all__ = ["MhiDevice", "Violation", "CTX_SIZE", "EL_SIZE"]
 
-CTX_SIZE = 44
-EL_SIZE = 16
-_EL = struct.Struct("<QII")
-_CTX = struct.Struct("<IIIQQQQ")
-_CTX_RP = 28
-_CTX_WP = 36
 
-# enum mhi_state / mhi_ee_type (MHI core)
-ST_RESET, ST_READY, ST_M0, ST_M1, ST_M2, ST_M3, ST_SYS_ERR = 0, 1, 2, 3, 4, 5, 0xFF
-EE_PBL, EE_SBL, EE_AMSS = 0, 1, 2
-STATE_NAMES = {
-    0: "RESET",
-    1: "READY",
-    2: "M0",
-    3: "M1",
-    4: "M2",
-    5: "M3",
-    7: "BHI",
-    0xFF: "SYS_ERR",
-}
-EE_NAMES = {0: "PBL", 1: "SBL", 2: "AMSS", 3: "RDDM", 4: "WFW", 5: "PTHRU", 6: "EDL", 7: "FP"}
-# enum mhi_pkt_type / mhi_cmd_type / mhi_ev_ccs / mhi_ch_state (common.h)
-PKT_TRANSFER = 0x2
-CMD_NOP, CMD_RESET, CMD_STOP, CMD_START = 1, 16, 17, 18
-EV_STATE_CHANGE, EV_CMD_COMPLETION, EV_TX, EV_EE = 0x20, 0x21, 0x22, 0x40
-CC_SUCCESS, CC_EOT, CC_OVERFLOW, CC_EOB, CC_UNDEFINED_ERR = 1, 2, 3, 4, 0x10
-CH_DISABLED, CH_ENABLED, CH_RUNNING, CH_STOP, CH_ERROR = 0, 1, 2, 4, 5
-TRE_CHAIN, TRE_IEOB, TRE_IEOT = 1 << 0, 1 << 8, 1 << 9
-CMD_NAMES = {CMD_NOP: "NOP", CMD_RESET: "RESET", CMD_STOP: "STOP", CMD_START: "START"}
-
-
-class Violation(NamedTuple):
-    """A rule the host broke: id, what happened, where (register, ring, channel)."""
-
-    rule: str
-    message: str
-    where: str
-
-
-class Ring:
-    """A ring in host memory as the device tracks it (addresses, not indexes)."""
-
-    def __init__(self, name: str, ctx_addr: int, rbase: int, rlen: int, rp: int, wp: int) -> None:
-        self.name = name
-        self.ctx_addr = ctx_addr
-        self.rbase = rbase
-        self.rlen = rlen
-        self.rp = rp
-        self.wp = wp
-        self.msivec = 0
-
-    def valid(self, ptr: int) -> bool:
-        """main.c ``is_valid_ring_ptr``: inside the ring and element aligned."""
-        return self.rbase <= ptr < self.rbase + self.rlen and not (ptr - self.rbase) % EL_SIZE
-
-    def next(self, ptr: int) -> int:
-        ptr += EL_SIZE
-        return self.rbase if ptr >= self.rbase + self.rlen else ptr
-
-
-class Channel:
-    """One transfer channel (M5, M7)."""
-
-    def __init__(self, num: int) -> None:
-        self.num = num
-        self.state = CH_DISABLED
-        self.ring: Ring | None = None
-        self.er_index = 0
-        self.outbox: collections.deque[bytes] = collections.deque()
-        self.out_off = 0  # bytes of outbox[0] already written (a message over several TREs)
-
-    @property
-    def to_device(self) -> bool:
-        return self.num % 2 == 0
-
-
-class MhiDevice:
+class MhiDevice(RingWork):
     """The MHI device behind BAR0.  ``msi(vector)`` raises one MSI.
 
     ``on_message(ch, data)`` receives each to-device TD; ``on_channel(ch, what)``
@@ -594,254 +565,3 @@ class MhiDevice:
         if announce:
             self.regs.set_mhi_state(ST_SYS_ERR, syserr=True)
             self._intvec()
-
-    # -- command ring (M7) ----------------------------------------------------------
-    def _process_cmds(self) -> None:
-        self.cmd_pending = False
-        ring = self.cmd_ring
-        assert ring is not None
-        db = self.regs.crdb
-        if not ring.valid(db):
-            self._violate(
-                "MHI-RING-PTR",
-                f"command doorbell 0x{db:x} outside the command ring 0x{ring.rbase:x}+{ring.rlen}",
-                "CRDB",
-            )
-            return
-        ring.wp = db
-        while ring.rp != ring.wp:
-            at = ring.rp
-            try:
-                _ptr, _d0, d1 = _EL.unpack(self.mem.read(at, EL_SIZE))
-            except DmaFault:
-                self._violate(
-                    "MHI-DMA-FAULT",
-                    f"command element 0x{at:x} is outside guest memory",
-                    "command ring",
-                )
-                self.cmd_ring = None
-                return
-            code = self._command((d1 >> 16) & 0xFF, (d1 >> 24) & 0xFF)
-            self._queue_event(0, _EL.pack(at, code << 24, EV_CMD_COMPLETION << 16))
-            ring.rp = ring.next(at)
-        try:
-            self.mem.write(ring.ctx_addr + _CTX_RP, struct.pack("<Q", ring.rp))
-        except DmaFault:
-            pass
-
-    def _set_chstate(self, ch: Channel, state: int) -> None:
-        addr = self.regs.u64(R.CCABAP_LOWER) + ch.num * CTX_SIZE
-        try:
-            (cfg,) = struct.unpack("<I", self.mem.read(addr, 4))
-            self.mem.write(addr, struct.pack("<I", (cfg & ~0xFF) | state))
-        except DmaFault:
-            self._violate(
-                "MHI-CTX-FAULT",
-                f"channel {ch.num} context at 0x{addr:x} is outside guest memory",
-                f"channel {ch.num}",
-            )
-
-    def _command(self, ctype: int, chid: int) -> int:
-        name = CMD_NAMES.get(ctype)
-        if name is None:
-            self._violate("MHI-CMD-UNKNOWN", f"command type 0x{ctype:x}", "command ring")
-            return CC_UNDEFINED_ERR
-        if ctype == CMD_NOP:
-            return CC_SUCCESS
-        self._log("cmd", name, chid)
-        if (
-            chid in self.dropped
-            or (self.left_ee is not None and self.channel_ok(chid, self.left_ee))
-        ) and not self.channel_ok(chid, self.ee):
-            # a channel of the previous EE, commanded after the EE change: the host's
-            # client had not yet seen the change (a race of the driver's workers, e.g. the
-            # SBL timesync client against the AMSS transition): answered as an error and
-            # traced, like a doorbell on a dropped channel, not a rule the host broke
-            self._log("late-cmd", name, chid)
-            return CC_UNDEFINED_ERR
-        if chid >= R.WAKE_DB_CHANNEL or not self.channel_ok(chid, self.ee):
-            self._violate(
-                "MHI-CHAN-UNKNOWN",
-                f"{name} for channel {chid}, which the device "
-                f"does not serve in {EE_NAMES.get(self.ee)}",
-                f"channel {chid}",
-            )
-            return CC_UNDEFINED_ERR
-        ch = self.channels[chid]
-        self.dropped.discard(chid)
-        if ctype == CMD_START:
-            r = self._ring_from_ctx(
-                f"channel {chid}", self.regs.u64(R.CCABAP_LOWER) + chid * CTX_SIZE
-            )
-            if r is None:
-                return CC_UNDEFINED_ERR
-            ring, c = r
-            er = c[2]
-            if er not in self.ev_rings:
-                self._violate(
-                    "MHI-CHAN-ERINDEX", f"channel {chid} names event ring {er}", f"channel {chid}"
-                )
-                return CC_UNDEFINED_ERR
-            ch.ring, ch.er_index, ch.state = ring, er, CH_RUNNING
-            ch.out_off = 0
-            self._set_chstate(ch, CH_RUNNING)
-            if ch.to_device and ring.rp != ring.wp:
-                self.ul_dirty.add(chid)
-            self.on_channel(chid, "start")
-        elif ctype == CMD_STOP:
-            if ch.state != CH_RUNNING:
-                self._violate(
-                    "MHI-CHAN-STATE",
-                    f"STOP for channel {chid} which is not running",
-                    f"channel {chid}",
-                )
-                return CC_UNDEFINED_ERR
-            ch.state = CH_STOP
-            self._set_chstate(ch, CH_STOP)
-            self.on_channel(chid, "stop")
-        else:  # RESET
-            ch.state, ch.ring = CH_DISABLED, None
-            ch.outbox.clear()
-            ch.out_off = 0
-            self.ul_dirty.discard(chid)
-            self._set_chstate(ch, CH_DISABLED)
-            self.on_channel(chid, "reset")
-        return CC_SUCCESS
-
-    # -- transfers (M5) -------------------------------------------------------------
-    def _read_tre(self, ch: Channel, at: int) -> tuple[int, int, int] | None:
-        try:
-            ptr, d0, d1 = _EL.unpack(self.mem.read(at, EL_SIZE))
-        except DmaFault:
-            self._violate(
-                "MHI-DMA-FAULT",
-                f"channel {ch.num} TRE 0x{at:x} is outside guest memory",
-                f"channel {ch.num}",
-            )
-            self._chan_error(ch)
-            return None
-        return ptr, d0 & 0xFFFF, d1
-
-    def _chan_error(self, ch: Channel) -> None:
-        ch.state = CH_ERROR
-        self.ul_dirty.discard(ch.num)
-        self._set_chstate(ch, CH_ERROR)
-
-    def _td_ready(self, ch: Channel) -> bool:
-        """A whole TD (up to a TRE without CHAIN) sits between rp and wp."""
-        ring = ch.ring
-        if ch.state != CH_RUNNING or ring is None or ring.rp == ring.wp:
-            return False
-        at = ring.rp
-        while at != ring.wp:
-            t = self._read_tre(ch, at)
-            if t is None:
-                return False
-            if not t[2] & TRE_CHAIN:
-                return True
-            at = ring.next(at)
-        return False
-
-    def _ul(self, ch: Channel) -> None:
-        """One to-device TD: read every buffer, events as the TREs ask, deliver."""
-        ring = ch.ring
-        assert ring is not None
-        data = bytearray()
-        while ring.rp != ring.wp:
-            at = ring.rp
-            t = self._read_tre(ch, at)
-            if t is None:
-                return
-            ptr, ln, d1 = t
-            if (d1 >> 16) & 0xFF != PKT_TRANSFER:
-                self._violate(
-                    "MHI-TRE-TYPE",
-                    f"channel {ch.num} TRE 0x{at:x} has type 0x{(d1 >> 16) & 0xFF:x}",
-                    f"channel {ch.num}",
-                )
-            try:
-                data += self.mem.read(ptr, ln)
-            except DmaFault:
-                self._violate(
-                    "MHI-DMA-FAULT",
-                    f"channel {ch.num} buffer 0x{ptr:x}+{ln} is outside guest memory",
-                    f"channel {ch.num}",
-                )
-                self._chan_error(ch)
-                return
-            chain = bool(d1 & TRE_CHAIN)
-            if chain and d1 & TRE_IEOB:
-                self._queue_event(
-                    ch.er_index, _EL.pack(at, (CC_EOB << 24) | ln, (ch.num << 24) | (EV_TX << 16))
-                )
-            elif not chain and d1 & TRE_IEOT:
-                self._queue_event(
-                    ch.er_index, _EL.pack(at, (CC_EOT << 24) | ln, (ch.num << 24) | (EV_TX << 16))
-                )
-            ring.rp = ring.next(at)
-            if not chain:
-                break
-        self._store_rp(ch)
-        if not self._td_ready(ch):
-            self.ul_dirty.discard(ch.num)
-        self._log("ul", ch.num, len(data))
-        self.on_message(ch.num, bytes(data))
-
-    def _store_rp(self, ch: Channel) -> None:
-        ring = ch.ring
-        if ring is None:
-            return
-        try:
-            self.mem.write(ring.ctx_addr + _CTX_RP, struct.pack("<Q", ring.rp))
-        except DmaFault:
-            pass
-
-    def _dl(self, ch: Channel) -> None:
-        """Fill host TREs with the next from-device message (OVERFLOW then EOT)."""
-        ring = ch.ring
-        assert ring is not None
-        msg = ch.outbox[0]
-        while ring.rp != ring.wp:
-            at = ring.rp
-            t = self._read_tre(ch, at)
-            if t is None:
-                return
-            ptr, ln, _d1 = t
-            part = msg[ch.out_off : ch.out_off + ln]
-            try:
-                self.mem.write(ptr, part)
-            except DmaFault:
-                self._violate(
-                    "MHI-DMA-FAULT",
-                    f"channel {ch.num} buffer 0x{ptr:x}+{ln} is outside guest memory",
-                    f"channel {ch.num}",
-                )
-                self._chan_error(ch)
-                return
-            ch.out_off += len(part)
-            done = ch.out_off >= len(msg)
-            code = CC_EOT if done else CC_OVERFLOW
-            self._queue_event(
-                ch.er_index, _EL.pack(at, (code << 24) | len(part), (ch.num << 24) | (EV_TX << 16))
-            )
-            ring.rp = ring.next(at)
-            if done:
-                ch.outbox.popleft()
-                ch.out_off = 0
-                self._log("dl", ch.num, len(msg))
-                break
-        self._store_rp(ch)
-
-    def send(self, ch: int, data: bytes) -> None:
-        """Queue a from-device message on channel ``ch`` (odd)."""
-        self.channels[ch].outbox.append(bytes(data))
-
-    def running(self, ch: int) -> bool:
-        return self.channels[ch].state == CH_RUNNING
-
-    def host_buffers(self, ch: int) -> int:
-        """How many receive TREs the host has posted on channel ``ch``."""
-        c = self.channels[ch]
-        if c.ring is None:
-            return 0
-        return ((c.ring.wp - c.ring.rp) % c.ring.rlen) // EL_SIZE

@@ -20,7 +20,10 @@ else at its default; ``mhi-start-ee=amss``), and the outcome is classified:
 Workloads: ``echo`` (``qaicmodel.guest.client echo``: every data-path ioctl, semaphore
 WAIT_EQ/INIT, 32-bit doorbells, the echo workload) and ``elements``
 (``examples/request_elements.json``: every semaphore command, 8/16/32-bit doorbells, sync
-fences, partial executes).  The table says which alternatives the Linux driver depends
+fences, partial executes), the default pair; on request (``--workload resize0``) also
+``resize0`` (``examples/partial_resize0.json``: a BO that never completes is still queued
+when its file is closed, so the channel is released under the driver's poll work --
+docs/findings.md F8, where ``inactive-dbc-regs`` shows).  The table says which alternatives the Linux driver depends
 on -- measured, not read off the code.
 """
 
@@ -38,6 +41,9 @@ __all__ = ["AREAS", "WORKLOADS", "measure", "table", "add_args", "run_cli"]
 
 AREAS = ("dma-bridge", "nnc")
 WORKLOADS = ("echo", "elements")
+#: every workload ``--workload`` accepts (the default is :data:`WORKLOADS`)
+ALL_WORKLOADS = (*WORKLOADS, "resize0")
+SCENARIOS = {"elements": "request_elements.json", "resize0": "partial_resize0.json"}
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UNBIND = "echo 0000:00:00.0 > /sys/bus/pci/drivers/qaic/unbind"
 
@@ -92,12 +98,14 @@ def _echo(pins: list[str], timeout: float, extra: tuple[str, ...]) -> tuple[str,
     return "works", ""
 
 
-def _elements(pins: list[str], timeout: float, extra: tuple[str, ...]) -> tuple[str, str]:
+def _elements(
+    pins: list[str], timeout: float, extra: tuple[str, ...], name: str = "elements"
+) -> tuple[str, str]:
     from qaicmodel.scenario.linux import run_scenario_linux
 
     with tempfile.NamedTemporaryFile(prefix="qaicmodel-policy-", suffix=".txt") as con:
         lx = run_scenario_linux(
-            EXAMPLES / "request_elements.json",
+            EXAMPLES / SCENARIOS[name],
             timeout=timeout,
             policies=pins,
             console=Path(con.name),
@@ -122,9 +130,11 @@ def measure(
 ) -> tuple[str, str]:
     extra = ("qaic.datapath_polling=1",) if datapath == "polling" else ()
     pins = [f"{pid}={alt}"]
-    fn = _echo if workload == "echo" else _elements
     for _ in range(3):  # P7
-        got = fn(pins, timeout, extra)
+        if workload == "echo":
+            got = _echo(pins, timeout, extra)
+        else:
+            got = _elements(pins, timeout, extra, workload)
         if got[0] != "uml-race":
             break
     return got
@@ -177,9 +187,9 @@ def add_args(p: Any) -> None:
     p.add_argument(
         "--workload",
         action="append",
-        choices=WORKLOADS,
+        choices=ALL_WORKLOADS,
         default=None,
-        help="only this workload (repeatable; default both)",
+        help="only this workload (repeatable; default echo and elements)",
     )
     p.add_argument(
         "--linux-datapath",

@@ -29,9 +29,7 @@ sessions, is killed with SIGKILL and reaped, and the run directory is removed
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -49,6 +47,16 @@ import attrs
 from qaicmodel.emu import splat as splatmod
 from qaicmodel.emu.guestinit import INIT_MARK, MAX_DELAY_US, guest_argv, init_script
 from qaicmodel.emu.procs import Reaper, set_pdeathsig
+from qaicmodel.emu.rundir import (  # noqa: F401 - HINTS: re-exported
+    HINTS,
+    RUNDIR_PREFIX,
+    _drain,
+    _raise_interrupt,
+)
+from qaicmodel.emu.rundir import hints as _hints
+from qaicmodel.emu.rundir import owner_tag as _owner_tag
+from qaicmodel.emu.rundir import read_status as _read_status
+from qaicmodel.emu.rundir import remove_stale_rundirs as _remove_stale_rundirs
 from qaicmodel.errors import ArgumentError, QaicModelError, UmlError
 
 if TYPE_CHECKING:  # the device side is imported when a run starts (keeps the CLI light)
@@ -236,6 +244,11 @@ def run(
                     "running against the stand-in board (BARs read 0)"
                 )
             board = StubBoard()
+    trace_dir = os.environ.get("QAICMODEL_UML_TRACE_DIR")  # every run traced (emu/tracing.py T4)
+    if trace_dir:
+        from qaicmodel.emu import tracing
+
+        board = tracing.wrap(board, trace_dir)
     if console is None:
         fd, name = tempfile.mkstemp(prefix="qaicmodel-uml-console-", suffix=".txt")
         os.close(fd)
@@ -252,7 +265,7 @@ def run(
         hotplug=hotplug,
         unbind=unbind,
     )
-    return g.run(
+    res = g.run(
         path,
         list(cmd) if cmd is not None else None,
         timeout=timeout,
@@ -260,6 +273,9 @@ def run(
         env=env,
         extra_args=extra_args,
     )
+    if trace_dir:
+        tracing.save(board, trace_dir, extra_args=extra_args, failure=res.failure(), seed=seed)
+    return res
 
 
 class _Guest:
@@ -397,6 +413,7 @@ class _Guest:
                 present=not self.hotplug,
                 log=self.log,
             )
+            getattr(self.board, "on_backend", lambda _b: None)(backend)  # emu/bench.py
             sock = backend.listen(rundir / "vu.sock")
             con_r, con_w = os.pipe()
             fds += [con_r, con_w]
@@ -546,78 +563,3 @@ class _Guest:
             timeout=timeout,
             hints=_hints(self.lines),
         )
-
-
-#: console line -> what it means (known environment problems, not driver findings)
-HINTS = {
-    "ptrace set fp regs failed": "this kernel's UML cannot start user space on this host: "
-    "6.12's arch/x86/um/os-Linux/registers.c passes a fixed FP_SIZE buffer to "
-    "PTRACE_SETREGSET(NT_X86_XSTATE), smaller than the host's XSAVE area (AVX-512/AMX), so "
-    "init dies with SIGSEGV; 7.2 sizes it from the host (host_fp_size): use --kernel 7.2",
-}
-
-
-def _hints(lines: list[str]) -> list[str]:
-    return [h for key, h in HINTS.items() if any(key in ln for ln in lines)]
-
-
-RUNDIR_PREFIX = "qaicmodel-uml-"
-
-
-def _owner_tag(pid: int) -> str:
-    """pid and start time: a recycled pid is not the owner."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-        start = int(raw[raw.rfind(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        start = 0
-    return f"{pid} {start}\n"
-
-
-def _remove_stale_rundirs() -> None:
-    """Run directories whose runner was killed outright (SIGKILL skips ``finally``):
-    their owner process is gone, so nobody uses them."""
-    base = Path(tempfile.gettempdir())
-    for d in base.glob(RUNDIR_PREFIX + "*"):
-        try:
-            pid_s, start_s = (d / "owner").read_text().split()
-            pid = int(pid_s)
-        except (OSError, ValueError):
-            continue  # not ours to judge (no owner file)
-        if _owner_tag(pid) != f"{pid} {start_s}\n":
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _drain(fd: int, data_cb: Callable[[bytes], None]) -> None:
-    """Read what a pipe still holds after its writer exited (until EOF or 1 s)."""
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if not r:
-            return
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            return
-        if not data:
-            return
-        data_cb(data)
-
-
-def _read_status(rundir: Path) -> tuple[int | None, str | None]:
-    status: int | None = None
-    err: str | None = None
-    try:
-        status = int(json.loads((rundir / "status").read_text())["status"])
-    except (OSError, ValueError, KeyError, TypeError):
-        status = None
-    try:
-        err = (rundir / "init-error").read_text().strip() or None
-    except OSError:
-        err = None
-    return status, err

@@ -51,7 +51,7 @@ BOOTLOG_LINES = (
 )
 
 
-def _trans_names(data: bytes, direction: str) -> list[str]:
+def trans_names(data: bytes, direction: str) -> list[str]:
     try:
         m = nnc.decode(data, direction)
     except Exception:  # noqa: BLE001 - a log helper; malformed messages are the QSM's to judge
@@ -128,7 +128,7 @@ class Services:
         # C8: everything else is consumed without an answer
 
     def _control(self, direction: str, ch: int, data: bytes) -> None:
-        self.control_log.append((direction, ch, _trans_names(data, direction)))
+        self.control_log.append((direction, ch, trans_names(data, direction)))
         if len(self.control_raw) < 64:
             self.control_raw.append((direction, bytes(data)))
 

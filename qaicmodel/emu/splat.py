@@ -10,8 +10,8 @@ dependency detected" and friends, ``kernel/watchdog.c`` soft lockups,
 CONFIG_PRINTK_TIME.
 
 :func:`find` returns every splat in order; the first one is what the runner
-quotes, with the faulting function (from the ``RIP:`` line or the first call
-trace entry) when the console shows one.
+quotes, with the faulting function (the one a KASAN report names, else the ``RIP:``
+line or the first call trace entry) when the console shows one.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
 ]
+#: a KASAN report names the faulting function itself ("BUG: KASAN: KIND in FUNC+off/len")
+_KASAN_IN = re.compile(r"BUG: KASAN: [\w-]+ in (\S+)")
 _RIP = re.compile(r"^RIP:\s*(?:[0-9a-f]{4}:)?\s*(\S+)")
 _TRACE_ENTRY = re.compile(r"^\s*\[<[0-9a-f]+>\]\s+([^?\s]\S*)")
 _TRACE_ENTRY2 = re.compile(r"^\s+([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)")
@@ -116,7 +118,9 @@ def find(lines: Iterable[str]) -> list[Splat]:
             skip_cut = False
         if out and out[-1].kind == "panic" and kind == "panic":
             continue
-        out.append(Splat(i + 1, kind, t.strip(), _where(text, i, rip_at)))
+        m = _KASAN_IN.search(t) if kind == "kasan" else None
+        where = m.group(1) if m else _where(text, i, rip_at)
+        out.append(Splat(i + 1, kind, t.strip(), where))
     return out
 
 

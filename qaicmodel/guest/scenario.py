@@ -14,9 +14,23 @@ Rules:
      (step index and the resolved channel) and waits for the host's reply file in the
      reply directory (shared through hostfs; the guest only lists the directory
      until the name appears, so no negative dentry hides it);
-  L3 ``run`` without a schedule is a no-op: on Linux the device runs by itself and
-     WAIT_BO blocks; a ``run`` schedule, ``thread``/``join`` and ``ssr`` are not
-     modelled on this host (result ``not-modelled``);
+  L3 an op this host does not carry out gives ``not-supported`` with the reason; ``run``
+     without a schedule is a no-op: on Linux the device runs by itself and
+     WAIT_BO blocks.  A ``run`` *schedule* names the model's device and host actions one
+     by one; the real driver and the board's own scheduler cannot be told which to take,
+     so it is refused: result ``not-supported`` with the reason (:data:`NOT_SUPPORTED`);
+  L3a ``thread`` on ``execute``/``partial_execute``/``wait``: the ioctl runs in a guest
+     thread (``threading``; the step's result is ``ok`` once it started -- a WAIT_BO
+     thread once it sleeps in the ioctl, state ``S`` in /proc, so that the next step
+     finds it waiting as the model's does, at most :data:`SLEEP_WAIT` s); ``join`` waits
+     for it (a WAIT_BO: its own timeout plus :data:`JOIN_GRACE`; an EXECUTE_BO:
+     :data:`JOIN_GRACE`) and gives the ioctl's result, ``EDEADLK`` if it has not
+     returned by then (the model's runner says EDEADLK when the thread cannot finish);
+  L3b ``ssr``: a host op (the board's QSM crashes the channel's workload,
+     ``Board.crash``: the SSR messages on QAIC_SSR), then the guest waits until the
+     driver has taken the channel through the SSR back to IDLE (``dbc<N>_state`` 0 in
+     sysfs, qaic_sysfs.c; 7.2's qaic_ssr.c) or :data:`SSR_WAIT` seconds pass
+     (``ssr-timeout``);
   L4 each result is one ``RESULT`` line of JSON in step order; then ``DONE``;
   L5 a step on a closed user gives EBADF without a system call (the fd number may
      already belong to another open), as the model's runner does; ``read_bo`` /
@@ -28,6 +42,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,8 +56,48 @@ __all__ = ["run_file", "RESULT", "HOSTOP", "DONE"]
 RESULT = "QAICMODEL-RESULT "
 HOSTOP = "QAICMODEL-HOSTOP "
 DONE = "QAICMODEL-DONE"
-HOST_OPS = frozenset({"nsp", "ddr_write", "ddr_read", "dump"})
-NOT_MODELLED = frozenset({"join", "ssr"})
+HOST_OPS = frozenset({"nsp", "ddr_write", "ddr_read", "dump", "ssr"})
+#: L3: what this host cannot do, and why
+NOT_SUPPORTED = {
+    "run-schedule": "a run schedule picks the model's device and host actions one by one; "
+    "on Linux the real driver and the board's seeded scheduler run by themselves",
+}
+JOIN_GRACE = 10.0  # seconds
+SLEEP_WAIT = 2.0  # seconds a WAIT_BO thread gets to fall asleep before the next step
+SSR_WAIT = 10.0  # seconds
+
+
+class _Thread:
+    """One ioctl in a guest thread (L3a)."""
+
+    def __init__(self, fn: Any, budget: float, *, sleeps: bool = False) -> None:
+        self.result = "ok"
+        self.budget = budget
+        self.t = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.t.start()
+        if sleeps:
+            self._until_asleep(SLEEP_WAIT)
+
+    def _until_asleep(self, seconds: float) -> None:
+        """L3a: until the thread sleeps (``S`` in /proc/self/task/TID/stat: inside
+        WAIT_BO's wait_for_completion) or has returned."""
+        end = time.monotonic() + seconds
+        while self.t.is_alive() and time.monotonic() < end:
+            try:
+                with open(f"/proc/self/task/{self.t.native_id}/stat") as fh:
+                    if fh.read().rpartition(")")[2].split()[0] == "S":
+                        return
+            except OSError:
+                return
+            time.sleep(0.001)
+
+    def _run(self, fn: Any) -> None:
+        try:
+            fn()
+        except _Fail as e:
+            self.result = e.name
+        except OSError as e:
+            self.result = errno_name(e)
 
 
 class _Fail(Exception):
@@ -60,6 +115,7 @@ class GuestRunner:
         self.names: dict[str, int] = {}
         self.bo_size: dict[tuple[str, int], int] = {}
         self.bo_dir: dict[tuple[str, int], int] = {}
+        self.threads: dict[str, _Thread] = {}
 
     def val(self, x: Any) -> int:
         if isinstance(x, Ref):
@@ -107,12 +163,26 @@ class GuestRunner:
 
     def _do(self, st: Step, a: Mapping[str, Any]) -> dict[str, Any] | None:
         op = st.op
-        if (
-            op in NOT_MODELLED
-            or a.get("thread") is not None
-            or (op == "run" and a.get("schedule") is not None)
-        ):
-            raise _Fail("not-modelled")
+        if op == "run" and a.get("schedule") is not None:
+            return {"_raise": "not-supported", "reason": NOT_SUPPORTED["run-schedule"]}
+        if op == "join":
+            th = self.threads.pop(a["thread"])
+            th.t.join(th.budget)
+            if th.t.is_alive():
+                return {"_raise": "EDEADLK", "result_detail": "the thread has not returned"}
+            return {"_raise": th.result} if th.result != "ok" else None
+        if a.get("thread") is not None and op in ("execute", "partial_execute", "wait"):
+            budget = JOIN_GRACE + (a["timeout_ms"] / 1000 if op == "wait" else 0.0)
+            args = dict(a, thread=None)
+            self.threads[a["thread"]] = _Thread(
+                lambda: self._do(st, args), budget, sleeps=op == "wait"
+            )
+            return None
+        if op == "ssr":
+            reply = self.hostop(st, dbc_id=self.val(a["dbc_id"]))
+            if "_raise" in reply:
+                raise _Fail(reply["_raise"])
+            return {"dbc_states": _until_idle(self.val(a["dbc_id"]), SSR_WAIT)}
         if op == "open":
             self.users[a["user"]] = Client(self.device)
             return None
@@ -208,7 +278,27 @@ class GuestRunner:
             if a["expect_hex"] is not None and a["expect_hex"] != data:
                 out["hex_mismatch"] = True
             return out
-        raise _Fail("not-modelled")
+        return {"_raise": "not-supported", "reason": f"the linux host has no {op!r} step (L3)"}
+
+
+def _until_idle(dbc: int, seconds: float) -> list[Any]:
+    """L3b: the successive values of ``dbc<N>_state`` until it reads 0 (IDLE)."""
+    seen: list[Any] = []
+    end = time.monotonic() + seconds
+    name = f"/sys/class/accel/accel0/dbc{dbc}_state"
+    while True:
+        try:
+            with open(name) as fh:
+                v: Any = int(fh.read().strip())
+        except (OSError, ValueError) as e:
+            v = repr(e)
+        if not seen or seen[-1] != v:
+            seen.append(v)
+        if v == 0:
+            return seen
+        if time.monotonic() > end:
+            raise _Fail("ssr-timeout")
+        time.sleep(0.002)
 
 
 def _slice_entry(e: Mapping[str, Any]) -> U.SliceEntry:

@@ -19,7 +19,8 @@ register writes and identical ioctl results), different mechanics:
   * a drain pass takes ``arith.drain_count`` responses as one array, counts them
     per req_id, and finds BOs through a req_id -> queued BOs index (O(1)),
     crediting them in queue order exactly as the driver's list walk does;
-  * the IRQ thread and hard handler are written directly on ints, one
+  * the IRQ thread and hard handler are written directly on ints
+    (:mod:`qaicmodel.impl.irqfast`), one
     straight-line function per interleaving point, the IrqState record built
     positionally (the reference host evaluates :mod:`qaicmodel.spec.host.irqproto`'s
     dual-typed transitions, which z3 proves); ``step`` checks enabledness per kind
@@ -32,7 +33,6 @@ register writes and identical ioctl results), different mechanics:
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ import numpy as np
 from qaicmodel import arith
 from qaicmodel.arith import U32, U64
 from qaicmodel.errors import NotModelledError
-from qaicmodel.spec.dbc import regs
+from qaicmodel.impl.irqfast import FastIrq
 from qaicmodel.spec.dbc.wire import REQ_DTYPE, REQ_SIZE, RSP_SIZE
 from qaicmodel.spec.host import uapi
 from qaicmodel.spec.host.core import (
@@ -50,29 +50,15 @@ from qaicmodel.spec.host.core import (
     OUTBOUND_XFER,
     HostCore,
 )
-from qaicmodel.spec.host.irqproto import PC, IrqState
 from qaicmodel.spec.host.protocol import HostAction
 from qaicmodel.spec.host.records import Bo, HostChannel, SliceRec
 from qaicmodel.spec.host.validate import U32_MAX, encode_db_len
 
 __all__ = ["ImplHost"]
 
-# The IRQ thread's resting points as plain ints (irqproto.PC; dbc_irq_threaded_fn labels)
-_IDLE, _READ_TAIL, _DRAIN, _WRITE_HEAD, _UNMASK, _RECHECK = (
-    int(PC.IDLE),
-    int(PC.READ_TAIL),
-    int(PC.DRAIN),
-    int(PC.WRITE_HEAD),
-    int(PC.UNMASK),
-    int(PC.RECHECK),
-)
-_RSP_HP, _RSP_TP = regs.RSP_HP, regs.RSP_TP
 _U32_TOP = U32_MAX  # a PCI link error reads all ones
-#: IrqState built positionally (no ``_replace``: the IRQ side is the hot path).  Field
-#: order: rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay
-_irq = tuple.__new__
-#: u16 words per request / response element (req_id is word 0 of both)
-_REQ_WORDS, _RSP_WORDS = REQ_SIZE // 2, RSP_SIZE // 2
+#: u16 words per request element (req_id is word 0)
+_REQ_WORDS = REQ_SIZE // 2
 
 
 class _Segs:
@@ -108,7 +94,7 @@ def _sem_word(s: uapi.Sem, flags: int | None = None) -> int:
     )
 
 
-class ImplHost(HostCore):
+class ImplHost(FastIrq, HostCore):
     """Fast host (``Host`` protocol)."""
 
     def __init__(self, device: Any, **kw: Any) -> None:
@@ -140,10 +126,15 @@ class ImplHost(HostCore):
 
     # -- attach ------------------------------------------------------------
     def _seg_len(self, bo: Bo) -> int:
-        return self.sg_max_segment or bo.size
+        # every segment but the last has this length (create_bo splits at sg_max_segment;
+        # synthetic BOs and imports at their first segment's length: memory.bo_backing)
+        return bo.segments[0][1] if len(bo.segments) > 1 else self.sg_max_segment or bo.size
 
     def _span(self, bo: Bo, offset: int, size: int) -> _Segs | None:
-        if not arith.slice_span_ok(offset, size, bo.size, U64):
+        # against the bytes the segments cover: less than bo.size when create_sgt's page
+        # count wrapped (memory.bo_backing)
+        covered = sum(n for _a, n in bo.segments)
+        if not arith.slice_span_ok(offset, size, covered, U64):
             return None
         seg = self._seg_len(bo)
         first, nents, first_off, last_len = (
@@ -345,305 +336,3 @@ class ImplHost(HostCore):
                     self._hard_irq(arg)
                     return
         super().step(action)
-
-    # -- the IRQ side on plain ints (same steps as HostCore._thread) ---------------
-    def _mask_sync(self, ch: HostChannel, old: int, new: int) -> None:
-        """HostCore._sync_mask: disable_irq/enable_irq on the channel's own vector when
-        the depth crosses 0.  Only called with mask_on_irq, i.e. one MSI per DBC, whose
-        vector is dbc + 1 (control-path.md §4.2; Device.vector)."""
-        if (old == 0) != (new == 0):
-            if new:
-                self.device.intc.mask(ch.id + 1)
-            else:
-                self.device.intc.unmask(ch.id + 1)
-
-    def _hard_irq(self, v: int) -> None:
-        """dbc_irq_handler for the DBCs on vector ``v``: every DBC in single-MSI mode
-        (vector 0), else DBC v-1 (control-path.md §4.2: vector dbc + 1)."""
-        dev = self.device
-        dev.intc.ack(v)
-        if self.datapath_polling:
-            return
-        if self.single_msi:
-            chans = self.ch if v == 0 else ()
-        else:
-            chans = self.ch[v - 1 : v] if v >= 1 else ()
-        readl = dev.readl
-        for ch in chans:
-            if ch.usr is None:
-                continue
-            hp = int(readl(ch.id, _RSP_HP))
-            if hp == _U32_TOP:
-                continue
-            tp = int(readl(ch.id, _RSP_TP))
-            if tp == _U32_TOP or hp == tp:
-                continue  # IRQ_NONE
-            (_hp, _tp, nelem, msi_due, depth, _pending, _wake, pc, head, tail, budget, delay) = (
-                ch.irq
-            )
-            if self._mask_on_irq:
-                self._mask_sync(ch, depth, depth + 1)
-                depth += 1
-            ch.irq = _irq(
-                IrqState,
-                (hp, tp, nelem, msi_due, depth, False, True, pc, head, tail, budget, delay),
-            )
-
-    def _thread(self, ch: HostChannel) -> None:
-        """One run of dbc_irq_threaded_fn to its next interleaving point (HostCore._thread,
-        decisions as in irqproto's transitions, written on ints)."""
-        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay) = (
-            ch.irq
-        )
-        if pc == _READ_TAIL or pc == _IDLE:
-            readl = self.device.readl
-            if pc == _IDLE:  # thread_start
-                hp = int(readl(ch.id, _RSP_HP))
-                if hp == _U32_TOP:
-                    self._error_out(ch)
-                    return
-                wake, rsp_hp, head, budget, delay = False, hp, hp, self.num_events, self.num_delays
-                pc = _READ_TAIL
-            if ch.usr is None:
-                ch.irq = _irq(
-                    IrqState,
-                    (
-                        rsp_hp,
-                        rsp_tp,
-                        nelem,
-                        msi_due,
-                        depth,
-                        pending,
-                        wake,
-                        _READ_TAIL,
-                        head,
-                        tail,
-                        budget,
-                        delay,
-                    ),
-                )
-                self._error_out(ch)
-                return
-            tp = int(readl(ch.id, _RSP_TP))
-            if tp == _U32_TOP:
-                ch.irq = _irq(
-                    IrqState,
-                    (
-                        rsp_hp,
-                        rsp_tp,
-                        nelem,
-                        msi_due,
-                        depth,
-                        pending,
-                        wake,
-                        _READ_TAIL,
-                        head,
-                        tail,
-                        budget,
-                        delay,
-                    ),
-                )
-                self._error_out(ch)
-                return
-            budget = budget or self.num_events  # read_tail
-            if tp != head:  # start_drain
-                delay, pc = self.num_delays, _DRAIN
-            elif delay:  # poll_empty
-                delay -= 1
-            else:  # give_up
-                pc = _UNMASK
-            ch.irq = _irq(
-                IrqState,
-                (rsp_hp, tp, nelem, msi_due, depth, pending, wake, pc, head, tp, budget, delay),
-            )
-        elif pc == _DRAIN:
-            self._drain(ch)  # consume_one*, then end_drain
-            (
-                rsp_hp,
-                rsp_tp,
-                nelem,
-                msi_due,
-                depth,
-                pending,
-                wake,
-                _pc,
-                head,
-                tail,
-                budget,
-                delay,
-            ) = ch.irq
-            ch.irq = _irq(
-                IrqState,
-                (
-                    rsp_hp,
-                    rsp_tp,
-                    nelem,
-                    msi_due,
-                    depth,
-                    pending,
-                    wake,
-                    _WRITE_HEAD,
-                    head,
-                    tail,
-                    budget,
-                    delay,
-                ),
-            )
-        elif pc == _WRITE_HEAD:
-            self.device.writel(ch.id, _RSP_HP, head)
-            ch.irq = _irq(
-                IrqState,
-                (
-                    head,
-                    rsp_tp,
-                    nelem,
-                    msi_due,
-                    depth,
-                    pending,
-                    wake,
-                    _READ_TAIL,
-                    head,
-                    tail,
-                    budget,
-                    delay,
-                ),
-            )
-        elif pc == _UNMASK:
-            new = depth
-            if self._mask_on_irq:
-                new = depth - 1
-                self._mask_sync(ch, depth, new)
-            ch.irq = _irq(
-                IrqState,
-                (
-                    rsp_hp,
-                    rsp_tp,
-                    nelem,
-                    msi_due,
-                    new,
-                    pending,
-                    wake,
-                    _RECHECK if self.recheck else _IDLE,
-                    head,
-                    tail,
-                    budget,
-                    delay,
-                ),
-            )
-            if self.datapath_polling:
-                ch.poll = True
-        elif pc == _RECHECK:
-            tp = int(self.device.readl(ch.id, _RSP_TP))
-            if tp == _U32_TOP:
-                ch.irq = _irq(
-                    IrqState,
-                    (
-                        rsp_hp,
-                        rsp_tp,
-                        nelem,
-                        msi_due,
-                        depth,
-                        pending,
-                        wake,
-                        _IDLE,
-                        head,
-                        tail,
-                        budget,
-                        delay,
-                    ),
-                )
-                return
-            if tp != head:
-                new = depth
-                if self._mask_on_irq:
-                    new = depth + 1
-                    self._mask_sync(ch, depth, new)
-                ch.irq = _irq(
-                    IrqState,
-                    (
-                        rsp_hp,
-                        tp,
-                        nelem,
-                        msi_due,
-                        new,
-                        pending,
-                        wake,
-                        _READ_TAIL,
-                        head,
-                        tp,
-                        budget,
-                        delay,
-                    ),
-                )
-            else:
-                ch.irq = _irq(
-                    IrqState,
-                    (
-                        rsp_hp,
-                        tp,
-                        nelem,
-                        msi_due,
-                        depth,
-                        pending,
-                        wake,
-                        _IDLE,
-                        head,
-                        tp,
-                        budget,
-                        delay,
-                    ),
-                )
-        else:  # pragma: no cover
-            raise AssertionError(f"IRQ thread of dbc {ch.id} rests at {pc}")
-
-    # -- drain -------------------------------------------------------------
-    def _drain(self, ch: HostChannel) -> None:
-        """Consume ``arith.drain_count`` responses as one array slice (consume_one*)."""
-        (rsp_hp, rsp_tp, nelem, msi_due, depth, pending, wake, pc, head, tail, budget, delay) = (
-            ch.irq
-        )
-        k = int(arith.drain_count(head, tail, budget, nelem, U32))
-        if k:
-            words = ch.cache[1] if ch.cache is not None else self._rings(ch)[1]
-            index = self._by_rid[ch.id]
-            if k == 1:
-                self._credit(ch, index, words[head * _RSP_WORDS], 1)
-            else:
-                first, rest = arith.wrap_split(head, k, nelem, U32)
-                batch = words[head * _RSP_WORDS : (head + first) * _RSP_WORDS : _RSP_WORDS].tolist()
-                if rest:
-                    batch += words[: rest * _RSP_WORDS : _RSP_WORDS].tolist()
-                for rid, cnt in Counter(batch).items():
-                    self._credit(ch, index, rid, cnt)
-            head = int(arith.ring_advance(head, k, nelem, U32))
-        ch.irq = _irq(
-            IrqState,
-            (
-                rsp_hp,
-                rsp_tp,
-                nelem,
-                msi_due,
-                depth,
-                pending,
-                wake,
-                pc,
-                head,
-                tail,
-                budget - k,
-                delay,
-            ),
-        )
-
-    def _credit(self, ch: HostChannel, index: dict[int, list[Bo]], rid: int, cnt: int) -> None:
-        """``cnt`` responses with req_id ``rid``: credit queued BOs with that id in queue
-        order (the driver's xfer_list walk, one response at a time)."""
-        while cnt:
-            lst = index.get(rid)
-            if not lst:
-                break
-            bo = lst[0]
-            take = min(cnt, bo.nr_slice - bo.nr_slice_xfer_done)
-            bo.nr_slice_xfer_done += take
-            cnt -= take
-            if bo.nr_slice_xfer_done >= bo.nr_slice:
-                self._complete(ch, bo)

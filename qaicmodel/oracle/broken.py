@@ -21,6 +21,34 @@ Hosts that break the ioctl side (caught by ``conform``'s result and data checks)
   LosesCompletions  every second BO completion is dropped.
   LosesWrites       MMAP_BO hands out a private copy of the BO.
 
+Bug classes of the driver's own fix history (upstream ``drivers/accel/qaic`` commit
+subjects; each host re-creates the class on today's code, caught by ``conform``'s
+generator alone):
+
+  ReslicesHost       "accel/qaic: Validate if BO is sliced before slicing": ATTACH_SLICE_BO
+                     of a sliced BO slices it again.
+  NoFlushHost        "accel/qaic: Flush the transfer list again": release_dbc leaves BOs
+                     on the transfer list (queued forever, their waiters never woken).
+  AttachAnyOwnerHost "accel/qaic: Grab ch_lock during QAIC_ATTACH_SLICE_BO": attach does
+                     not see that the channel is no longer the caller's (deactivated).
+  HalfSlicedHost     "accel/qaic: Declare BO 'sliced' after all the operations are
+                     complete" / "accel/qaic: Undo slicing setup done in
+                     qaic_attach_slicing_bo()": a failed attach (ENOSPC) leaves the BO
+                     marked sliced.
+  WrapCheckHost      "accel/qaic: Add consistent integer overflow checks" / "accel/qaic:
+                     Fix integer overflow in qaic_validate_req()": offset + size is
+                     checked after a u64 wrap.
+  LeakyCreateHost    "accel/qaic: Drop the reference to BO in error path of create BO
+                     IOCTL": a failed CREATE_BO keeps a handle.
+  EarlyLockHost      "accel/qaic: Validate user data before grabbing any lock": WAIT_BO
+                     checks the channel before the user's argument (EPERM before EINVAL).
+  NoWakeCheckHost    qaic_wait_bo_ioctl's checks after the sleep (``!dbc->usr`` -> EPERM,
+                     7.2 SSR -> EPIPE) left out: a waiter released by deactivate says ok.
+  PerfNoCheckHost    qaic_perf_stats_bo_ioctl without the 7.2 checks (BO sliced, sliced
+                     on this channel): the 6.12 behaviour under a 7.2 kernel.
+  StatusDropHost     a response with a non-zero completion code is not counted for its
+                     BO (the driver only logs the status): the BO never completes.
+
 :data:`BROKEN_HOSTS` registers every one of them (tests/test_conform.py and
 tests/test_broken_hosts.py take their lists from it; a test checks that every host
 class of this module is registered).  :data:`BROKEN` is the co-simulation subset.
@@ -34,9 +62,13 @@ from typing import Any
 import attrs
 
 from qaicmodel import arith
+from qaicmodel.errors import IoctlError
 from qaicmodel.impl.host import ImplHost
+from qaicmodel.spec.host import uapi
 from qaicmodel.spec.host.records import Bo, HostChannel
 from qaicmodel.spec.host.reference import SpecHost
+
+_U64 = (1 << 64) - 1
 
 __all__ = [
     "NoRecheckHost",
@@ -48,6 +80,16 @@ __all__ = [
     "SloppyDetach",
     "LosesCompletions",
     "LosesWrites",
+    "ReslicesHost",
+    "NoFlushHost",
+    "AttachAnyOwnerHost",
+    "HalfSlicedHost",
+    "WrapCheckHost",
+    "LeakyCreateHost",
+    "EarlyLockHost",
+    "NoWakeCheckHost",
+    "PerfNoCheckHost",
+    "StatusDropHost",
     "BrokenHost",
     "BROKEN_HOSTS",
     "BROKEN",
@@ -133,6 +175,125 @@ class LosesWrites(ImplHost):
         return super().mmap_bo(user, handle).copy()
 
 
+class ReslicesHost(ImplHost):
+    """ATTACH_SLICE_BO of a sliced BO detaches it quietly and slices it again."""
+
+    def attach_slice(self, user: int, hdr: Any, entries: Any) -> None:
+        c = self.users.get(user)
+        bo = c.bos.get(hdr.handle) if c is not None and hasattr(hdr, "handle") else None
+        if bo is not None and bo.sliced and not bo.queued:
+            self._detach(bo)
+        return super().attach_slice(user, hdr, entries)
+
+
+class NoFlushHost(ImplHost):
+    """release_dbc without empty_xfer_list: queued BOs stay queued, never done."""
+
+    def dbc_release(self, dbc_id: int) -> None:
+        ch = self.ch[dbc_id]
+        ch.xfer.clear()  # the BOs keep queued=True, done=False
+        super().dbc_release(dbc_id)
+
+
+class AttachAnyOwnerHost(ImplHost):
+    """Attaches to a channel whatever its owner now is (no ch_lock, no recheck)."""
+
+    def attach_slice(self, user: int, hdr: Any, entries: Any) -> None:
+        dbc = getattr(hdr, "dbc_id", None)
+        if not isinstance(dbc, int) or not 0 <= dbc < len(self.ch) or self.ch[dbc].usr == user:
+            return super().attach_slice(user, hdr, entries)
+        ch = self.ch[dbc]
+        saved = ch.usr, ch.nelem
+        ch.usr, ch.nelem = user, max(ch.nelem, 1 << 16)
+        try:
+            return super().attach_slice(user, hdr, entries)
+        finally:
+            ch.usr, ch.nelem = saved
+
+
+class HalfSlicedHost(ImplHost):
+    """An attach refused for ring size (ENOSPC) leaves the BO marked sliced."""
+
+    def attach_slice(self, user: int, hdr: Any, entries: Any) -> None:
+        try:
+            return super().attach_slice(user, hdr, entries)
+        except IoctlError as e:
+            if e.name == "ENOSPC":
+                bo = self.users[user].bos[hdr.handle]
+                bo.sliced, bo.dbc_id, bo.dir, bo.nr_slice = True, hdr.dbc_id, hdr.dir, 0
+            raise
+
+
+class WrapCheckHost(ImplHost):
+    """Checks ``(offset + size) mod 2**64 <= BO size``: a wrapping slice is accepted, and
+    maps the BO from 0 to where the sum wrapped."""
+
+    def attach_slice(self, user: int, hdr: Any, entries: Any) -> None:
+        if entries is not None and all(isinstance(e, uapi.SliceEntry) for e in entries):
+            fixed = []
+            for e in entries:
+                end = e.offset + e.size
+                if end > _U64 and (end & _U64) > 0:
+                    e = attrs.evolve(e, offset=0, size=end & _U64)
+                fixed.append(e)
+            entries = fixed
+        return super().attach_slice(user, hdr, entries)
+
+
+class LeakyCreateHost(ImplHost):
+    """CREATE_BO that fails for size (ENOMEM) keeps the handle it took."""
+
+    def create_bo(self, user: int, size: int, pad: int = 0) -> int:
+        try:
+            return super().create_bo(user, size, pad)
+        except IoctlError as e:
+            if e.name == "ENOMEM":
+                super().create_bo(user, 4096)
+            raise
+
+
+class EarlyLockHost(ImplHost):
+    """WAIT_BO checks channel ownership before its own argument (pad)."""
+
+    def wait_check(
+        self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0
+    ) -> bool:
+        if isinstance(dbc_id, int) and 0 <= dbc_id < len(self.ch) and user in self.users:
+            if self.ch[dbc_id].usr != user:
+                raise IoctlError("EPERM", f"wait: dbc {dbc_id} is not owned by user {user}")
+        return super().wait_check(user, dbc_id, handle, timeout_ms, pad)
+
+
+class NoWakeCheckHost(ImplHost):
+    """A woken WAIT_BO returns 0 without looking at the channel again."""
+
+    def _wake(self, w: Any) -> None:
+        w.finished = True
+
+
+class PerfNoCheckHost(ImplHost):
+    """PERF_STATS_BO without the 7.2 sliced / same-channel checks."""
+
+    def perf_stats(self, user: int, dbc_id: int, handles: Any) -> Any:
+        kernel = self.kernel
+        try:
+            from qaicmodel.spec.host import kernels
+
+            self.kernel = kernels.parse("6.12")
+            return super().perf_stats(user, dbc_id, handles)
+        finally:
+            self.kernel = kernel
+
+
+class StatusDropHost(SpecHost):
+    """A response with a non-zero completion code is dropped, not counted for its BO."""
+
+    def _response(self, ch: HostChannel, req_id: int, code: int) -> None:
+        if code:
+            return
+        super()._response(ch, req_id, code)
+
+
 @attrs.frozen
 class BrokenHost:
     """One registered broken host: what it breaks and what must catch it."""
@@ -199,6 +360,50 @@ BROKEN_HOSTS: dict[str, BrokenHost] = {
             "drops every second BO completion (qaic_data.c dbc_irq_threaded_fn complete_all)",
         ),
         BrokenHost(LosesWrites, "MMAP_BO maps a private copy (qaic_data.c qaic_mmap_bo_ioctl)"),
+        BrokenHost(
+            ReslicesHost, 'slices a sliced BO again ("accel/qaic: Validate if BO is sliced ...")'
+        ),
+        BrokenHost(
+            NoFlushHost,
+            'release_dbc leaves BOs queued ("accel/qaic: Flush the transfer list again")',
+        ),
+        BrokenHost(
+            AttachAnyOwnerHost,
+            "attaches to a channel no longer the caller's (\"accel/qaic: Grab ch_lock during "
+            'QAIC_ATTACH_SLICE_BO")',
+        ),
+        BrokenHost(
+            HalfSlicedHost,
+            "a failed attach leaves the BO sliced (\"accel/qaic: Declare BO 'sliced' after all "
+            'the operations are complete")',
+        ),
+        BrokenHost(
+            WrapCheckHost,
+            'offset + size checked after a u64 wrap ("accel/qaic: Add consistent integer '
+            'overflow checks")',
+        ),
+        BrokenHost(
+            LeakyCreateHost,
+            'a failed CREATE_BO keeps its handle ("accel/qaic: Drop the reference to BO in '
+            'error path of create BO IOCTL")',
+        ),
+        BrokenHost(
+            EarlyLockHost,
+            "WAIT_BO checks the channel before the user's argument (\"accel/qaic: Validate "
+            'user data before grabbing any lock")',
+        ),
+        BrokenHost(
+            NoWakeCheckHost,
+            "no checks after WAIT_BO wakes (qaic_data.c qaic_wait_bo_ioctl !dbc->usr)",
+        ),
+        BrokenHost(
+            PerfNoCheckHost,
+            "PERF_STATS_BO without the 7.2 slice checks (qaic_data.c qaic_perf_stats_bo_ioctl)",
+        ),
+        BrokenHost(
+            StatusDropHost,
+            "drops responses with a non-zero status (qaic_data.c dbc_irq_threaded_fn logs it)",
+        ),
     )
 }
 

@@ -16,27 +16,40 @@ Rules:
       episode): users, channels with an echo workload, buffer objects, slices (mostly
       valid, some not), executes, waits, semaphore pokes, and ``run`` steps whose
       interleaving of device, host-IRQ and workload actions is chosen at random and
-      recorded as a ``schedule``.  Each step runs on the host under test and -- unless it
-      *is* the reference host -- on the reference host (``qaicmodel.spec.host.reference``) side by
-      side, each with its own device model.
-  C4  Invariants checked after every step (stable ids):
+      recorded as a ``schedule``; also control calls (deactivate, SSR, close) with BOs in
+      flight and WAIT_BO threads asleep, calls in states that forbid them and device
+      completion codes other than success (:mod:`qaicmodel.oracle.explore`).  Each step
+      runs on the host under test; unless it *is* the reference host, the reference host
+      answers the same call in the same state (C4).
+  C4  The verdict comes from rules, never from resemblance to the reference host
+      (issue #12 item 1).  Invariants checked after every step (stable ids):
         CONF-CRASH      the host raised something other than an ioctl errno;
+        CONF-HANG       a host call did not return within the watchdog's limit;
         CONF-VIOLATION  the device recorded a host rule violation (HOST-REQ-OVERRUN, ...);
         CONF-STRANDED   a quiescent run left a response in a ring (missed-event check);
-        CONF-DATA       an echo inference returned other bytes than were sent (checked
-                        when input and output were executed together and the output's
-                        wait returned ok in the same run);
-        CONF-RESULT     an ioctl returned other than the reference host's result;
-        CONF-STATE      registers, FIFO bytes, semaphores or interrupt masks differ
-                        from the reference host's device after the same step;
+        CONF-DATA       an echo inference returned other bytes than were sent;
+        CONF-REQ-ELEM, CONF-COMPLETE-TWICE, CONF-COMPLETE-EARLY, CONF-LOST, CONF-EAGAIN
+                        the host-side rules of :mod:`qaicmodel.oracle.rules`: request
+                        elements describe exactly the slices' bytes, each execution
+                        completes exactly once and only after all its responses, nothing
+                        answered is left uncompleted, EAGAIN only without room;
+        CONF-RESULT     the errno (or ok, the handle, the channel) differs from what the
+                        reference host answers for the same call in the same state (the
+                        errno shadow of :mod:`qaicmodel.oracle.shadow`);
+        CONF-NEVER-COMPLETES  a BO queued with fewer completion elements than slices (a
+                        driver finding, see DRIVER_FINDINGS);
         CONF-REFERENCE  the reference host crashed or broke a device rule (a model bug,
                         reported rather than hidden);
         COSIM-REQ-OVERWRITE, COSIM-REQ-OVERRUN, COSIM-RSP-PAST-READ
-                        the co-simulation harness's register-level invariants
-                        (qaicmodel/oracle/cosim.py ``Recorder`` and ``World`` snapshots),
-                        reused, not re-implemented: the host under test sees the device
-                        through a cosim ``Recorder`` and every host call is wrapped in
-                        cosim's request-slot snapshot check.
+                        request slots written only when free, the tail moving forward by
+                        at most the free space, RSP_HP never past the RSP_TP read
+                        (:mod:`qaicmodel.oracle.recorder`'s ``Recorder`` and the
+                        request-slot snapshot around every host call).
+  C4b ``--differential`` (``differential=True``): the reference host also runs beside the
+      host, step for step, each on its own device; a different step result
+      (CONF-RESULT) or device state -- registers, FIFO bytes, semaphores, interrupt masks
+      (CONF-STATE) -- is a failure too.  For hosts meant to be the driver's exact twin;
+      correct hosts of other shapes (qaicmodel/oracle/shapes.py) fail it.
   C5  A failure is shrunk (delta debugging over the steps, then over each ``run``'s
       schedule) and written as a scenario file whose ``expect`` fields are the reference
       host's results, so ``qaicmodel scenario FILE --host MODULE:CLASS`` shows it.
@@ -117,13 +130,17 @@ class Conformance:
         *,
         seed: int,
         budget: float,
-        episodes: int | None,
+        episodes: int | list[int] | None,
         pinned: dict[str, str],
         out_dir: Path,
         progress: Any = None,
         kernel: str | None = None,
+        differential: bool = False,
     ) -> None:
         from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
+
+        #: C4b: also run the reference host step for step and compare (CONF-STATE)
+        self.differential = bool(differential)
 
         Policies(pinned)  # validates ids and alternatives (PolicyError)
         if isinstance(host_ref, str):
@@ -148,15 +165,23 @@ class Conformance:
         }
         # the virtual board's boot/MHI policies (spec/policies/board.py) are read only by
         # the UML emulator, never by the co-simulated device: varying them here would only
-        # spend conform's rows
+        # spend conform's rows; and only the device's ambiguities vary (category "device"; kernel-version,
+        # modelling-limit, driver-bug and settled entries are not readings of the device)
+        from qaicmodel.spec.policies import ambiguities
         from qaicmodel.spec.policies import board as _board
 
-        self.registry = {k: v for k, v in REGISTRY.items() if k not in _board.POLICY_IDS}
+        device = set(ambiguities())
+        self.registry = {
+            k: v for k, v in REGISTRY.items() if k in device and k not in _board.POLICY_IDS
+        }
+        self.held = {p: why for p, why in self.held.items() if p in self.registry}
         free = [p for p in sorted(self.registry) if p not in pinned and p not in self.held]
         self.rows = [Policies({**r.chosen, **pinned}) for r in pairwise(free)]
         self.pinned = pinned
         self.checks: Counter[str] = Counter()
         self.steps = self.actions = self.episodes_run = 0
+        #: responses with a completion code other than success, over all episodes
+        self.error_responses = 0
         self.failures: list[dict[str, Any]] = []
         #: failures of DRIVER_FINDINGS invariants (the first of each; all are counted)
         self.driver_findings: list[dict[str, Any]] = []
@@ -171,11 +196,19 @@ class Conformance:
         for ri, row in enumerate(self.rows):
             if len(self.failures) >= MAX_FAILURES:
                 break
+            if any(f["invariant"] == "CONF-HANG" for f in self.failures):
+                break  # each replay of a hang costs a watchdog period: one is enough
+            # --episodes N, or one count per row (the exact replay of a budgeted run)
+            limit = self.episodes
+            if isinstance(limit, list):
+                if ri >= len(limit):
+                    break
+                limit = limit[ri]
             t_row = time.monotonic()
             deadline = None if self.episodes is not None else t_row + share
             steps0, ep, row_fail = self.steps, 0, 0
             while True:
-                if self.episodes is not None and ep >= self.episodes:
+                if limit is not None and ep >= limit:
                     break
                 if deadline is not None and time.monotonic() >= deadline and ep > 0:
                     break
@@ -207,11 +240,21 @@ class Conformance:
 
     def _episode(self, ri: int, row: Any, ep: int, deadline: float | None) -> bool:
         eseed = _episode_seed(self.seed, ri, ep)
-        e = Episode(eseed, row, self.host_cls, self.ref_cls, kernel=self.kernel)
-        f = e.run(EPISODE_MOVES, deadline)
+        e = Episode(
+            eseed,
+            row,
+            self.host_cls,
+            self.ref_cls,
+            kernel=self.kernel,
+            differential=self.differential,
+        )
+        # an episode is never cut short by the deadline (only rows are), so the per-row
+        # episode counts of `replay` replay a budgeted run exactly
+        f = e.run(EPISODE_MOVES, None)
         self.episodes_run += 1
         self.steps += len(e.steps)
         self.actions += e.actions
+        self.error_responses += e.pair.rules.error_codes
         self.checks.update(e.pair.checks)
         if f is None:
             return False
@@ -220,9 +263,15 @@ class Conformance:
             self.driver_hits[f.invariant] += 1
             if self.driver_hits[f.invariant] > 1:
                 return False
-        pols = {k: v for k, v in row.chosen.items() if self.registry[k].default != v}
-        small, f2, replays = shrink(e.explorer.cfg, pols, e.steps, f, self.host_cls, self.ref_cls)
-        again = replay(e.explorer.cfg, pols, small, self.host_cls, self.ref_cls)
+        pols = {  # a pinned board policy (not in self.registry) is not the device's
+            k: v
+            for k, v in row.chosen.items()
+            if k in self.registry and self.registry[k].default != v
+        }
+        small, f2, replays = shrink(
+            e.explorer.cfg, pols, e.steps, f, self.host_cls, self.ref_cls, self.differential
+        )
+        again = replay(e.explorer.cfg, pols, small, self.host_cls, self.ref_cls, self.differential)
         name = f"conform-{self.seed}-row{ri}-ep{ep}.json"
         path = self.out_dir / name
         write_reproducer(
@@ -290,6 +339,7 @@ class Conformance:
             ),
             "host": self.host_ref,
             "reference": SCENARIO_HOST if self.ref_cls is not None else None,
+            "mode": "differential" if self.differential else "rules",
             "seed": self.seed,
             "kernel": self.kernel,
             "budget_s": self.budget,
@@ -298,16 +348,25 @@ class Conformance:
             "episodes": self.episodes_run,
             "steps": self.steps,
             "actions": self.actions,
+            "device_error_responses": self.error_responses,
             "invariants_checked": dict(sorted(self.checks.items())),
             "invariants_total": sum(self.checks.values()),
             "policies_covered": self.coverage(),
-            "replay": f"--seed {self.seed} --episodes "
-            f"{max([r['episodes'] for r in self.row_log] or [1])}",
+            "replay": f"--seed {self.seed} --episodes {self._replay_episodes()}",
             "rows": self.row_log,
             "failures": self.failures,
             "driver_findings": self.driver_findings,
             "driver_finding_hits": dict(self.driver_hits),
         }
+
+    def _replay_episodes(self) -> str:
+        """``--episodes`` that replays this run exactly: N, or one count per row run."""
+        if isinstance(self.episodes, int):
+            return str(self.episodes)
+        counts = [r["episodes"] for r in self.row_log] or [1]
+        if isinstance(self.episodes, list) or len(set(counts)) > 1:
+            return ",".join(map(str, counts))
+        return str(counts[0])
 
 
 def _check_host(cls: type) -> type:
@@ -325,13 +384,15 @@ def run_conformance(
     *,
     seed: int | None = None,
     budget: float = DEFAULT_BUDGET,
-    episodes: int | None = None,
+    episodes: int | list[int] | None = None,
     policies: dict[str, str] | None = None,
     out_dir: str | Path = "conform-failures",
     progress: Any = None,
     kernel: str | None = None,
+    differential: bool = False,
 ) -> dict[str, Any]:
-    """Python API for the ``conform`` command; returns the report dict."""
+    """Python API for the ``conform`` command; returns the report dict.
+    ``differential``: also compare with the reference host step for step (C4b)."""
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     return (
@@ -344,6 +405,7 @@ def run_conformance(
             out_dir=Path(out_dir),
             progress=progress,
             kernel=kernel,
+            differential=differential,
         )
         .run()
         .report()

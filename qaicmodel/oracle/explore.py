@@ -1,4 +1,22 @@
-"""The conform episode generator (rule C3 of :mod:`qaicmodel.oracle.conform`)."""
+"""The conform episode generator (rule C3 of :mod:`qaicmodel.oracle.conform`).
+
+Move kinds (weights in :meth:`Explorer.next_move`): random and quiescent runs; create,
+attach (mostly valid slices), execute, partial execute, wait, detach, perf stats, nsp
+semaphore pokes, echo inferences (CONF-DATA), bogus calls (wrong channel or handle),
+concurrent EXECUTE_BO threads; and, for issue #12 item 2:
+
+  invalid   calls in a state that forbids them: re-slicing a sliced BO, perf stats on an
+            unsliced BO or on another channel, a slice whose offset + size wraps 2**64,
+            a CREATE_BO too large for the model (ENOMEM), WAIT_BO with a bad pad on
+            another user's channel (which check comes first), attach to a channel that
+            was deactivated;
+  faulty    a slice whose device range runs past 2**64: the device answers with a
+            non-success completion code (DMA fault) and the BO must still complete;
+  race      a BO in flight with a WAIT_BO thread asleep on it, then -- between random
+            runs -- deactivate, SSR or close of its channel's owner, or a detach,
+            perf stats or attach on the same channel; then the waiter's join (its
+            checks after waking run), sometimes a fresh activate.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +55,7 @@ class Explorer:
         self.n = 0
         self.echo_len = 0
         self.last_wait: str | None = None
+        self.stale: list[dict[str, Any]] = []  # channels deactivated, SSR'd or closed
 
     # -- helpers
     def _name(self, prefix: str) -> str:
@@ -98,7 +117,9 @@ class Explorer:
             steps.append(
                 {"op": "activate", "user": "u1", "queue_size": r.choice([4, 16]), "as": "d1"}
             )
-            self.chans.append({"name": "d1", "user": "u1", "nelem": 16, "echo": False})
+            self.chans.append(
+                {"name": "d1", "user": "u1", "nelem": steps[-1]["queue_size"], "echo": False}
+            )
         return steps
 
     def observe(self, step: dict[str, Any], res: dict[str, Any]) -> None:
@@ -126,13 +147,32 @@ class Explorer:
             for b in self.bos:
                 if b["name"] == step["handle"]:
                     b["dbc"] = b["dir"] = None
-        elif op == "deactivate" and ok:
-            self.chans = [c for c in self.chans if c["name"] != step["dbc_id"]]
-            for b in self.bos:
-                if b["dbc"] == step["dbc_id"]:
-                    b["dbc"] = b["dir"] = None
+        elif op in ("deactivate", "ssr") and ok:
+            self._gone([c for c in self.chans if c["name"] == step["dbc_id"]])
+        elif op == "close" and ok:
+            self._gone([c for c in self.chans if c["user"] == step["user"]])
+            self.users = [u for u in self.users if u != step["user"]]
+            self.bos = [b for b in self.bos if b["user"] != step["user"]]
         elif op == "activate" and not ok:
             self.chans = [c for c in self.chans if c["name"] != step.get("as")]
+        elif op == "activate" and ok and not any(c["name"] == step["as"] for c in self.chans):
+            self.chans.append(
+                {
+                    "name": step["as"],
+                    "user": step["user"],
+                    "nelem": step["queue_size"],
+                    "echo": False,
+                }
+            )
+
+    def _gone(self, chans: list[dict[str, Any]]) -> None:
+        """Channels released (release_dbc): their BOs are no longer sliced."""
+        names = {c["name"] for c in chans}
+        self.stale += chans
+        self.chans = [c for c in self.chans if c["name"] not in names]
+        for b in self.bos:
+            if b["dbc"] in names:
+                b["dbc"] = b["dir"] = None
 
     def next_move(self) -> tuple[dict[str, Any], int]:
         """The next step dict and, for a random ``run``, how many actions it may take."""
@@ -156,6 +196,11 @@ class Explorer:
             (2, self._m_echo),
             (0.3, self._m_bogus),
             (1.5 if self.threads else 0, self._m_concurrent),
+            (1.2, self._m_invalid),
+            (0.5, self._m_faulty),
+            (1.0 if self.threads else 0, self._m_race),
+            (0.6, self._m_fill),
+            (1.0, self._m_burst),
         ]
         total = sum(w for w, _ in moves)
         x = r.random() * total
@@ -349,6 +394,202 @@ class Explorer:
             {"op": "join", "thread": t2},
         ]
         return ex(b1, t1), 0
+
+    def _m_invalid(self) -> tuple[dict[str, Any], int]:
+        """Calls in a state that forbids them (issue #12 item 2)."""
+        r = self.rng
+        user = r.choice(self.users)
+        sliced, unsliced = self._user_bos(user, True), self._user_bos(user, False)
+        kinds = ["huge", "pad-foreign"]
+        if sliced:
+            kinds += ["reslice", "perf-foreign"]
+        if unsliced and self.chans:
+            kinds += ["perf-unsliced", "wrap", "enospc"]
+        if unsliced and self.stale:
+            kinds.append("attach-stale")
+        kind = r.choice(kinds)
+        if kind == "huge":
+            return {"op": "create_bo", "user": user, "size": 1 << 40, "as": self._name("z")}, 0
+        if kind == "pad-foreign":
+            ch = r.choice(self.chans + self.stale) if self.chans or self.stale else None
+            dbc = ch["name"] if ch else 0
+            return {"op": "wait", "user": user, "dbc_id": dbc, "handle": 4242, "pad": 1}, 0
+        if kind == "reslice":
+            b = r.choice(sliced)
+            return self._attach_whole(user, b, b["dbc"]), 0
+        if kind == "perf-foreign":
+            others = [c["name"] for c in self.chans + self.stale]
+            return {
+                "op": "perf_stats",
+                "user": user,
+                "dbc_id": r.choice(others) if others else 0,
+                "handles": [r.choice(sliced)["name"]],
+            }, 0
+        b = r.choice(unsliced)
+        if kind == "perf-unsliced":
+            return {
+                "op": "perf_stats",
+                "user": user,
+                "dbc_id": r.choice(self.chans)["name"],
+                "handles": [b["name"]],
+            }, 0
+        if kind == "attach-stale":
+            return self._attach_whole(user, b, r.choice(self.stale)["name"]), 0
+        if kind == "enospc":  # more slices than the ring has slots, then a fitting attach
+            ch = min(self.chans, key=lambda c: c["nelem"])
+            k = ch["nelem"] + 1
+            st = self._attach_whole(user, b, ch["name"])
+            cut = [round(i * b["size"] / k) for i in range(k + 1)]
+            st["entries"] = [
+                {"size": hi - lo, "offset": lo, "dev_addr": 0x30_0000 + lo}
+                for lo, hi in itertools.pairwise(cut)
+                if hi > lo
+            ]
+            self.pending = [self._attach_whole(user, b, ch["name"])]
+            return st, 0
+        st = self._attach_whole(user, b, r.choice(self.chans)["name"])
+        e = st["entries"][0]
+        e["offset"] = (1 << 64) - 4096 * r.choice([1, 2])
+        e["size"] = 4096 * r.choice([2, 3])
+        return st, 0
+
+    def _attach_whole(self, user: str, b: dict[str, Any], dbc: Any) -> dict[str, Any]:
+        return {
+            "op": "attach_slice",
+            "user": user,
+            "hdr": {
+                "dbc_id": dbc,
+                "handle": b["name"],
+                "dir": self.rng.choice([1, 2]),
+                "size": b["size"],
+            },
+            "entries": [{"size": b["size"], "offset": 0, "dev_addr": 0x30_0000}],
+        }
+
+    def _m_faulty(self) -> tuple[dict[str, Any], int]:
+        """A slice whose device range runs past 2**64: a DMA fault, a non-zero completion
+        code; the BO must complete all the same (qaic_data.c only logs the status)."""
+        r = self.rng
+        user = r.choice(self.users)
+        bos = self._user_bos(user, sliced=False)
+        chans = [c for c in self.chans if c["user"] == user]
+        if not bos or not chans:
+            return self._m_create()
+        b, ch = r.choice(bos), r.choice(chans)
+        st = self._attach_whole(user, b, ch["name"])
+        st["entries"][0]["dev_addr"] = (1 << 64) - r.choice([64, 2048, 4096])
+        self.pending = [
+            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]},
+            {"op": "wait", "user": user, "dbc_id": ch["name"], "handle": b["name"]},
+        ]
+        return st, 0
+
+    def _m_burst(self) -> tuple[dict[str, Any], int]:
+        """Every idle sliced BO of a channel executed one call at a time, then one long
+        random run: many responses in flight while the IRQ thread drains, polls and
+        unmasks (the missed-event window of dbc_irq_threaded_fn)."""
+        user, bos = self._sliced()
+        by_dbc: dict[str, list[dict[str, Any]]] = {}
+        for b in bos:
+            by_dbc.setdefault(b["dbc"], []).append(b)
+        if not by_dbc:
+            return self._m_attach()
+        dbc = self.rng.choice(sorted(by_dbc))
+        execs: list[Any] = [
+            {"op": "execute", "user": user, "dbc_id": dbc, "handles": [b["name"]]}
+            for b in by_dbc[dbc][:4]
+        ]
+        self.pending = [
+            *execs[1:],
+            ({"op": "run"}, self.rng.randint(20, 80)),
+            {"op": "run", "max_steps": 5000},  # a stranded response shows at quiescence
+        ]
+        return execs[0], 0
+
+    def _m_fill(self) -> tuple[dict[str, Any], int]:
+        """Fill a small request ring to its last free slot with one BO of one-element
+        slices, then ask for one element more (fifo_space_avail keeps a slot free), then
+        let the device and the IRQ side race over the full rings."""
+        r = self.rng
+        small = [c for c in self.chans if c["nelem"] <= 16]
+        if not small:
+            return self._m_run()
+        ch = r.choice(small)
+        user, k = ch["user"], ch["nelem"] - 1
+        a, b = self._name("f"), self._name("f")
+        ents = [
+            {"size": 4096, "offset": 4096 * i, "dev_addr": 0x60_0000 + 4096 * i} for i in range(k)
+        ]
+        one = [{"size": 4096, "offset": 0, "dev_addr": 0x70_0000}]
+        hdr = {"dbc_id": ch["name"], "dir": 1}
+        self.pending = [
+            {
+                "op": "attach_slice",
+                "user": user,
+                "hdr": {**hdr, "handle": a, "size": 4096 * k},
+                "entries": ents,
+            },
+            {"op": "create_bo", "user": user, "size": 4096, "as": b},
+            {
+                "op": "attach_slice",
+                "user": user,
+                "hdr": {**hdr, "handle": b, "size": 4096},
+                "entries": one,
+            },
+            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [a]},
+            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b]},
+            ({"op": "run"}, r.randint(5, 40)),
+            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b]},
+            ({"op": "run"}, r.randint(5, 40)),
+        ]
+        return {"op": "create_bo", "user": user, "size": 4096 * k, "as": a}, 0
+
+    def _m_race(self) -> tuple[dict[str, Any], int]:
+        """A BO in flight and a WAIT_BO thread asleep on it, then a control or ioctl call
+        on its channel between random runs, then the waiter's join."""
+        r = self.rng
+        user, bos = self._sliced()
+        if not bos:
+            return self._m_attach()
+        b = r.choice(bos)
+        ch = next((c for c in self.chans if c["name"] == b["dbc"]), None)
+        if ch is None:
+            return self._m_attach()
+        w = self._name("w")
+        what = r.choice(["deactivate", "deactivate", "ssr", "close", "detach", "perf", "attach"])
+        if what == "close" and len(self.users) < 2:
+            what = "deactivate"  # the episode keeps one open user
+        mid: dict[str, Any]
+        if what == "deactivate":
+            mid = {"op": "deactivate", "user": ch["user"], "dbc_id": ch["name"]}
+        elif what == "ssr":
+            mid = {"op": "ssr", "dbc_id": ch["name"]}
+        elif what == "close":
+            mid = {"op": "close", "user": user}
+        elif what == "detach":
+            mid = {"op": "detach_slice", "user": user, "handle": b["name"]}
+        elif what == "perf":
+            mid = {"op": "perf_stats", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]}
+        else:
+            free = self._user_bos(user, sliced=False)
+            mid = self._attach_whole(user, free[0], ch["name"]) if free else {"op": "run"}
+        self.pending = [
+            {"op": "wait", "user": user, "dbc_id": ch["name"], "handle": b["name"], "thread": w},
+            ({"op": "run"}, r.randint(0, 12)),
+            mid,
+            ({"op": "run"}, r.randint(0, 12)),
+            {"op": "join", "thread": w},
+        ]
+        if what in ("deactivate", "ssr") and r.random() < 0.5:
+            self.pending.append(
+                {
+                    "op": "activate",
+                    "user": ch["user"],
+                    "queue_size": r.choice([4, 16]),
+                    "as": self._name("d"),
+                }
+            )
+        return {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]}, 0
 
     def _m_echo(self) -> tuple[dict[str, Any], int]:
         """One echo inference on d0 with fresh BOs (CONF-DATA)."""

@@ -1,8 +1,14 @@
-"""One conform step on the host under test and on the reference host (invariants C4).
+"""One conform step on the host under test, judged by the rules (invariants C4).
 
 See :mod:`qaicmodel.oracle.conform` for the rules; :class:`Pair` runs a scenario step
-on both hosts (each on its own device model) and raises :class:`Failure` when an
-invariant of :data:`INVARIANTS` breaks.
+on the host under test and raises :class:`Failure` when an invariant of
+:data:`INVARIANTS` breaks.  The verdict comes from the device's rules, the ring
+checks of :mod:`qaicmodel.oracle.recorder`, the host-side rules of
+:mod:`qaicmodel.oracle.rules` and the errno oracle of :mod:`qaicmodel.oracle.shadow`
+(the reference host's answer for the same call in the same state).  With
+``differential=True`` the reference host also runs beside it, step for step on its
+own device, and any difference in results or device state is a failure too
+(CONF-RESULT, CONF-STATE): an optional mode for hosts meant to be the driver's twin.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from typing import Any
 
 from qaicmodel.errors import FormatError
 from qaicmodel.findings import Finding
+from qaicmodel.oracle import watchdog
+from qaicmodel.oracle.rules import RULES, RuleBook
+from qaicmodel.oracle.shadow import Shadow
 from qaicmodel.scenario.format import Step
 from qaicmodel.scenario.report import violations_of
 from qaicmodel.scenario.runner import Runner, dump_channel
@@ -28,11 +37,13 @@ _INVARIANT_SOURCE = "qaicmodel/oracle/conform.py (conformance invariants)"
 
 INVARIANTS = {
     "CONF-CRASH": "the host raised something other than an ioctl errno",
+    "CONF-HANG": "a host call did not return within the watchdog's limit",
     "CONF-VIOLATION": "the device recorded a host rule violation",
     "CONF-STRANDED": "a quiescent run left a response in a ring",
     "CONF-DATA": "an echo inference returned other bytes than were sent",
-    "CONF-RESULT": "an ioctl result differs from the reference host's",
-    "CONF-STATE": "device-visible state differs from the reference host's",
+    "CONF-RESULT": "an ioctl result differs from the reference host's for the same call in "
+    "the same state",
+    "CONF-STATE": "(--differential) device-visible state differs from the reference host's",
     "CONF-REFERENCE": "the reference host itself crashed or broke a rule (a model bug)",
     "CONF-NEVER-COMPLETES": "a BO was queued with fewer completion-bit request elements "
     "than it has slices: no response can complete it, its WAIT_BO "
@@ -41,6 +52,7 @@ INVARIANTS = {
     "COSIM-REQ-OVERWRITE": "a host call changed a request slot the device had not consumed",
     "COSIM-REQ-OVERRUN": "a REQ_TP write added more elements than the free space",
     "COSIM-RSP-PAST-READ": "an RSP_HP write moved past the RSP_TP value the host had read",
+    **RULES,
 }
 #: invariants checked on every step by the cosim watch (qaicmodel/oracle/cosim.py)
 _COSIM = ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-RSP-PAST-READ")
@@ -57,9 +69,12 @@ class Failure(Exception):
     the step and its op); the attributes below read from it.
     """
 
-    def __init__(self, invariant: str, index: int, op: str, message: str) -> None:
+    def __init__(
+        self, invariant: str, index: int, op: str, message: str, where: Any = None
+    ) -> None:
         super().__init__(f"{invariant} at step {index} ({op}): {message}")
-        self.finding = Finding(invariant, message, _INVARIANT_SOURCE, {"step": index, "op": op})
+        at = {"step": index, "op": op, **(where or {})}
+        self.finding = Finding(invariant, message, _INVARIANT_SOURCE, at)
 
     @property
     def invariant(self) -> str:
@@ -122,20 +137,48 @@ class _Watch:
 
     def bus(self, dev: Any) -> Any:
         self.dev = dev
-        return self._cosim.Recorder(dev, self)  # type: ignore[arg-type]
+        return self._cosim.Recorder(dev, self)
 
     def wrap(self, host: Any) -> Any:
         return _Checked(host, self)
 
     def snapshot(self) -> Any:
-        return self.dev.published_requests()
+        """The published, unconsumed request slots: per such channel (dbc, REQ_HP,
+        REQ_TP, the ring's bytes); None when every ring is empty (nothing to guard)."""
+        out = None
+        for ch in self.dev.ch:
+            if ch.active and ch.req_hp != ch.req_tp:
+                raw = self.dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE)
+                if out is None:
+                    out = []
+                out.append((ch.dbc, ch.req_hp, ch.req_tp, raw))
+        return out
 
     def check_snapshot(self, snap: Any) -> None:
-        self.findings.extend(self._cosim.request_overwrites(self.dev, snap))
+        """COSIM-REQ-OVERWRITE for a slot of ``snap`` whose bytes changed (one read and
+        one compare per guarded ring; the per-slot finding only when they differ)."""
+        if snap is None:
+            return
+        mem = self.dev.host_mem
+        for dbc, hp, tp, raw in snap:
+            ch = self.dev.ch[dbc]
+            if mem.read(ch.req_q, ch.nelem * REQ_SIZE) == raw:
+                continue
+            slots, i = [], hp
+            while i != tp:
+                slots.append((i, raw[i * REQ_SIZE : (i + 1) * REQ_SIZE]))
+                i = (i + 1) % ch.nelem
+            self.findings.extend(self._cosim.request_overwrites(self.dev, {dbc: slots}))
+
+
+#: host calls that drive the actors: guarded once per conform step, not per call
+_ACTOR_CALLS = frozenset({"enabled", "step"})
 
 
 class _Checked:
-    """The host under test with every interface call wrapped in the snapshot check."""
+    """The host under test with every interface call wrapped in the snapshot check (and,
+    for ioctls, the watchdog; actor calls run under the step's watchdog, see Pair.step).
+    Wrappers are made once per method name."""
 
     def __init__(self, host: Any, watch: _Watch) -> None:
         self._host = host
@@ -145,29 +188,62 @@ class _Checked:
         attr = getattr(self._host, name)
         if name not in HOST_METHODS and name not in ("execute_begin", "execute_result"):
             return attr
+        watch = self._watch
+        if name in _ACTOR_CALLS:
 
-        def call(*args: Any, **kw: Any) -> Any:
-            snap = self._watch.snapshot()
-            try:
-                return attr(*args, **kw)
-            finally:
-                self._watch.check_snapshot(snap)
+            def call(*args: Any, **kw: Any) -> Any:
+                snap = watch.snapshot()
+                try:
+                    return attr(*args, **kw)
+                finally:
+                    watch.check_snapshot(snap)
 
+        else:
+
+            def call(*args: Any, **kw: Any) -> Any:
+                snap = watch.snapshot()
+                try:
+                    return watchdog.call(name, attr, args, kw)  # CONF-HANG
+                finally:
+                    watch.check_snapshot(snap)
+
+        self.__dict__[name] = call  # bound methods of the host stay the same objects
         return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Attribute writes reach the host (the control plane sets ``ssr_dbc``)."""
+        if name in ("_host", "_watch"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._host, name, value)
 
 
 class Pair:
     """The host under test and (optionally) the reference host, each on its own device."""
 
     def __init__(
-        self, cfg: DeviceConfig, policies: Any, host_cls: type, ref_cls: type | None
+        self,
+        cfg: DeviceConfig,
+        policies: Any,
+        host_cls: type,
+        ref_cls: type | None,
+        differential: bool = False,
     ) -> None:
         self.watch = _Watch()
         self.last_schedule: list[str] = []
         self.prim = Runner(
             cfg, host_cls=host_cls, policies=policies, bus=self.watch.bus, wrap_host=self.watch.wrap
         )
-        self.ref = Runner(cfg, host_cls=ref_cls, policies=policies) if ref_cls else None
+        self.rules = RuleBook(self.prim)
+        self.differential = differential
+        self.ref = (
+            Runner(cfg, host_cls=ref_cls, policies=policies) if ref_cls and differential else None
+        )
+        self.shadow = (
+            Shadow(cfg, policies, ref_cls, self.prim, self.rules)
+            if ref_cls and not differential
+            else None
+        )
         self.checks: Counter[str] = Counter()
         # CONF-DATA bookkeeping, keyed by (user, handle as written in the step)
         self.written: dict[tuple[str, str], str] = {}  # write_bo at offset 0 -> hex
@@ -183,21 +259,43 @@ class Pair:
         self, st: Step, chooser: Callable[[int], int] | None = None, n_actions: int = 0
     ) -> dict[str, Any]:
         """Run one step on both sides and check C4; raises :class:`Failure`."""
+        if st.op in ("deactivate", "close", "ssr") and _exec_in_flight(self.prim):
+            # release_dbc waits (synchronize_srcu) for EXECUTE_BO threads: not runnable
+            raise FormatError(
+                "step not runnable: an EXECUTE_BO thread is still inside the ioctl",
+                where=f"steps[{st.index}]",
+            )
         tails = _tails(self.prim)
+        room = self.rules.before(st)
+        if self.shadow is not None:
+            self.shadow.begin()
         try:
             if chooser is not None:
-                res = self._random_run(st, chooser, n_actions)
+                res = watchdog.call("run", self._random_run, (st, chooser, n_actions), {})
+            elif st.op in _DRIVING:  # actors run: one watchdog for the whole step
+                res = watchdog.call(st.op, self.prim.step, (st,), {})
             else:
                 res = self.prim.step(st)
         except FormatError:
             raise
+        except watchdog.HostHang as e:  # a host call never returned (oracle/watchdog.py)
+            site = e.site(getattr(self.prim.host, "_host", self.prim.host))
+            at = f"; it was running {site}" if site else ""
+            raise Failure("CONF-HANG", st.index, st.op, f"{e}{at}") from None
         except Exception as e:  # the host under test crashed ...
+            if self.ref is None and _refusal(e):
+                # the model's own "this call would sleep" (release waiting for an
+                # EXECUTE_BO thread, a second thread at req_lock): not runnable here
+                raise FormatError(f"step not runnable: {e}", where=f"steps[{st.index}]") from None
             if self.ref is not None and self._ref_raises(st, type(e)):
                 # ... unless the reference refuses the step the same way (e.g. a blocking
                 # EXECUTE_BO in a shrunk sequence): the step is not runnable, not a failure
                 raise FormatError(f"step not runnable: {e}", where=f"steps[{st.index}]") from None
-            raise Failure("CONF-CRASH", st.index, st.op, f"{type(e).__name__}: {e}") from None
+            site = watchdog.crash_site(e, getattr(self.prim.host, "_host", self.prim.host))
+            at = f" at {site}" if site else ""
+            raise Failure("CONF-CRASH", st.index, st.op, f"{type(e).__name__}: {e}{at}") from None
         self.checks["CONF-CRASH"] += 1
+        self.checks["CONF-HANG"] += 1
         self.checks.update(_COSIM)
         if self.watch.findings:
             f = self.watch.findings[0]
@@ -208,14 +306,20 @@ class Pair:
             raise Failure("CONF-VIOLATION", st.index, st.op, f"{v['rule']}: {v['message']}")
         if st.op == "run":
             self.checks["CONF-STRANDED"] += 1
-            if res.get("stranded"):
+            stranded = res.get("stranded")
+            if stranded is None and "quiescent" not in res and not self.prim.enabled():
+                # a run that followed a schedule (random or replayed) and left nothing
+                # enabled: the same quiescence check as a free run's
+                stranded = self.prim.stranded()
+            if stranded:
                 raise Failure(
                     "CONF-STRANDED",
                     st.index,
                     st.op,
-                    f"response left in the ring of dbc {res['stranded'][0]} at quiescence",
+                    f"response left in the ring of dbc {stranded[0]} at quiescence",
                 )
         self._track_data(st, res)
+        self._check_rules(st, res, room)
         if self.ref is not None:
             ref_st = st
             if "schedule" in res:
@@ -248,6 +352,25 @@ class Pair:
                 raise Failure("CONF-STATE", st.index, st.op, _state_diff(a, b))
         self._check_completions(st, res, tails)
         return res
+
+    def _check_rules(self, st: Step, res: dict[str, Any], room: Any) -> None:
+        """The host-side rules (:mod:`qaicmodel.oracle.rules`), then the errno oracle."""
+        why = self.rules.after(st, res, room)
+        self.checks.update(RULES.keys())
+        if why is not None:
+            rule, _, msg = why.partition(": ")
+            raise Failure(rule, st.index, st.op, msg, self.rules.where)
+        if self.shadow is None:
+            return
+        self.checks["CONF-RESULT"] += 1
+        try:
+            why = self.shadow.step(st, res, room)
+        except FormatError:
+            raise
+        except Exception as e:
+            raise Failure("CONF-REFERENCE", st.index, st.op, f"{type(e).__name__}: {e}") from None
+        if why is not None:
+            raise Failure("CONF-RESULT", st.index, st.op, why)
 
     def _ref_raises(self, st: Step, kind: type) -> bool:
         assert self.ref is not None
@@ -371,6 +494,26 @@ class Pair:
             res["violations"] = new
         r.results.append(res)
         return res
+
+
+#: steps during which the actors run (the host's enabled/step are called many times)
+_DRIVING = frozenset({"run", "wait", "join"})
+
+
+def _exec_in_flight(r: Runner) -> bool:
+    threads = getattr(r.host, "threads", {})
+    return any(
+        (th := threads.get(tid)) is not None and th.phase.name != "DONE"
+        for tid in r.threads.values()
+    )
+
+
+def _refusal(e: Exception) -> bool:
+    from qaicmodel.errors import ArgumentError, NotModelledError
+
+    if isinstance(e, NotModelledError):
+        return True
+    return isinstance(e, ArgumentError) and (" would block" in str(e) or " would wait" in str(e))
 
 
 def _tails(r: Runner) -> list[int | None]:

@@ -12,7 +12,7 @@ from typing import Any
 from qaicmodel.errors import FormatError
 from qaicmodel.oracle.explore import Explorer
 from qaicmodel.oracle.pair import Failure, Pair
-from qaicmodel.scenario.format import FORMAT, parse
+from qaicmodel.scenario.format import FORMAT, _parse_step, parse
 from qaicmodel.scenario.runner import Runner
 from qaicmodel.spec.dbc.config import DeviceConfig
 
@@ -51,13 +51,14 @@ class Episode:
         host_cls: type,
         ref_cls: type | None,
         kernel: str | None = None,
+        differential: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.explorer = Explorer(
             self.rng, threads=hasattr(host_cls, "execute_begin"), kernel=kernel
         )
         self.policies = policies
-        self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls)
+        self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls, differential)
         self.steps: list[dict[str, Any]] = []
         self.actions = 0
         #: steps up to the first driver finding (Pair.noted), when one was noted
@@ -66,6 +67,11 @@ class Episode:
     def run(self, moves: int, deadline: float | None) -> Failure | None:
         ex = self.explorer
         todo: list[tuple[dict[str, Any], int]] = [(s, 0) for s in ex.first_steps()]
+        # each new step is parsed alone, with the names and users bound so far (the
+        # scenario parser's rules P1-P6, step by step; parsing the growing document
+        # again at every step was quadratic)
+        bound: set[str] = set()
+        users: dict[str, bool] = {}
         made = 0
         while made < moves:
             if todo:
@@ -78,7 +84,7 @@ class Episode:
             i = len(self.steps)
             self.steps.append(d)
             try:
-                st = parse(_doc(ex.cfg, {}, self.steps)).steps[i]
+                st = _parse_step(i, d, ex.cfg, bound, users)
             except FormatError as e:  # a generator bug: report it plainly
                 raise AssertionError(f"conform generated an invalid step {d}: {e}") from None
             before = self.pair.prim.steps_run
@@ -111,6 +117,7 @@ def replay(
     steps: list[dict[str, Any]],
     host_cls: type,
     ref_cls: type | None,
+    differential: bool = False,
 ) -> Failure | None:
     """Run recorded steps on fresh devices; the first failure, or None."""
     try:
@@ -119,7 +126,7 @@ def replay(
         return None
     from qaicmodel.spec.policies import Policies
 
-    pair = Pair(scen.device, Policies(dict(scen.device.policies)), host_cls, ref_cls)
+    pair = Pair(scen.device, Policies(dict(scen.device.policies)), host_cls, ref_cls, differential)
     try:
         for st in scen.steps:
             res = pair.step(st)
@@ -164,6 +171,7 @@ def shrink(
     failure: Failure,
     host_cls: type,
     ref_cls: type | None,
+    differential: bool = False,
 ) -> tuple[list[dict[str, Any]], Failure, int]:
     """Minimal steps (and schedules) that still break the same invariant (C5)."""
     replays = 0
@@ -176,7 +184,7 @@ def shrink(
     def fails(cand: list[dict[str, Any]]) -> bool:
         nonlocal replays, last
         replays += 1
-        f = replay(cfg, policies, cand, host_cls, ref_cls)
+        f = replay(cfg, policies, cand, host_cls, ref_cls, differential)
         if f is not None and f.key == failure.key:
             last = f
             return True
@@ -213,6 +221,7 @@ def write_reproducer(
 ) -> None:
     """The shrunk steps as a scenario; expects are the reference host's results (C5)."""
     out = [dict(s) for s in steps]
+    lost = failure.finding.where if failure.invariant == "CONF-LOST" else {}
     if ref_cls is not None:
         from qaicmodel.spec.policies import Policies
 
@@ -227,6 +236,17 @@ def write_reproducer(
                 break
             if st.op not in ("run", "nsp", "dump", "ddr_write", "ddr_read"):
                 d["expect"] = res["result"]
+        label = next((k for k, v in runner.users.items() if v == lost.get("user")), None)
+        if label is not None and "bo" in lost:
+            # CONF-LOST: a WAIT_BO on the BO, so the scenario itself shows it (the
+            # reference completes it; the host under test times out)
+            wait = {"op": "wait", "user": label, "dbc_id": lost["dbc"], "handle": lost["bo"]}
+            out.append(wait)
+            scen = parse(_doc(cfg, policies, out))
+            try:
+                wait["expect"] = runner.step(scen.steps[-1])["result"]
+            except Exception:  # noqa: BLE001 - the reference side stops here
+                out.pop()
     if out:
         out[-1]["note"] = f"{header}: {failure}"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ Rules (sources):
       access width other than 4 is kept in ``width`` (HOST-REG-WIDTH).  Accesses
       outside BAR2 are other devices' or other BARs': ignored.  ``MARK ... Lost N
       events.`` and an ``UNKNOWN`` access inside BAR2 become ``mark`` with ``lost``.
+      That reader is :mod:`qaicmodel.oracle.mmiotrace`; :func:`parse_mmiotrace` here.
   T5  Extensions (docs/formats-extensions.md "Trace events added"): ``complete``
       (``dbc``, ``req_id``: the host completed the BO whose requests carry that id --
       qaic_data.c dbc_irq_threaded_fn) and ``idle`` (no fields: the host stopped; it
@@ -73,6 +74,8 @@ REG_BY_NAME = {name: off for off, name in regs.REG_NAMES.items()}
 #: the largest hex payload an event may carry (NNC messages are at most 4 KiB on the
 #: wire, control-path.md §1.4; SSR messages are smaller): a model limit against huge lines
 MAX_PAYLOAD = 1 << 16
+
+QAIC_VENDOR = 0x17CB  # Qualcomm (qaic_drv.c PCI_VENDOR_ID_QCOM): the mmiotrace PCIDEV match
 
 
 @attrs.frozen
@@ -434,177 +437,15 @@ def dumps(device: Mapping[str, Any] | None, events: Iterable[Event | Mapping[str
     return "\n".join(out) + "\n"
 
 
-# -- mmiotrace ------------------------------------------------------------------
-
-_HEXNUM = r"(?:0x)?[0-9a-fA-F]{1,16}"
-_TS = r"(\d{1,12})\.(\d{6})"
-_RW = re.compile(
-    rf"([RW]) (\d{{1,2}}) {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})"
-)
-_MAP = re.compile(
-    rf"MAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) ({_HEXNUM}) (-?\d{{1,10}})"
-)
-_UNMAP = re.compile(rf"UNMAP {_TS} (-?\d{{1,10}}) ({_HEXNUM}) (-?\d{{1,10}})")
-_UNKNOWN = re.compile(
-    rf"UNKNOWN {_TS} (-?\d{{1,10}}) ({_HEXNUM}) [0-9a-fA-F]{{2}},[0-9a-fA-F]{{2}},"
-    rf"[0-9a-fA-F]{{2}} ({_HEXNUM}) (-?\d{{1,10}})"
-)
-_MARK = re.compile(rf"MARK {_TS} ?(.*)")
-_LOST = re.compile(r"Lost (\d{1,19}) events\.?")
-_PCIDEV = re.compile(
-    r"PCIDEV ([0-9a-fA-F]{4}) ([0-9a-fA-F]{8}) ([0-9a-fA-F]{1,8})((?: [0-9a-fA-F]{1,16}){14})(?: (.*))?"
-)
-_VERSION = re.compile(r"VERSION (\d{1,10})")
-QAIC_VENDOR = 0x17CB  # Qualcomm (qaic_drv.c PCI_VENDOR_ID_QCOM)
-_BAR_FLAGS = 0xF  # PCI_REGION_FLAG_MASK (trace_mmiotrace.c mmio_print_pcidev)
-
-
-def _ns(secs: str, usec: str) -> int:
-    return int(secs) * 1_000_000_000 + int(usec) * 1000
+# -- mmiotrace (the reader: qaicmodel.oracle.mmiotrace) --------------------------
 
 
 def parse_mmiotrace(data: bytes | str, bar2: int | None = None, device: Any = None) -> Trace:
-    """Read mmiotrace text (T4).  ``device``: the DeviceConfig to check against (default:
-    scenario.md's defaults; the log has no header)."""
-    from qaicmodel.spec.dbc.config import DeviceConfig
+    """Read mmiotrace text (T4; :func:`qaicmodel.oracle.mmiotrace.parse`).  ``device``: the
+    DeviceConfig to check against (default: scenario.md's defaults; the log has no header)."""
+    from qaicmodel.oracle.mmiotrace import parse
 
-    if isinstance(data, bytes):
-        raw = data
-        try:
-            data = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise FormatError(f"not UTF-8 (byte {e.start})", where=_w(line, "")) from None
-    dev = device if device is not None else DeviceConfig()
-    if bar2 is not None and (
-        not isinstance(bar2, int) or isinstance(bar2, bool) or not 0 <= bar2 < (1 << 64)
-    ):
-        raise FormatError(f"--bar2 must be a 64-bit bus address, got {bar2!r}", where="--bar2")
-    base = bar2
-    size = regs.BAR2_SIZE
-    events: list[Event] = []
-    accesses = 0
-    ignored = 0
-    for n, text in enumerate(data.split("\n"), start=1):
-        text = text.rstrip("\r")
-        if not text.strip():
-            continue
-        kind = text.split(" ", 1)[0]
-        if kind in ("R", "W"):
-            m = _RW.fullmatch(text)
-            if m is None:
-                raise FormatError(
-                    f"expected '{kind} width secs.usecs map-id phys value pc pid'",
-                    where=_w(n, kind),
-                )
-            accesses += 1
-            width = int(m.group(2))
-            if width not in (1, 2, 4, 8):
-                raise FormatError(f"access width {width} is not 1, 2, 4 or 8", where=_w(n, "width"))
-            if base is None:
-                raise FormatError(
-                    "a register access before any PCIDEV line of vendor 0x17cb "
-                    "(give --bar2 0xADDR)",
-                    where=_w(n, "phys"),
-                )
-            phys, val = int(m.group(6), 16), int(m.group(7), 16)
-            if not base <= phys < base + size:
-                ignored += 1
-                continue
-            if val >> (8 * width):
-                raise FormatError(
-                    f"value 0x{val:x} is wider than {width} bytes", where=_w(n, "value")
-                )
-            t = _ns(m.group(3), m.group(4))
-            off = phys - base
-            where = regs.decode_offset(off, dev.num_dbc) if off < regs.BAR2_SIZE else None
-            if where is None:
-                events.append(
-                    Event(
-                        line=n,
-                        ev="bar_read" if kind == "R" else "bar_write",
-                        offset=off,
-                        val=val,
-                        width=width,
-                        t=t,
-                    )
-                )
-            else:
-                events.append(
-                    Event(
-                        line=n,
-                        ev="readl" if kind == "R" else "writel",
-                        dbc=where[0],
-                        reg=where[1],
-                        val=val,
-                        width=width,
-                        t=t,
-                    )
-                )
-        elif kind == "MARK":
-            m = _MARK.fullmatch(text)
-            if m is None:
-                raise FormatError("expected 'MARK secs.usecs text'", where=_w(n, "MARK"))
-            lost = _LOST.fullmatch(m.group(3).strip())
-            events.append(
-                Event(
-                    line=n,
-                    ev="mark",
-                    text=m.group(3),
-                    lost=int(lost.group(1)) if lost else None,
-                    t=_ns(m.group(1), m.group(2)),
-                )
-            )
-        elif kind == "PCIDEV":
-            m = _PCIDEV.fullmatch(text)
-            if m is None:
-                raise FormatError(
-                    "expected 'PCIDEV bus+devfn vendor+device irq base0..6 size0..6 [driver]'",
-                    where=_w(n, "PCIDEV"),
-                )
-            vendor = int(m.group(2), 16) >> 16
-            nums = [int(x, 16) for x in m.group(4).split()]
-            if vendor == QAIC_VENDOR and bar2 is None and base is None:
-                base = nums[2] & ~_BAR_FLAGS
-                size = nums[7 + 2] or regs.BAR2_SIZE
-        elif kind == "MAP":
-            if _MAP.fullmatch(text) is None:
-                raise FormatError(
-                    "expected 'MAP secs.usecs map-id phys virt len pc pid'", where=_w(n, "MAP")
-                )
-        elif kind == "UNMAP":
-            if _UNMAP.fullmatch(text) is None:
-                raise FormatError("expected 'UNMAP secs.usecs map-id pc pid'", where=_w(n, "UNMAP"))
-        elif kind == "UNKNOWN":
-            m = _UNKNOWN.fullmatch(text)
-            if m is None:
-                raise FormatError(
-                    "expected 'UNKNOWN secs.usecs map-id phys b,b,b pc pid'", where=_w(n, "UNKNOWN")
-                )
-            phys = int(m.group(4), 16)
-            if base is not None and base <= phys < base + size:
-                # an access mmiotrace could not decode: its effect is unknown
-                events.append(
-                    Event(
-                        line=n,
-                        ev="mark",
-                        text="undecoded access",
-                        lost=1,
-                        t=_ns(m.group(1), m.group(2)),
-                    )
-                )
-        elif kind == "VERSION":
-            if _VERSION.fullmatch(text) is None:
-                raise FormatError("expected 'VERSION number'", where=_w(n, "VERSION"))
-        else:
-            raise FormatError(
-                f"unknown record {kind[:20]!r} (known: VERSION, PCIDEV, MAP, UNMAP, "
-                "R, W, UNKNOWN, MARK)",
-                where=_w(n, "record"),
-            )
-    if base is None and accesses:
-        raise FormatError("no PCIDEV line of vendor 0x17cb; give --bar2 0xADDR", where="(input)")
-    return Trace(device=dev, events=tuple(events), source="mmiotrace", bar2=base, ignored=ignored)
+    return parse(data, bar2=bar2, device=device)
 
 
 def load(path: str, fmt: str = "jsonl", bar2: int | None = None, device: Any = None) -> Trace:

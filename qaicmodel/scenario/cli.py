@@ -1,4 +1,5 @@
-"""``qaicmodel scenario FILE.json [--json] [--host MODULE:CLASS]``."""
+"""``qaicmodel scenario FILE.json [--json] [--host MODULE:CLASS] [--control-host MODULE:CLASS]
+[--control-fault NAME[:SEED[:AT]][+] ...]``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,29 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="choose a policy alternative, over the file's device.policies (repeatable)",
     )
     p.add_argument(
+        "--control-host",
+        default=None,
+        metavar="MODULE:CLASS",
+        help="control client to run instead of the driver's (qaic_control.c model, "
+        "qaicmodel.spec.control.manage:ControlClient); see qaicmodel.spec.control.protocol",
+    )
+    p.add_argument(
+        "--control-fault",
+        action="append",
+        default=[],
+        metavar="NAME[:SEED[:AT]][+]",
+        help="arm a device-side control fault (qaicmodel.spec.control.faults) on the AT-th "
+        "eligible exchange (default the first; '+': and every later one); repeatable",
+    )
+    p.add_argument(
+        "--host-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="--host MODULE:CLASS: a host call running longer than S seconds fails the "
+        "scenario (exit 1; default 5, 0 disables the watchdog)",
+    )
+    p.add_argument(
         "--kernel-version",
         default=None,
         choices=KERNEL_CHOICES,
@@ -67,6 +91,19 @@ HOST_ALIASES = {"spec": DEFAULT_HOST, "impl": "qaicmodel.impl.host:ImplHost"}
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.host == "linux" and (args.control_host or args.control_fault):
+        from qaicmodel.errors import ArgumentError
+
+        raise ArgumentError("--control-host/--control-fault run on the model, not --host linux")
+    control: dict[str, object] = {}
+    if args.control_host or args.control_fault:
+        from qaicmodel.spec.control import faults
+        from qaicmodel.spec.control.protocol import load_control_host
+
+        control["control_host"] = (
+            load_control_host(args.control_host) if args.control_host else None
+        )
+        control["control_faults"] = [faults.parse_spec(f) and f for f in args.control_fault]
     if args.host == "linux":
         import sys
         from pathlib import Path
@@ -89,10 +126,27 @@ def run_cli(args: argparse.Namespace) -> int:
         report = lx.report
     else:
         ref = HOST_ALIASES.get(args.host, args.host) if args.host else None
-        host_cls = load_host(ref) if ref else None
-        report = run_scenario(
-            args.file, host_cls=host_cls, kernel=args.kernel_version, policies=args.policy
-        )
+        host_cls = load_host(ref) if ref else None  # also finds MODULE in the current dir
+        from qaicmodel.oracle import watchdog
+
+        if host_cls is not None and ref is not None:
+            from qaicmodel.scenario.format import load
+
+            watchdog.probe(host_cls, ref, load(args.file).device)  # failing constructor: exit 2
+            host_cls = watchdog.guard_host(host_cls)  # a hang or crash: one line, exit 1
+        try:
+            with watchdog.timeout(args.host_timeout):
+                report = run_scenario(
+                    args.file,
+                    host_cls=host_cls,
+                    kernel=args.kernel_version,
+                    policies=args.policy,
+                    **control,
+                )
+        except (watchdog.HostHang, watchdog.HostCrash) as e:
+            site = e.site(load_host(ref)) if isinstance(e, watchdog.HostHang) and ref else None
+            print(f"HOST FAILED ({ref}): {e}" + (f"; it was running {site}" if site else ""))
+            return 1
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

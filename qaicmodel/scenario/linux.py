@@ -10,7 +10,9 @@ The host half of the Linux host (the guest half is :mod:`qaicmodel.guest.scenari
      ``HOSTOP`` line is answered at once, between two device steps of the
      single-threaded loop, by writing ``DIR/reply-N.json``: an activate's workload
      (:data:`~qaicmodel.scenario.format.WORKLOADS`), ``nsp``, ``ddr_write``,
-     ``ddr_read``, ``dump`` on the board's DMA Bridge;
+     ``ddr_read``, ``dump`` on the board's DMA Bridge, ``ssr`` (the QSM crashes the
+     channel's workload, ``Board.crash``; the guest then waits for the driver's SSR,
+     qaicmodel/guest/scenario.py L3b);
   H3 ``RESULT`` lines are the steps' results in order; the report applies the
      scenario's ``expect`` to them exactly as on the model's hosts (report.py
      ``mismatch_of``); the board's rule violations are the report's violations;
@@ -113,6 +115,9 @@ class _Bridge:
             cls = getattr(importlib.import_module(mod), cls_name)
             self.board.workloads[dbc] = cls(dev, dbc, **a["workload"]["args"])
             return {}
+        if st.op == "ssr":
+            self.board.crash(dbc)  # ArgumentError when no workload is active there
+            return {}
         if st.op in ("nsp", "dump") and (dbc is None or not 0 <= dbc < dev.num_dbc):
             return {"_raise": "host-op-failed", "detail": f"no channel {dbc}"}
         if st.op == "nsp":
@@ -146,6 +151,8 @@ class LinuxRun:
     run: Any
     hostops: int
     guest_text: list[str]
+    #: the run's :class:`~qaicmodel.emu.tracing.Recorder` (``record=True``), else None
+    recorder: Any = None
 
 
 def run_scenario_linux(
@@ -159,8 +166,10 @@ def run_scenario_linux(
     vmlinux: Path | None = None,
     extra_args: tuple[str, ...] = (),
     datapath: str = "polling",
+    record: bool = False,
 ) -> LinuxRun:
-    """H1-H6.  ``kernel`` is the scenario's ``--kernel-version`` (upstream = 7.2)."""
+    """H1-H6.  ``record``: the board runs inside a :class:`~qaicmodel.emu.tracing.Recorder`
+    (its trace and device choices in :attr:`LinuxRun.recorder`).  ``kernel`` is the scenario's ``--kernel-version`` (upstream = 7.2)."""
     if datapath not in DATAPATH_MODES:
         raise ArgumentError(
             f"datapath must be one of {', '.join(DATAPATH_MODES)}, not {datapath!r}"
@@ -185,6 +194,11 @@ def run_scenario_linux(
     pols = ["mhi-start-ee=amss"] + [f"{k}={v}" for k, v in sc.device.policies.items()]
     pols += list(policies or [])
     board = DatapathBoard(policies=pols, kernel=uml, workload=None, seed=seed)
+    recorder = None
+    if record:
+        from qaicmodel.emu.tracing import Recorder
+
+        recorder = Recorder(board)
     work = Path(tempfile.mkdtemp(prefix="qaicmodel-linux-scenario-"))
     try:
         (work / "reply").mkdir()
@@ -208,7 +222,7 @@ def run_scenario_linux(
             ["/bin/sh", "-c", cmd],
             kernel=None if vmlinux else uml,
             vmlinux=vmlinux,
-            board=board,
+            board=recorder if recorder is not None else board,
             timeout=timeout,
             echo=bridge,  # type: ignore[arg-type]
             console=console,
@@ -224,6 +238,13 @@ def run_scenario_linux(
         if st.expect is not None:
             r["expect"] = st.expect
         mismatch = mismatch_of(st, r)
+        if mismatch is None and r["result"] == "not-supported":  # guest/scenario.py L3
+            mismatch = {
+                "step": st.index,
+                "op": st.op,
+                "expect": st.expect or "ok",
+                "result": f"not-supported on the linux host: {r.get('reason', '')}",
+            }
         if mismatch is not None:
             break
     why = res.failure()
@@ -250,4 +271,5 @@ def run_scenario_linux(
         run=res,
         hostops=bridge.hostops,
         guest_text=bridge.text,
+        recorder=recorder,
     )

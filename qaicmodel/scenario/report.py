@@ -44,14 +44,16 @@ class Report:
         lines = []
         for r in self.results:
             extra = " ".join(
-                f"{k}={_short(v)}"
+                f"{k}={_short(_hex_addrs(v, k))}"
                 for k, v in r.items()
-                if k not in ("step", "op", "result", "expect")
+                if k not in ("step", "op", "result", "expect", "control_verdicts")
             )
             exp = f"(expect {r['expect']})" if "expect" in r else ""
             lines.append(
                 f"{r['step']:>4}  {r['op']:<16} {r['result']:<10} {exp:<20} {extra}".rstrip()
             )
+            for v in r.get("control_verdicts", ()):
+                lines.append(f"      control verdict {v['rule']}: {v['message']}")
         for v in self.violations:
             lines.append(f"violation {v['rule']}: {v['message']}")
         if self.first_mismatch is None:
@@ -66,8 +68,40 @@ class Report:
 
 
 def _short(v: Any) -> str:
-    s = json.dumps(v, separators=(",", ":"))
+    s = _dump(v)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+class _Hex(int):
+    """An address in the text report (printed ``0x...``)."""
+
+
+def _dump(v: Any) -> str:
+    """Compact JSON, except that :class:`_Hex` integers print in hex."""
+    if isinstance(v, _Hex):
+        return f"0x{int(v):x}"
+    if isinstance(v, list):
+        return "[" + ",".join(_dump(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_dump(x)}" for k, x in v.items()) + "}"
+    return json.dumps(v)
+
+
+def _hex_addrs(v: Any, key: str) -> Any:
+    """The text report shows addresses in hex: ``segments`` ``[[dma_addr, length]]`` and
+    any ``*addr*`` integer (JSON keeps integers)."""
+    if key == "segments" and isinstance(v, list):
+        return [
+            [_Hex(s[0]), *s[1:]] if isinstance(s, list) and s and isinstance(s[0], int) else s
+            for s in v
+        ]
+    if isinstance(v, dict):
+        return {k: _hex_addrs(x, str(k)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_hex_addrs(x, key) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool) and "addr" in key:
+        return _Hex(v)
+    return v
 
 
 def mismatch_of(st: Step, res: dict[str, Any]) -> dict[str, Any] | None:

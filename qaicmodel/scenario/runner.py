@@ -17,6 +17,8 @@ Execution rules (:class:`Runner`):
   E6  a host rule violation recorded by the device during a step, or a response left in
       a ring when a ``run`` ends quiescent (interrupt mode), makes that step a mismatch
       (the reference host never does either; formats-extensions.md).
+  E7  the control steps (``manage``, ``control_fault``, ``ras``, ``reset``) and the
+      control-plane seam live in :mod:`qaicmodel.scenario.control_ops` (rules K1-K2).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from qaicmodel.errors import (
     IoctlError,
     NotModelledError,
 )
+from qaicmodel.scenario.control_ops import ControlSteps
 from qaicmodel.scenario.format import (
     WORKLOADS,
     Ref,
@@ -40,6 +43,7 @@ from qaicmodel.scenario.format import (
     _where,
     load,
 )
+from qaicmodel.scenario.memory_ops import MemorySteps
 from qaicmodel.scenario.report import Report, mismatch_of, violations_of
 from qaicmodel.spec.dbc.config import DeviceConfig
 from qaicmodel.spec.host import kernels
@@ -60,7 +64,7 @@ class ScheduleDiverged(Exception):
     """Internal: a ``schedule`` entry is not enabled now (the step's result says so)."""
 
 
-class Runner:
+class Runner(ControlSteps, MemorySteps):
     """One device model + one host + workloads, driven step by step (rules E1-E5).
 
     ``conform`` drives a Runner directly (``step``), so checks can run between steps.
@@ -74,9 +78,14 @@ class Runner:
         policies: Any = None,
         bus: Callable[[Any], Any] | None = None,
         wrap_host: Callable[[Any], Any] | None = None,
+        control_host: Any = None,
+        control_faults: Any = (),
     ) -> None:
         """``bus`` (device -> what the host is given) and ``wrap_host`` (host -> what the
-        runner calls) let ``conform`` watch every register access and host call."""
+        runner calls) let ``conform`` watch every register access and host call;
+        ``control_host`` (``MODULE:CLASS`` or a class) replaces the driver's control
+        client and ``control_faults`` (``NAME[:SEED[:AT]][+]`` or faults.Injector) arm
+        device-side control faults (rule K1)."""
         from qaicmodel.spec.dbc.device import Device
         from qaicmodel.spec.dbc.memory import DevMemory, HostMemory
         from qaicmodel.spec.policies import Policies
@@ -92,7 +101,7 @@ class Runner:
             dev_mem=DevMemory(),
         )
         # the driver version the host and control plane follow (spec/host/kernels.py)
-        self.device.kernel = kernels.parse(cfg.kernel)  # type: ignore[attr-defined]
+        self.device.kernel = kernels.parse(cfg.kernel)
         cls = host_cls if host_cls is not None else load_host(DEFAULT_HOST)
         host = cls(
             bus(self.device) if bus is not None else self.device,
@@ -109,61 +118,7 @@ class Runner:
         self.waits: dict[str, int] = {}  # thread name -> host wait thread id
         self.results: list[dict[str, Any]] = []
         self.steps_run = 0
-        self.control: Any = None  # the ControlPlane, created on first control step
-
-    # -- the control-plane seam (E5): activate, deactivate, close and ssr travel as NNC /
-    # SSR messages through qaicmodel.spec.control.plane (QSM + the driver's control path)
-    def control_plane(self) -> Any:
-        """The runner's :class:`~qaicmodel.spec.control.plane.ControlPlane` (made on first use)."""
-        if self.control is None:
-            from qaicmodel.spec.control.plane import ControlPlane
-
-            self.control = ControlPlane(
-                self.device,
-                self.host,
-                sg_max_segment=self.cfg.sg_max_segment,
-                kernel=getattr(self.cfg, "kernel", None),
-            )
-        return self.control
-
-    def _forget(self, dbc: int) -> None:
-        self.workloads.pop(dbc, None)
-        self.owner.pop(dbc, None)
-
-    def control_activate(self, user: str, queue_size: int, options: int) -> int:
-        """``activate``: MANAGE with one ACTIVATE_FROM_USR; returns the dbc_id."""
-        cp = self.control_plane()
-        dbc: int = cp.activate(cp.user_for(self.uid(user)), queue_size, options)
-        self.owner[dbc] = user
-        return dbc
-
-    def control_deactivate(self, user: str, dbc: int) -> None:
-        """``deactivate``: PASSTHROUGH{DEACTIVATE} + DEACTIVATE_FROM_USR (EINVAL/EPERM first)."""
-        cp = self.control_plane()
-        cp.deactivate(cp.user_for(self.uid(user)), dbc)
-        self._forget(dbc)
-
-    def control_close(self, user: str) -> None:
-        """``close``: terminate + release_dbc (control plane), then the data path's close."""
-        cp = self.control_plane()
-        uid = self.uid(user)
-        cp.close(cp.user_for(uid))
-        self.host.close(uid)
-        for dbc in sorted(d for d, u in self.owner.items() if u == user):
-            self._forget(dbc)
-        self.users[user] = None
-
-    def control_ssr(self, dbc: int) -> None:
-        """``ssr``: the workload on ``dbc`` crashes and every SSR stage runs."""
-        cp = self.control_plane()
-        if dbc not in cp.qsm.act:
-            raise ArgumentError(f"ssr: no workload is active on channel {dbc}")
-        cp.ssr(dbc)
-        self._forget(dbc)
-        if cp.resets:  # a failed crashdump reset the SoC: every channel is gone
-            for d in list(self.owner):
-                if d not in cp.qsm.act:
-                    self._forget(d)
+        self._init_control(control_host, control_faults)  # the ControlPlane: first control step
 
     # -- actors (E3)
     def actors(self) -> list[tuple[str, Any]]:
@@ -259,6 +214,9 @@ class Runner:
         new = violations_of(self.device)[seen:]
         if new:
             res["violations"] = new
+        verdicts = self.control_verdicts()
+        if verdicts:
+            res["control_verdicts"] = [v.as_dict() for v in verdicts]
         self.results.append(res)
         return res
 
@@ -438,7 +396,7 @@ class Runner:
 
     def _bo_view(self, st: Step, a: Mapping[str, Any], length: int) -> Any:
         view = self.host.mmap_bo(self.uid(a["user"]), self.val(a["handle"], st.index, "handle"))
-        size = len(view)
+        size = int(view.shape[0]) if hasattr(view, "shape") else len(view)  # > 2**63: sparse
         if a["offset"] + length > size:
             # a C runner would touch memory past the mapping: SIGSEGV; the model says EFAULT
             raise IoctlError("EFAULT", f"[{a['offset']}, +{length}) is outside the {size}-byte BO")
@@ -564,6 +522,8 @@ def run_scenario(
     host_cls: type | None = None,
     kernel: str | None = None,
     policies: list[str] | None = None,
+    control_host: Any = None,
+    control_faults: Any = (),
 ) -> Report:
     """Parse and run a scenario (path, bytes, dict or :class:`Scenario`); rules E1-E5.
     ``kernel`` (``--kernel-version``) overrides the file's ``device.kernel``;
@@ -575,7 +535,9 @@ def run_scenario(
 
         chosen = dict(Policies.parse(list(policies)).chosen)
         cfg = attrs.evolve(cfg, policies={**dict(cfg.policies), **chosen})
-    runner = Runner(cfg, host_cls=host_cls)
+    runner = Runner(
+        cfg, host_cls=host_cls, control_host=control_host, control_faults=control_faults
+    )
     mismatch = None
     for st in sc.steps:
         res = runner.step(st)

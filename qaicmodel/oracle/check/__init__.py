@@ -70,7 +70,8 @@ and `qaicmodel check`"):
 
 Modules: :mod:`.rules` (the rule, family and visibility tables), :mod:`.report`
 (:class:`Report`, :class:`TraceFinding`), :mod:`.checker` (:class:`Checker`, :func:`check`,
-:func:`check_stream`; the NNC/SSR events, C8, in :mod:`.control`), :mod:`.states` and
+:func:`check_stream`; its event handlers in :mod:`.actions` (host actions), :mod:`.observations`
+and :mod:`.control` (NNC/SSR, C8), its per-channel bookkeeping in :mod:`.channels`), :mod:`.states` and
 :mod:`.counters` (the sets of possible device states), :mod:`.cli` (the command),
 :mod:`.recorder` (:class:`TraceRecorder`, :func:`record_cosim`), :mod:`.bench`
 (``qaicmodel bench --check``).  The trace reader is :mod:`qaicmodel.oracle.trace`.

@@ -11,14 +11,12 @@ from qaicmodel.spec.dbc.wire import RequestElem
 from qaicmodel.spec.policies import (
     HEAD_INDEX_MEANING,
     INACTIVE_DBC_REGS,
-    MSI_EMPTY_TRANSITION,
     MSI_WHILE_MASKED,
     RESPONSE_RING_FULL,
     RING_FULL_RULE,
     TAIL_OUT_OF_RANGE,
     HeadIndexMeaning,
     InactiveDbcRegs,
-    MsiEmptyTransition,
     MsiWhileMasked,
     Policies,
     ResponseRingFull,
@@ -66,7 +64,7 @@ class CounterStates:
         self.keep_free = p[RING_FULL_RULE] is RingFullRule.KEEP_ONE_FREE
         self.cap = nelem - 1 if self.keep_free else nelem
         self.drop = p[RESPONSE_RING_FULL] is ResponseRingFull.DROP
-        self.every = p[MSI_EMPTY_TRANSITION] is MsiEmptyTransition.EVERY_RESPONSE
+        self.every = False  # msi-empty-transition has one reading now (issue #13 item 3)
         self.lost_when_masked = p[MSI_WHILE_MASKED] is MsiWhileMasked.LOST
         self.last = p[HEAD_INDEX_MEANING] is HeadIndexMeaning.LAST_CONSUMED
         self.tail_ignore = p[TAIL_OUT_OF_RANGE] is TailOutOfRange.IGNORE

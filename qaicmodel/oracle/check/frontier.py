@@ -17,14 +17,12 @@ from qaicmodel.spec.dbc.wire import CMD_COMPLETION, REQ_SIZE, RSP_SIZE, RequestE
 from qaicmodel.spec.policies import (
     FENCE_SCOPE,
     FORCE_MSI,
-    MSI_EMPTY_TRANSITION,
     MSI_WHILE_MASKED,
     PROCESSING_ORDER,
     RESPONSE_ORDER,
     SEM_INC_AMOUNT,
     FenceScope,
     ForceMsi,
-    MsiEmptyTransition,
     MsiWhileMasked,
     Policies,
     ProcessingOrder,
@@ -172,7 +170,7 @@ class Frontier:
         self.exact = p[FENCE_SCOPE] is FenceScope.ALL_OUTSTANDING  # L5
         self.fifo = p[PROCESSING_ORDER] is ProcessingOrder.FIFO
         self.forced_honoured = p[FORCE_MSI] is ForceMsi.HONOURED
-        self.every = p[MSI_EMPTY_TRANSITION] is MsiEmptyTransition.EVERY_RESPONSE
+        self.every = False  # msi-empty-transition has one reading now (issue #13 item 3)
         self.lost_when_masked = p[MSI_WHILE_MASKED] is MsiWhileMasked.LOST
         # L7: may an element whose content the trace does not show be a no-op?
         self.variants: tuple[bytes | None, ...] = (None,)

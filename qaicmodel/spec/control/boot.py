@@ -329,7 +329,13 @@ class HostSahara:
             and all(v["rule"] == "SAHARA-TABLE" for v in viol)
             and viol
         ):
-            return [pkt(SaharaCmd.RESET).pack()]  # bad table length: RESET
+            # 7.2 sahara_memory_debug64: a zero or misaligned table length is only
+            # logged; a table longer than one packet is refused with RESET
+            tl = p["table_length"]
+            if tl == 0 or tl % DUMP_ENTRY:
+                self.log.append(f"rejected: SAHARA-TABLE length {tl}")
+                return []
+            return [pkt(SaharaCmd.RESET).pack()]
         if p is None or viol:
             self.log.append(f"rejected: {viol[0]['rule'] if viol else '?'}")
             return []  # error log, no reply
@@ -376,18 +382,36 @@ class HostSahara:
 
 
 class DeviceSbl:
-    """SBL's side of Sahara: HELLO, then READ_DATA for each image, END_OF_IMAGE."""
+    """SBL's side of Sahara: HELLO, then READ_DATA for each image, END_OF_IMAGE.
 
-    def __init__(self, wanted: dict[int, int], chunk: int = TRANSFER_MAX) -> None:
+    ``inject``: control-fault injectors (:mod:`faults`, channel ``sahara``) that may
+    rewrite each packet SBL sends; a packet the host does not answer stalls the boot.
+    """
+
+    def __init__(self, wanted: dict[int, int], chunk: int = TRANSFER_MAX, inject: Any = ()) -> None:
         self.wanted = dict(wanted)  # image id -> size SBL expects
         self.chunk = chunk
         self.received: dict[int, bytes] = {}
         self.failed = False
+        self.inject = list(inject)
+        self._last = b""  # the host's last packet (the "request" a fault sees)
+
+    def _send(self, host: HostSahara, packet: bytes) -> list[bytes]:
+        sent = [packet]
+        for inj in self.inject:
+            sent = list(inj.exchange(self._last, sent).now)
+        out: list[bytes] = []
+        for p in sent:
+            out.extend(host.on_packet(p))
+        if out:
+            self._last = out[-1]
+        return out
 
     def run(self, host: HostSahara) -> bool:
         """Drive the exchange to completion; True when every image arrived."""
-        r = host.on_packet(
-            pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=PACKET_MAX, mode=0).pack()
+        r = self._send(
+            host,
+            pkt(SaharaCmd.HELLO, version=2, version_compat=2, max_length=PACKET_MAX, mode=0).pack(),
         )
         if not r or decode(r[0]).cmd != SaharaCmd.HELLO_RESP:
             self.failed = True
@@ -396,24 +420,27 @@ class DeviceSbl:
             got = b""
             while len(got) < size:
                 n = min(self.chunk, size - len(got))
-                r = host.on_packet(
-                    pkt(SaharaCmd.READ_DATA, image=img, offset=len(got), length=n).pack()
+                r = self._send(
+                    host, pkt(SaharaCmd.READ_DATA, image=img, offset=len(got), length=n).pack()
                 )
                 if len(r) != 1 or len(r[0]) != n:
                     self.failed = True  # RESET from the host
                     return False
                 got += r[0]
             self.received[img] = got
-            r = host.on_packet(pkt(SaharaCmd.END_OF_IMAGE, image=img, status=0).pack())
+            r = self._send(host, pkt(SaharaCmd.END_OF_IMAGE, image=img, status=0).pack())
             if not r or decode(r[0]).cmd != SaharaCmd.DONE:
                 self.failed = True
                 return False
-            host.on_packet(pkt(SaharaCmd.DONE_RESP).pack())
+            self._send(host, pkt(SaharaCmd.DONE_RESP).pack())
         return True
 
 
 def boot_device(
-    images: dict[int, bytes], wanted: dict[int, int] | None = None, sbl: bytes | None = b"SBL"
+    images: dict[int, bytes],
+    wanted: dict[int, int] | None = None,
+    sbl: bytes | None = b"SBL",
+    inject: Any = (),
 ) -> tuple[list[Ee], bool]:
     """The EEs the host sees during one boot, and whether the device reached AMSS.
 
@@ -425,7 +452,7 @@ def boot_device(
         return seen, False
     seen.append(Ee.SBL)
     need = wanted if wanted is not None else {k: len(v) for k, v in images.items()}
-    if not DeviceSbl(need).run(HostSahara(images)):
+    if not DeviceSbl(need, inject=inject).run(HostSahara(images)):
         return seen, False
     seen.append(Ee.AMSS)
     return seen, True

@@ -31,22 +31,44 @@ order below is the driver's):
      and ``len``/``count``; nothing on other errors;
   M8 version: the probe-time status query must answer 5.0 (minor <= 0) for
      the device to go ONLINE; its status_flags bit 0 decides CRC for good.
+
+Modules: the uapi builders and records are in :mod:`.manage_uapi`, encode_message /
+decode_message (M2, M5, M6) in :mod:`.manage_codec`; both re-exported here.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-import attrs
-
-from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, RemoteProtocolError
 from qaicmodel.findings import Finding
 from qaicmodel.spec.control import nnc
 from qaicmodel.spec.control.boot import DevState
 from qaicmodel.spec.control.crc import nnc_crc
+from qaicmodel.spec.control.manage_codec import ManageCodec
+from qaicmodel.spec.control.manage_uapi import (  # noqa: F401  (re-exported)
+    _TH,
+    DMA_RESERVE,
+    MAX_COUNT,
+    MAX_MSG,
+    MODEL_DMA_LIMIT,
+    DataPathHooks,
+    HostDbc,
+    ManageResult,
+    NullHooks,
+    User,
+    _Err,
+    _Res,
+    parse_user_result,
+    user_message,
+    usr_activate,
+    usr_deactivate,
+    usr_dma_xfer,
+    usr_passthrough,
+    usr_status,
+)
 from qaicmodel.spec.control.ssr import DbcState
 from qaicmodel.spec.host import kernels
 from qaicmodel.spec.policies import NNC_VERSION_MINOR, NncVersionMinor, Policies
@@ -68,167 +90,11 @@ __all__ = [
     "MAX_COUNT",
 ]
 
-MAX_MSG = 4096  # QAIC_MANAGE_MAX_MSG_LENGTH
-MAX_COUNT = MAX_MSG // 8  # 512
-DMA_RESERVE = 1024  # "save 1K for follow-up transactions"
-#: The biggest FIFO chunk the model will allocate (a model limit: ENOMEM beyond).
-MODEL_DMA_LIMIT = 64 << 20
-
-_TH = struct.Struct("<II")
-
-
-# --------------------------------------------------------------------------
-# uapi manage transactions (qaic_accel.h, control-path.md §3.3)
-
-
-def usr_passthrough(data: bytes, *, length: int | None = None) -> bytes:
-    """``qaic_manage_trans_passthrough`` (type 1)."""
-    ln = 8 + len(data) if length is None else length
-    return _TH.pack(nnc.TransType.PASSTHROUGH_FROM_USR, ln) + data
-
-
-def usr_dma_xfer(tag: int, addr: int, size: int, pad: int = 0) -> bytes:
-    """``qaic_manage_trans_dma_xfer`` (type 5, 32 bytes)."""
-    return _TH.pack(nnc.TransType.DMA_XFER_FROM_USR, 32) + struct.pack(
-        "<IIQQ", tag, pad, addr, size
-    )
-
-
-def usr_activate(queue_size: int, eventfd: int = 0, options: int = 0, pad: int = 0) -> bytes:
-    """``qaic_manage_trans_activate_to_dev`` (type 7, 24 bytes)."""
-    return _TH.pack(nnc.TransType.ACTIVATE_FROM_USR, 24) + struct.pack(
-        "<IIII", queue_size, eventfd, options, pad
-    )
-
-
-def usr_deactivate(dbc_id: int, pad: int = 0) -> bytes:
-    """``qaic_manage_trans_deactivate`` (type 10, 16 bytes)."""
-    return _TH.pack(nnc.TransType.DEACTIVATE_FROM_USR, 16) + struct.pack("<II", dbc_id, pad)
-
-
-def usr_status(length: int = 8) -> bytes:
-    """``qaic_manage_trans_status_to_dev`` (type 12, 8 bytes; ``length`` may lie)."""
-    return _TH.pack(nnc.TransType.STATUS_FROM_USR, length)
-
-
-def user_message(*trans: bytes) -> tuple[int, int, bytes]:
-    """(len, count, data) of a ``qaic_manage_msg`` holding ``trans``."""
-    data = b"".join(trans)
-    return len(data), len(trans), data
-
-
-def parse_user_result(data: bytes, count: int) -> list[dict[str, Any]]:
-    """Read back the transactions the driver copied to the user (types 3, 8, 14)."""
-    out, off = [], 0
-    for _ in range(count):
-        if off + 8 > len(data):
-            break
-        t, ln = _TH.unpack_from(data, off)
-        d: dict[str, Any] = {"type": t, "len": ln}
-        if t == nnc.TransType.PASSTHROUGH_FROM_DEV:
-            d["data"] = data[off + 8 : off + ln]
-        elif t == nnc.TransType.ACTIVATE_FROM_DEV and off + 24 <= len(data):
-            d["status"], d["dbc_id"], d["options"] = struct.unpack_from("<IIQ", data, off + 8)
-        elif t == nnc.TransType.STATUS_FROM_DEV and off + 24 <= len(data):
-            (d["major"], d["minor"], d["status"], d["status_flags"]) = struct.unpack_from(
-                "<HHIQ", data, off + 8
-            )
-        else:
-            break  # deactivate responses write nothing; the count still includes them
-        out.append(d)
-        off += max(ln, 8)
-    return out
-
-
-# --------------------------------------------------------------------------
-# host bookkeeping
-
-
-@attrs.define
-class User:
-    """One open DRM file (``struct qaic_user``)."""
-
-    handle: int
-    host_uid: Any = None
-    chunk_id: int = 0
-    closed: bool = False
-
-    def next_chunk(self) -> int:
-        """atomic_inc_return on a u32; 0 is skipped."""
-        self.chunk_id = (self.chunk_id + 1) & 0xFFFFFFFF
-        if self.chunk_id == 0:
-            self.chunk_id = 1
-        return self.chunk_id
-
-
-@attrs.define
-class HostDbc:
-    """The control fields of ``qdev->dbc[i]``: owner (``usr``), ``in_use``, FIFO chunk, state."""
-
-    usr: User | None = None
-    in_use: bool = False
-    buf: int | None = None
-    total_size: int = 0
-    nelem: int = 0
-    state: DbcState = DbcState.IDLE
-
-
-class DataPathHooks(Protocol):
-    """What the control plane tells the host data path (spec/host)."""
-
-    def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None: ...
-    def release(self, dbc: int) -> None: ...
-    def disable(self, dbc: int) -> None: ...
-    def enable(self, dbc: int, user: User) -> None: ...
-
-
-class NullHooks:
-    def assign(self, dbc: int, user: User, nelem: int, req_q: int, rsp_q: int) -> None:
-        pass
-
-    def release(self, dbc: int) -> None:
-        pass
-
-    def disable(self, dbc: int) -> None:
-        pass
-
-    def enable(self, dbc: int, user: User) -> None:
-        pass
-
-
-@attrs.frozen
-class ManageResult:
-    """What MANAGE returns: ``result`` ("ok" or an errno name) and the user struct after."""
-
-    result: str
-    len: int
-    count: int
-    data: bytes
-
-
-@attrs.define
-class _Res:
-    """``struct ioctl_resources``."""
-
-    buf: int | None = None
-    total_size: int = 0
-    nelem: int = 0
-    rsp_q: int = 0
-    dma_chunk_id: int = 0
-    xferred: int = 0
-    dma_trans: tuple[int, int, int, int] | None = None  # (tag, pad, addr, size)
-
-
-class _Err(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
 
 Transport = Callable[[list[bytes]], list[bytes]]
 
 
-class ControlClient:
+class ControlClient(ManageCodec):
     """The driver's control-channel side (qaic_control.c), one per device.
 
     ``transport(wrappers)`` queues one message (its MHI chain) and returns the
@@ -497,236 +363,6 @@ class ControlClient:
             # abort_dma_cont: a lone zero-pair dma_xfer with the chunk id
             trans = [nnc.DmaXfer(tag=0, pairs=(), dma_chunk_id=res.dma_chunk_id)]
         return self._send(usr, trans)
-
-    # -- encode (user -> wire) ---------------------------------------------------------
-    def _encode_message(
-        self, usr: User | None, length: int, count: int, buf: bytearray, res: _Res
-    ) -> list[Any]:
-        if res.dma_chunk_id:
-            return [self._encode_dma(usr, res.dma_trans, nnc.HDR_SIZE, res)]  # type: ignore[arg-type]
-        if count == 0 or length < 8:
-            raise _Err("EINVAL")
-        out: list[Any] = []
-        msg_len = nnc.HDR_SIZE
-        used = 0
-        try:
-            for _ in range(count):
-                if used > length - 8:
-                    raise _Err("EINVAL")
-                ttype, tlen = _TH.unpack_from(buf, used)
-                if tlen < 8 or used + tlen > length:
-                    raise _Err("EINVAL")
-                body = bytes(buf[used + 8 : used + tlen])
-                ahead = bytes(buf[used + 8 : used + 8 + 24]).ljust(24, b"\0")
-                t = self._encode_one(usr, ttype, tlen, body, msg_len, res, ahead, used)
-                if t is not None:
-                    out.append(t)
-                    msg_len += t.len
-                used += tlen
-            if used != length:
-                raise _Err("EINVAL")
-        except _Err:
-            self._free_dbc_buf(res)
-            raise
-        return out
-
-    def _fields(self, ttype: int, tlen: int, ahead: bytes, used: int, size: int) -> bytes:
-        """The ``size`` bytes of the uapi struct after the header, read as the driver reads
-        them (encode_activate/encode_deactivate/encode_dma cast the transaction and read
-        every field whatever hdr.len says): past a short transaction they are the next
-        transaction's bytes, past the user's len the zeroed rest of the 4 KiB copy, past
-        4096 bytes outside the kzalloc'd buffer (the model reads zeros; a KASAN kernel
-        reports slab-out-of-bounds).  Reported in :attr:`violations`."""
-        if tlen - 8 < size:
-            name = nnc.TransType(ttype).name
-            past = used + 8 + size - MAX_MSG
-            beyond = f"; {past} of them past the 4096-byte message buffer" if past > 0 else ""
-            self.violations.append(
-                Finding(
-                    "DRV-MANAGE-SHORT-TRANS",
-                    f"{name} at byte {used} has len {tlen} < {8 + size}; the driver read its "
-                    f"fields from the {8 + size - tlen} bytes after it{beyond}",
-                    "qaic_control.c encode_activate/encode_deactivate/encode_dma",
-                    where={"offset": used, "trans": name, "len": tlen},
-                )
-            )
-        return ahead[:size]
-
-    def _encode_one(
-        self,
-        usr: User | None,
-        ttype: int,
-        tlen: int,
-        body: bytes,
-        msg_len: int,
-        res: _Res,
-        ahead: bytes | None = None,
-        used: int = 0,
-    ) -> Any:
-        T = nnc.TransType
-        if ahead is None:
-            ahead = body.ljust(24, b"\0")
-        limit = kernels.behaviour(self.kernel, "manage-activate-status-limit")
-        if ttype == T.PASSTHROUGH_FROM_USR:
-            if tlen % 8:
-                raise _Err("EINVAL")
-            if msg_len + tlen > nnc.MAX_H2D:
-                raise _Err("ENOSPC")
-            return nnc.Passthrough(T.PASSTHROUGH_TO_DEV, body)
-        if ttype == T.DMA_XFER_FROM_USR:
-            fields = struct.unpack_from("<IIQQ", self._fields(ttype, tlen, ahead, used, 24))
-            return self._encode_dma(usr, fields, msg_len, res)
-        if ttype == T.ACTIVATE_FROM_USR:
-            if msg_len + 40 > limit:  # kernels: 6.12 SZ_4K, 7.2 SZ_64K
-                raise _Err("ENOSPC")
-            qs, _eventfd, options, pad = struct.unpack_from(
-                "<IIII", self._fields(ttype, tlen, ahead, used, 16)
-            )
-            if qs == 0 or pad:
-                raise _Err("EINVAL")
-            if not arith.activate_queue_size_ok(qs):
-                raise _Err("EINVAL")
-            size = arith.dbc_buf_size(qs)
-            if size > MODEL_DMA_LIMIT:
-                raise _Err("ENOMEM")
-            if res.buf is not None:  # a second activate replaces the saved pointer
-                self.leaked_bufs.append(res.buf)
-            b = self.host_mem.alloc(size)
-            res.buf, res.total_size, res.nelem = b, size, qs
-            res.rsp_q = b + arith.dbc_rsp_offset(qs)
-            return nnc.ActivateToDev(b, res.rsp_q, qs, qs, size, options)
-        if ttype == T.DEACTIVATE_FROM_USR:
-            dbc, pad = struct.unpack_from("<II", self._fields(ttype, tlen, ahead, used, 8))
-            if dbc >= self.num_dbc or pad:
-                raise _Err("EINVAL")
-            d = self.dbc[dbc]
-            if usr is None or d.usr is not usr:  # disable_dbc
-                raise _Err("EPERM")
-            d.usr = None
-            self.hooks.disable(dbc)
-            return None  # no wire transaction exists
-        if ttype == T.STATUS_FROM_USR:
-            if msg_len + tlen > limit:  # kernels: 6.12 SZ_4K, 7.2 SZ_64K
-                raise _Err("ENOSPC")
-            return nnc.StatusToDev(len=tlen)  # the user's len, 8 bytes on the wire
-        raise _Err("EINVAL")
-
-    def _segments(self, start: int, length: int) -> list[tuple[int, int]]:
-        """Pin + map [start, start+length): identity IOMMU, split at sg_max_segment."""
-        if not self.host_mem.mapped(start, length):
-            raise _Err("EFAULT")
-        step = self.sg_max_segment or length
-        return [(a, min(step, start + length - a)) for a in range(start, start + length, step)]
-
-    def _encode_dma(
-        self, usr: User | None, fields: tuple[int, int, int, int], msg_len: int, res: _Res
-    ) -> nnc.DmaXfer:
-        if msg_len + 24 + 16 > nnc.MAX_H2D:
-            raise _Err("ENOMEM")
-        tag, _pad, addr, size = fields
-        if addr + res.xferred >= 1 << 64 or size < res.xferred:
-            raise _Err("EINVAL")
-        remaining = size - res.xferred
-        start = addr + res.xferred
-        if remaining == 0 or start + remaining >= 1 << 64:
-            raise _Err("EINVAL")
-        segs = self._segments(start, remaining)
-        budget = self.ext_msg_len - msg_len - 24
-        n = len(segs)
-        for i in range(len(segs)):
-            budget -= 16
-            if budget < DMA_RESERVE:
-                n = i
-                break
-        pairs = tuple(segs[:n])
-        res.xferred += sum(s for _, s in pairs)
-        need_cont = n < len(segs)
-        chunk = res.dma_chunk_id
-        if not chunk and need_cont and usr is not None:
-            chunk = res.dma_chunk_id = usr.next_chunk()
-        res.dma_trans = fields
-        return nnc.DmaXfer(tag=tag, pairs=pairs, dma_chunk_id=chunk)
-
-    # -- decode (wire -> user) -----------------------------------------------------------
-    _out_len = 0
-    _out_count = 0
-
-    def _decode_message(
-        self, usr: User | None, rsp: bytes, res: _Res, buf: bytearray
-    ) -> tuple[int, int]:
-        T = nnc.TransType
-        wire = rsp.ljust(MAX_MSG, b"\0")
-        hdr_len, count = struct.unpack_from("<II", wire, 12)
-        if hdr_len < 8 or hdr_len > MAX_MSG:
-            raise _Err("EINVAL")
-        self._out_len, self._out_count = 0, count
-        msg_len = 0
-        for _ in range(count):
-            if msg_len > hdr_len - 8:
-                raise _Err("EINVAL")
-            off = nnc.HDR_SIZE + msg_len
-            if off + 8 > MAX_MSG:
-                raise _Err("EINVAL")
-            ttype, tlen = _TH.unpack_from(wire, off)
-            if tlen < 8 or msg_len + tlen > hdr_len:
-                raise _Err("EINVAL")
-            body = wire[off + 8 : off + tlen]
-            o = self._out_len
-            if ttype == T.PASSTHROUGH_FROM_DEV:
-                if tlen % 8:
-                    raise _Err("EINVAL")
-                if o + tlen > MAX_MSG:
-                    raise _Err("ENOSPC")
-                buf[o : o + tlen] = _TH.pack(ttype, tlen) + body
-                self._out_len += tlen
-                msg_len += tlen
-            elif ttype == T.ACTIVATE_FROM_DEV:
-                if o + tlen > MAX_MSG:
-                    raise _Err("ENOSPC")
-                status, dbc, options = struct.unpack_from("<IIQ", body.ljust(16, b"\0"))
-                buf[o : o + 24] = _TH.pack(ttype, tlen) + struct.pack("<IIQ", status, dbc, options)
-                self._out_len += tlen
-                msg_len += tlen
-                if res.buf is None:
-                    raise _Err("EINVAL")
-                if dbc >= self.num_dbc:
-                    raise _Err("ENODEV")
-                if status:
-                    raise _Err("ECANCELED")
-                if usr is not None:
-                    self._save_dbc_buf(dbc, res, usr)
-            elif ttype == T.DEACTIVATE_FROM_DEV:
-                status, dbc = struct.unpack_from("<II", body.ljust(8, b"\0"))
-                if dbc >= self.num_dbc:
-                    raise _Err("ENODEV")
-                if status:
-                    self.dbc[dbc].usr = usr  # enable_dbc for the *caller*
-                    if usr is not None:
-                        self.hooks.enable(dbc, usr)
-                    raise _Err("ECANCELED")
-                self.release_dbc(dbc)
-                self.set_state(dbc, DbcState.IDLE)
-                msg_len += 16  # whatever the transaction's len says
-            elif ttype == T.STATUS_FROM_DEV:
-                if o + tlen > MAX_MSG:
-                    raise _Err("ENOSPC")
-                major, minor, status, flags = struct.unpack_from("<HHIQ", body.ljust(16, b"\0"))
-                buf[o : o + 24] = _TH.pack(ttype, tlen) + struct.pack(
-                    "<HHIQ", major, minor, status, flags
-                )
-                msg_len += tlen
-                self._out_len += tlen
-                if status:
-                    raise _Err("ECANCELED")
-                if flags & nnc.STATUS_FLAG_CRC and rsp[0:4] != struct.pack(
-                    "<I", nnc_crc(rsp, hdr_len)
-                ):
-                    raise _Err("EPIPE")
-            else:
-                raise _Err("EINVAL")
-        if msg_len != hdr_len - nnc.HDR_SIZE:
-            raise _Err("EINVAL")
-        return self._out_len, self._out_count
 
     # -- probe, close, reset ---------------------------------------------------------------
     def probe(self) -> str:

@@ -16,16 +16,24 @@ Rules:
     (ssr.py), the host never re-activates;
   * reset = SoC reset: every activation is lost, the device boots again;
   * a RAS UE or a failed crashdump requests a SoC reset, done after the message
-    that caused it has been handled (no re-entry).
+    that caused it has been handled (no re-entry);
+  * control faults (:mod:`faults`, ``faults=`` or :meth:`ControlPlane.add_fault`) sit
+    between QSM and host: NNC injectors see every (request, replies) exchange, RAS
+    injectors every report, Sahara injectors every SBL packet of a boot; replies a
+    fault holds back are delivered after the call that gave up on them returned
+    (``_after``), and a TX-ring stall leaves the client no free descriptor;
+  * ``control_host`` (``MODULE:CLASS`` or a class, :mod:`protocol`) replaces the
+    driver's control client (manage.ControlClient, the reference).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
-from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec.control import boot, manage, nnc, qsm, ssr, timesync
+from qaicmodel.errors import ArgumentError, IoctlError, QaicModelError
+from qaicmodel.spec.control import boot, faults, manage, nnc, qsm, ssr, timesync
 from qaicmodel.spec.control.manage import ManageResult, User
 from qaicmodel.spec.control.ras import HostRas
 from qaicmodel.spec.control.ssr import DbcState
@@ -87,8 +95,15 @@ class ControlPlane:
         ext_msg_len: int = nnc.MAX_H2D,
         boot_now: bool = True,
         kernel: Any = None,
+        control_host: Any = None,
+        faults: Iterable[faults.Injector] = (),
     ) -> None:
+        from qaicmodel.spec.control.protocol import load_control_host
+
         self.device = device
+        self.injectors: list[Any] = []
+        for inj in faults:
+            self.add_fault(inj)
         self.host = host
         #: the driver version followed (qaicmodel.spec.host.kernels): the argument, else
         #: the device's ``kernel`` attribute (set by the scenario runner), else the newest
@@ -105,16 +120,26 @@ class ControlPlane:
             version=version,
         )
         self.hooks = HostHooks(host)
-        self.client = manage.ControlClient(
-            self._transport,
-            device.host_mem,
-            num_dbc=device.num_dbc,
-            hooks=self.hooks,
-            ext_msg_len=ext_msg_len,
-            sg_max_segment=sg_max_segment,
-            policies=self.policies,
-            kernel=self.kernel,
+        client_cls = (
+            manage.ControlClient if control_host is None else load_control_host(control_host)
         )
+        try:
+            self.client = client_cls(
+                self._transport,
+                device.host_mem,
+                num_dbc=device.num_dbc,
+                hooks=self.hooks,
+                ext_msg_len=ext_msg_len,
+                sg_max_segment=sg_max_segment,
+                policies=self.policies,
+                kernel=self.kernel,
+            )
+        except QaicModelError:
+            raise
+        except Exception as e:  # a user's control host whose constructor fails
+            raise ArgumentError(
+                f"control host {client_cls.__name__}: constructor failed: {type(e).__name__}: {e}"
+            ) from None
         self.client.on_dbc_state = self._state_changed
         self.state_log: list[tuple[int, DbcState]] = []
         self.host_ssr = ssr.HostSsr(
@@ -125,7 +150,9 @@ class ControlPlane:
             soc_reset=self._request_reset,
             exit_ssr=self._ssr_exit,
         )
-        self.ras = HostRas(self.policies, self._request_reset)
+        self.ras = HostRas(self.policies, self._request_reset, kernel=self.kernel)
+        #: (fault name, detail) of every control fault that fired
+        self.fault_log: list[tuple[str, str]] = []
         self.nnc_log: list[tuple[str, bytes]] = []
         self.ssr_log: list[tuple[str, bytes]] = []
         self.resets = 0
@@ -138,11 +165,41 @@ class ControlPlane:
         if boot_now:
             self.boot()
 
+    # -- faults ----------------------------------------------------------------------
+    def add_fault(self, inj: faults.Injector | str) -> faults.Injector:
+        """Arm a control fault (an :class:`~faults.Injector`, or ``NAME[:SEED[:AT]][+]``)."""
+        if isinstance(inj, str):
+            name, seed, at, repeat = faults.parse_spec(inj)
+            inj = faults.Injector(name, seed, at=at, repeat=repeat)
+        if not isinstance(inj, faults.Injector):
+            raise ArgumentError(f"a control fault is a faults.Injector, not {type(inj).__name__}")
+        self.injectors.append(inj)
+        return inj
+
+    def _inject(self, channel: str, request: bytes, replies: list[bytes]) -> list[bytes]:
+        for inj in self.injectors:
+            if inj.channel == channel:
+                out = inj.exchange(request, replies)
+                replies = list(out.now)
+                if out.fired:
+                    self.fault_log.append((inj.name, out.detail))
+        return replies
+
+    def _deliver_late(self) -> None:
+        """Replies a fault held back arrive now, after their requester gave up."""
+        for inj in self.injectors:
+            if inj.channel == "nnc":
+                for r in inj.release():
+                    self.nnc_log.append(("rx", r))
+                    self.client.deliver(r)
+
     # -- plumbing --------------------------------------------------------------------
     def _transport(self, wrappers: list[bytes]) -> list[bytes]:
         msg = b"".join(wrappers)
         self.nnc_log.append(("tx", msg))
-        replies = self.qsm.receive(msg)
+        replies = self._inject("nnc", msg, self.qsm.receive(msg))
+        if any(i.stalled for i in self.injectors if i.channel == "nnc"):
+            self.client.tx_free = 0  # the device no longer consumes the UL ring
         for r in replies:
             self.nnc_log.append(("rx", r))
         return replies
@@ -174,6 +231,7 @@ class ControlPlane:
         self._reset_requested = True
 
     def _after(self) -> None:
+        self._deliver_late()
         if self._reset_requested:
             self._reset_requested = False
             self.reset()
@@ -185,7 +243,8 @@ class ControlPlane:
     # -- boot / reset ------------------------------------------------------------------
     def boot(self) -> str:
         """PBL -> SBL (Sahara; boot-time timesync) -> AMSS, then the QAIC_CONTROL probe."""
-        self.ee, ok = boot.boot_device(MODEL_IMAGES)
+        sahara = [i for i in self.injectors if i.channel == "sahara"]
+        self.ee, ok = boot.boot_device(MODEL_IMAGES, inject=sahara)
         if not ok:
             return "EIO"
         # SBL's timesync on QAIC_TIMESYNC (20/21): the host answers with absolute time;
@@ -353,7 +412,8 @@ class ControlPlane:
         and receives nothing there."""
         if not kernels.behaviour(self.kernel, "ras-client"):
             return
-        self.ras.on_message(data)
+        for m in self._inject("ras", b"", [data]):
+            self.ras.on_message(m)
         self._after()
 
     # -- views -------------------------------------------------------------------------

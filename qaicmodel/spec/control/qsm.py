@@ -27,22 +27,29 @@ control-path.md §1-2; userspace.md §5 for the command ids):
 Passthrough payloads ("commands") are opaque to the driver; their layouts are
 not in the documents, so the model defines a minimal command set with the
 UMD's command ids (policy ``nnc-command-set``): every command is
-``{cmd u32, len u32, args u32...}`` padded to a multiple of 8.
+``{cmd u32, len u32, args u32...}`` padded to a multiple of 8
+(:mod:`.qsm_records`, re-exported here, holds the commands, status codes and records).
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
-
 from qaicmodel import arith
 from qaicmodel.errors import ArgumentError, DecodeError
-from qaicmodel.findings import Finding
 from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control.qsm_records import (  # noqa: F401  (re-exported)
+    Activation,
+    Cmd,
+    Image,
+    QsmViolation,
+    St,
+    _Load,
+    command,
+    parse_command,
+)
 from qaicmodel.spec.control.ssr import DeviceSsr
 from qaicmodel.spec.dbc.memory import DmaFault
 from qaicmodel.spec.policies import (
@@ -80,100 +87,6 @@ __all__ = [
 NUM_NSP = 16
 DDR_MAX = 32 << 30
 DDR_ALIGN = 4096
-
-
-class Cmd(enum.IntEnum):
-    """NNC command ids (userspace.md §5.1, QNncProtocol.h), the subset the model speaks."""
-
-    LOAD_ELF_REQ = 3
-    LOAD_ELF_RESP = 4
-    UNLOAD_ELF_REQ = 7
-    UNLOAD_ELF_RESP = 8
-    ACTIVATE_REQ = 9
-    ACTIVATE_RESP = 10
-    DEACTIVATE_REQ = 11
-    DEACTIVATE_RESP = 12
-
-
-class St(enum.IntEnum):
-    """NNC status codes (userspace.md §5.2)."""
-
-    OK = 0
-    GENERAL = -1
-    UNDEFINED_REQUEST = -3
-    MEMORY_EXHAUSTED = -4
-    PARAMETER = -6
-    NOT_PERMITTED = -9
-    NOT_FOUND = -11
-    NSP_ALLOC = -13
-    VC_ALLOC = -14
-    UNDER_SSR = -36
-
-
-def command(cmd: int, *args: int) -> bytes:
-    """A model NNC command: ``{cmd, len, args...}`` (u32s), padded to 8 bytes."""
-    words = [cmd, 0, *args]
-    if len(words) % 2:
-        words.append(0)
-    words[1] = 4 * len(words)
-    return struct.pack(f"<{len(words)}I", *(w & 0xFFFFFFFF for w in words))
-
-
-def parse_command(data: bytes) -> tuple[int, list[int]]:
-    """(cmd, args) of a model command; DecodeError if it is not one."""
-    if len(data) < 8 or len(data) % 4:
-        raise DecodeError(f"command of {len(data)} bytes", rule="NNC-CMD-SIZE")
-    cmd, ln = struct.unpack_from("<II", data)
-    if ln != len(data):
-        raise DecodeError(f"command len {ln} but {len(data)} bytes", offset=4, rule="NNC-CMD-LEN")
-    args = list(struct.unpack_from(f"<{len(data) // 4 - 2}I", data, 8))
-    return cmd, args
-
-
-class QsmViolation(Finding):
-    """Something a host asked for that QSM refused as a rule breach (isolation etc.): a
-    :class:`Finding` at ``handle`` / ``partition``."""
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        rule: str,
-        message: str,
-        handle: int | None = None,
-        partition: int | None = None,
-        source: str = "control-path.md §1",
-    ) -> None:
-        super().__init__(rule, message, source, {"handle": handle, "partition": partition})
-
-
-@attrs.define
-class Activation:
-    dbc: int
-    owner: tuple[int, int]  # (partition, handle)
-    nsps: tuple[int, ...]
-    elf_id: int
-    nelem: int
-    req_q: int
-    rsp_q: int
-    buf_len: int
-
-
-@attrs.define
-class Image:
-    elf_id: int
-    owner: tuple[int, int]
-    addr: int
-    size: int
-    loaded: int = 0
-
-
-@attrs.define
-class _Load:
-    image: Image
-    chunk_id: int
-    held: list[Any]  # response transactions waiting for the load to finish
-    resp_index: int  # where the LOAD_ELF_RESP goes in ``held``
 
 
 class Qsm:

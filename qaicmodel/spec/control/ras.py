@@ -9,8 +9,14 @@ channel"; ssr-ras-boot.md §2, which reads qaic_ras.c):
     ue_count, intr_num (u32 each), syndrome[64]};
   * a message failing any header check is dropped (logged);
   * CE and UE_NF only count; UE counts and resets the SoC (``mhi_soc_reset``);
-  * counters saturate at UINT_MAX -- but the driver's UE and UE_NF branches
-    test ``ce_count`` (policy ``ras-counter-saturation``).
+  * counters saturate at UINT_MAX, each on its own value (7.2 decode_ras_msg); the
+    reading of ssr-ras-boot.md §2.4, where the UE and UE_NF branches test
+    ``ce_count``, is the kernel-version policy ``ras-counter-saturation=driver``;
+  * the host has one 104-byte receive buffer, requeued after each report
+    (7.2 qaic_ras_mhi_dl_xfer_cb): a shorter report is read over the previous
+    one's bytes (``bytes_xferd`` is not looked at); a longer one overflows the
+    buffer (transaction error), which is freed and not requeued -- nothing is
+    received on QAIC_STATUS after it (:attr:`HostRas.lost`).
 """
 
 from __future__ import annotations
@@ -176,8 +182,13 @@ def describe(data: bytes) -> dict[str, Any]:
 class HostRas:
     """The host's RAS client: counters and the UE reset (qaic_ras.c)."""
 
-    def __init__(self, policies: Policies, soc_reset: Callable[[], None]) -> None:
+    def __init__(
+        self, policies: Policies, soc_reset: Callable[[], None], kernel: Any = None
+    ) -> None:
         self.policies = policies
+        self.kernel = kernel
+        self._buf = bytes(SIZE)  # the one receive buffer, as the last report left it
+        self.lost = False  # the buffer was freed after an overflow
         self.soc_reset = soc_reset
         self.ce_count = 0
         self.ue_count = 0
@@ -195,6 +206,17 @@ class HostRas:
             setattr(self, name, getattr(self, name) + 1)
 
     def on_message(self, data: bytes) -> None:
+        data = bytes(data)
+        if self.lost:
+            self.dropped += 1  # no buffer queued: the device cannot deliver it
+            return
+        if len(data) > SIZE:
+            self.lost = True  # MHI overflow: kfree, no requeue
+            self.dropped += 1
+            self.log.append("RAS buffer overflow: receive buffer lost")
+            return
+        data = data + self._buf[len(data) :]
+        self._buf = data
         m, viol = parse(data)
         if m is None or viol:
             self.dropped += 1

@@ -38,6 +38,7 @@ __all__ = [
     "CC_SEM_RESERVED",
     "CC_BAD_DOORBELL",
     "CC_DMA_FAULT",
+    "CC_RESERVED_BITS",
     "CC_NAMES",
 ]
 
@@ -54,6 +55,7 @@ CC_MULTI_PRESYNC = 3
 CC_SEM_RESERVED = 4
 CC_BAD_DOORBELL = 5
 CC_DMA_FAULT = 6
+CC_RESERVED_BITS = 7  # policy reserved-bits-device=error
 CC_NAMES = {
     CC_SUCCESS: "success",
     CC_ILLEGAL_DIR: "illegal transfer direction",
@@ -62,6 +64,7 @@ CC_NAMES = {
     CC_SEM_RESERVED: "reserved semaphore command 7",
     CC_BAD_DOORBELL: "doorbell length reserved or address misaligned",
     CC_DMA_FAULT: "DMA touched unmapped memory",
+    CC_RESERVED_BITS: "reserved bits set in the request element",
 }
 
 

@@ -3,18 +3,22 @@
 Source: aic100.rst "Request FIFO" / "Response FIFO" (field names are the
 seed's; the reserved words are called ``reserved0..3`` in wire order).  Input is
 the raw little-endian bytes; a wrong length is a DecodeError (CLI: exit 2, one
-line).  Functions return JSON-able dicts; :mod:`qaicmodel.cli` prints them.
+line).  Functions return JSON-able dicts; :mod:`qaicmodel.cli` prints them, through
+:func:`human` for the text form: every address (a key naming an ``addr``/``address``) and
+every command word in hex; JSON keeps the integers.  ``decode sem`` reports the byte order
+it read (``byte_order``): the hex is the wire bytes, least significant first.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from qaicmodel.errors import DecodeError
 from qaicmodel.spec.dbc.device import CC_NAMES  # model-defined codes (completion-code-values)
 from qaicmodel.spec.dbc.wire import RequestElem, ResponseElem, SemCmd, SemOp, Violation
 
-__all__ = ["describe_request", "describe_response", "describe_sem", "SEM_SIZE"]
+__all__ = ["describe_request", "describe_response", "describe_sem", "human", "SEM_SIZE"]
 
 SEM_SIZE = 4
 _SEED_FIELDS = (
@@ -81,6 +85,10 @@ def describe_sem(data: bytes) -> dict[str, Any]:
     if len(raw) != SEM_SIZE:
         raise DecodeError(f"a sem_cmd word is {SEM_SIZE} bytes, got {len(raw)}", rule="ELEM-LENGTH")
     s = SemCmd(int.from_bytes(raw, "little"))
+    order = (
+        f"little-endian: bytes {raw.hex(' ')} are the word 0x{s.word:08x} "
+        f"(to decode the number 0x{raw.hex()}, give {raw[::-1].hex()})"
+    )
     viol: list[Violation] = []
     if s.enable and s.op is SemOp.RESERVED:
         viol.append(Violation("SEM-CMD-RESERVED", "sem_cmd", "semaphore command 7 is reserved"))
@@ -90,7 +98,23 @@ def describe_sem(data: bytes) -> dict[str, Any]:
         "kind": "sem_cmd",
         "size": 4,
         "sem_cmd": s.word,
+        "byte_order": order,
         "decoded": s.as_dict(),
         "reserved_bits_set": {"sem_cmd": f"0x{s.reserved:x}"} if s.reserved else {},
         "violations": [_viol(v) for v in viol],
     }
+
+
+#: keys whose integer values are shown in hex in text output (addresses, command words)
+_HEX_KEY = re.compile(r"addr|address|^sem_cmd\d?$|^pcie_dma_cmd$|^word$")
+
+
+def human(obj: Any, key: str = "") -> Any:
+    """The text view of a decoder's dict: addresses and command words in hex."""
+    if isinstance(obj, dict):
+        return {k: human(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [human(v, key) for v in obj]
+    if isinstance(obj, int) and not isinstance(obj, bool) and _HEX_KEY.search(key):
+        return f"0x{obj:x}"
+    return obj

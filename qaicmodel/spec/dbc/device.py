@@ -64,8 +64,7 @@ HOST-REG-OUT-OF-RANGE (an index >= nelem), HOST-INACTIVE-DBC,
 HOST-BAR-UNMAPPED (a BAR2 offset that is no DBC register), the element rules
 of :meth:`wire.RequestElem.violations` (REQ-DIR-ILLEGAL, REQ-DB-LEN-RESERVED,
 REQ-DB-MISALIGNED, REQ-MULTI-PRESYNC, SEM-CMD-RESERVED, RESERVED-BITS-SET),
-checked when the device consumes the element, and REQ-DB-DATA-WIDTH under
-``doorbell-data-width=violation``.  ``Device.observers`` receive every event
+checked when the device consumes the element.  ``Device.observers`` receive every event
 (consume, sem, dma, doorbell, response, done, msi, writel, violation, ...).
 """
 
@@ -111,14 +110,28 @@ from qaicmodel.spec.dbc.wire import (
     SemOp,
 )
 from qaicmodel.spec.policies import (
+    AFTER_DMA_FAULT,
+    BAR2_UNMAPPED_READ,
+    ERROR_WITHOUT_COMPLETION,
+    REQ_TP_OVERRUN,
+    RESERVED_BITS_DEVICE,
+    RSP_HP_OVERREAD,
+    SEM_AT_ACTIVATE,
+    AfterDmaFault,
+    Bar2UnmappedRead,
     CompletionCodeValues,
     DbcChoice,
+    ErrorWithoutCompletion,
     FenceScope,
     HeadIndexMeaning,
     InactiveDbcRegs,
     Policies,
     ProcessingOrder,
+    ReqTpOverrun,
+    ReservedBitsDevice,
     RingFullRule,
+    RspHpOverread,
+    SemAtActivate,
     SemEnableBit,
     SemIncAmount,
     SemOverflow,
@@ -193,6 +206,14 @@ class Device(Engine):
         self._cache: tuple[int, list[Action]] | None = None
         self._keep_one_free = p.ring_full_rule is RingFullRule.KEEP_ONE_FREE
         self._rule_permitted = p.processing_order is ProcessingOrder.RULE_PERMITTED
+        # the silent choices (spec/policies/silent.py)
+        pol = self.policies
+        self._reserved_error = pol[RESERVED_BITS_DEVICE] is ReservedBitsDevice.ERROR
+        self._errors_respond = pol[ERROR_WITHOUT_COMPLETION] is ErrorWithoutCompletion.RESPOND
+        self._fault_skips = pol[AFTER_DMA_FAULT] is AfterDmaFault.SKIP
+        self._sems_kept = pol[SEM_AT_ACTIVATE] is SemAtActivate.KEPT
+        #: per channel: the semaphores at its last deactivation (sem-at-activate=kept)
+        self._saved_sems: tuple[tuple[int, ...], ...] = ((0,) * NUM_SEMS,) * num_dbc
 
     # -- helpers --------------------------------------------------------------
     def _emit(self, *event: Any) -> None:
@@ -263,12 +284,19 @@ class Device(Engine):
             )
         ch.reset()
         ch.active, ch.nelem, ch.req_q, ch.rsp_q = True, nelem, req_q, rsp_q
+        if self._sems_kept:  # policy sem-at-activate
+            ch.sems = list(self._saved_sems[dbc])
         self._version += 1
         self._emit("activate", dbc, req_q, rsp_q, nelem)
 
     def deactivate(self, dbc: int) -> None:
-        """Release the channel: in-flight work is dropped, registers and semaphores read 0."""
+        """Release the channel: in-flight work is dropped, registers and semaphores read 0
+        (sem-at-activate=kept saves the semaphores for the next activation)."""
         ch = self._chan(dbc)
+        if self._sems_kept and ch.active:
+            saved = list(self._saved_sems)
+            saved[dbc] = tuple(ch.sems)
+            self._saved_sems = tuple(saved)  # a new tuple: state copies share the old one
         ch.reset()
         self._version += 1
         self._emit("deactivate", dbc)
@@ -278,6 +306,7 @@ class Device(Engine):
         every pending MSI is gone.  Memories are left to their owners."""
         for ch in self.ch:
             ch.reset()
+        self._saved_sems = ((0,) * NUM_SEMS,) * self.num_dbc
         self.intc.reset()
         self._version += 1
         self._emit("reset", None)
@@ -360,6 +389,8 @@ class Device(Engine):
                 ch.dbc,
                 "qaic_data.c fifo_space_avail",
             )
+            if self.policies[REQ_TP_OVERRUN] is ReqTpOverrun.IGNORED:
+                return
         ch.req_tp = val
         if self._keep_one_free:
             ch.req_count = arith.ring_occupancy(ch.req_hp, val, n)
@@ -380,6 +411,8 @@ class Device(Engine):
                 ch.dbc,
                 "aic100.rst Response FIFO",
             )
+            if self.policies[RSP_HP_OVERREAD] is RspHpOverread.IGNORED:
+                return
         ch.rsp_hp = val
         if self._keep_one_free:
             ch.rsp_count = arith.ring_occupancy(val, ch.rsp_tp, n)
@@ -398,7 +431,7 @@ class Device(Engine):
             self._violation(
                 "HOST-BAR-UNMAPPED", f"host read BAR2 offset 0x{off:x}, not a DBC register", None
             )
-            return 0
+            return 0 if self.policies[BAR2_UNMAPPED_READ] is Bar2UnmappedRead.ZERO else 0xFFFFFFFF
         return self.readl(*where)
 
     def bar_write(self, off: int, val: int) -> None:

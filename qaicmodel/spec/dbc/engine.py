@@ -21,6 +21,7 @@ from qaicmodel.spec.dbc.channel import (
     CC_ILLEGAL_DIR,
     CC_LINKED_LIST,
     CC_MULTI_PRESYNC,
+    CC_RESERVED_BITS,
     CC_SEM_RESERVED,
     CC_SUCCESS,
     Channel,
@@ -41,15 +42,14 @@ from qaicmodel.spec.dbc.wire import (
     SemOp,
 )
 from qaicmodel.spec.policies import (
+    DMA_ZERO_LENGTH,
     DbcChoice,
-    DoorbellDataWidth,
+    DmaZeroLength,
     DoorbellMisaligned,
     DoorbellReservedLen,
     FenceWithoutEnable,
     ForceMsi,
     IllegalDirection,
-    LinkedList,
-    MsiEmptyTransition,
     OnDmaFault,
     Policies,
     PresyncMultiple,
@@ -74,6 +74,9 @@ class Engine:
         _p: DbcChoice
         _plan: Any
         _rule_permitted: bool
+        _reserved_error: bool
+        _errors_respond: bool
+        _fault_skips: bool
 
         def _emit(self, *event: Any) -> None: ...
         def _violation(
@@ -106,13 +109,10 @@ class Engine:
                 error = CC_ILLEGAL_DIR
                 if rule is IllegalDirection.ERROR_ALWAYS:
                     rec.wants_response = True
-        if (
-            not error
-            and d in (Dir.TO_DEV, Dir.FROM_DEV)
-            and not elem.bulk
-            and p.linked_list is LinkedList.ERROR
-        ):
-            error = CC_LINKED_LIST
+        if not error and self._reserved_error and elem.reserved_set():
+            error = CC_RESERVED_BITS  # policy reserved-bits-device
+        if not error and d in (Dir.TO_DEV, Dir.FROM_DEV) and not elem.bulk:
+            error = CC_LINKED_LIST  # linked-list: a modelling limit, one reading
         cmds = [s for s in elem.sems if self._active(s)]
         reserved = [s for s in cmds if s.op is SemOp.RESERVED]
         if reserved:
@@ -132,6 +132,8 @@ class Engine:
         if error:
             rec.code = error
             rec.plan = _ERROR_PLAN
+            if error != CC_ILLEGAL_DIR:  # that one has its own policy, illegal-direction
+                self._on_error(rec)
             return rec
         rec.dir = d
         rec.xfer = d in (Dir.TO_DEV, Dir.FROM_DEV)
@@ -166,17 +168,6 @@ class Engine:
                 ch.dbc,
                 v.source,
             )
-        if elem.db_write and self._p.doorbell_data_width is DoorbellDataWidth.VIOLATION:
-            width = elem.db_len.nbytes
-            if width and elem.doorbell_data >> (8 * width):
-                self._violation(
-                    "REQ-DB-DATA-WIDTH",
-                    f"request element {slot} of dbc {ch.dbc}: doorbell_data "
-                    f"0x{elem.doorbell_data:x} has bits above the {8 * width}-bit "
-                    "doorbell length",
-                    ch.dbc,
-                    "aic100.rst Request FIFO",
-                )
         rec = self._classify(ch, seq, slot, elem)
         ch.inflight[seq] = rec
         if rec.xfer:
@@ -241,6 +232,12 @@ class Engine:
         assert applied, "guard checked the semaphore command"
         return not todo
 
+    def _on_error(self, rec: InFlight) -> None:
+        """A request failed: policy error-without-completion (an error response whatever
+        bit 4 says, under ``respond``)."""
+        if self._errors_respond:
+            rec.wants_response = True
+
     def _host_prefix(self, addr: int, length: int) -> int:
         """Bytes from ``addr`` that lie in one mapped host region (for dma-fault=partial)."""
         for start, size in self.host_mem.regions():
@@ -252,6 +249,8 @@ class Engine:
         """R8: move pcie_dma_len bytes between host memory and device DDR."""
         e = rec.elem
         length = e.pcie_dma_len
+        if not length and self.policies[DMA_ZERO_LENGTH] is DmaZeroLength.FOUR_GIB:
+            length = 1 << 32  # policy dma-zero-length
         src, dst = e.pcie_dma_source_addr, e.pcie_dma_dest_addr
         to_dev = rec.dir is Dir.TO_DEV
         host_addr = src if to_dev else dst
@@ -264,6 +263,10 @@ class Engine:
             self.stats.dma_faults += 1
             if self._p.dma_fault is OnDmaFault.ERROR:
                 n = 0
+            self._on_error(rec)
+            if self._fault_skips:  # policy after-dma-fault: straight to the response
+                rec.post = []
+                rec.plan = rec.plan[: rec.pos + 1] + _ERROR_PLAN
         if n:
             if to_dev:
                 self.dev_mem.write(dst, self.host_mem.view(src, n).tobytes())
@@ -282,6 +285,7 @@ class Engine:
         if dl is DbLen.RESERVED:
             if p.doorbell_reserved_len is DoorbellReservedLen.SKIP_ERROR:
                 rec.code = rec.code or CC_BAD_DOORBELL
+                self._on_error(rec)
                 return
             dl = DbLen.W32
         width = dl.nbytes
@@ -290,6 +294,7 @@ class Engine:
             mis = p.doorbell_misaligned
             if mis is DoorbellMisaligned.SKIP_ERROR:
                 rec.code = rec.code or CC_BAD_DOORBELL
+                self._on_error(rec)
                 return
             if mis is DoorbellMisaligned.ALIGN_DOWN:
                 addr -= addr % width
@@ -297,6 +302,7 @@ class Engine:
             self.dev_mem.write_u(addr, width, e.doorbell_data)
         except DmaFault:
             rec.code = rec.code or CC_BAD_DOORBELL
+            self._on_error(rec)
             return
         self.stats.doorbells += 1
         self._emit(
@@ -324,7 +330,6 @@ class Engine:
         if was_empty:
             ch.empty_transitions += 1
             self.stats.empty_transitions += 1
-        if was_empty or self._p.msi_empty_transition is MsiEmptyTransition.EVERY_RESPONSE:
             ch.msi_due = True
         self._emit("response", ch.dbc, rec.seq, slot, rsp)
 

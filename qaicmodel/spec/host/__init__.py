@@ -2,7 +2,8 @@
 
 ``protocol`` (the documented host interface :class:`Host`, :func:`load_host`),
 ``validate`` (the driver's argument checks in its order), ``records`` (BOs, slices,
-clients, channels), ``core`` (:class:`HostCore`, the code both hosts share), ``irqside``
+clients, channels), ``core`` (:class:`HostCore`, the code both hosts share; its execute/wait ioctls in
+``execpath``), ``irqside``
 (its interrupt side), ``irqproto`` (the interrupt protocol as dual-typed transitions,
 proved in ``proofs/``), ``uapi`` (``qaic_accel.h`` structs and ioctl numbers) and
 ``reference`` (:class:`SpecHost`, the reference host).  The fast host is

@@ -1,7 +1,8 @@
 """The shared host core: what both hosts must run as *one piece of code*.
 
 :class:`HostCore` holds client/BO/channel bookkeeping, every ioctl's validation in the
-driver's order (:mod:`qaicmodel.spec.host.validate`), the execute phases, and (through
+driver's order (:mod:`qaicmodel.spec.host.validate`), the execute / wait / perf-stats
+ioctls (through :class:`~qaicmodel.spec.host.execpath.ExecPath`), and (through
 :class:`~qaicmodel.spec.host.irqside.IrqSide`) the interrupt side.  The interface it
 implements is :class:`qaicmodel.spec.host.protocol.Host`; a host subclass supplies the
 data-path hooks (``_span``, ``_encode``, ``_partial``, ``_write_full``,
@@ -18,8 +19,9 @@ import numpy as np
 from qaicmodel import arith
 from qaicmodel.arith import U32
 from qaicmodel.errors import ArgumentError, IoctlError
-from qaicmodel.spec.dbc import regs
+from qaicmodel.spec.dbc.memory import bo_backing, import_backing
 from qaicmodel.spec.host import irqproto, kernels, uapi
+from qaicmodel.spec.host.execpath import ExecPath
 from qaicmodel.spec.host.irqproto import PC
 from qaicmodel.spec.host.irqside import IrqSide
 from qaicmodel.spec.host.records import (
@@ -33,7 +35,6 @@ from qaicmodel.spec.host.records import (
 )
 from qaicmodel.spec.host.validate import (
     MAX_BO_SIZE,
-    U32_MAX,
     check_create_bo,
     check_slice_encodable,
     check_slice_entry,
@@ -99,7 +100,7 @@ def deactivate_channel(host: Any, dbc_id: int) -> None:
 # The shared core
 
 
-class HostCore(IrqSide):
+class HostCore(ExecPath, IrqSide):
     """Bookkeeping, validation, execute phases and the IRQ thread of the qaic data path.
 
     Subclasses supply the data path (see the module docstring).  Class
@@ -303,24 +304,46 @@ class HostCore(IrqSide):
 
     # -- BOs -----------------------------------------------------------------
     def create_bo(self, user: int, size: int, pad: int = 0) -> int:
-        """DRM_IOCTL_QAIC_CREATE_BO: pad, size, online, then allocation (qaic_create_bo_ioctl)."""
+        """DRM_IOCTL_QAIC_CREATE_BO: pad, size, online, then allocation (qaic_create_bo_ioctl).
+
+        Backing (memory.bo_backing): real memory up to ``max_bo_size``, synthetic (sparse)
+        above; -ENOMEM where create_sgt fails (its ``int nr_pages`` wraps to <= 0)."""
         c = self._client(user)
         aligned = check_create_bo(size, pad)
         self._online()
-        if aligned > self.max_bo_size:
-            raise IoctlError(
-                "ENOMEM", f"create_bo: {aligned} bytes is more than the model's {self.max_bo_size}"
-            )
-        arr = np.zeros(aligned, dtype=np.uint8)  # __GFP_ZERO
-        seg = self.sg_max_segment or aligned
-        segments = []
-        for off in range(0, aligned, seg):
-            n = min(seg, aligned - off)
-            segments.append((self.device.host_mem.map_array(arr[off : off + n]), n))
+        got = bo_backing(
+            self.device.host_mem,
+            aligned,
+            max_segment=self.sg_max_segment,
+            dense_limit=self.max_bo_size,
+        )
+        if got is None:
+            raise IoctlError("ENOMEM", f"create_bo: create_sgt cannot back {aligned} bytes")
+        arr, segments = got
         handle = 1
         while handle in c.bos:  # idr_alloc(.., 1, 0): lowest free handle >= 1
             handle += 1
         c.bos[handle] = Bo(user=user, handle=handle, size=aligned, array=arr, segments=segments)
+        return handle
+
+    def import_bo(
+        self, user: int, size: int, entries: Sequence[int] | None = None, merge: bool = True
+    ) -> int:
+        """PRIME import of a dma-buf of ``size`` bytes (qaic_gem_prime_import): any size but
+        0 (-EINVAL); ``entries``/``merge``: the exporter's scatter table and an IOMMU
+        (memory.import_backing).  Model-only entry point: the uapi has no such ioctl."""
+        c = self._client(user)
+        check_uint("size", size, 64)
+        self._online()
+        if size == 0:
+            raise IoctlError("EINVAL", "import: the dma-buf's size is 0")
+        arr, table = import_backing(self.device.host_mem, size, entries, merge=merge)
+        handle = 1
+        while handle in c.bos:  # drm_gem_handle_create: idr_alloc(.., 1, 0)
+            handle += 1
+        c.bos[handle] = Bo(
+            user=user, handle=handle, size=size, array=arr, segments=list(table.segments)
+        )
         return handle
 
     def bo_segments(self, user: int, handle: int) -> list[tuple[int, int]]:
@@ -396,7 +419,7 @@ class HostCore(IrqSide):
             check_slice_encodable(e, i)
             slices.append(SliceRec(e.offset, e.size, len(segs), self._encode(hdr.dir, e, segs)))
         total = sum(s.nents for s in slices)
-        if total > ch.nelem:
+        if not self._fits(total, ch):
             raise IoctlError(
                 "ENOSPC", f"attach_slice: {total} request elements do not fit a ring of {ch.nelem}"
             )
@@ -404,6 +427,11 @@ class HostCore(IrqSide):
         bo.dir, bo.dbc_id, bo.nr_slice = hdr.dir, hdr.dbc_id, hdr.count
         bo.sliced, bo.done = True, True
         ch.bo_list[bo.key] = bo
+
+    def _fits(self, total: int, ch: HostChannel) -> bool:
+        """qaic_attach_slice_bo_ioctl: a BO's request elements must fit the ring at once
+        (-ENOSPC otherwise); a hook for conform's errno shadow."""
+        return total <= ch.nelem
 
     def _detach(self, bo: Bo) -> None:
         """detach_slice_bo: free slices, unprepare, reinit (done), off the bo_list."""
@@ -431,317 +459,6 @@ class HostCore(IrqSide):
             raise IoctlError("EBUSY", f"detach_slice: BO {handle} is queued")
         self._detach(bo)
 
-    # -- execute ------------------------------------------------------------
-    def execute(self, user: int, dbc_id: int, handles_dirs: Sequence[tuple[int, int]]) -> None:
-        """DRM_IOCTL_QAIC_EXECUTE_BO as one uninterrupted call."""
-        ents = [(h, d, 0) for h, d in self._entries(handles_dirs, 2)]
-        self._run_exec(user, dbc_id, ents, False)
-
-    def partial_execute(
-        self, user: int, dbc_id: int, entries: Sequence[tuple[int, int, int]]
-    ) -> None:
-        """DRM_IOCTL_QAIC_PARTIAL_EXECUTE_BO as one uninterrupted call."""
-        self._run_exec(user, dbc_id, self._entries(entries, 3), True)
-
-    @staticmethod
-    def _entries(entries: Any, width: int) -> list[Any]:
-        if not isinstance(entries, (list, tuple)):
-            raise ArgumentError("execute entries must be a list")
-        out = []
-        for e in entries:
-            if not isinstance(e, (list, tuple)) or len(e) != width:
-                raise ArgumentError(f"execute entry {e!r} must have {width} fields")
-            check_uint("handle", e[0], 32)
-            check_uint("dir", e[1], 32)
-            if width == 3:
-                check_uint("resize", e[2], 64)
-            out.append(tuple(e))
-        return out
-
-    def _run_exec(self, user: int, dbc_id: int, ents: list[Any], partial: bool) -> None:
-        self._client(user)
-        check_uint("dbc_id", dbc_id, 32)
-        ch = self._exec_pre(user, dbc_id, ents)
-        if self.use_req_lock and ch.lock is not None:
-            raise ArgumentError(
-                f"execute would block: req_lock of dbc {dbc_id} is held by thread {ch.lock}"
-            )
-        head, tail, level = self._exec_read(ch)
-        tail = self._exec_send(ch, user, ents, partial, head, tail)
-        self._exec_commit(ch, user, ents, tail, level)
-
-    def execute_begin(
-        self, user: int, dbc_id: int, entries: Sequence[Any], partial: bool = False
-    ) -> int:
-        """Start an ioctl thread inside EXECUTE_BO (or PARTIAL_EXECUTE_BO); its phases
-        become ``exec`` actions.  Returns the thread id; see :meth:`execute_result`."""
-        self._client(user)
-        check_uint("dbc_id", dbc_id, 32)
-        ents = (
-            self._entries(entries, 3)
-            if partial
-            else [(h, d, 0) for h, d in self._entries(entries, 2)]
-        )
-        th = ExecThread(self._next_tid, user, dbc_id, ents, partial)
-        self._next_tid += 1
-        self.threads[th.tid] = th
-        try:
-            self._exec_pre(user, dbc_id, ents)
-        except IoctlError as e:
-            th.error, th.phase = e, Phase.DONE
-        return th.tid
-
-    def execute_result(self, tid: int) -> IoctlError | None:
-        """The finished thread's outcome (None = success); forgets the thread."""
-        th = self.threads.get(tid)
-        if th is None or th.phase is not Phase.DONE:
-            raise ArgumentError(f"exec thread {tid!r} has not finished")
-        del self.threads[tid]
-        return th.error
-
-    def _exec_runnable(self, th: ExecThread) -> bool:
-        if th.phase is Phase.DONE:
-            return False
-        if th.phase is Phase.LOCK and self.use_req_lock:
-            return self.ch[th.dbc_id].lock is None
-        return True
-
-    def _exec_step(self, th: ExecThread) -> None:
-        ch = self.ch[th.dbc_id]
-        try:
-            if th.phase is Phase.LOCK:
-                if self.use_req_lock:
-                    ch.lock = th.tid
-                th.phase = Phase.READ
-            elif th.phase is Phase.READ:
-                th.head, th.tail, th.queue_level = self._exec_read(ch)
-                th.phase = Phase.SEND
-            elif th.phase is Phase.SEND:
-                th.tail = self._exec_send(ch, th.user, th.entries, th.partial, th.head, th.tail)
-                th.phase = Phase.COMMIT
-            elif th.phase is Phase.COMMIT:
-                self._exec_commit(ch, th.user, th.entries, th.tail, th.queue_level)
-                self._unlock(ch, th)
-                th.phase = Phase.DONE
-        except IoctlError as e:
-            self._unlock(ch, th)
-            th.error, th.phase = e, Phase.DONE
-
-    def _unlock(self, ch: HostChannel, th: ExecThread) -> None:
-        if ch.lock == th.tid:
-            ch.lock = None
-
-    def _exec_pre(self, user: int, dbc_id: int, ents: list[Any]) -> HostChannel:
-        """__qaic_execute_bo_ioctl before the lock: count, (copy), online, dbc range,
-        ownership (-EPERM), SSR (-EPIPE)."""
-        if not ents:
-            raise IoctlError("EINVAL", "execute: count is 0")
-        self._online()
-        ch = self._dbc_range(dbc_id)
-        if ch.usr is None or ch.usr != user:
-            raise IoctlError("EPERM", f"execute: dbc {dbc_id} is not owned by user {user}")
-        if self.ssr_dbc == dbc_id and self._epipe:
-            raise IoctlError("EPIPE", f"execute: dbc {dbc_id} is in SSR")
-        return ch
-
-    def _exec_read(self, ch: HostChannel) -> tuple[int, int, int]:
-        """readl REQ_HP, REQ_TP; U32_MAX is a PCI link error (-ENODEV)."""
-        head = self._readl(ch.id, regs.REQ_HP)
-        tail = self._readl(ch.id, regs.REQ_TP)
-        if head == U32_MAX or tail == U32_MAX:
-            raise IoctlError("ENODEV", "execute: PCI link error (register reads all ones)")
-        level = tail - head if head <= tail else ch.nelem - (head - tail)
-        return head, tail, level
-
-    def _exec_send(
-        self, ch: HostChannel, user: int, ents: list[Any], partial: bool, head: int, tail: int
-    ) -> int:
-        """send_bo_list_to_device: per BO lookup (-ENOENT), sliced (-EINVAL), resize
-        (-EINVAL), already queued (-EINVAL), req_id, copy every slice (-EAGAIN).
-        On failure every BO queued by this call is taken off the list again."""
-        queued: list[Bo] = []
-        try:
-            for handle, _dir, resize in ents:  # the entry's dir is not checked by the driver
-                bo = self._lookup(user, handle)
-                if not bo.sliced:
-                    raise IoctlError("EINVAL", f"execute: BO {handle} is not sliced")
-                if partial and resize > bo.size:
-                    raise IoctlError(
-                        "EINVAL", f"partial_execute: resize {resize} > BO size {bo.size}"
-                    )
-                if bo.queued:
-                    raise IoctlError("EINVAL", f"execute: BO {handle} is already queued")
-                bo.req_id = ch.next_req_id
-                ch.next_req_id = int(arith.req_id_next(ch.next_req_id, U32))
-                for sl in bo.slices:
-                    tail = self._copy_slice(ch, bo, sl, partial, resize, head, tail)
-                bo.done = False  # reinit_completion
-                self._xfer_add(ch, bo)
-                queued.append(bo)
-        except IoctlError:
-            for bo in reversed(queued):  # list_del_init of the BOs this call queued
-                self._xfer_remove(ch, bo)
-            raise
-        return tail
-
-    def _copy_slice(
-        self,
-        ch: HostChannel,
-        bo: Bo,
-        sl: SliceRec,
-        partial: bool,
-        resize: int,
-        head: int,
-        tail: int,
-    ) -> int:
-        """copy_exec_reqs / copy_partial_exec_reqs: free-space check (-EAGAIN), copy with
-        wrap; returns the new tail.  Partial: resize 0 or <= the slice's offset sends the
-        slice with no DMA; resize inside the slice sends a shortened slice."""
-        if partial and (resize == 0 or resize <= sl.offset):
-            first_n, last_bytes = self._partial(sl, 0)
-        elif partial and resize < sl.offset + sl.size:
-            first_n, last_bytes = self._partial(sl, resize - sl.offset)
-        else:
-            if self._room(head, tail, ch.nelem) < sl.nents:
-                raise IoctlError(
-                    "EAGAIN", f"execute: {sl.nents} elements do not fit the request ring now"
-                )
-            self._write_full(ch, sl, bo.req_id, tail)
-            return int(arith.ring_advance(tail, sl.nents, ch.nelem, U32))
-        if self._room(head, tail, ch.nelem) < first_n + 1:
-            raise IoctlError(
-                "EAGAIN", f"partial_execute: {first_n + 1} elements do not fit the request ring now"
-            )
-        self._write_partial(ch, sl, bo.req_id, tail, first_n, last_bytes)
-        return int(arith.ring_advance(tail, first_n + 1, ch.nelem, U32))
-
-    def _exec_commit(
-        self, ch: HostChannel, user: int, ents: list[Any], tail: int, level: int
-    ) -> None:
-        """writel REQ_TP, then update_profiling_data; datapath polling schedules its work."""
-        self._writel(ch.id, regs.REQ_TP, tail)
-        for handle, _d, _r in ents:
-            bo = self.users[user].bos.get(handle)
-            if bo is None:
-                break
-            bo.queue_level_before = level
-            level += bo.total_slice_nents
-            bo.executions += 1
-        if self.datapath_polling:
-            ch.poll = True
-
-    def _xfer_add(self, ch: HostChannel, bo: Bo) -> None:
-        ch.xfer[bo.key] = bo
-        bo.queued, bo.queued_on = True, ch.id
-
-    def _xfer_remove(self, ch: HostChannel, bo: Bo) -> None:
-        ch.xfer.pop(bo.key, None)
-        bo.queued, bo.queued_on = False, None
-
-    # -- wait / perf --------------------------------------------------------
-    def wait_check(
-        self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0
-    ) -> bool:
-        """DRM_IOCTL_QAIC_WAIT_BO without the sleep: validation in order, then whether the
-        BO's completion has fired (the caller decides -ETIMEDOUT; timeout 0 means
-        WAIT_DEFAULT_TIMEOUT_MS)."""
-        self._client(user)
-        for name, v in (
-            ("dbc_id", dbc_id),
-            ("handle", handle),
-            ("timeout_ms", timeout_ms),
-            ("pad", pad),
-        ):
-            check_uint(name, v, 32)
-        if pad:
-            raise IoctlError("EINVAL", "wait: pad must be 0")
-        self._online()
-        ch = self._dbc_range(dbc_id)
-        if ch.usr != user:
-            raise IoctlError("EPERM", f"wait: dbc {dbc_id} is not owned by user {user}")
-        if self.ssr_dbc == dbc_id and self._epipe:
-            raise IoctlError("EPIPE", f"wait: dbc {dbc_id} is in SSR")
-        bo = self._lookup(user, handle)
-        return bo.done
-
-    @property
-    def _epipe(self) -> bool:
-        """7.2 only: the data path's -EPIPE checks on qdev->ssr_dbc (6.12 has none)."""
-        return bool(kernels.behaviour(self.kernel, "datapath-ssr-epipe"))
-
-    def wait_begin(self, user: int, dbc_id: int, handle: int, timeout_ms: int, pad: int = 0) -> int:
-        """WAIT_BO as an ioctl thread: the checks before the sleep now (an error finishes
-        the thread at once); it sleeps until the BO's completion fires (also by
-        release_dbc's complete_all) and then wakes -- a ``wake`` action, see
-        :meth:`_wake`.  Returns the thread id; :meth:`wait_result` gives the outcome."""
-        tid = self._next_tid
-        self._next_tid += 1
-        w = WaitThread(tid, user, dbc_id, None)
-        self.waiters[tid] = w
-        try:
-            self.wait_check(user, dbc_id, handle, timeout_ms, pad)
-            w.bo = self._lookup(user, handle)
-        except IoctlError as e:
-            w.error, w.finished = e, True
-        return tid
-
-    def _wake(self, w: WaitThread) -> None:
-        """qaic_wait_bo_ioctl after wait_for_completion_interruptible_timeout: ``if
-        (!dbc->usr) ret = -EPERM`` (6.12, 7.2); 7.2 then ``if (dbc->id == qdev->ssr_dbc)
-        ret = -EPIPE``."""
-        ch = self.ch[w.dbc_id]
-        if ch.usr is None:
-            w.error = IoctlError("EPERM", f"wait: dbc {w.dbc_id} was released while waiting")
-        if self._epipe and self.ssr_dbc == w.dbc_id:
-            w.error = IoctlError("EPIPE", f"wait: dbc {w.dbc_id} entered SSR while waiting")
-        w.finished = True
-
-    def wait_result(self, tid: int, abandon: bool = False) -> IoctlError | None:
-        """The woken WAIT_BO thread's outcome (None = 0); forgets it.  ``abandon``: the
-        harness gives up on a thread that can never wake (its -ETIMEDOUT)."""
-        w = self.waiters.get(tid)
-        if w is None or not (w.finished or abandon):
-            raise ArgumentError(f"wait thread {tid!r} has not woken")
-        del self.waiters[tid]
-        return w.error
-
-    def perf_stats(
-        self, user: int, dbc_id: int, handles: Sequence[int]
-    ) -> list[uapi.PerfStatsEntry]:
-        """DRM_IOCTL_QAIC_PERF_STATS_BO: online, dbc range, then per entry lookup (-ENOENT),
-        sliced (-EINVAL), sliced on this dbc (-EINVAL) -- those two 7.2 only (6.12
-        qaic_perf_stats_bo_ioctl has neither).  No ownership check.
-        The model has no clock: latencies are 0."""
-        self._client(user)
-        check_uint("dbc_id", dbc_id, 32)
-        if not isinstance(handles, (list, tuple)) or len(handles) > 0xFFFF:
-            raise ArgumentError("perf_stats: handles must be a list of at most 65535 (u16 count)")
-        for h in handles:
-            check_uint("handle", h, 32)
-        self._online()
-        self._dbc_range(dbc_id)
-        out = []
-        checks = kernels.behaviour(self.kernel, "perf-stats-slice-checks")  # 7.2 only
-        for h in handles:
-            bo = self._lookup(user, h)
-            if not checks:
-                pass
-            elif not bo.sliced:
-                raise IoctlError("EINVAL", f"perf_stats: BO {h} is not sliced")
-            elif bo.dbc_id != dbc_id:
-                raise IoctlError(
-                    "EINVAL", f"perf_stats: BO {h} is sliced on dbc {bo.dbc_id}, not {dbc_id}"
-                )
-            out.append(
-                uapi.PerfStatsEntry(
-                    handle=h,
-                    queue_level_before=bo.queue_level_before,
-                    num_queue_element=bo.total_slice_nents,
-                )
-            )
-        return out
-
-    # -- the IRQ side as an actor -------------------------------------------
     # -- data-path hooks (the two hosts differ here) ---------------------------
     def _span(self, bo: Bo, offset: int, size: int) -> Any:
         """The slice's DMA pieces (a sized collection), or None (-EINVAL)."""

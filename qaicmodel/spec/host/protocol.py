@@ -126,10 +126,7 @@ def load_host(ref: str) -> type:
     mod, sep, cls_name = ref.partition(":")
     if not sep or not mod or not cls_name:
         raise ArgumentError(f"--host wants MODULE:CLASS, got {ref!r}")
-    try:
-        module = importlib.import_module(mod)
-    except ImportError as e:
-        raise ArgumentError(f"cannot import host module {mod!r}: {e}") from None
+    module = _import_host_module(mod)
     cls = getattr(module, cls_name, None)
     if not isinstance(cls, type):
         raise ArgumentError(f"{mod!r} has no class {cls_name!r}")
@@ -140,6 +137,48 @@ def load_host(ref: str) -> type:
             f"(qaicmodel.spec.host.Host): missing {', '.join(missing)}"
         )
     return cls
+
+
+def _import_host_module(mod: str) -> Any:
+    """Import ``mod`` the way a user expects: from ``sys.path``, else from the current
+    directory (``qaicmodel`` is a console script, so ``.`` is not on ``sys.path``); a
+    ``FILE.py`` path is accepted too.  Any failure is one ArgumentError line naming the
+    module's file and line (a SyntaxError, an exception raised while importing it)."""
+    import os
+    import sys
+
+    path = None
+    if mod.endswith(".py"):
+        path, mod = os.path.abspath(mod), os.path.splitext(os.path.basename(mod))[0]
+        if not os.path.isfile(path):
+            raise ArgumentError(f"host file {path} does not exist")
+    try:
+        if path is not None and os.path.dirname(path) not in sys.path:
+            sys.path.insert(0, os.path.dirname(path))
+        try:
+            return importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod.split(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.insert(0, os.getcwd())  # a module in the current directory
+            return importlib.import_module(mod)
+    except ImportError as e:
+        raise ArgumentError(
+            f"cannot import host module {mod!r}: {e} (looked in the current directory and sys.path)"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        import traceback
+
+        fr = traceback.extract_tb(e.__traceback__)[-1:]
+        line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else None
+        at = (
+            f" at {e.filename}:{line}"
+            if isinstance(e, SyntaxError)
+            else (f" at {fr[0].filename}:{fr[0].lineno}" if fr else "")
+        )
+        raise ArgumentError(
+            f"host module {mod!r} failed to import: {type(e).__name__}: {e}{at}"
+        ) from None
 
 
 HOST_METHODS = (

@@ -59,7 +59,9 @@ __all__ = [
 
 #: qaic_data.c wait_exec_default_timeout_ms
 WAIT_DEFAULT_TIMEOUT_MS = 5000
-#: the model refuses BOs larger than this with -ENOMEM (the kernel's limit is RAM)
+#: BOs up to this size get real (numpy) backing, larger ones synthetic (sparse) backing
+#: (spec/dbc/memory.py bo_backing).  A modelling limit, not a driver fact: 7.2 create_sgt
+#: has no cap; it fails with -ENOMEM when alloc_pages fails or its int nr_pages wraps
 MAX_BO_SIZE = 256 << 20
 U32_MAX = 0xFFFFFFFF
 

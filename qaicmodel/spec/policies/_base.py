@@ -33,14 +33,35 @@ __all__ = [
     "Policy",
     "Policies",
     "REGISTRY",
+    "CATEGORIES",
     "register",
     "pairwise",
     "each_alternative",
     "all_ids",
     "all_policies",
+    "ambiguities",
+    "by_category",
 ]
 
 SEED = "seed 003 (aic100.rst)"
+
+#: What an entry is (``Policy.category``) -> the title of its listing in
+#: ``qaicmodel ambiguities``.  Only ``device`` entries are ambiguities of the device
+#: (the points where aic100.rst leaves the device open); the others are kept in the
+#: registry so every id the code resolves today still resolves, but are listed apart:
+#:   kernel-version   the alternatives are accel/qaic driver versions (a host property);
+#:   modelling-limit  the alternatives are choices of the model's scope or carriers;
+#:   driver-bug       the alternatives are a driver as written vs. its evident intent;
+#:   settled          one plausible device reading is left (the others were removed).
+CATEGORIES: dict[str, str] = {
+    "device": "device ambiguities",
+    "kernel-version": "kernel-version behaviours",
+    "modelling-limit": "modelling limits",
+    "driver-bug": "known driver bugs",
+    "settled": "settled points",
+}
+#: categories whose entries may have a single alternative
+_SINGLE_OK = frozenset({"modelling-limit", "settled"})
 
 
 class Alt(enum.StrEnum):
@@ -104,11 +125,20 @@ class Policy(Generic[A]):
     default: str = attrs.field(converter=str)
     rationale: str
     kind: type[A] = attrs.field(default=None, eq=False, kw_only=True)
+    #: what the entry is (:data:`CATEGORIES`); ``device`` = an ambiguity of the device
+    category: str = attrs.field(default="device", kw_only=True)
+    #: the registry-hygiene decision on this entry and its reason (issue #13 item 3)
+    decision: str = attrs.field(default="", kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.default not in self.alternatives:
             raise PolicyError(f"policy {self.id}: default {self.default!r} is not an alternative")
-        if len(self.alternatives) < 2:
+        if self.category not in CATEGORIES:
+            raise PolicyError(
+                f"policy {self.id}: category {self.category!r} is not one of "
+                f"{', '.join(CATEGORIES)}"
+            )
+        if len(self.alternatives) < (1 if self.category in _SINGLE_OK else 2):
             raise PolicyError(f"policy {self.id}: needs at least two alternatives")
         if self.kind is None:
             kind = Alt(_camel(self.id), [(_const(a), a) for a in self.alternatives])  # type: ignore[call-arg]
@@ -155,6 +185,8 @@ class Policy(Generic[A]):
             "alternatives": dict(self.alternatives),
             "default": self.default,
             "rationale": self.rationale,
+            "category": self.category,
+            **({"decision": self.decision} if self.decision else {}),
         }
 
 
@@ -181,6 +213,23 @@ def all_ids() -> list[str]:
 def all_policies() -> list[Policy[Any]]:
     """Every registered policy, by id."""
     return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+def ambiguities() -> list[str]:
+    """The ids of the device ambiguities (category ``device``), sorted.
+
+    What a covering set over the device's open points should vary
+    (``pairwise(ambiguities())``); the other categories are not readings of the device.
+    """
+    return [k for k in sorted(REGISTRY) if REGISTRY[k].category == "device"]
+
+
+def by_category() -> dict[str, list[str]]:
+    """Every category of :data:`CATEGORIES` -> its ids, sorted (empty lists included)."""
+    out: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+    for k in sorted(REGISTRY):
+        out[REGISTRY[k].category].append(k)
+    return out
 
 
 def _as_dict(m: Mapping[str, str]) -> dict[str, str]:

@@ -75,6 +75,9 @@ register(
         default="header-crc",
         rationale="Validation exists per the document; the synthetic format is the only one "
         "the project may ship, and a checked format makes a corrupt DMA visible.",
+        category="modelling-limit",
+        decision="Modelling limit: the real image format and signature scheme are in no "
+        "document; both alternatives are checks of the project's own synthetic images.",
     )
 )
 
@@ -136,8 +139,8 @@ register(
     Policy(
         id="sys-err-report",
         area="mhi",
-        source="drivers/bus/mhi/ep/main.c mhi_ep_handle_syserr; host/main.c "
-        "mhi_intvec_threaded_handler (7.2)",
+        source=f"{_SEED} Boot Flow; drivers/bus/mhi/ep/main.c mhi_ep_handle_syserr, "
+        "drivers/bus/mhi/host/main.c mhi_intvec_threaded_handler (7.2)",
         quote="SBL initializes MHI, and uses MHI to notify the host",
         question="How does the device report SYS_ERR: MHISTATUS plus an MSI on BHI_INTVEC only, "
         "or also a state-change event on the primary event ring?",

@@ -64,7 +64,8 @@ MHI_IPCR = register(
         kind=MhiIpcr,
         id="mhi-ipcr",
         area="mhi",
-        source="seed 003 (aic100.rst) MHI Channels; control-path.md §4.1",
+        source="seed 003 (aic100.rst) MHI Channels; drivers/accel/qaic/mhi_controller.c "
+        "aic100_channels (6.12, 7.2)",
         quote="This is a list of the defined channels, and their uses.",
         question="Does the device expose IPCR on channels 24/25 (newer upstream tables), "
         "which the document's list does not contain?",
@@ -73,8 +74,13 @@ MHI_IPCR = register(
             "present": "channels 24/25 IPCR (QRTR) exist in AMSS as in later upstream tables",
         },
         default="absent",
-        rationale="The primary spec lists 0..21 (and the driver 0..23); IPCR appears only in "
-        "later patches whose AIC100 ring parameters were not read.",
+        rationale="The primary spec lists 0..21 (and the 6.12 driver 0..23); IPCR appears in "
+        "later driver tables.",
+        category="kernel-version",
+        decision="Kernel-version behaviour: drivers/accel/qaic/mhi_controller.c aic100_channels "
+        "has no IPCR in 6.12 and IPCR on 24/25 in 7.2, so which channel set the device must "
+        "answer follows the driver version. Default kept at 'absent' (what the emulator's "
+        "tests run against today).",
     )
 )
 
@@ -102,6 +108,10 @@ TELEMETRY_CHANNEL = register(
         default="unused",
         rationale="The model follows the mainline driver; ssr-ras-boot.md §5 notes only the "
         "out-of-tree driver implements it.",
+        category="modelling-limit",
+        decision="Modelling limit: the device has the channel (the document says so); whether "
+        "anything talks on it is the host driver's scope (mainline binds nothing), and the "
+        "out-of-tree client's messages are not modelled beyond the channel.",
     )
 )
 
@@ -122,7 +132,8 @@ PCIE_MSI_COUNT = register(
         kind=PcieMsiCount,
         id="pcie-msi-count",
         area="pcie",
-        source="seed 003 (aic100.rst) Hardware Description; seed 001 (KVM, Hyper-V)",
+        source="seed 003 (aic100.rst) Hardware Description; seed 001 (KVM, Hyper-V); "
+        "drivers/accel/qaic/qaic_drv.c init_msi (6.12, 7.2)",
         quote="AIC100 requires 17 MSIs to operate (1 for MHI, 16 for the DMA Bridge).",
         question="How many MSI vectors does a host (or VM) have to provide: 17 (aic100.rst), "
         "32 (the hypervisor guides: 'still requires the assignment of 32 message "
@@ -136,6 +147,10 @@ PCIE_MSI_COUNT = register(
         default="driver-17-fallback-1",
         rationale="Current mainline behaviour; 17 requested through plain MSI programs 32, which "
         "is why the VM guides ask for 32.",
+        category="kernel-version",
+        decision="Kernel-version behaviour: the alternatives are what drivers/accel/qaic/"
+        "qaic_drv.c init_msi asks for in different versions (7.2: 17 then 1; 6.12: exactly 32 "
+        "then 1; v6.4: 32 or fail), a host property, not the device's.",
     )
 )
 
@@ -162,6 +177,9 @@ PCIE_MSIX = register(
         },
         default="msi-only",
         rationale="The primary spec is explicit for AIC100; the doc is silent for AIC200.",
+        category="modelling-limit",
+        decision="Modelling limit: for AIC100 the quoted sentence decides it (no MSI-X); the "
+        "other alternative is a derivative (AIC200) the model does not cover.",
     )
 )
 
@@ -250,6 +268,10 @@ NNC_COMMAND_SET = register(
         default="model-commands",
         rationale="Loading, unloading and deactivating need a carrier and the driver has no "
         "transaction for them; the ids follow the open UMD.",
+        category="modelling-limit",
+        decision="Modelling limit: the passthrough payload is opaque by design; which command "
+        "layouts the model's QSM understands is the model's carrier for load/unload/"
+        "deactivate, not a reading of the device.",
     )
 )
 
@@ -277,6 +299,10 @@ QSM_BARE_ACTIVATE_NSPS = register(
         default="one",
         rationale="The smallest assignment keeps 16 concurrent workloads possible, the limit "
         "aic100.rst states.",
+        category="modelling-limit",
+        decision="Modelling limit: a real activation names its NSPs in the workload's own "
+        "passthrough commands; the scenario's bare activate has no such carrier, so how many "
+        "it takes is the model's choice, not a reading of the device.",
     )
 )
 
@@ -323,8 +349,9 @@ NNC_DEACTIVATE_REFUSAL = register(
         kind=NncDeactivateRefusal,
         id="nnc-deactivate-refusal",
         area="nnc",
-        source="control-path.md §1.9 decode_deactivate (qaic_control.c)",
-        quote="status != 0 -> re-enable the DBC for the calling user, return -ECANCELED",
+        source="control-path.md §1.9; drivers/accel/qaic/qaic_control.c decode_deactivate "
+        "(6.12, 7.2)",
+        quote="status != 0 → re-enable the DBC for the calling user, return -ECANCELED",
         question="When QSM refuses a deactivate (not the owner, under SSR), does it also send "
         "DEACTIVATE_FROM_DEV with a non-zero status?",
         alternatives={
@@ -380,7 +407,8 @@ NNC_TERMINATE_PARTITION = register(
         kind=NncTerminatePartition,
         id="nnc-terminate-partition",
         area="nnc",
-        source="control-path.md §2.4 (qaic_control.c qaic_release_usr)",
+        source="control-path.md §1.1 partition_id; drivers/accel/qaic/qaic_control.c "
+        "qaic_release_usr (6.12, 7.2)",
         quote="The terminate message leaves it at 0, because the buffer is zero-allocated and "
         "the field is never set.",
         question="Terminate carries partition_id 0 while users send -1: which resources does "
@@ -439,7 +467,8 @@ NNC_VERSION_MINOR = register(
         kind=NncVersionMinor,
         id="nnc-version-minor",
         area="nnc",
-        source="seed 003 (aic100.rst) Transaction descriptions; control-path.md §1.7",
+        source="seed 003 (aic100.rst) Transaction descriptions; control-path.md §1.7; "
+        "drivers/accel/qaic/qaic_drv.c qaic_mhi_probe (6.12, 7.2)",
         quote="Query the QSM about it's NNC implementation. Returns the NNC version, and if CRC "
         "is used.",
         question="Which QSM versions bring the device ONLINE? qaic.rst says minor bumps do not "
@@ -450,6 +479,11 @@ NNC_VERSION_MINOR = register(
         },
         default="exact-5.0",
         rationale="The model is an oracle for the driver as written.",
+        category="driver-bug",
+        decision="Known driver bug, not a device ambiguity: the device reports one version; "
+        "drivers/accel/qaic/qaic_drv.c qaic_mhi_probe (6.12, 7.2) accepts only minor <= "
+        "CNTL_MINOR (0) although qaic.rst says minor bumps do not affect the driver. Both "
+        "alternatives are host behaviours.",
     )
 )
 
@@ -496,7 +530,7 @@ SSR_NACK_RECOVERY = register(
         kind=SsrNackRecovery,
         id="ssr-nack-recovery",
         area="ssr",
-        source="ssr-ras-boot.md §1.8 (qaic_ssr.c)",
+        source="ssr-ras-boot.md §1.8; drivers/accel/qaic/qaic_ssr.c ssr_worker (7.2)",
         quote="if a dump is still in progress: free it and NACK (state unchanged, ssr_dbc not "
         "cleared)",
         question="What does the device do after the host NACKs AFTER_POWER_UP?",
@@ -512,10 +546,9 @@ SSR_NACK_RECOVERY = register(
 
 
 class SsrUnknownDumpDbc(Alt):
-    """Alternatives of ``ssr-unknown-dump-dbc``."""
+    """Alternatives of ``ssr-unknown-dump-dbc`` (one left: settled)."""
 
     ECHO = "echo"
-    ZERO = "zero"
 
 
 SSR_UNKNOWN_DUMP_DBC = register(
@@ -523,16 +556,19 @@ SSR_UNKNOWN_DUMP_DBC = register(
         kind=SsrUnknownDumpDbc,
         id="ssr-unknown-dump-dbc",
         area="ssr",
-        source="ssr-ras-boot.md §1.9 (qaic_ssr.c)",
+        source="ssr-ras-boot.md §1.9; drivers/accel/qaic/qaic_ssr.c ssr_dump_worker (7.2)",
         quote="must have dbc_id == ssr_dbc (else SoC reset)",
         question="Does the device name the crashed DBC in MEMORY_READ_RSP or echo the request's?",
         alternatives={
             "echo": "MEMORY_READ_RSP carries the dbc_id of the MEMORY_READ",
-            "zero": "MEMORY_READ_RSP carries dbc_id 0 (the host resets the SoC unless D is 0)",
         },
         default="echo",
         rationale="The host compares against ssr_dbc, which it put in the request; echoing "
         "is the only reading under which the dump ever succeeds for D != 0.",
+        category="settled",
+        decision="Settled: 'zero' (the response names DBC 0 whatever was asked) was removed "
+        "with its code path: no document suggests it and it would make every crashdump of a "
+        "DBC other than 0 reset the SoC (issue #13 item 3).",
     )
 )
 
@@ -552,15 +588,22 @@ RAS_COUNTER_SATURATION = register(
         kind=RasCounterSaturation,
         id="ras-counter-saturation",
         area="ras",
-        source="ssr-ras-boot.md §2.4 (qaic_ras.c)",
-        quote="the UE and UE_NF branches test ce_count != UINT_MAX instead of their own counter",
+        source="ssr-ras-boot.md §2.4; drivers/accel/qaic/qaic_ras.c decode_ras_msg (7.2)",
+        quote="Bug: the UE and UE_NF branches test ce_count != UINT_MAX instead of their own "
+        "counter.",
         question="Which counter guards the saturation of ue_count and ue_nonfatal_count?",
         alternatives={
-            "driver": "as the driver: UE/UE_NF stop counting only when ce_count is UINT_MAX",
-            "own-counter": "each counter saturates on its own value (the evident intent)",
+            "driver": "as the driver ssr-ras-boot.md read: UE/UE_NF stop counting only when "
+            "ce_count is UINT_MAX",
+            "own-counter": "each counter saturates on its own value (7.2)",
         },
-        default="driver",
-        rationale="The model is a conformance oracle for the driver as written; the intent is "
-        "the alternative.",
+        default="own-counter",
+        rationale="7.2 (the model's upstream) guards each counter by itself; the older reading "
+        "is kept so traces of that driver can be checked.",
+        category="kernel-version",
+        decision="Kernel-version behaviour, not a device ambiguity: the counters are the "
+        "host's. drivers/accel/qaic/qaic_ras.c decode_ras_msg in 7.2 tests each counter "
+        "against UINT_MAX (the bug ssr-ras-boot.md §2.4 describes is not in it) and 6.12 has "
+        "no RAS counters; the default moved from 'driver' to 'own-counter' to match 7.2.",
     )
 )

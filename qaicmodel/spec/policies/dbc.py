@@ -459,10 +459,9 @@ DOORBELL_MISALIGNED = register(
 
 
 class LinkedList(Alt):
-    """Alternatives of ``linked-list``."""
+    """Alternatives of ``linked-list`` (one left: a modelling limit)."""
 
     ERROR = "error"
-    AS_BULK = "as-bulk"
 
 
 LINKED_LIST = register(
@@ -476,10 +475,14 @@ LINKED_LIST = register(
         question="How is a linked-list transfer (format undocumented) modelled?",
         alternatives={
             "error": "no transfer; an error response if requested",
-            "as-bulk": "the addresses and length are used as for a bulk transfer",
         },
         default="error",
         rationale="The list format is not documented and the driver always sets bit 3.",
+        category="modelling-limit",
+        decision="Modelling limit, not a device ambiguity: the device does linked-list "
+        "transfers, in a format no document gives, so the model cannot run them and answers "
+        "with an error. 'as-bulk' was removed: reading a list's address as the data's is no "
+        "plausible device behaviour (issue #13 item 3).",
     )
 )
 
@@ -539,10 +542,9 @@ FORCE_MSI = register(
 
 
 class MsiEmptyTransition(Alt):
-    """Alternatives of ``msi-empty-transition``."""
+    """Alternatives of ``msi-empty-transition`` (one left: settled)."""
 
     HOST_HEAD = "host-head"
-    EVERY_RESPONSE = "every-response"
 
 
 MSI_EMPTY_TRANSITION = register(
@@ -558,12 +560,14 @@ MSI_EMPTY_TRANSITION = register(
         alternatives={
             "host-head": "empty means RSP_TP == RSP_HP (the host's last head write) when the "
             "device writes a response",
-            "every-response": "every response raises an MSI (no mitigation), the worst case "
-            "for hosts",
         },
         default="host-head",
         rationale="The device only knows RSP_HP; the driver's storm-mitigation notes describe "
         "one MSI per empty->non-empty edge.",
+        category="settled",
+        decision="Settled: 'every-response' (an MSI per response) was removed, with its code "
+        "path: the quoted sentence says the device 'will only' raise one on the transition, so "
+        "no mitigation at all is not a reading of it, only a stress mode (issue #13 item 3).",
     )
 )
 
@@ -645,10 +649,9 @@ DMA_FAULT = register(
 
 
 class DoorbellDataWidth(Alt):
-    """Alternatives of ``doorbell-data-width``."""
+    """Alternatives of ``doorbell-data-width`` (one left: settled)."""
 
     TRUNCATE = "truncate"
-    VIOLATION = "violation"
 
 
 DOORBELL_DATA_WIDTH = register(
@@ -661,10 +664,13 @@ DOORBELL_DATA_WIDTH = register(
         question="What happens to doorbell_data bits above the doorbell length?",
         alternatives={
             "truncate": "they are ignored",
-            "violation": "they are ignored, and the element is reported as breaking the rule",
         },
         default="truncate",
         rationale="The driver passes the user's db_data through unmasked for 8/16-bit doorbells.",
+        category="settled",
+        decision="Settled: the removed alternative 'violation' did the same on the device "
+        "(the bits ignored) and only also reported the element, so it was a checker "
+        "strictness, not a second reading of the device (issue #13 item 3).",
     )
 )
 

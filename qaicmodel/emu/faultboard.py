@@ -1,0 +1,313 @@
+"""The board that injects the faults of :mod:`qaicmodel.emu.faults` (rules F2-F5 there).
+
+:class:`FaultBoard` is the data-path board (:mod:`qaicmodel.emu.datapath`) with one armed
+fault at a time: control faults change the QSM's replies on QAIC_CONTROL (the model's
+``Injector``, :mod:`qaicmodel.spec.control.faults`), data-path and MHI faults act on a
+response, a register read, an MSI or the firmware's state.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from qaicmodel.emu.board import QTIMER_TICKS_PER_STEP
+from qaicmodel.emu.datapath import DBC_BASE, DBC_STRIDE, DatapathBoard
+from qaicmodel.emu.faults import FAULTS, DeviceFault, fault, trigger
+from qaicmodel.emu.mhi_dev import EE_AMSS
+from qaicmodel.emu.services import trans_names
+from qaicmodel.errors import UmlError
+from qaicmodel.spec.control import faults as cfaults
+from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control.crc import nnc_crc
+
+__all__ = ["FaultBoard"]
+
+_RSP_TP = 0xC  # DBC register offsets (spec/dbc/regs.py)
+_RSP_HP = 0x8
+_TARGET = {1: "StatusToDev", 2: "ActivateToDev"}  # the control faults' trigger (F3)
+#: the faults whose trigger is the n-th data-path response of the episode
+_RESPONSE_TRIGGERED = frozenset(
+    n for n, f in FAULTS.items() if f.layer != "nnc" or n == "nnc-orphan-deactivate"
+)
+
+
+def _oversize(reply: bytes, extra: int) -> bytes:
+    """``reply`` with a PASSTHROUGH_FROM_DEV of ``extra`` bytes appended (len, count fixed)."""
+    crc, magic, seq, ln, count, handle, part, pad = struct.unpack_from("<IIIIIIiI", reply)
+    body = (
+        reply[nnc.HDR_SIZE : ln]
+        + struct.pack("<II", nnc.TransType.PASSTHROUGH_FROM_DEV, extra)
+        + (b"QAICFLT!" * (extra // 8))[: extra - 8]
+    )
+    new_len = nnc.HDR_SIZE + len(body)
+    msg = struct.pack("<IIIIIIiI", 0, magic, seq, new_len, count + 1, handle, part, pad) + body
+    if crc:
+        msg = struct.pack("<I", nnc_crc(msg, new_len)) + msg[4:]
+    return msg
+
+
+def _past_4k(reply: bytes) -> bytes:
+    """A whole receive buffer (4096 bytes, len 4096, count 1) whose one transaction, a
+    PASSTHROUGH_FROM_DEV of len 4096, starts after the 32-byte header and so ends 32
+    bytes past the message (qaic_control.c decode_message bounds a transaction by the
+    message length, header included)."""
+    _crc, magic, seq, _ln, _count, handle, part, pad = struct.unpack_from("<IIIIIIiI", reply)
+    size = nnc.MAX_D2H
+    body = struct.pack("<II", nnc.TransType.PASSTHROUGH_FROM_DEV, size)
+    body += (b"QAIC4KIB" * (size // 8))[: size - nnc.HDR_SIZE - 8]
+    return struct.pack("<IIIIIIiI", 0, magic, seq, size, 1, handle, part, pad) + body
+
+
+class FaultBoard(DatapathBoard):
+    """The data-path board with one armed fault at a time (F3-F5)."""
+
+    def __init__(self, *a: Any, seed: int = 0, episode_s: float = 90.0, **kw: Any) -> None:
+        kw.setdefault("policies", ["mhi-start-ee=amss"])
+        super().__init__(*a, seed=seed, **kw)
+        self.run_seed = seed
+        self.episode_s = episode_s
+        self.active: DeviceFault | None = None
+        self.trigger_value = 0
+        self.deadline: float | None = None
+        self.dumped = False
+        self._mconsole: Path | None = None
+        self._clear()
+        self.mhi.on_message = self._on_message
+
+    def _clear(self) -> None:
+        self.injector: cfaults.Injector | None = None
+        self.exchanges = 0
+        self.requests: list[str] = []  # the transaction kinds of each host request
+        self.responses = 0
+        self.fired: list[str] = []
+        self.pending = False  # a device-side trigger waits for its action (F4)
+        self.link_down = False
+        self.never_drains: int | None = None  # the dbc whose RSP_TP runs ahead
+        self.lost_msis = 0
+        self.phantom = 0  # RSP_HP writes that consumed a response the fault made up
+        self.held_since: float | None = None
+        self.held_wall = 0.0
+
+    # -- episodes (F3) ---------------------------------------------------------------
+    def arm(self, name: str) -> None:
+        f = fault(name)
+        self.power_cycle()
+        self._clear()
+        self.active = f
+        self.trigger_value = trigger(name, self.run_seed)
+        if f.control is not None:
+            self.injector = cfaults.Injector(f.control, self.run_seed)
+        self.deadline = time.monotonic() + self.episode_s
+        self.dumped = False
+
+    def disarm(self) -> dict[str, Any]:
+        f = self.active
+        out: dict[str, Any] = {
+            "fault": f.name if f else None,
+            "trigger": self.trigger_value,
+            "fired": list(self.fired),
+            "requests": list(self.requests),
+            "responses": self.responses,
+        }
+        if self.injector is not None:
+            out["fired"] += [d for _n, d in self.injector.log]
+        if self.phantom:
+            out["phantom_consumed"] = self.phantom
+        if self.lost_msis:
+            out["lost_msis"] = self.lost_msis
+        if self.held_wall:
+            out["held_s"] = round(self.held_wall, 3)
+        self.active = None
+        self.deadline = None
+        self._clear()
+        # the driver is unbound and its memory freed: whatever it left queued must never run
+        # now (a link-down episode leaves requests the device did not take while the link
+        # was down; running them after would DMA into freed guest pages)
+        self.power_cycle()
+        return out
+
+    def power_cycle(self) -> None:
+        """The device powers on again in AMSS with nothing activated (F3)."""
+        self._hold = 0
+        self.device.reset()
+        self.qsm.reset()
+        self.services.reset()
+        self.workloads.clear()
+        self.mhi.boot_in(EE_AMSS)
+
+    # -- control plane ---------------------------------------------------------------------
+    def _on_message(self, ch: int, data: bytes) -> None:
+        if ch != 10 or self.active is None or self.active.layer != "nnc":
+            self.services.on_message(ch, data)
+            return
+        svc = self.services
+        svc._control("h2d", ch, data)
+        replies = self.qsm.receive(data)
+        n = self.exchanges
+        self.exchanges += 1
+        kinds = trans_names(data, "h2d")
+        self.requests.append(",".join(kinds))
+        nth = sum(1 for r in self.requests if kinds and r == ",".join(kinds))
+        f = self.active
+        target = _TARGET.get(self.trigger_value)
+        if self.injector is not None:
+            late = self.injector.release()  # held back at an earlier exchange: late now
+            if target in kinds and nth == (2 if target == "StatusToDev" else 1):
+                replies = list(self.injector.exchange(data, replies).now)
+            replies = late + list(replies)
+        elif f.name == "nnc-trans-past-4k" and target in kinds and replies:
+            if nth == (2 if target == "StatusToDev" else 1):
+                replies = [_past_4k(replies[0])] + list(replies[1:])
+                self.fired.append(f"{target} reply: 4096 bytes, one passthrough of len 4096")
+        elif f.name == "nnc-probe-reply-oversize" and n == 0 and replies:
+            replies = [_oversize(replies[0], self.trigger_value)] + list(replies[1:])
+            self.fired.append(f"probe reply + passthrough of {self.trigger_value} bytes")
+        elif f.name == "nnc-slow-reply" and "ActivateToDev" in kinds and replies:
+            self._hold = self.trigger_value
+            self.held_since = time.monotonic()
+            self.fired.append(f"activate reply held {self.trigger_value} steps")
+        for r in replies:
+            svc._control("d2h", ch + 1, r)
+            self.mhi.send(11, r)
+
+    def _orphan_deactivate(self) -> None:
+        dbc = next(iter(self.qsm.act), 0)
+        msg = nnc.Message.build(
+            (nnc.DeactivateFromDev(0, dbc),), seq=0x7FFF0000 + self.exchanges, crc=False
+        ).pack()
+        self.services._control("d2h", 11, msg)
+        self.mhi.send(11, msg)
+        self.fired.append(f"unsolicited DEACTIVATE_FROM_DEV dbc {dbc}")
+
+    # -- data path --------------------------------------------------------------------------
+    def _build(self, mem: Any) -> None:
+        super()._build(mem)
+        self.device.observers.append(self._fault_event)
+
+    def _fault_event(self, ev: tuple[Any, ...]) -> None:
+        f = self.active
+        if f is None or ev[0] != "response":
+            return
+        self.responses += 1
+        if self.responses != self.trigger_value or f.name not in _RESPONSE_TRIGGERED:
+            return
+        if f.name == "dbc-completion-error":
+            dbc, slot, rsp = ev[1], ev[3], ev[4]
+            code = random.Random(f"{self.run_seed}:{f.name}:code").randint(1, 0xFFFF)
+            addr = self.device.ch[dbc].rsp_q + 4 * slot
+            self.mem.write(addr, struct.pack("<HH", rsp.req_id, code))
+            self.fired.append(f"response {self.responses} (dbc {dbc} slot {slot}) code {code}")
+        elif f.name == "dbc-rsp-never-drains":
+            self.never_drains = ev[1]
+            self.fired.append(f"dbc {ev[1]} RSP_TP runs ahead from response {self.responses}")
+        elif f.name == "pci-link-down":
+            self.link_down = True
+            self.fired.append(f"link down after response {self.responses}")
+        else:
+            self.pending = True
+
+    def _fire_pending(self) -> None:
+        self.pending = False
+        f = self.active
+        assert f is not None
+        if f.name == "mhi-sys-err":
+            self.inject_sys_err()
+        elif f.name == "soc-reset":
+            self._soc_reset()
+        elif f.name == "ssr-crash":
+            dbc = next(iter(self.qsm.act), None)
+            if dbc is None:
+                return
+            self.crash(dbc)
+        elif f.name == "nnc-orphan-deactivate":
+            self._orphan_deactivate()
+            return
+        self.fired.append(f"{f.name} after response {self.responses}")
+
+    # -- the transport's view -------------------------------------------------------------
+    def bar_read(self, bar: int, off: int, size: int) -> int:
+        if self.link_down and bar in (0, 2):
+            return (1 << (8 * size)) - 1
+        v = super().bar_read(bar, off, size)
+        nd = self.never_drains
+        if nd is not None and bar == 2 and off == DBC_BASE + DBC_STRIDE * nd + _RSP_TP:
+            ch = self.device.ch[nd]
+            if ch.active and ch.nelem:
+                return (ch.rsp_hp + 1) % ch.nelem
+        return v
+
+    def bar_write(self, bar: int, off: int, size: int, value: int) -> None:
+        if self.link_down and bar in (0, 2):
+            return
+        nd = self.never_drains
+        if nd is not None and bar == 2 and off == DBC_BASE + DBC_STRIDE * nd + _RSP_HP:
+            ch = self.device.ch[nd]
+            if ch.active:
+                ch.rsp_hp = value % max(ch.nelem, 1)  # consumed what the fault made up
+                self.phantom += 1
+                ch.rsp_count = 0
+                return
+        super().bar_write(bar, off, size, value)
+
+    def _raise(self, vector: int) -> None:
+        if self.link_down:
+            self.lost_msis += 1
+            return
+        super()._raise(vector)
+
+    # -- progress ---------------------------------------------------------------------------
+    def on_backend(self, backend: Any) -> None:
+        """The runner's hook: where the guest's mconsole socket is (F5)."""
+        sock = getattr(backend, "socket_path", None)
+        if sock is not None:
+            self._mconsole = Path(sock).parent / "uml" / "guest" / "mconsole"
+
+    def _sysrq(self, key: str) -> bool:
+        """Ask the guest for a SysRq dump over UML's mconsole (arch/um/drivers/mconsole.h:
+        {magic 0xcafebabe, version 2, len, data[512]} on a unix datagram socket)."""
+        path = self._mconsole
+        if path is None or not path.exists():
+            return False
+        cmd = f"sysrq {key}".encode()
+        msg = struct.pack("=III", 0xCAFEBABE, 2, len(cmd)) + cmd.ljust(512, b"\0")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(msg, str(path))
+        except OSError:
+            return False
+        return True
+
+    def actions(self) -> list[tuple[Any, ...]]:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            name = self.active.name if self.active else "?"
+            if not self.dumped:
+                # F5: show the blocked tasks on the console, give the guest 3 s to print them
+                self.dumped = True
+                if self._sysrq("w"):
+                    self.deadline = time.monotonic() + 3.0
+                    return []
+            self.deadline = None
+            raise UmlError(f"fault episode {name} did not end within {self.episode_s:g} s")
+        if self.link_down:
+            return []  # a device behind a dead link does nothing the host can see
+        out = super().actions()
+        if self.pending:
+            out.append(("fault",))
+        return out
+
+    def step(self, action: tuple[Any, ...]) -> None:
+        if action[0] == "fault":
+            self.steps += 1
+            self.regs.qtimer += QTIMER_TICKS_PER_STEP
+            self._fire_pending()
+            return
+        was = self._hold
+        super().step(action)
+        if was == 1 and self._hold == 0 and self.held_since is not None:
+            self.held_wall = time.monotonic() - self.held_since
+            self.held_since = None

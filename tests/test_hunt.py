@@ -1,0 +1,166 @@
+"""``qaicmodel hunt``: witnesses that replay and differ, honest "none", exact seeds, bad args."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qaicmodel.cli import main
+from qaicmodel.oracle.hunt.run import NO_DIFFERENCE
+
+
+def _hunt(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    rc = main(["hunt", "--json", *args])
+    out = capsys.readouterr().out
+    return rc, json.loads(out)
+
+
+def _row(rep: dict[str, Any], target: str) -> dict[str, Any]:
+    return next(r for r in rep["rows"] if r["target"] == target)
+
+
+def test_known_policy_yields_a_witness_that_replays_and_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "head-index-meaning=last-consumed"
+    rc, rep = _hunt(
+        capsys, "--policy", target, "--seed", "1", "--episodes", "5", "--out", str(tmp_path)
+    )
+    row = _row(rep, target)
+    assert row["status"] == "witness", row
+    # the reference host breaks a rule under the literal reading: it depends on next-slot
+    assert row["kind"] == "rule broken" and row["host_correct"] is False and rc == 1
+    path = Path(row["witness"])
+    doc = json.loads(path.read_text())
+    w = doc["witness"]
+    i = w["first_difference"]["step"]
+    a, b = (s["results"][i] for s in w["sides"])
+    assert a != b and "HOST-RSP-OVERREAD" in b.get("rules", [])
+    assert doc["device"]["policies"] == {"head-index-meaning": "next-slot"}
+    assert row["steps"] <= row["steps_before_shrink"]
+    # the file is an ordinary scenario: it holds as written, and shows the difference
+    assert main(["scenario", str(path)]) == 0
+    assert main(["scenario", str(path), "--policy", target]) == 1
+    capsys.readouterr()
+    assert main(["hunt", "--replay", str(path)]) == 0
+    assert "holds" in capsys.readouterr().out
+
+
+def test_a_tampered_witness_does_not_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "head-index-meaning=last-consumed"
+    _hunt(capsys, "--policy", target, "--seed", "1", "--episodes", "5", "--out", str(tmp_path))
+    path = next(tmp_path.glob("hunt-*.json"))
+    doc = json.loads(path.read_text())
+    i = doc["witness"]["first_difference"]["step"]
+    doc["witness"]["sides"][1]["results"][i] = {"result": "ok"}  # claim no difference
+    path.write_text(json.dumps(doc))
+    assert main(["hunt", "--replay", str(path)]) == 1
+    assert "DOES NOT HOLD" in capsys.readouterr().out
+
+
+def test_policy_without_host_visible_difference_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """completion-code-values: the driver only logs a non-zero status, so no uapi-level
+    outcome can tell the codes apart; the hunt must say so, not invent a witness."""
+    target = "completion-code-values=one"
+    rc, rep = _hunt(
+        capsys, "--policy", target, "--seed", "2", "--episodes", "4", "--out", str(tmp_path)
+    )
+    row = _row(rep, target)
+    assert row["status"] == "none" and row["difference"] == NO_DIFFERENCE
+    assert row["episodes"] == 4 and rc == 0
+    assert list(tmp_path.glob("*.json")) == []
+
+
+def test_seed_replays_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--policy", "sem-underflow", "--policy", "qsm-bare-activate-nsps"]
+    args += ["--seed", "11", "--episodes", "6"]
+    _, one = _hunt(capsys, *args, "--out", str(tmp_path / "a"))
+    _, two = _hunt(capsys, *args, "--out", str(tmp_path / "b"))
+
+    def strip(rep: dict[str, Any]) -> list[dict[str, Any]]:
+        keep = ("target", "status", "difference", "episodes", "steps", "episode", "kind")
+        return [{k: r.get(k) for k in keep} for r in rep["rows"]]
+
+    assert strip(one) == strip(two) and one["seed"] == two["seed"] == 11
+    assert any(r["status"] == "witness" for r in one["rows"])
+    for f in (tmp_path / "a").glob("*.json"):
+        assert f.read_text() == (tmp_path / "b" / f.name).read_text()
+
+
+def test_pairs_report_interactions_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, rep = _hunt(
+        capsys,
+        "--pairs",
+        "--policy",
+        "qsm-bare-activate-nsps",
+        "--policy",
+        "response-ring-full",
+        "--seed",
+        "5",
+        "--episodes",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
+    pair_rows = [r for r in rep["rows"] if r["pair"]]
+    assert [r["target"] for r in pair_rows] == [
+        "qsm-bare-activate-nsps=all-idle+response-ring-full=drop"
+    ]
+    for r in pair_rows:
+        if r["status"] == "witness":  # an interaction: neither single change differs
+            doc = json.loads(Path(r["witness"]).read_text())
+            i = doc["witness"]["first_difference"]["step"]
+            res = [s["results"][i] for s in doc["witness"]["sides"]]
+            assert res[0] == res[1] == res[2] != res[3]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--policy", "no-such-policy"],
+        ["--policy", "sem-underflow=sometimes"],
+        ["--policy", "sem-underflow=saturate"],  # the default: nothing to compare
+        ["--budget", "0"],
+        ["--episodes", "0"],
+        ["--pairs", "--policy", "sem-underflow"],
+        ["--host", "no.such.module:Host"],
+        ["--budget", "soon"],
+    ],
+)
+def test_bad_arguments_exit_2(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        rc = main(["hunt", "--out", str(tmp_path), *args])
+    except SystemExit as e:  # argparse's usage errors (cli._Parser) exit 2 themselves
+        rc = int(e.code or 0)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qaicmodel") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_replay_of_a_file_without_witness_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"format": "qaicmodel-scenario/1", "steps": []}))
+    assert main(["hunt", "--replay", str(plain)]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "format": "qaicmodel-scenario/1",
+                "steps": [],
+                "witness": {"format": "qaicmodel-hunt-witness/1", "sides": [{}]},
+            }
+        )
+    )
+    assert main(["hunt", "--replay", str(bad)]) == 2
+    assert "witness.sides" in capsys.readouterr().err
