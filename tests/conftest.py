@@ -89,6 +89,11 @@ PURPOSE: dict[str, str] = {
     "test_registry_hygiene.py": "contracts",
     "test_proofs.py": "contracts",
     "test_traceability.py": "contracts",
+    "test_broken_bug_classes.py": "machines",
+    "test_conform_control.py": "machines",
+    "test_conform_differential.py": "machines",
+    "test_host_synthetic.py": "unit",
+    "test_wait_deactivate.py": "unit",
 }
 
 _HERE = pathlib.Path(__file__).resolve().parent

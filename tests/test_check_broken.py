@@ -23,14 +23,18 @@ def test_every_registered_broken_host_is_described() -> None:
         assert all(r in RULES for r in rules)
 
 
-@pytest.mark.parametrize("cls", sorted(BROKEN, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    sorted(BROKEN, key=lambda c: str(getattr(c, "__name__", c))),
+    ids=lambda c: getattr(c, "__name__", str(c)),
+)
 def test_broken_host_fails_check_on_a_recorded_trace(cls: type) -> None:
     pols, rules, _events = TRACE_VISIBILITY[cls.__name__]
     for seed in range(40):
         text, _found = record_cosim(cls, seed=seed, steps=300, policies=pols)
         r = check(parse_jsonl(text))
         if r.exit == 1:
-            assert r.violation.rule in rules, r.text()
+            assert r.violation is not None and r.violation.rule in rules, r.text()
             return
     pytest.fail(f"{cls.__name__}: no recorded trace in 40 seeds fails check")
 

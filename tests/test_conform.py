@@ -200,8 +200,10 @@ def test_cli_user_host_failure_is_exit_1_with_seed_progress_and_reproducer(tmp_p
     assert p.returncode == 1, (p.stdout, p.stderr[-2000:])
     assert "seed 3" in p.stderr and "row 1/" in p.stderr
     assert "FAILURE CONF-RESULT" in p.stdout
-    repro = sorted((tmp_path / "out").glob("*.json"))
-    assert repro
+    repro = sorted(  # the failure's own reproducer: its note names the invariant first
+        f for f in (tmp_path / "out").glob("*.json") if "MyHost: CONF-RESULT" in f.read_text()
+    )
+    assert repro  # (driver findings' reproducers are in the same directory)
     q = _cli("scenario", str(repro[0]), "--host", "myhost:MyHost", path=tmp_path)
     assert q.returncode == 1, q.stdout
     r = _cli("scenario", str(repro[0]), path=tmp_path)
@@ -406,3 +408,39 @@ def test_driver_assumes_the_channel_stops_when_it_is_released(pid: str, alt: str
     assert pid in DRIVER_ASSUMES
     assert _release_in_flight(op, {pid: alt}) is True
     assert _release_in_flight(op, {}) is False
+
+
+def test_an_imported_bo_slice_keeps_the_request_element_rule() -> None:
+    """A slice of an imported BO (op ``import_bo``, odd size, merged) on the reference host
+    conforms: the rule checker knows the imported BO's DMA segments too (it once knew only
+    create_bo's, and called every element of an import "past the BO's segments")."""
+    from qaicmodel.spec.dbc.config import DeviceConfig
+    from qaicmodel.spec.host.protocol import load_host
+
+    steps: list[dict[str, Any]] = [
+        {"op": "open", "user": "u1"},
+        {"op": "activate", "user": "u1", "queue_size": 4, "as": "d1"},
+        {"op": "import_bo", "user": "u1", "size": 1, "entries": [1], "merge": True, "as": "i1"},
+        {
+            "op": "attach_slice",
+            "user": "u1",
+            "hdr": {"dbc_id": "d1", "handle": "i1", "dir": 1, "size": 1},
+            "entries": [{"size": 1, "offset": 0, "dev_addr": 0x300000}],
+        },
+        {"op": "execute", "user": "u1", "dbc_id": "d1", "handles": ["i1"]},
+        {"op": "run"},
+    ]
+    host = load_host(SCENARIO_HOST)
+    f = shrink.replay(DeviceConfig(kernel="7.2"), {}, steps, host, None)
+    assert f is None, f
+
+
+@pytest.mark.machines
+def test_execute_of_a_bo_sliced_on_another_channel_is_not_a_rule_break() -> None:
+    """7.2 qaic_data.c send_bo_list_to_device checks ``bo->sliced`` but not that the BO
+    was sliced on the channel it is executed on; a host that accepts it (as the
+    reference host does) conforms.  Found by ``qaicmodel conform --seed 11`` (a false
+    CONF-REQ-ELEM: "a group on dbc 0 for BO 1, which is not sliced there")."""
+    path = Path(__file__).parent / "data" / "conform_cross_dbc_execute.json"
+    out = conform_cli.replay_file(str(path), conform.DEFAULT_HOST)
+    assert out["verdict"] == "conforms", out["failure"]

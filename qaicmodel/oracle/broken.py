@@ -48,6 +48,16 @@ generator alone):
                      on this channel): the 6.12 behaviour under a 7.2 kernel.
   StatusDropHost     a response with a non-zero completion code is not counted for its
                      BO (the driver only logs the status): the BO never completes.
+  Offset32Host       "accel/qaic: Fix possible data corruption in BOs > 2G": the walk of
+                     clone_range_of_sgt_for_slice runs on 32-bit offsets, so a slice at
+                     4 GiB or more of a large (sparse) BO is cut from 4 GiB lower.
+  SgWalkHost         "accel/qaic: Fix the for loop used to walk SG table": the BO's table
+                     is walked by its CPU entries (orig_nents, for_each_sgtable_sg), each
+                     entry's length paired with the bus address at its position; an
+                     imported BO whose IOMMU merged its entries (nents < orig_nents)
+                     gets elements at bus address 0 for every entry past the first.
+  TwoFreeHost        fifo_space_avail keeping two slots free instead of one: EXECUTE_BO
+                     says -EAGAIN with room for the BO (CONF-EAGAIN).
 
 :data:`BROKEN_HOSTS` registers every one of them (tests/test_conform.py and
 tests/test_broken_hosts.py take their lists from it; a test checks that every host
@@ -64,6 +74,7 @@ import attrs
 from qaicmodel import arith
 from qaicmodel.errors import IoctlError
 from qaicmodel.impl.host import ImplHost
+from qaicmodel.spec.dbc.memory import MATERIALISE_LIMIT, PAGE, SPARSE_SEGMENT
 from qaicmodel.spec.host import uapi
 from qaicmodel.spec.host.records import Bo, HostChannel
 from qaicmodel.spec.host.reference import SpecHost
@@ -90,6 +101,9 @@ __all__ = [
     "NoWakeCheckHost",
     "PerfNoCheckHost",
     "StatusDropHost",
+    "Offset32Host",
+    "SgWalkHost",
+    "TwoFreeHost",
     "BrokenHost",
     "BROKEN_HOSTS",
     "BROKEN",
@@ -294,6 +308,49 @@ class StatusDropHost(SpecHost):
         super()._response(ch, req_id, code)
 
 
+class Offset32Host(SpecHost):
+    """clone_range_of_sgt_for_slice with its offsets in 32 bits (before "accel/qaic: Fix
+    possible data corruption in BOs > 2G" widened them): a slice at BO offset 4 GiB + x
+    is built from the bytes at x (modelled as the walk running on offsets mod 2**32)."""
+
+    def _span(self, bo: Bo, offset: int, size: int) -> list[tuple[int, int]] | None:
+        return super()._span(bo, offset & 0xFFFFFFFF, size)
+
+
+class SgWalkHost(SpecHost):
+    """The BO's scatter table walked by its CPU entries (for_each_sgtable_sg, orig_nents;
+    "accel/qaic: Fix the for loop used to walk SG table" moved it to the DMA segments):
+    entry i's length with the DMA address at position i, which past ``nents`` is no
+    segment (0 here).  Differs only for a table the IOMMU merged (PRIME imports)."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._cpu_entries: dict[tuple[int, int], list[int]] = {}
+
+    def import_bo(self, user: int, size: int, entries: Any = None, merge: bool = True) -> int:
+        handle = super().import_bo(user, size, entries, merge)
+        if entries is None:  # memory.import_backing's default: one page each, last short
+            chunk = PAGE if size <= MATERIALISE_LIMIT else SPARSE_SEGMENT
+            entries = [chunk] * (size // chunk) + ([size % chunk] if size % chunk else [])
+        self._cpu_entries[(user, handle)] = [int(n) for n in entries]
+        return handle
+
+    def _span(self, bo: Bo, offset: int, size: int) -> list[tuple[int, int]] | None:
+        cpu = self._cpu_entries.get((bo.user, bo.handle))
+        if cpu is None or len(cpu) <= len(bo.segments):
+            return super()._span(bo, offset, size)
+        walked = [(bo.segments[i][0] if i < len(bo.segments) else 0, n) for i, n in enumerate(cpu)]
+        return super()._span(attrs.evolve(bo, segments=walked), offset, size)
+
+
+class TwoFreeHost(SpecHost):
+    """fifo_space_avail keeping two request slots free, not one: EXECUTE_BO of a BO that
+    fits exactly says -EAGAIN (a host that wastes the ring; CONF-EAGAIN)."""
+
+    def _room(self, head: int, tail: int, nelem: int) -> int:
+        return super()._room(head, tail, nelem) - 1
+
+
 @attrs.frozen
 class BrokenHost:
     """One registered broken host: what it breaks and what must catch it."""
@@ -403,6 +460,20 @@ BROKEN_HOSTS: dict[str, BrokenHost] = {
         BrokenHost(
             StatusDropHost,
             "drops responses with a non-zero status (qaic_data.c dbc_irq_threaded_fn logs it)",
+        ),
+        BrokenHost(
+            Offset32Host,
+            'slices a BO past 4 GiB from 32-bit offsets ("accel/qaic: Fix possible data '
+            'corruption in BOs > 2G")',
+        ),
+        BrokenHost(
+            SgWalkHost,
+            'walks a merged scatter table by its CPU entries ("accel/qaic: Fix the for loop '
+            'used to walk SG table")',
+        ),
+        BrokenHost(
+            TwoFreeHost,
+            "keeps two request slots free (qaic_data.c fifo_space_avail's reserve of one)",
         ),
     )
 }

@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from qaicmodel.errors import ArgumentError
+from qaicmodel.oracle.explore_control import CONTROL_FINDINGS, fault_specs
 from qaicmodel.oracle.pair import INVARIANTS, Failure
 from qaicmodel.oracle.shrink import (
     EPISODE_MOVES,
@@ -98,6 +99,7 @@ DRIVER_FINDINGS: dict[str, str] = {
     "one element carrying reqs[0]'s cmd (GENMASK(7, 2)), which has "
     "no completion bit: the BO never completes, WAIT_BO times out "
     "(confirmed on the real 7.2 driver in the UML guest: docs/findings.md F9)",
+    **CONTROL_FINDINGS,  # CTRL-DRIVER, CTRL-FAULT (oracle/explore_control.py V1, V2)
 }
 
 __all__ = [
@@ -136,8 +138,22 @@ class Conformance:
         progress: Any = None,
         kernel: str | None = None,
         differential: bool = False,
+        control_host: str | type | None = None,
+        control_faults: Any = (),
     ) -> None:
+        from qaicmodel.spec.control.protocol import load_control_host
         from qaicmodel.spec.policies import REGISTRY, Policies, pairwise
+
+        #: the control client under test and the control faults armed in every episode
+        faults = fault_specs(control_faults)
+        if control_host is not None:
+            load_control_host(control_host)  # a bad reference: ArgumentError before the run
+        self.control = (control_host, faults)
+        self.control_ref = (
+            control_host
+            if control_host is None or isinstance(control_host, str)
+            else f"{control_host.__module__}:{control_host.__qualname__}"
+        )
 
         #: C4b: also run the reference host step for step and compare (CONF-STATE)
         self.differential = bool(differential)
@@ -247,6 +263,7 @@ class Conformance:
             self.ref_cls,
             kernel=self.kernel,
             differential=self.differential,
+            control=self.control,
         )
         # an episode is never cut short by the deadline (only rows are), so the per-row
         # episode counts of `replay` replay a budgeted run exactly
@@ -258,10 +275,14 @@ class Conformance:
         self.checks.update(e.pair.checks)
         if f is None:
             return False
-        known = f.invariant in DRIVER_FINDINGS
+        # V2 (oracle/explore_control.py): after a control fault fired, what the reference
+        # host also does is the driver's reaction to a hostile device
+        reaction = f.invariant not in DRIVER_FINDINGS and self._fault_reaction(e, f)
+        known = reaction or f.invariant in DRIVER_FINDINGS
         if known:  # the Linux driver itself does this: report once, go on exploring
-            self.driver_hits[f.invariant] += 1
-            if self.driver_hits[f.invariant] > 1:
+            hit = "CTRL-FAULT" if reaction else f.invariant
+            self.driver_hits[hit] += 1
+            if self.driver_hits[hit] > 1:
                 return False
         pols = {  # a pinned board policy (not in self.registry) is not the device's
             k: v
@@ -269,9 +290,24 @@ class Conformance:
             if k in self.registry and self.registry[k].default != v
         }
         small, f2, replays = shrink(
-            e.explorer.cfg, pols, e.steps, f, self.host_cls, self.ref_cls, self.differential
+            e.explorer.cfg,
+            pols,
+            e.steps,
+            f,
+            self.host_cls,
+            self.ref_cls,
+            self.differential,
+            self.control,
         )
-        again = replay(e.explorer.cfg, pols, small, self.host_cls, self.ref_cls, self.differential)
+        again = replay(
+            e.explorer.cfg,
+            pols,
+            small,
+            self.host_cls,
+            self.ref_cls,
+            self.differential,
+            self.control,
+        )
         name = f"conform-{self.seed}-row{ri}-ep{ep}.json"
         path = self.out_dir / name
         write_reproducer(
@@ -281,7 +317,9 @@ class Conformance:
             small,
             f2,
             self.ref_cls,
-            f"qaicmodel conform --seed {self.seed} --host {self.host_ref}",
+            f"qaicmodel conform --seed {self.seed} --host {self.host_ref}{self._control_args()}"
+            f"{self._mode_arg()}",
+            self.control[1],
         )
         (self.driver_findings if known else self.failures).append(
             {
@@ -297,12 +335,36 @@ class Conformance:
                 "shrink_replays": replays,
                 "reproduces": again is not None and again.key == f2.key,
                 "reproducer": str(path),
-                "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}",
+                "replay": f"qaicmodel conform --replay {path} --host {self.host_ref}"
+                f"{self._control_args()}{self._mode_arg()}",
                 "finding": f2.finding.as_dict(),
-                **({"driver_finding": DRIVER_FINDINGS[f.invariant]} if known else {}),
+                **(
+                    {"driver_finding": DRIVER_FINDINGS["CTRL-FAULT" if reaction else f.invariant]}
+                    if known
+                    else {}
+                ),
             }
         )
         return not known
+
+    def _fault_reaction(self, e: Episode, f: Failure) -> bool:
+        """A failure after a control fault fired that the reference host, as the host
+        under test, shows too (rule V2 of oracle/explore_control.py)."""
+        if not getattr(e.pair.prim.control, "fault_log", None):
+            return False
+        if self.ref_cls is None:
+            return True
+        pols = {k: v for k, v in e.policies.chosen.items() if k in self.registry}
+        got = replay(
+            e.explorer.cfg,
+            pols,
+            e.steps[: f.index + 1],
+            self.ref_cls,
+            None,
+            False,
+            (None, self.control[1]),
+        )
+        return got is not None and got.invariant == f.invariant
 
     def coverage(self) -> dict[str, Any]:
         pids = sorted(self.registry)
@@ -340,6 +402,8 @@ class Conformance:
             "host": self.host_ref,
             "reference": SCENARIO_HOST if self.ref_cls is not None else None,
             "mode": "differential" if self.differential else "rules",
+            "control_host": self.control_ref,
+            "control_faults": list(self.control[1]),
             "seed": self.seed,
             "kernel": self.kernel,
             "budget_s": self.budget,
@@ -358,6 +422,15 @@ class Conformance:
             "driver_findings": self.driver_findings,
             "driver_finding_hits": dict(self.driver_hits),
         }
+
+    def _mode_arg(self) -> str:
+        """`` --differential`` when this run compares step for step ('' for the rules)."""
+        return " --differential" if self.differential else ""
+
+    def _control_args(self) -> str:
+        """`` --control-host X --control-fault F ...`` of this run ('' by default)."""
+        out = f" --control-host {self.control_ref}" if self.control_ref else ""
+        return out + "".join(f" --control-fault {f}" for f in self.control[1])
 
     def _replay_episodes(self) -> str:
         """``--episodes`` that replays this run exactly: N, or one count per row run."""
@@ -390,8 +463,12 @@ def run_conformance(
     progress: Any = None,
     kernel: str | None = None,
     differential: bool = False,
+    control_host: str | type | None = None,
+    control_faults: Any = (),
 ) -> dict[str, Any]:
     """Python API for the ``conform`` command; returns the report dict.
+    ``control_host``/``control_faults``: the control client under test (``MODULE:CLASS``
+    or a class) and control faults (``NAME[:SEED[:AT]][+]``) armed in every episode.
     ``differential``: also compare with the reference host step for step (C4b)."""
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
@@ -406,6 +483,8 @@ def run_conformance(
             progress=progress,
             kernel=kernel,
             differential=differential,
+            control_host=control_host,
+            control_faults=control_faults,
         )
         .run()
         .report()

@@ -17,6 +17,10 @@ Rules of the command line:
       episode (``--episodes N,N,...``: one count per row).
   U5  A reproducer records its host (the ``--host MODULE:CLASS`` in its note, written by
       conform); ``--replay FILE`` runs that host unless ``--host`` is given.
+  U6  ``--differential`` adds the step-for-step comparison with the reference host
+      (CONF-STATE; C4b of :mod:`qaicmodel.oracle.conform`) to the rules' verdict.  A
+      reproducer records the mode it was found in (`` --differential`` in its note) and
+      ``--replay`` uses that mode unless ``--differential`` or ``--rules`` is given.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from qaicmodel.errors import ArgumentError
 from qaicmodel.oracle import watchdog
 from qaicmodel.oracle.conform import DEFAULT_BUDGET, DEFAULT_HOST, run_conformance
+from qaicmodel.oracle.explore_control import control_of_note, probe_control
 from qaicmodel.oracle.shrink import replay
 from qaicmodel.scenario.format import load
 from qaicmodel.scenario.runner import DEFAULT_HOST as SCENARIO_HOST
@@ -45,6 +50,7 @@ __all__ = [
     "replay_command",
     "replay_file",
     "reproducer_host",
+    "reproducer_mode",
     "run_cli",
     "story",
 ]
@@ -145,6 +151,12 @@ def replay_command(rep: dict[str, Any], timeout: float | None = None) -> str:
         argv += ["--policy", f"{k}={v}"]
     if rep.get("kernel"):
         argv += ["--kernel-version", str(rep["kernel"])]
+    if rep.get("mode") == "differential":
+        argv.append("--differential")
+    if rep.get("control_host"):
+        argv += ["--control-host", str(rep["control_host"])]
+    for f in rep.get("control_faults", ()):
+        argv += ["--control-fault", f]
     if timeout is not None and timeout != watchdog.DEFAULT_TIMEOUT:
         argv += ["--host-timeout", f"{timeout:g}"]
     return shlex.join(argv)
@@ -161,6 +173,12 @@ def _text(rep: dict[str, Any], timeout: float | None = None) -> str:
             else " (reference host; checked against the device's rules only)"
         ),
         f"  seed:       {rep['seed']}",
+        f"  mode:       {rep.get('mode', 'rules')}"
+        + (
+            " (step for step with the reference host)"
+            if rep.get("mode") == "differential"
+            else " (the device's rules and the host-side invariants)"
+        ),
         f"  replay:     {replay_command(rep, timeout)}",
         f"  time:       {rep['elapsed_s']} s of a {rep['budget_s']} s budget",
         f"  episodes:   {rep['episodes']}   steps: {rep['steps']}   actor actions: "
@@ -258,6 +276,39 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help=f"a host call running longer is a CONF-HANG failure (default "
         f"{watchdog.DEFAULT_TIMEOUT:g}; 0 disables the watchdog)",
     )
+    p.add_argument(
+        "--control-host",
+        default=None,
+        metavar="MODULE:CLASS",
+        help="the control client under test (a qaicmodel.spec.control.protocol.ControlHost; "
+        "default the driver's, manage.ControlClient); its CTRL-* verdicts are conform's",
+    )
+    p.add_argument(
+        "--control-fault",
+        action="append",
+        default=[],
+        metavar="NAME[:SEED[:AT]][+]",
+        help="arm a device-side control fault (qaicmodel/spec/control/faults.py) in every "
+        "episode; repeatable",
+    )
+    p.add_argument(
+        "--differential",
+        dest="mode",
+        action="store_const",
+        const="differential",
+        default=None,
+        help="also compare the host with the reference host step for step (device state "
+        "after every step: CONF-STATE); a correct host of another shape fails this mode. "
+        "The default verdict is by the rules alone. A reproducer records the mode; "
+        "--replay uses it",
+    )
+    p.add_argument(
+        "--rules",
+        dest="mode",
+        action="store_const",
+        const="rules",
+        help="with --replay: judge by the rules alone, whatever mode the reproducer records",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--kernel-version",
@@ -327,13 +378,32 @@ def reproducer_host(path: str) -> str | None:
     return None
 
 
-def replay_file(path: str, host: str | None = None) -> dict[str, Any]:
+def reproducer_mode(path: str) -> str | None:
+    """The mode a reproducer records (U6): ``"differential"`` when a step's conform note
+    carries `` --differential``, ``"rules"`` for any other conform note, else None."""
+    seen = False
+    for st in _steps_of(path) or []:
+        note = st.get("note") if isinstance(st, dict) else None
+        if isinstance(note, str) and note.startswith("qaicmodel conform "):
+            head = note.split(": ", 1)[0].split()
+            if "--differential" in head:
+                return "differential"
+            seen = True
+    return "rules" if seen else None
+
+
+def replay_file(path: str, host: str | None = None, mode: str | None = None) -> dict[str, Any]:
     """``--replay``: a scenario file through :func:`replay` (all C4 checks).  ``host``
-    None: the host the file records (:func:`reproducer_host`), else the default host."""
+    None: the host the file records (:func:`reproducer_host`), else the default host.
+    ``mode`` None: the mode the file records (:func:`reproducer_mode`), else rules."""
     scen = load(path)
     recorded = reproducer_host(path)
+    recorded_mode = reproducer_mode(path)
+    use_mode = mode or recorded_mode or "rules"
     ref = host or recorded or DEFAULT_HOST
     raw = json.loads(Path(path).read_text())
+    notes = [st.get("note") for st in raw.get("steps", []) if isinstance(st, dict)]
+    control = control_of_note(" ".join(n for n in notes if isinstance(n, str)))
     host_cls = load_host(ref)
     ref_cls = load_host(SCENARIO_HOST)
     f = replay(
@@ -342,12 +412,16 @@ def replay_file(path: str, host: str | None = None) -> dict[str, Any]:
         raw["steps"],
         host_cls,
         None if ref_cls is host_cls else ref_cls,
+        use_mode == "differential",
+        control=control,
     )
     return {
         "format": "qaicmodel-conform-replay/1",
         "file": path,
         "host": ref,
         "host_from": "--host" if host else "the reproducer" if recorded else "the default",
+        "mode": use_mode,
+        "mode_from": f"--{mode}" if mode else "the reproducer" if recorded_mode else "the default",
         "verdict": "conforms" if f is None else "FAILED",
         "failure": None
         if f is None
@@ -388,6 +462,7 @@ def run_cli(args: argparse.Namespace) -> int:
         from qaicmodel.spec.dbc.config import DeviceConfig
 
         watchdog.probe(cls, host, DeviceConfig(kernel=args.kernel_version))
+        probe_control(args.control_host, args.control_fault, args.kernel_version)
         check_out_dir(args.out)
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         sys.stderr.write(f"qaicmodel conform: seed {seed}, host {host}, budget {args.budget:g} s\n")
@@ -400,6 +475,9 @@ def run_cli(args: argparse.Namespace) -> int:
             out_dir=args.out,
             progress=sys.stderr,
             kernel=args.kernel_version,
+            control_host=args.control_host,
+            control_faults=args.control_fault,
+            differential=args.mode == "differential",
         )
     rep["replay_command"] = replay_command(rep, args.host_timeout)
     for f in [*rep["failures"], *rep.get("driver_findings", [])]:
@@ -416,14 +494,16 @@ def _replay_cli(args: argparse.Namespace) -> int:
     host = args.host or recorded or DEFAULT_HOST
     cls = load_host(host)
     watchdog.probe(cls, host, load(args.replay).device)
-    out = replay_file(args.replay, args.host)
+    out = replay_file(args.replay, args.host, args.mode)
+    mode = f"mode {out['mode']} (from {out['mode_from']})"
     if args.json:
         print(json.dumps(out, indent=2))
     elif out["failure"] is None:
-        print(f"{args.replay}: conforms (host {host}, from {out['host_from']})")
+        print(f"{args.replay}: conforms (host {host}, from {out['host_from']}; {mode})")
     else:
         f = out["failure"]
         print(f"{args.replay}: FAILED {story(f, _steps_of(args.replay))}")
         print(f"  host:   {host} (from {out['host_from']})")
+        print(f"  mode:   {mode}")
         print(f"  detail: {f['invariant']} at step {f['step']} ({f['op']}): {f['message']}")
     return 0 if out["failure"] is None else 1

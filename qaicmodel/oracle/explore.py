@@ -7,7 +7,7 @@ concurrent EXECUTE_BO threads; and, for issue #12 item 2:
 
   invalid   calls in a state that forbids them: re-slicing a sliced BO, perf stats on an
             unsliced BO or on another channel, a slice whose offset + size wraps 2**64,
-            a CREATE_BO too large for the model (ENOMEM), WAIT_BO with a bad pad on
+            a CREATE_BO too large for create_sgt (2**44 bytes: ENOMEM), WAIT_BO with a bad pad on
             another user's channel (which check comes first), attach to a channel that
             was deactivated;
   faulty    a slice whose device range runs past 2**64: the device answers with a
@@ -15,7 +15,9 @@ concurrent EXECUTE_BO threads; and, for issue #12 item 2:
   race      a BO in flight with a WAIT_BO thread asleep on it, then -- between random
             runs -- deactivate, SSR or close of its channel's owner, or a detach,
             perf stats or attach on the same channel; then the waiter's join (its
-            checks after waking run), sometimes a fresh activate.
+            checks after waking run), sometimes a fresh activate;
+  control   raw MANAGE messages, control faults, RAS reports, resets and PRIME imports
+            (issue #12 item 3; :mod:`qaicmodel.oracle.explore_control`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from qaicmodel.oracle.explore_control import CONTROL_WEIGHTS, ControlMoves
+from qaicmodel.oracle.explore_moves import StateMoves
 from qaicmodel.oracle.pair import _ECHO_IN, _ECHO_OUT
 from qaicmodel.spec.dbc.config import DeviceConfig
 
@@ -35,7 +39,7 @@ __all__ = ["Explorer"]
 # The episode generator (C3)
 
 
-class Explorer:
+class Explorer(StateMoves, ControlMoves):
     """Builds one random episode step by step, watching the results as it goes."""
 
     def __init__(self, rng: random.Random, threads: bool = True, kernel: str | None = None) -> None:
@@ -126,10 +130,11 @@ class Explorer:
         """Learn from a result (bindings that worked, slices that held)."""
         ok = res.get("result") == "ok"
         op = step["op"]
+        self._observe_control(step, res)  # reset, RAS, import_bo (explore_control.py)
         if op == "wait":
             self.last_wait = res.get("result")
         if op == "create_bo":
-            if ok and not step["as"].startswith(("in", "out")):
+            if ok and not step["as"].startswith(("in", "out", "big")):  # big: _m_big only
                 self.bos.append(
                     {
                         "name": step["as"],
@@ -201,7 +206,10 @@ class Explorer:
             (1.0 if self.threads else 0, self._m_race),
             (0.6, self._m_fill),
             (1.0, self._m_burst),
+            (0.2 if self.cfg.sg_max_segment is None else 0, self._m_big),
+            (0.3, self._m_refill),
         ]
+        moves += [(w, getattr(self, m)) for m, w in CONTROL_WEIGHTS.items()]
         total = sum(w for w, _ in moves)
         x = r.random() * total
         for w, fn in moves:
@@ -394,202 +402,6 @@ class Explorer:
             {"op": "join", "thread": t2},
         ]
         return ex(b1, t1), 0
-
-    def _m_invalid(self) -> tuple[dict[str, Any], int]:
-        """Calls in a state that forbids them (issue #12 item 2)."""
-        r = self.rng
-        user = r.choice(self.users)
-        sliced, unsliced = self._user_bos(user, True), self._user_bos(user, False)
-        kinds = ["huge", "pad-foreign"]
-        if sliced:
-            kinds += ["reslice", "perf-foreign"]
-        if unsliced and self.chans:
-            kinds += ["perf-unsliced", "wrap", "enospc"]
-        if unsliced and self.stale:
-            kinds.append("attach-stale")
-        kind = r.choice(kinds)
-        if kind == "huge":
-            return {"op": "create_bo", "user": user, "size": 1 << 40, "as": self._name("z")}, 0
-        if kind == "pad-foreign":
-            ch = r.choice(self.chans + self.stale) if self.chans or self.stale else None
-            dbc = ch["name"] if ch else 0
-            return {"op": "wait", "user": user, "dbc_id": dbc, "handle": 4242, "pad": 1}, 0
-        if kind == "reslice":
-            b = r.choice(sliced)
-            return self._attach_whole(user, b, b["dbc"]), 0
-        if kind == "perf-foreign":
-            others = [c["name"] for c in self.chans + self.stale]
-            return {
-                "op": "perf_stats",
-                "user": user,
-                "dbc_id": r.choice(others) if others else 0,
-                "handles": [r.choice(sliced)["name"]],
-            }, 0
-        b = r.choice(unsliced)
-        if kind == "perf-unsliced":
-            return {
-                "op": "perf_stats",
-                "user": user,
-                "dbc_id": r.choice(self.chans)["name"],
-                "handles": [b["name"]],
-            }, 0
-        if kind == "attach-stale":
-            return self._attach_whole(user, b, r.choice(self.stale)["name"]), 0
-        if kind == "enospc":  # more slices than the ring has slots, then a fitting attach
-            ch = min(self.chans, key=lambda c: c["nelem"])
-            k = ch["nelem"] + 1
-            st = self._attach_whole(user, b, ch["name"])
-            cut = [round(i * b["size"] / k) for i in range(k + 1)]
-            st["entries"] = [
-                {"size": hi - lo, "offset": lo, "dev_addr": 0x30_0000 + lo}
-                for lo, hi in itertools.pairwise(cut)
-                if hi > lo
-            ]
-            self.pending = [self._attach_whole(user, b, ch["name"])]
-            return st, 0
-        st = self._attach_whole(user, b, r.choice(self.chans)["name"])
-        e = st["entries"][0]
-        e["offset"] = (1 << 64) - 4096 * r.choice([1, 2])
-        e["size"] = 4096 * r.choice([2, 3])
-        return st, 0
-
-    def _attach_whole(self, user: str, b: dict[str, Any], dbc: Any) -> dict[str, Any]:
-        return {
-            "op": "attach_slice",
-            "user": user,
-            "hdr": {
-                "dbc_id": dbc,
-                "handle": b["name"],
-                "dir": self.rng.choice([1, 2]),
-                "size": b["size"],
-            },
-            "entries": [{"size": b["size"], "offset": 0, "dev_addr": 0x30_0000}],
-        }
-
-    def _m_faulty(self) -> tuple[dict[str, Any], int]:
-        """A slice whose device range runs past 2**64: a DMA fault, a non-zero completion
-        code; the BO must complete all the same (qaic_data.c only logs the status)."""
-        r = self.rng
-        user = r.choice(self.users)
-        bos = self._user_bos(user, sliced=False)
-        chans = [c for c in self.chans if c["user"] == user]
-        if not bos or not chans:
-            return self._m_create()
-        b, ch = r.choice(bos), r.choice(chans)
-        st = self._attach_whole(user, b, ch["name"])
-        st["entries"][0]["dev_addr"] = (1 << 64) - r.choice([64, 2048, 4096])
-        self.pending = [
-            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]},
-            {"op": "wait", "user": user, "dbc_id": ch["name"], "handle": b["name"]},
-        ]
-        return st, 0
-
-    def _m_burst(self) -> tuple[dict[str, Any], int]:
-        """Every idle sliced BO of a channel executed one call at a time, then one long
-        random run: many responses in flight while the IRQ thread drains, polls and
-        unmasks (the missed-event window of dbc_irq_threaded_fn)."""
-        user, bos = self._sliced()
-        by_dbc: dict[str, list[dict[str, Any]]] = {}
-        for b in bos:
-            by_dbc.setdefault(b["dbc"], []).append(b)
-        if not by_dbc:
-            return self._m_attach()
-        dbc = self.rng.choice(sorted(by_dbc))
-        execs: list[Any] = [
-            {"op": "execute", "user": user, "dbc_id": dbc, "handles": [b["name"]]}
-            for b in by_dbc[dbc][:4]
-        ]
-        self.pending = [
-            *execs[1:],
-            ({"op": "run"}, self.rng.randint(20, 80)),
-            {"op": "run", "max_steps": 5000},  # a stranded response shows at quiescence
-        ]
-        return execs[0], 0
-
-    def _m_fill(self) -> tuple[dict[str, Any], int]:
-        """Fill a small request ring to its last free slot with one BO of one-element
-        slices, then ask for one element more (fifo_space_avail keeps a slot free), then
-        let the device and the IRQ side race over the full rings."""
-        r = self.rng
-        small = [c for c in self.chans if c["nelem"] <= 16]
-        if not small:
-            return self._m_run()
-        ch = r.choice(small)
-        user, k = ch["user"], ch["nelem"] - 1
-        a, b = self._name("f"), self._name("f")
-        ents = [
-            {"size": 4096, "offset": 4096 * i, "dev_addr": 0x60_0000 + 4096 * i} for i in range(k)
-        ]
-        one = [{"size": 4096, "offset": 0, "dev_addr": 0x70_0000}]
-        hdr = {"dbc_id": ch["name"], "dir": 1}
-        self.pending = [
-            {
-                "op": "attach_slice",
-                "user": user,
-                "hdr": {**hdr, "handle": a, "size": 4096 * k},
-                "entries": ents,
-            },
-            {"op": "create_bo", "user": user, "size": 4096, "as": b},
-            {
-                "op": "attach_slice",
-                "user": user,
-                "hdr": {**hdr, "handle": b, "size": 4096},
-                "entries": one,
-            },
-            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [a]},
-            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b]},
-            ({"op": "run"}, r.randint(5, 40)),
-            {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b]},
-            ({"op": "run"}, r.randint(5, 40)),
-        ]
-        return {"op": "create_bo", "user": user, "size": 4096 * k, "as": a}, 0
-
-    def _m_race(self) -> tuple[dict[str, Any], int]:
-        """A BO in flight and a WAIT_BO thread asleep on it, then a control or ioctl call
-        on its channel between random runs, then the waiter's join."""
-        r = self.rng
-        user, bos = self._sliced()
-        if not bos:
-            return self._m_attach()
-        b = r.choice(bos)
-        ch = next((c for c in self.chans if c["name"] == b["dbc"]), None)
-        if ch is None:
-            return self._m_attach()
-        w = self._name("w")
-        what = r.choice(["deactivate", "deactivate", "ssr", "close", "detach", "perf", "attach"])
-        if what == "close" and len(self.users) < 2:
-            what = "deactivate"  # the episode keeps one open user
-        mid: dict[str, Any]
-        if what == "deactivate":
-            mid = {"op": "deactivate", "user": ch["user"], "dbc_id": ch["name"]}
-        elif what == "ssr":
-            mid = {"op": "ssr", "dbc_id": ch["name"]}
-        elif what == "close":
-            mid = {"op": "close", "user": user}
-        elif what == "detach":
-            mid = {"op": "detach_slice", "user": user, "handle": b["name"]}
-        elif what == "perf":
-            mid = {"op": "perf_stats", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]}
-        else:
-            free = self._user_bos(user, sliced=False)
-            mid = self._attach_whole(user, free[0], ch["name"]) if free else {"op": "run"}
-        self.pending = [
-            {"op": "wait", "user": user, "dbc_id": ch["name"], "handle": b["name"], "thread": w},
-            ({"op": "run"}, r.randint(0, 12)),
-            mid,
-            ({"op": "run"}, r.randint(0, 12)),
-            {"op": "join", "thread": w},
-        ]
-        if what in ("deactivate", "ssr") and r.random() < 0.5:
-            self.pending.append(
-                {
-                    "op": "activate",
-                    "user": ch["user"],
-                    "queue_size": r.choice([4, 16]),
-                    "as": self._name("d"),
-                }
-            )
-        return {"op": "execute", "user": user, "dbc_id": ch["name"], "handles": [b["name"]]}, 0
 
     def _m_echo(self) -> tuple[dict[str, Any], int]:
         """One echo inference on d0 with fresh BOs (CONF-DATA)."""

@@ -18,15 +18,18 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from qaicmodel.errors import FormatError
+from qaicmodel.errors import FormatError, RemoteProtocolError
 from qaicmodel.findings import Finding
 from qaicmodel.oracle import watchdog
+from qaicmodel.oracle.explore_control import CONTROL_FINDINGS, judge
 from qaicmodel.oracle.rules import RULES, RuleBook
 from qaicmodel.oracle.shadow import Shadow
 from qaicmodel.scenario.format import Step
 from qaicmodel.scenario.report import violations_of
 from qaicmodel.scenario.runner import Runner, dump_channel
+from qaicmodel.spec.control.verdicts import RULES as CTRL_RULES
 from qaicmodel.spec.dbc.config import DeviceConfig
+from qaicmodel.spec.dbc.memory import DmaFault
 from qaicmodel.spec.dbc.wire import REQ_SIZE, RequestElem
 from qaicmodel.spec.host.protocol import HOST_METHODS
 
@@ -53,6 +56,8 @@ INVARIANTS = {
     "COSIM-REQ-OVERRUN": "a REQ_TP write added more elements than the free space",
     "COSIM-RSP-PAST-READ": "an RSP_HP write moved past the RSP_TP value the host had read",
     **RULES,
+    **CTRL_RULES,  # the control plane's verdicts (explore_control.py V1-V3)
+    **CONTROL_FINDINGS,
 }
 #: invariants checked on every step by the cosim watch (qaicmodel/oracle/cosim.py)
 _COSIM = ("COSIM-REQ-OVERWRITE", "COSIM-REQ-OVERRUN", "COSIM-RSP-PAST-READ")
@@ -106,7 +111,10 @@ def _state(r: Runner) -> list[Any]:
     dev = r.device
     out: list[Any] = []
     for i in range(dev.num_dbc):
-        out.append(dump_channel(dev, i))
+        try:
+            out.append(dump_channel(dev, i))
+        except DmaFault:  # a ring the host freed under a channel still active (control faults)
+            out.append({"regs": "ring unmapped", "nelem": None, "sems": None})
     intc = dev.intc
     nvec = 1 if dev.single_msi else dev.num_dbc + 1
     out.append([(intc.masked(v), intc.pending(v)) for v in range(nvec)])
@@ -114,7 +122,7 @@ def _state(r: Runner) -> list[Any]:
 
 
 def _strip(res: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in res.items() if k not in ("schedule", "expect")}
+    return {k: v for k, v in res.items() if k not in ("schedule", "expect", "control_verdicts")}
 
 
 class _Watch:
@@ -228,19 +236,32 @@ class Pair:
         host_cls: type,
         ref_cls: type | None,
         differential: bool = False,
+        control_host: Any = None,
+        control_faults: Any = (),
     ) -> None:
+        """``control_host``/``control_faults``: the control client under test and the
+        device-side control faults (``NAME[:SEED[:AT]][+]``; the reference sides get the
+        same faults, fresh, and the reference control client)."""
         self.watch = _Watch()
         self.last_schedule: list[str] = []
         self.prim = Runner(
-            cfg, host_cls=host_cls, policies=policies, bus=self.watch.bus, wrap_host=self.watch.wrap
+            cfg,
+            host_cls=host_cls,
+            policies=policies,
+            bus=self.watch.bus,
+            wrap_host=self.watch.wrap,
+            control_host=control_host,
+            control_faults=control_faults,
         )
         self.rules = RuleBook(self.prim)
         self.differential = differential
         self.ref = (
-            Runner(cfg, host_cls=ref_cls, policies=policies) if ref_cls and differential else None
+            Runner(cfg, host_cls=ref_cls, policies=policies, control_faults=control_faults)
+            if ref_cls and differential
+            else None
         )
         self.shadow = (
-            Shadow(cfg, policies, ref_cls, self.prim, self.rules)
+            Shadow(cfg, policies, ref_cls, self.prim, self.rules, control_faults)
             if ref_cls and not differential
             else None
         )
@@ -254,6 +275,8 @@ class Pair:
         #: failures of invariants the Linux driver itself breaks (conform's DRIVER_FINDINGS):
         #: noted, not raised, so the episode goes on and the host's own failures still show
         self.noted: list[Failure] = []
+        self.ref_ctrl: set[str] = set()  # control verdict rules the reference side gave
+        self._ctrl_seen = 0
 
     def step(
         self, st: Step, chooser: Callable[[int], int] | None = None, n_actions: int = 0
@@ -291,6 +314,9 @@ class Pair:
                 # ... unless the reference refuses the step the same way (e.g. a blocking
                 # EXECUTE_BO in a shrunk sequence): the step is not runnable, not a failure
                 raise FormatError(f"step not runnable: {e}", where=f"steps[{st.index}]") from None
+            if isinstance(e, RemoteProtocolError) and getattr(self.prim.control, "fault_log", None):
+                # the control plane gave up on a hostile device (a control fault fired)
+                raise Failure("CTRL-FAULT", st.index, st.op, f"the driver gave up: {e}") from None
             site = watchdog.crash_site(e, getattr(self.prim.host, "_host", self.prim.host))
             at = f" at {site}" if site else ""
             raise Failure("CONF-CRASH", st.index, st.op, f"{type(e).__name__}: {e}{at}") from None
@@ -350,8 +376,27 @@ class Pair:
             a, b = _state(self.prim), _state(self.ref)
             if a != b:
                 raise Failure("CONF-STATE", st.index, st.op, _state_diff(a, b))
+        self._check_control(st, res)
         self._check_completions(st, res, tails)
         return res
+
+    def _check_control(self, st: Step, res: dict[str, Any]) -> None:
+        """The control plane's verdicts (rules V1-V3 of oracle/explore_control.py)."""
+        self.checks.update(_CTRL)
+        vs = res.get("control_verdicts")
+        if not vs:
+            return
+        ref = self.ref if self.ref is not None else getattr(self.shadow, "r", None)
+        if ref is not None:
+            for r in ref.results[self._ctrl_seen :]:
+                self.ref_ctrl.update(v["rule"] for v in r.get("control_verdicts", ()))
+            self._ctrl_seen = len(ref.results)
+            self.ref_ctrl.update(v.rule for v in ref.control_verdicts())
+        for rule, msg, where, driver in judge(vs, self.ref_ctrl if ref is not None else None):
+            f = Failure(rule, st.index, st.op, msg, where)
+            if not driver:
+                raise f
+            self.noted.append(f)
 
     def _check_rules(self, st: Step, res: dict[str, Any], room: Any) -> None:
         """The host-side rules (:mod:`qaicmodel.oracle.rules`), then the errno oracle."""
@@ -370,6 +415,12 @@ class Pair:
         except Exception as e:
             raise Failure("CONF-REFERENCE", st.index, st.op, f"{type(e).__name__}: {e}") from None
         if why is not None:
+            if res.get("result") == "EAGAIN" and why.endswith("gives ok in the same state"):
+                # the reference host's elements fit the same free slots: the host refused
+                # with room for the BOs (rules.py judges this only for a BO whose element
+                # count it saw before; here the reference host's count is the measure)
+                self.checks["CONF-EAGAIN"] += 1
+                raise Failure("CONF-EAGAIN", st.index, st.op, f"{why} (its elements fit)")
             raise Failure("CONF-RESULT", st.index, st.op, why)
 
     def _ref_raises(self, st: Step, kind: type) -> bool:
@@ -495,6 +546,9 @@ class Pair:
         r.results.append(res)
         return res
 
+
+#: the control verdict ids checked after every step
+_CTRL = tuple({**CTRL_RULES, **CONTROL_FINDINGS})
 
 #: steps during which the actors run (the host's enabled/step are called many times)
 _DRIVING = frozenset({"run", "wait", "join"})

@@ -269,7 +269,7 @@ class RuleBook:
         """Set up the step; returns the free request slots of a plain EXECUTE_BO's
         channel before the call (for CONF-EAGAIN)."""
         self.failed, self.plan, self.planned = None, None, 0
-        self.where: dict[str, Any] = {}  # where the rule broke (BO, user id, dbc), if known
+        self.where = {}  # where the rule broke (BO, user id, dbc), if known
         if st.op not in ("execute", "partial_execute") or st.args.get("thread") is not None:
             return None
         a = st.args
@@ -298,7 +298,7 @@ class RuleBook:
         op, a, ok = st.op, st.args, res.get("result") == "ok"
         uid: Any = self.r.uid(a["user"]) if "user" in a else None
         why: str | None = None
-        if op == "create_bo" and ok:
+        if op in ("create_bo", "import_bo") and ok:
             self.segs[(uid, res["handle"])] = tuple((int(x), int(n)) for x, n in res["segments"])
         elif op == "attach_slice" and ok:
             self._attached(st, uid)
@@ -381,8 +381,11 @@ class RuleBook:
         why = None
         for name, u, h, rz in options:
             info = self.slices.get((u, h))
-            if info is None or info.dbc != dbc:
-                why = why or f"a group on dbc {dbc} for BO {h}, which is not sliced there"
+            # A BO may be executed on another channel than the one it was sliced on:
+            # 7.2 qaic_data.c send_bo_list_to_device checks bo->sliced, not bo->dbc,
+            # so its elements go to the executing channel's ring (``dbc``).
+            if info is None:
+                why = why or f"a group on dbc {dbc} for BO {h}, which is not sliced"
                 continue
             why = check_group(info, elems, rz)
             if why is None:

@@ -84,9 +84,17 @@ class _Still(Runner):
 class Shadow:
     """The errno oracle for one episode (rules S1-S5)."""
 
-    def __init__(self, cfg: Any, policies: Any, ref_cls: type, prim: Any, rules: Any) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        policies: Any,
+        ref_cls: type,
+        prim: Any,
+        rules: Any,
+        control_faults: Any = (),
+    ) -> None:
         cls = ref_cls if issubclass(ref_cls, ShadowHost) else _shadow_of(ref_cls)
-        self.r = _Still(cfg, host_cls=cls, policies=policies)
+        self.r = _Still(cfg, host_cls=cls, policies=policies, control_faults=control_faults)
         self.host: Any = self.r.host
         self.prim = prim
         #: EXECUTE_BO threads of the host under test not answered on the shadow yet

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from qaicmodel.impl.host import ImplHost
 from qaicmodel.spec.dbc import regs
 from qaicmodel.spec.host.records import Bo, ExecThread, HostChannel, Phase
@@ -88,6 +90,8 @@ class MergingHost(SpecHost):
     def create_bo(self, user: int, size: int, pad: int = 0) -> int:
         handle = super().create_bo(user, size, pad)
         bo = self.users[user].bos[handle]
+        if not isinstance(bo.array, np.ndarray):  # synthetic (sparse): keep its windows
+            return handle
         mem = self.device.host_mem
         for addr, _n in bo.segments:
             mem.free(addr)

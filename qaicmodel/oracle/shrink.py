@@ -52,13 +52,15 @@ class Episode:
         ref_cls: type | None,
         kernel: str | None = None,
         differential: bool = False,
+        control: tuple[Any, tuple[str, ...]] = (None, ()),
     ) -> None:
+        """``control``: (control host, control fault specs) of :class:`Pair`."""
         self.rng = random.Random(seed)
         self.explorer = Explorer(
             self.rng, threads=hasattr(host_cls, "execute_begin"), kernel=kernel
         )
         self.policies = policies
-        self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls, differential)
+        self.pair = Pair(self.explorer.cfg, policies, host_cls, ref_cls, differential, *control)
         self.steps: list[dict[str, Any]] = []
         self.actions = 0
         #: steps up to the first driver finding (Pair.noted), when one was noted
@@ -118,15 +120,18 @@ def replay(
     host_cls: type,
     ref_cls: type | None,
     differential: bool = False,
+    control: tuple[Any, tuple[str, ...]] = (None, ()),
 ) -> Failure | None:
-    """Run recorded steps on fresh devices; the first failure, or None."""
+    """Run recorded steps on fresh devices; the first failure, or None.
+    ``control``: (control host, control fault specs), as the episode had them."""
     try:
         scen = parse(_doc(cfg, policies, steps))
     except FormatError:
         return None
     from qaicmodel.spec.policies import Policies
 
-    pair = Pair(scen.device, Policies(dict(scen.device.policies)), host_cls, ref_cls, differential)
+    pols = Policies(dict(scen.device.policies))
+    pair = Pair(scen.device, pols, host_cls, ref_cls, differential, *control)
     try:
         for st in scen.steps:
             res = pair.step(st)
@@ -172,6 +177,7 @@ def shrink(
     host_cls: type,
     ref_cls: type | None,
     differential: bool = False,
+    control: tuple[Any, tuple[str, ...]] = (None, ()),
 ) -> tuple[list[dict[str, Any]], Failure, int]:
     """Minimal steps (and schedules) that still break the same invariant (C5)."""
     replays = 0
@@ -184,7 +190,7 @@ def shrink(
     def fails(cand: list[dict[str, Any]]) -> bool:
         nonlocal replays, last
         replays += 1
-        f = replay(cfg, policies, cand, host_cls, ref_cls, differential)
+        f = replay(cfg, policies, cand, host_cls, ref_cls, differential, control)
         if f is not None and f.key == failure.key:
             last = f
             return True
@@ -218,6 +224,7 @@ def write_reproducer(
     failure: Failure,
     ref_cls: type | None,
     header: str,
+    control_faults: tuple[str, ...] = (),
 ) -> None:
     """The shrunk steps as a scenario; expects are the reference host's results (C5)."""
     out = [dict(s) for s in steps]
@@ -227,7 +234,10 @@ def write_reproducer(
 
         scen = parse(_doc(cfg, policies, out))
         runner = Runner(
-            scen.device, host_cls=ref_cls, policies=Policies(dict(scen.device.policies))
+            scen.device,
+            host_cls=ref_cls,
+            policies=Policies(dict(scen.device.policies)),
+            control_faults=control_faults,
         )
         for st, d in zip(scen.steps, out, strict=True):
             try:

@@ -102,6 +102,9 @@ def _check_rows(report: dict[str, Any], names: list[str]) -> None:
         assert r["reproduce"] == f"qaicmodel uml faults --fault {name} --seed {report['seed']}"
 
 
+#: like the other real-driver tests (tests/uml/conftest.py): one rerun, never more -- a
+#: loaded host can stall a guest (the retry of faultrun.py R6 covers most of it)
+@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_fault_group_outcomes_are_the_recorded_ones(group: str, tmp_path: Path) -> None:
     _kasan_or_fail()
@@ -152,6 +155,7 @@ def test_fault_group_outcomes_are_the_recorded_ones(group: str, tmp_path: Path) 
     _no_leftovers(rep)
 
 
+@pytest.mark.flaky(reruns=1)
 def test_cli_json_reset_faults_recover(tmp_path: Path) -> None:
     _kasan_or_fail()
     args = [a for n in CLI_GROUP for a in ("--fault", n)]

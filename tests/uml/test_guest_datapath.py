@@ -479,11 +479,8 @@ def test_equal_seeds_make_the_same_device_choices() -> None:
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 #: step -> (model, linux) where the real 7.2 driver differs from the model's hosts, and why
 LINUX_KNOWN = {
-    # the model's hosts treat a uapi deactivate as release_dbc (empty_xfer_list ->
-    # complete_all: the sleeping WAIT_BO wakes with EPERM); 7.2's encode_deactivate
-    # (qaic_control.c) only disables the channel, sends nothing, so nothing wakes the
-    # waiter before its timeout (divergence D1 of the closing note)
-    "wait_thread_deactivate": {10: ("EPERM", "ETIMEDOUT")},
+    # (D1, fixed: wait_thread_deactivate now expects ETIMEDOUT on all three hosts --
+    # disable_dbc's synchronize_srcu waits for the sleeping waiter; tests/test_wait_deactivate.py)
     # the model's ssr step runs every SSR stage before the waiter is scheduled, so it wakes
     # after qaic_dbc_exit_ssr: EPERM; the real waiter wakes inside the SSR (release_dbc from
     # qaic_dbc_enter_ssr with ssr_dbc == D, qaic_data.c qaic_wait_bo_ioctl): EPIPE, as

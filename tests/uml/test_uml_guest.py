@@ -67,8 +67,13 @@ def _run(cmd: list[str], tmp_path: Path, *, kernel: str = "7.2", **kw: object) -
     with open(os.devnull, "wb") as sink:
         before = _fds_and_maps()
         res = runner.run(
-            cmd, vmlinux=vm, console=tmp_path / "console.txt", capture=True, echo=sink, **kw
-        )  # type: ignore[arg-type]
+            cmd,
+            vmlinux=vm,
+            console=tmp_path / "console.txt",
+            capture=True,
+            echo=sink,
+            **kw,  # type: ignore[arg-type]
+        )
         assert _fds_and_maps() == before, "the run left descriptors or guest memory mapped"
     assert not _leftovers(_rundir(res.console)), "processes outlived the run"
     assert res.leftover == []

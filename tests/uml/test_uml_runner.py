@@ -133,8 +133,8 @@ def _run(tmp_path: Path, mode: str, **kw: object) -> tuple[runner.RunResult, str
         console=tmp_path / "console.txt",
         capture=True,
         echo=open(os.devnull, "wb"),
-        **kw,
-    )  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
     return res, marker
 
 

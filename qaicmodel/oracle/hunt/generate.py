@@ -5,7 +5,9 @@ Rules:
   G1  The data-path moves are conform's (:class:`qaicmodel.oracle.explore.Explorer`,
       used read-only through its public methods ``first_steps``, ``next_move`` and
       ``observe``); a conform random ``run`` of N actions becomes a seeded run (side.py
-      V3) whose seed is drawn from the episode's PRNG.
+      V3) whose seed is drawn from the episode's PRNG; a ``create_bo`` above
+      :data:`HUGE_BO` bytes becomes a zero-size one.  Control moves are never put inside
+      one of conform's macro moves (its ``pending`` steps).
   G2  With probability :data:`CONTROL_SHARE` a move is a control-plane one instead, in
       the uapi's vocabulary: ``activate`` of one more channel (queue sizes 1, 2, 4, 16),
       ``deactivate`` by the owner or by another user, ``close`` of the second user and
@@ -37,6 +39,10 @@ __all__ = ["HuntExplorer", "CONTROL_SHARE"]
 
 #: G2: share of moves that are control-plane moves
 CONTROL_SHARE = 0.15
+#: G1: conform's "huge" create_bo (1 << 44 bytes) makes the model's BO backing take
+#: gigabytes (qaicmodel/spec/dbc/memory.py bo_backing; reported in notes/conform-api.md);
+#: the hunt asks for a zero-size BO instead (the same EINVAL path on every side)
+HUGE_BO = 1 << 30
 #: G3: share of attach_slice moves whose semaphores are mutated
 SEM_MUTATION = 0.3
 
@@ -86,6 +92,8 @@ class HuntExplorer:
             if move is not None:
                 return move
         d, n = self.ex.next_move()
+        if d.get("op") == "create_bo" and int(d.get("size", 0)) > HUGE_BO:
+            d = {**d, "size": 0}  # G1: see HUGE_BO
         return self._seeded(d, n)
 
     def _seeded(self, d: dict[str, Any], n: int) -> dict[str, Any]:

@@ -14,7 +14,10 @@ Rules:
       episode), or ``episodes`` episodes ran (``--episodes``: an exact replay).
   S3  A witness is shrunk by delta debugging over the steps, then each seeded run is
       tried as a plain default-schedule ``run``; a candidate counts only if the test
-      of S1 still holds with a difference of the same kind.
+      of S1 still holds with a difference of the same kind.  Shrinking stops after
+      :data:`SHRINK_REPLAYS` replays or :data:`SHRINK_SECONDS`; with ``episodes`` given
+      (an exact replay) only the replay count bounds it, so the witness does not depend
+      on the machine's load.
   S4  The host under test's correctness under each side is conform's check
       (:func:`qaicmodel.oracle.shrink.replay`: crashes, rules broken, stranded
       responses, echo data, and -- when the host is not the reference host -- its
@@ -186,11 +189,12 @@ def shrink(
     steps: list[dict[str, Any]],
     kind: str,
     host_cls: type | None,
-    seconds: float = SHRINK_SECONDS,
+    seconds: float | None = SHRINK_SECONDS,
 ) -> tuple[list[dict[str, Any]], Sides, tuple[int, int], int]:
-    """S3: the smallest steps still showing a ``kind`` witness; (steps, sides, hit, replays)."""
+    """S3: the smallest steps still showing a ``kind`` witness; (steps, sides, hit, replays).
+    ``seconds`` None: bounded by replays only, so the result does not depend on the clock."""
     replays = 0
-    t_end = time.monotonic() + seconds
+    t_end = time.monotonic() + seconds if seconds is not None else float("inf")
     best: tuple[Sides, tuple[int, int]] | None = None
 
     def budget() -> bool:
@@ -249,7 +253,9 @@ def search(
             continue
         cfg, steps, sides, (i, k) = found
         kind = kind_of(sides.outcomes[0][i], sides.outcomes[k][i])
-        small, sides2, (i2, k2), replays = shrink(target, cfg, steps[: i + 1], kind, host_cls)
+        small, sides2, (i2, k2), replays = shrink(
+            target, cfg, steps[: i + 1], kind, host_cls, None if episodes else SHRINK_SECONDS
+        )
         return (
             Witness(
                 target=target,

@@ -7,7 +7,9 @@ Rules (the ``witness`` extension of ``qaicmodel-scenario/1``, docs/formats-exten
       that side's interleavings as ``schedule`` runs, every ioctl step carries ``expect``
       = that side's result and every ``read_bo`` that returned ok carries ``expect_hex``,
       so ``qaicmodel scenario FILE`` holds (exit 0) and ``qaicmodel scenario FILE --policy
-      ID=ALT`` shows the difference (exit 1).
+      ID=ALT`` shows the difference (exit 1) -- except a difference only in a returned
+      dbc id or ``perf_stats`` record, which the scenario format has no ``expect`` for
+      (``hunt --replay`` shows every kind).
   W2  The top-level ``witness`` object records every side: its ``policies``, its host-
       visible ``results`` per step (side.py V2) and, where a side took another
       interleaving than the first, its ``schedules`` (step index -> actions); plus

@@ -256,8 +256,23 @@ class HostCore(ExecPath, IrqSide):
 
     def dbc_disable(self, dbc_id: int) -> None:
         """disable_dbc (6.12/7.2 qaic_data.c), before an NNC deactivate is sent: usr = NULL
-        (then synchronize_srcu); the FIFOs and BOs stay until release_dbc."""
+        (then synchronize_srcu); the FIFOs and BOs stay until release_dbc.
+
+        synchronize_srcu(&dbc->ch_lock) waits for every WAIT_BO asleep on the channel
+        (qaic_wait_bo_ioctl holds the read side across its sleep), and nothing the
+        deactivate does before it returns completes their BOs: a waiter whose BO has
+        not completed sleeps to its timeout, -ETIMEDOUT (measured on 7.2: D1,
+        tests/uml/test_guest_datapath.py wait_thread_deactivate).  One whose BO has
+        completed wakes after ``usr = NULL``: -EPERM (:meth:`_wake`)."""
         self.ch[dbc_id].usr = None
+        for w in self.waiters.values():
+            if w.dbc_id != dbc_id or w.finished or w.bo is None:
+                continue
+            if w.bo.done:
+                self._wake(w)
+            else:
+                w.error = IoctlError("ETIMEDOUT", f"wait: dbc {dbc_id} was disabled (deactivate)")
+                w.finished = True
 
     def dbc_enable(self, dbc_id: int, user: Any) -> None:
         """enable_dbc (qaic_data.c), when the device refuses a deactivate: usr = the

@@ -434,7 +434,7 @@ class _View:
 
 def _warm_up(props: list[Any]) -> None:
     """C6: in the parent, before the fork, so no worker pays for it."""
-    from hypothesis import Phase, given, settings
+    from hypothesis import HealthCheck, Phase, given, settings
 
     for p in props:
         if p.warm:  # the checks' lazy imports
@@ -442,7 +442,13 @@ def _warm_up(props: list[Any]) -> None:
                 p.check(b"")
     for p in props:  # each strategy's first draw (e.g. st.text builds its charmap)
 
-        @settings(database=None, max_examples=3, deadline=None, phases=[Phase.generate])
+        @settings(
+            database=None,
+            max_examples=3,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),  # the slow first draw is the point
+        )
         @given(p.inputs)
         def first_draw(x: Any) -> None:
             pass  # and Hypothesis reads the loaded modules' constants on its first draw
