@@ -165,3 +165,18 @@ def test_replay_of_a_file_without_witness_exits_2(
     )
     assert main(["hunt", "--replay", str(bad)]) == 2
     assert "witness.sides" in capsys.readouterr().err
+
+
+def test_a_one_element_queue_under_accept_1_is_a_witness_not_a_model_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The driver passes queue size 1 (7.2 qaic_control.c encode_activate checks only 0
+    and overflow), so under ``qsm-min-queue-size=accept-1`` the channel is activated and
+    the host model must take it; it raised "nelem must be an int >= 2" (MODEL-ERR)."""
+    target = "qsm-min-queue-size=accept-1"
+    _rc, rep = _hunt(
+        capsys, "--policy", target, "--seed", "1", "--episodes", "7", "--out", str(tmp_path)
+    )
+    row = _row(rep, target)
+    assert row["status"] == "witness", row
+    assert row["host_correct"] is not False, row

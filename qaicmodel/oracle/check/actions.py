@@ -131,7 +131,9 @@ class HostActions(ChannelBook):
     def ev_activate(self, ev: Event) -> None:
         c = self.ch[ev.dbc]  # type: ignore[index]
         assert ev.nelem is not None and ev.req_q is not None and ev.rsp_q is not None
-        if not arith.activate_queue_size_ok(ev.nelem) or ev.nelem < 2:
+        # 1 passes the driver's checks (7.2 encode_activate) and is the device's to
+        # refuse (policy qsm-min-queue-size): not a host rule.
+        if not arith.activate_queue_size_ok(ev.nelem):
             self._violate(
                 ev,
                 "HOST-ACTIVATE-NELEM",

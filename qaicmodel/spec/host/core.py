@@ -245,8 +245,11 @@ class HostCore(ExecPath, IrqSide):
         ch = self.ch[dbc_id]
         if ch.in_use:
             raise ArgumentError(f"dbc {dbc_id} is still in use (save_dbc_buf would wait)")
-        if not isinstance(nelem, int) or nelem < 2:
-            raise ArgumentError(f"nelem must be an int >= 2, got {nelem!r}")
+        # The driver takes any queue size its overflow checks pass, 1 included (7.2
+        # qaic_control.c encode_activate); a one-element ring never has room
+        # (fifo_space_avail keeps one slot free), so every EXECUTE_BO is -EAGAIN.
+        if not isinstance(nelem, int) or nelem < 1:
+            raise ArgumentError(f"nelem must be an int >= 1, got {nelem!r}")
         ch.nelem, ch.req_q, ch.rsp_q = nelem, req_q, rsp_q
         ch.usr, ch.in_use = user, True
         depth = ch.irq.depth
