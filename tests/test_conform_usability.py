@@ -80,6 +80,26 @@ def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
     )
 
 
+def _sloppy_detach(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """conform on a broken host whose failure (CONF-RESULT on a detach_slice) shows in
+    one episode per row at this seed; the tests of the reproducer and of the story share
+    it, so a generator change that moves the failure is mended in one place."""
+    return _cli(
+        "conform",
+        "--host",
+        "qaicmodel.oracle.broken:SloppyDetach",
+        "--seed",
+        "4",
+        "--episodes",
+        "1",
+        *_pins(),
+        "--out",
+        "o",
+        *extra,
+        cwd=cwd,
+    )
+
+
 @pytest.fixture
 def user_dir(tmp_path: Path) -> Path:
     (tmp_path / "myhosts.py").write_text(HOSTS)
@@ -135,20 +155,7 @@ def test_a_missing_host_module_says_where_it_looked(user_dir: Path) -> None:
 
 
 def test_replay_uses_the_host_the_reproducer_records(user_dir: Path) -> None:
-    p = _cli(
-        "conform",
-        "--host",
-        "qaicmodel.oracle.broken:SloppyDetach",
-        "--seed",
-        "4",
-        "--episodes",
-        "1",
-        *_pins(),
-        "--out",
-        "o",
-        "--json",
-        cwd=user_dir,
-    )
+    p = _sloppy_detach(user_dir, "--json")
     assert p.returncode == 1, p.stderr[-3000:]
     f = json.loads(p.stdout)["failures"][0]
     assert f["story"].startswith(f"{f['invariant']} at step ")  # the sentence, in JSON too
@@ -290,19 +297,7 @@ def test_crash_shows_the_hosts_file_and_line(user_dir: Path) -> None:
 
 
 def test_failure_report_tells_the_story_in_one_sentence_first(user_dir: Path) -> None:
-    p = _cli(
-        "conform",
-        "--host",
-        "qaicmodel.oracle.broken:SloppyDetach",
-        "--seed",
-        "4",
-        "--episodes",
-        "1",
-        *_pins(),
-        "--out",
-        "o",
-        cwd=user_dir,
-    )
+    p = _sloppy_detach(user_dir)
     assert p.returncode == 1, p.stderr[-3000:]
     lines = p.stdout.splitlines()
     k = next(i for i, ln in enumerate(lines) if ln.startswith("  FAILURE"))

@@ -65,6 +65,20 @@ class Clocked(Board):
                     self.status_times.append(now)
 
 
+def run_sh(script: str, board: Board, tmp_path: Path, **kw: Any) -> Any:
+    """``script`` under /bin/sh in the guest against ``board``: output captured, the
+    console in ``tmp_path``, nothing echoed; ``kw`` goes to :func:`runner.run`
+    (kernel or vmlinux, timeout, extra_args, unbind, hotplug)."""
+    return runner.run(
+        ["/bin/sh", "-c", script],
+        board=board,
+        capture=True,
+        console=tmp_path / "console.txt",
+        echo=None,
+        **kw,
+    )
+
+
 def boot(
     kernel: str,
     script: str,
@@ -78,14 +92,12 @@ def boot(
     kernel_or_fail(kernel)
     tmp_path.mkdir(parents=True, exist_ok=True)
     b = Clocked(policies=policies, kernel=kernel)
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel=kernel,
-        board=b,
         timeout=timeout,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
         unbind=unbind,
         hotplug=hotplug,
     )
@@ -229,14 +241,12 @@ def test_sys_err_recovery_online_again(report: str, tmp_path: Path) -> None:
     kernel_or_fail(kernel)
     b = SysErrAfterOnline(policies=[f"sys-err-report={report}"], kernel=kernel)
     script = f"{STATUS}; sleep 1; {STATUS}; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel=kernel,
-        board=b,
         timeout=90,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
     )
     assert res.failure() is None, (res.failure(), res.console)
     assert b.injected and b.ee == "AMSS" and b.violations == []
@@ -305,14 +315,12 @@ def test_sys_err_during_control_probe_stalls_recovery(tmp_path: Path) -> None:
     # intvec-only keeps the double SYS_ERR handling of the other finding out of this one
     b = SysErrInProbe(policies=["sys-err-report=intvec-only"], kernel=kernel)
     script = f"python3 -m qaicmodel.guest status --wait 40 --expect 5.0; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel=kernel,
-        board=b,
         timeout=100,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
         extra_args=["qaic.control_resp_timeout_s=3"],
     )
     text = res.console.read_text(errors="replace")
@@ -344,14 +352,12 @@ def test_activate_puts_dbc_fifos_in_guest_memory(tmp_path: Path) -> None:
 
     b._build = build  # type: ignore[method-assign]
     script = f"python3 -m qaicmodel.guest activate --wait 30; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel="7.2",
-        board=b,
         timeout=90,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
     )
     assert res.failure() is None, (res.failure(), res.console)
     got = status_line(res)
@@ -412,14 +418,12 @@ def test_ras_event_reaches_the_driver(err: str, tmp_path: Path) -> None:
         f"{STATUS} >/dev/null; sleep 1; {STATUS} >/dev/null; "
         f"cat {dev}/ce_count {dev}/ue_count; {UNBIND}"
     )
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel="7.2",
-        board=b,
         timeout=90,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
     )
     assert res.failure() is None, (res.failure(), res.console)
     assert b.injected
@@ -457,14 +461,12 @@ def test_lockdep_wrappers_lock_finding(tmp_path: Path) -> None:
     k = kasan_kernel_or_fail()
     b = Board(policies=["mhi-start-ee=amss"], kernel="7.2")
     script = f"{STATUS}; rc=$?; {UNBIND}; exit $rc"
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         vmlinux=k.path,
-        board=b,
         timeout=100,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
     )
     text = res.console.read_text(errors="replace")
     assert "inconsistent {IN-SOFTIRQ-W} -> {SOFTIRQ-ON-W} usage" in text, res.console
@@ -511,14 +513,12 @@ def test_ssr_of_an_active_workload(dump: str, tmp_path: Path) -> None:
         f"python3 -m qaicmodel.guest activate --wait 30 --hold 3; rc=$?; "
         f"ls /sys/class/devcoredump/; {UNBIND}; exit $rc"
     )
-    res = runner.run(
-        ["/bin/sh", "-c", script],
+    res = run_sh(
+        script,
+        b,
+        tmp_path,
         kernel="7.2",
-        board=b,
         timeout=90,
-        capture=True,
-        console=tmp_path / "console.txt",
-        echo=None,
     )
     assert res.failure() is None, (res.failure(), res.console)
     got = status_line(res)
