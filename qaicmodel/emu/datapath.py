@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qaicmodel.emu.board import QTIMER_TICKS_PER_STEP, Board
+from qaicmodel.emu.tracing import published_requests, register_events
 from qaicmodel.spec.dbc.workload import EchoWorkload
 
 __all__ = ["DatapathBoard", "ECHO_IN", "ECHO_OUT", "ECHO_LEN", "echo_workload"]
@@ -59,8 +60,6 @@ def echo_workload(
 
 
 _ECHO = echo_workload()
-DBC_BASE, DBC_STRIDE = 0x20000, 0x1000  # board.py B2
-REG_NAMES = {0x0: "REQ_HP", 0x4: "REQ_TP", 0x8: "RSP_HP", 0xC: "RSP_TP"}
 
 
 class DatapathBoard(Board):
@@ -144,51 +143,17 @@ class DatapathBoard(Board):
         v = super().bar_read(bar, off, size)
         if bar == 2:
             self.bar2_log.append(("r", off, v))
-            self._trace_reg("readl", off, size, v)
+            if self.record:
+                self.trace += register_events("readl", off, size, v, self.device.num_dbc)
         return v
 
     def bar_write(self, bar: int, off: int, size: int, value: int) -> None:
         if bar == 2:
             self.bar2_log.append(("w", off, value))
             if self.record:
-                self._trace_req(off, size, value)
-                self._trace_reg("writel", off, size, value)
+                self.trace += published_requests(self.device, self.mem, off, size, value)
+                self.trace += register_events("writel", off, size, value, self.device.num_dbc)
         super().bar_write(bar, off, size, value)
-
-    def _reg_of(self, off: int, size: int) -> tuple[int, str] | None:
-        rel = off - DBC_BASE
-        if size != 4 or rel < 0 or rel >= DBC_STRIDE * self.device.num_dbc:
-            return None
-        name = REG_NAMES.get(rel % DBC_STRIDE)
-        return None if name is None else (rel // DBC_STRIDE, name)
-
-    def _trace_reg(self, ev: str, off: int, size: int, val: int) -> None:
-        if not self.record:
-            return
-        r = self._reg_of(off, size)
-        if r is not None:
-            self.trace.append({"ev": ev, "dbc": r[0], "reg": r[1], "val": val & 0xFFFFFFFF})
-
-    def _trace_req(self, off: int, size: int, val: int) -> None:
-        """D4: the elements a REQ_TP write publishes, as guest memory holds them now."""
-        r = self._reg_of(off, size)
-        if r is None or r[1] != "REQ_TP":
-            return
-        dbc = r[0]
-        ch = self.device.ch[dbc]
-        if not ch.active or not ch.nelem:
-            return
-        n = ch.nelem
-        i, end = ch.req_tp % n, val % n
-        for _ in range(n):
-            if i == end:
-                break
-            try:
-                raw = self.mem.read(ch.req_q + 64 * i, 64)
-            except Exception:  # noqa: BLE001 - unmapped: the device will record the fault
-                break
-            self.trace.append({"ev": "req", "dbc": dbc, "idx": i, "hex": bytes(raw).hex()})
-            i = (i + 1) % n
 
     def _raise(self, vector: int) -> None:
         super()._raise(vector)

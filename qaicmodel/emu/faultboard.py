@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from qaicmodel.emu.board import QTIMER_TICKS_PER_STEP
-from qaicmodel.emu.datapath import DBC_BASE, DBC_STRIDE, DatapathBoard
+from qaicmodel.emu.datapath import DatapathBoard
 from qaicmodel.emu.faults import FAULTS, DeviceFault, fault, trigger
 from qaicmodel.emu.mhi_dev import EE_AMSS
 from qaicmodel.emu.services import trans_names
+from qaicmodel.emu.tracing import DBC_BASE, DBC_STRIDE
 from qaicmodel.errors import UmlError
 from qaicmodel.spec.control import faults as cfaults
 from qaicmodel.spec.control import nnc

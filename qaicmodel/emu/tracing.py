@@ -37,7 +37,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Recorder", "ENV", "wrap", "save", "header", "is_model_board"]
+__all__ = [
+    "Recorder",
+    "ENV",
+    "wrap",
+    "save",
+    "header",
+    "is_model_board",
+    "ring_register",
+    "register_events",
+    "published_requests",
+]
 
 ENV = "QAICMODEL_UML_TRACE_DIR"
 DBC_BASE, DBC_STRIDE = 0x20000, 0x1000  # board.py B2
@@ -49,6 +59,52 @@ _COUNTER = itertools.count()
 def is_model_board(board: Any) -> bool:
     """A board with the model's device behind it (not a transport stand-in)."""
     return hasattr(board, "mhi") and hasattr(board, "device") and hasattr(board, "services")
+
+
+def ring_register(off: int, size: int, num_dbc: int) -> tuple[int, str] | None:
+    """(dbc, register name) of a 32-bit BAR2 access to one of a channel's four ring
+    registers, else None (T1)."""
+    rel = off - DBC_BASE
+    if size != 4 or rel < 0 or rel >= DBC_STRIDE * num_dbc:
+        return None
+    name = REG_NAMES.get(rel % DBC_STRIDE)
+    return None if name is None else (rel // DBC_STRIDE, name)
+
+
+def register_events(ev: str, off: int, size: int, val: int, num_dbc: int) -> list[dict[str, Any]]:
+    """The ``readl``/``writel`` trace event of a ring-register access (none for others)."""
+    r = ring_register(off, size, num_dbc)
+    if r is None:
+        return []
+    return [{"ev": ev, "dbc": r[0], "reg": r[1], "val": val & 0xFFFFFFFF}]
+
+
+def published_requests(
+    device: Any, mem: Any, off: int, size: int, val: int
+) -> list[dict[str, Any]]:
+    """The ``req`` events of the elements a REQ_TP write of ``val`` publishes, as guest
+    memory holds them at that write (before the device sees it; T1).  Stops at an
+    unmapped slot: the device records that fault itself."""
+    r = ring_register(off, size, device.num_dbc)
+    if r is None or r[1] != "REQ_TP":
+        return []
+    dbc = r[0]
+    ch = device.ch[dbc]
+    if not ch.active or not ch.nelem:
+        return []
+    out: list[dict[str, Any]] = []
+    n = ch.nelem
+    i, end = ch.req_tp % n, val % n
+    for _ in range(n):
+        if i == end:
+            break
+        try:
+            raw = mem.read(ch.req_q + 64 * i, 64)
+        except Exception:  # noqa: BLE001 - unmapped: the device records the fault
+            break
+        out.append({"ev": "req", "dbc": dbc, "idx": i, "hex": bytes(raw).hex()})
+        i = (i + 1) % n
+    return out
 
 
 class Recorder:
@@ -100,13 +156,14 @@ class Recorder:
     def bar_read(self, bar: int, off: int, size: int) -> int:
         v = int(self.inner.bar_read(bar, off, size))
         if bar == 2:
-            self._reg("readl", off, size, v)
+            self.trace += register_events("readl", off, size, v, self.inner.device.num_dbc)
         return v
 
     def bar_write(self, bar: int, off: int, size: int, value: int) -> None:
         if bar == 2:
-            self._req(off, size, value)
-            self._reg("writel", off, size, value)
+            dev = self.inner.device
+            self.trace += published_requests(dev, self.inner.mem, off, size, value)
+            self.trace += register_events("writel", off, size, value, dev.num_dbc)
         self.inner.bar_write(bar, off, size, value)
 
     def bar_memset(self, bar: int, off: int, size: int, byte: int) -> None:
@@ -148,38 +205,6 @@ class Recorder:
             for dbc in sorted(self._active):
                 self.trace.append({"ev": "deactivate", "dbc": dbc})
             self._active.clear()
-
-    def _reg_of(self, off: int, size: int) -> tuple[int, str] | None:
-        rel = off - DBC_BASE
-        if size != 4 or rel < 0 or rel >= DBC_STRIDE * self.inner.device.num_dbc:
-            return None
-        name = REG_NAMES.get(rel % DBC_STRIDE)
-        return None if name is None else (rel // DBC_STRIDE, name)
-
-    def _reg(self, ev: str, off: int, size: int, val: int) -> None:
-        r = self._reg_of(off, size)
-        if r is not None:
-            self.trace.append({"ev": ev, "dbc": r[0], "reg": r[1], "val": val & 0xFFFFFFFF})
-
-    def _req(self, off: int, size: int, val: int) -> None:
-        r = self._reg_of(off, size)
-        if r is None or r[1] != "REQ_TP":
-            return
-        dbc = r[0]
-        ch = self.inner.device.ch[dbc]
-        if not ch.active or not ch.nelem:
-            return
-        n = ch.nelem
-        i, end = ch.req_tp % n, val % n
-        for _ in range(n):
-            if i == end:
-                break
-            try:
-                raw = self.inner.mem.read(ch.req_q + 64 * i, 64)
-            except Exception:  # noqa: BLE001 - unmapped: the device records the fault
-                break
-            self.trace.append({"ev": "req", "dbc": dbc, "idx": i, "hex": bytes(raw).hex()})
-            i = (i + 1) % n
 
     # -- output -------------------------------------------------------------------------
     def trace_lines(self, extra_args: Sequence[str] = ()) -> list[str]:

@@ -15,8 +15,8 @@ from mhi_host import FakeMem
 from tracecheck import booting_tests, judge
 
 from qaicmodel.emu import tracing
-from qaicmodel.emu.datapath import DBC_BASE, DBC_STRIDE
 from qaicmodel.emu.testboard import StubBoard
+from qaicmodel.emu.tracing import DBC_BASE, DBC_STRIDE
 
 pytestmark = pytest.mark.contracts
 
