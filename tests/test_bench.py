@@ -91,3 +91,48 @@ def test_cli_bad_host_is_exit_2() -> None:
         timeout=600,
     )
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+class _Res:
+    """A guest run's result as emu/runner.py gives it (splats and failure() only)."""
+
+    def __init__(self, splats: list, why: str | None = None) -> None:
+        self.splats, self._why = splats, why
+
+    def failure(self) -> str | None:
+        if self._why is not None:
+            return self._why
+        return f"kernel warning in the guest, {self.splats[0].quote()}" if self.splats else None
+
+
+@pytest.mark.unit
+def test_bench_uml_reruns_a_guest_run_lost_to_the_uml_transport_race_once() -> None:
+    """GB0 (emu/bench.py): a boot whose only splat is virt-pci's own WARNING (F7) is run
+    again once, and said so; any other failure, or the race twice, is not retried away.
+    CI, 2026-12-02: one of the three boot-to-online boots hit
+    ``WARNING: arch/um/drivers/virtio_pcidev.c:188`` and the whole bench failed."""
+    from qaicmodel.emu import bench as ub
+    from qaicmodel.emu.splat import Splat
+
+    race = Splat(
+        98, "warning", "WARNING: arch/um/drivers/virtio_pcidev.c:188 at virtio_pcidev_send_cmd"
+    )
+    race612 = Splat(7, "warning", "WARNING: arch/um/drivers/virt-pci.c:121 at um_pci_send_cmd")
+    qaic = Splat(99, "warning", "WARNING: drivers/accel/qaic/qaic_data.c:1 at dbc_irq_handler")
+    for first in (race, race612):
+        runs = iter([_Res([first]), _Res([])])
+        noted: list[str] = []
+        res = ub.rerun_on_transport_race(runs.__next__, "boot 1", noted)
+        assert res.failure() is None and len(noted) == 1
+        assert "boot 1" in noted[0] and first.text in noted[0]
+    for splats in ([race, qaic], [qaic]):
+        runs = iter([_Res(splats), _Res([])])
+        noted = []
+        res = ub.rerun_on_transport_race(runs.__next__, "boot 1", noted)
+        assert res.failure() is not None and noted == []
+    runs = iter([_Res([race]), _Res([race]), _Res([])])
+    noted = []
+    res = ub.rerun_on_transport_race(lambda: next(runs), "boot 2", noted)
+    assert res.failure() is not None and len(noted) == 1  # once, never more
+    runs = iter([_Res([], why="the guest did not finish within 9 s"), _Res([])])
+    assert ub.rerun_on_transport_race(lambda: next(runs), "x", []).failure() is not None

@@ -41,6 +41,23 @@ def test_broken_control_hosts_are_caught_by_the_generator(
     assert control_of_note(note)[0] == rep["control_host"]
 
 
+def test_replay_takes_the_recorded_control_host_unless_one_is_given(tmp_path: Path) -> None:
+    """issue #12 item 5: ``--replay FILE`` uses the control host the file records, and an
+    explicit ``--control-host`` overrides it (it was silently ignored)."""
+    from qaicmodel.oracle.conform_cli import replay_file
+
+    rep = run_conformance(seed=5, budget=10.0, out_dir=tmp_path, control_host=BadSeq)
+    f = next(f for f in rep["failures"] if f["invariant"] == "CTRL-SEQ")
+    again = replay_file(f["reproducer"])
+    assert again["failure"]["invariant"] == "CTRL-SEQ", again
+    assert again["control_host"] == rep["control_host"]
+    assert again["control_host_from"] == "the reproducer"
+    driver = "qaicmodel.spec.control.manage:ControlClient"
+    fixed = replay_file(f["reproducer"], control_host=driver)
+    assert fixed["control_host"] == driver and fixed["control_host_from"] == "--control-host"
+    assert fixed["failure"] is None, fixed["failure"]
+
+
 def test_driver_quirks_and_fault_reactions_are_driver_findings() -> None:
     v = {"rule": "CTRL-QSM-ONLY", "message": "m", "where": {"dbc": 1}, "state": {}}
     faulted = dict(v, state={"faults": ["nnc-no-reply"]})

@@ -53,8 +53,22 @@ HOSTS = textwrap.dedent('''\
         def detach_slice(self, user, handle, pad=0):
             table = {}
             return table["boom"]  # line 22
+
+
+    BUILT = [0]
+
+
+    class LaterCtor(SpecHost):
+        """Constructs on the first device (the CLI's probe), fails on a later one."""
+
+        def __init__(self, device, **kw):
+            BUILT[0] += 1
+            if BUILT[0] > 2:
+                raise OSError("licence server went away")  # line 34
+            super().__init__(device, **kw)
 ''')
 CRASH_LINE = 22
+LATER_CTOR_LINE = 34
 
 
 def _pins() -> list[str]:
@@ -207,6 +221,22 @@ def test_failing_constructor_is_exit_2_with_the_reason(user_dir: Path, cmd: str)
     line = _one_line_exit_2(_cli(*argv, "--host", "myhosts:BadCtor", cwd=user_dir))
     assert "cannot be constructed" in line and "no licence file found" in line
     assert "myhosts.py:10" in line, line
+
+
+def test_constructor_failing_mid_run_is_exit_2_with_the_reason_not_a_traceback(
+    user_dir: Path,
+) -> None:
+    """A constructor that works on the probe's device but raises on a device an episode
+    generated: one line naming the host, its file and line and the episode's device."""
+    p = _cli("conform", "--host", "myhosts:LaterCtor", "--seed", "3", "--budget", "20", *_pins(),
+             cwd=user_dir)  # fmt: skip
+    assert p.returncode == 2 and "Traceback" not in p.stderr, (p.returncode, p.stderr[-3000:])
+    banner, line = p.stderr.strip().splitlines()  # the seed (replayable), then the error
+    assert banner.startswith("qaicmodel conform: seed 3, host myhosts:LaterCtor"), banner
+    assert "myhosts:LaterCtor cannot be constructed" in line, line
+    assert "OSError: licence server went away" in line, line
+    assert f"myhosts.py:{LATER_CTOR_LINE}" in line, line
+    assert "num_dbc" in line and "policies" in line, line  # the device it was given
 
 
 # ---------------------------------------------------------------------------

@@ -180,3 +180,46 @@ def test_a_one_element_queue_under_accept_1_is_a_witness_not_a_model_error(
     row = _row(rep, target)
     assert row["status"] == "witness", row
     assert row["host_correct"] is not False, row
+
+
+@pytest.mark.unit
+def test_linux_sides_wait_for_every_executed_bo_before_the_guest_closes() -> None:
+    """L1b: on the real driver a plain ``run`` does not drain; the guest must wait.
+
+    A witness that ends with ``run`` (the model drains there) otherwise lets the guest
+    close its fd before the driver's IRQ thread consumed the response, and the rule
+    the witness shows is never broken (CI, 2026-12-02: the last-consumed side ran clean
+    twice in a row).
+    """
+    from qaicmodel.oracle.hunt.linux import linux_steps
+
+    steps = [
+        {"op": "open", "user": "u0"},
+        {"op": "activate", "user": "u0", "queue_size": 16, "as": "d0"},
+        {"op": "create_bo", "user": "u0", "size": 4096, "as": "b3"},
+        {"op": "create_bo", "user": "u0", "size": 4096, "as": "b4"},
+        {"op": "execute", "user": "u0", "dbc_id": "d0", "handles": ["b3"], "thread": "t5"},
+        {
+            "op": "partial_execute",
+            "user": "u0",
+            "dbc_id": "d0",
+            "entries": [{"handle": "b4", "resize": 0}, {"handle": "b3"}],
+        },
+        {"op": "run", "schedule": ["x"]},
+    ]
+    out = linux_steps(steps)
+    assert out[: len(steps) - 1] == steps[:-1] and out[len(steps) - 1] == {"op": "run"}
+    extra = out[len(steps) :]
+    assert extra[0] == {"op": "join", "thread": "t5"}
+    waits = [(s["op"], s["handle"], s["dbc_id"], s["user"]) for s in extra[1:]]
+    assert waits == [("wait", "b3", "d0", "u0"), ("wait", "b4", "d0", "u0")]
+    assert all(s["timeout_ms"] > 0 for s in extra[1:])
+    # a BO closed, or a channel or user gone, after its execute is not waited for
+    gone = steps + [
+        {"op": "gem_close", "user": "u0", "handle": "b4"},
+        {"op": "deactivate", "user": "u0", "dbc_id": "d0"},
+    ]
+    assert [s for s in linux_steps(gone)[len(gone) :] if s["op"] == "wait"] == []
+    closed = steps[:-1] + [{"op": "gem_close", "user": "u0", "handle": "b4"}]
+    waited = [s["handle"] for s in linux_steps(closed)[len(closed) :] if s["op"] == "wait"]
+    assert waited == ["b3"]

@@ -33,6 +33,12 @@ The data path (issue #10 "Performance"), in the same run:
   program, UML's own transport and any idle time).  Aim of the issue: the bridge adds
   less than the model itself (``bridge_over_model`` < 1).
 
+GB0: a guest run whose only kernel splats are WARNINGs of UML's own virtual PCI
+transport (docs/findings.md F7: a nested register read took another's answer, so the
+probe gets EIO) is run again once, with a fresh board, and said so in
+``transport_reruns``; a second such run, or any other failure, fails the bench.  The
+race is UML's, not the driver's, and it is not what the bench measures.
+
 Absolute times on a shared 2-core machine are noise; the ratios are the claim.
 """
 
@@ -44,11 +50,35 @@ import socket
 import statistics
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from qaicmodel.errors import UmlError
 
-__all__ = ["socket_rtt", "guest_rates", "boot_to_online", "datapath_rates", "impl_rates", "run"]
+__all__ = [
+    "socket_rtt",
+    "guest_rates",
+    "boot_to_online",
+    "datapath_rates",
+    "impl_rates",
+    "rerun_on_transport_race",
+    "run",
+]
+
+_R = TypeVar("_R")
+
+
+def rerun_on_transport_race(attempt: Callable[[], _R], what: str, noted: list[str]) -> _R:
+    """GB0: ``attempt()``, and once more if its only splats are UML transport WARNINGs."""
+    from qaicmodel.emu.splat import is_uml_transport
+
+    res = attempt()
+    splats = getattr(res, "splats", [])
+    if splats and all(is_uml_transport(x) for x in splats):
+        noted.append(f"{what}: {res.failure()}")  # type: ignore[attr-defined]
+        res = attempt()
+    return res
+
 
 _GUEST = r"""
 import glob, os, subprocess, sys, time
@@ -115,22 +145,30 @@ def _board(seed: int) -> Any:
 
 
 def guest_rates(
-    kernel: str = "7.2", *, n: int = 2000, seed: int = 0, timeout: float = 120.0
+    kernel: str = "7.2",
+    *,
+    n: int = 2000,
+    seed: int = 0,
+    timeout: float = 120.0,
+    noted: list[str] | None = None,
 ) -> dict[str, float]:
     """Seconds per guest config read and per debugfs ``queued`` read (2 MMIO reads)."""
     from qaicmodel.emu import runner
 
-    with open(os.devnull, "wb") as sink:
-        res = runner.run(
-            [sys.executable, "-c", _GUEST, str(n)],
-            kernel=kernel,
-            board=_board(seed),
-            seed=seed,
-            timeout=timeout,
-            capture=True,
-            echo=sink,
-            unbind=True,
-        )
+    def attempt() -> Any:
+        with open(os.devnull, "wb") as sink:
+            return runner.run(
+                [sys.executable, "-c", _GUEST, str(n)],
+                kernel=kernel,
+                board=_board(seed),
+                seed=seed,
+                timeout=timeout,
+                capture=True,
+                echo=sink,
+                unbind=True,
+            )
+
+    res = rerun_on_transport_race(attempt, "MMIO rates", [] if noted is None else noted)
     why = res.failure()
     text = res.output.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("BENCH ")), None)
@@ -143,55 +181,74 @@ def guest_rates(
 
 
 def boot_to_online(
-    kernel: str = "7.2", *, seed: int = 0, repeat: int = 3, timeout: float = 120.0
+    kernel: str = "7.2",
+    *,
+    seed: int = 0,
+    repeat: int = 3,
+    timeout: float = 120.0,
+    noted: list[str] | None = None,
 ) -> float:
     """Median seconds from starting the guest to the QSM's first status answer."""
-    from qaicmodel.emu import runner
-
     times = []
     for i in range(repeat):
-        board = _board(seed + i)
-        t0 = time.monotonic()
-        online: list[float] = []
-        control = board.services._control
-
-        def spy(
-            direction: str,
-            ch: int,
-            data: bytes,
-            _c: Any = control,
-            _o: list[float] = online,
-            _b: Any = board,
-        ) -> None:
-            _c(direction, ch, data)
-            if (
-                direction == "d2h"
-                and not _o
-                and any("Status" in n for n in _b.services.control_log[-1][2])
-            ):
-                _o.append(time.monotonic())
-
-        board.services._control = spy
-        with open(os.devnull, "wb") as sink:
-            res = runner.run(
-                # the command waits for ONLINE (open gives ENODEV until then), so the guest
-                # cannot power off before the status answer the figure is timed to
-                [sys.executable, "-m", "qaicmodel.guest", "open", "--wait", "30"],
-                kernel=kernel,
-                board=board,
-                seed=seed + i,
-                timeout=timeout,
-                capture=True,
-                echo=sink,
-                unbind=True,
-            )
-        if not online:
+        boot = rerun_on_transport_race(
+            lambda i=i: _boot_once(kernel, seed + i, timeout),  # type: ignore[misc]
+            f"boot {i + 1}",
+            [] if noted is None else noted,
+        )
+        if boot.online_s is None:
             raise UmlError(
-                f"the device never went online: {res.failure() or 'no status answer'}"
-                f" (console {res.console})"
+                f"the device never went online: {boot.failure() or 'no status answer'}"
+                f" (console {boot.console})"
             )
-        times.append(online[0] - t0)
+        times.append(boot.online_s)
     return statistics.median(times)
+
+
+class _Boot:
+    """One boot's runner result and seconds to online (None: never); GB0 reads the run's."""
+
+    def __init__(self, res: Any, online_s: float | None) -> None:
+        self.res, self.online_s, self.splats = res, online_s, res.splats
+        self.console = res.console
+
+    def failure(self) -> str | None:
+        return self.res.failure()
+
+
+def _boot_once(kernel: str, seed: int, timeout: float) -> _Boot:
+    """One boot of :func:`boot_to_online`, timed from start to the first status answer."""
+    from qaicmodel.emu import runner
+
+    board = _board(seed)
+    t0 = time.monotonic()
+    online: list[float] = []
+    control = board.services._control
+
+    def spy(direction: str, ch: int, data: bytes) -> None:
+        control(direction, ch, data)
+        if (
+            direction == "d2h"
+            and not online
+            and any("Status" in n for n in board.services.control_log[-1][2])
+        ):
+            online.append(time.monotonic())
+
+    board.services._control = spy
+    with open(os.devnull, "wb") as sink:
+        res = runner.run(
+            # the command waits for ONLINE (open gives ENODEV until then), so the guest
+            # cannot power off before the status answer the figure is timed to
+            [sys.executable, "-m", "qaicmodel.guest", "open", "--wait", "30"],
+            kernel=kernel,
+            board=board,
+            seed=seed,
+            timeout=timeout,
+            capture=True,
+            echo=sink,
+            unbind=True,
+        )
+    return _Boot(res, online[0] - t0 if online else None)
 
 
 class _Timed:
@@ -297,27 +354,39 @@ class _Sink:
 
 
 def datapath_rates(
-    kernel: str = "7.2", *, n_one: int = 200, n_big: int = 5, seed: int = 0, timeout: float = 300.0
+    kernel: str = "7.2",
+    *,
+    n_one: int = 200,
+    n_big: int = 5,
+    seed: int = 0,
+    timeout: float = 300.0,
+    noted: list[str] | None = None,
 ) -> dict[str, Any]:
     """GB1-GB4 on the real driver: round trips, BOs/s and the wall-time split."""
     from qaicmodel.emu import runner
     from qaicmodel.emu.datapath import DatapathBoard
 
-    timed = _Timed(
-        DatapathBoard(policies=["mhi-start-ee=amss"], kernel=kernel, workload=None, seed=seed)
-    )
-    sink = _Sink(timed)
     unbind = "echo 0000:00:00.0 > /sys/bus/pci/drivers/qaic/unbind"
     cmd = f"{sys.executable} -m qaicmodel.guest.bench {n_one} {n_big}; rc=$?; {unbind}; exit $rc"
-    res = runner.run(
-        ["/bin/sh", "-c", cmd],
-        kernel=kernel,
-        board=timed,
-        seed=seed,
-        timeout=timeout,
-        echo=sink,  # type: ignore[arg-type]
-        extra_args=("qaic.datapath_polling=1",),
-    )
+    sinks: list[_Sink] = []
+
+    def attempt() -> Any:
+        timed = _Timed(
+            DatapathBoard(policies=["mhi-start-ee=amss"], kernel=kernel, workload=None, seed=seed)
+        )
+        sinks.append(_Sink(timed))
+        return runner.run(
+            ["/bin/sh", "-c", cmd],
+            kernel=kernel,
+            board=timed,
+            seed=seed,
+            timeout=timeout,
+            echo=sinks[-1],  # type: ignore[arg-type]
+            extra_args=("qaic.datapath_polling=1",),
+        )
+
+    res = rerun_on_transport_race(attempt, "data path", [] if noted is None else noted)
+    sink = sinks[-1]
     why = res.failure()
     if res.violations and why is not None and why.startswith("the guest broke"):
         why = None  # reported beside the figures (a finding, not a failed measurement)
@@ -395,9 +464,10 @@ def run(
 ) -> dict[str, Any]:
     """All the figures and their ratios, from one run."""
     rtt = socket_rtt()
-    rates = guest_rates(kernel, n=n, seed=seed)
-    online = boot_to_online(kernel, seed=seed)
-    dp = datapath_rates(kernel, n_one=n_one, n_big=n_big, seed=seed)
+    noted: list[str] = []  # GB0
+    rates = guest_rates(kernel, n=n, seed=seed, noted=noted)
+    online = boot_to_online(kernel, seed=seed, noted=noted)
+    dp = datapath_rates(kernel, n_one=n_one, n_big=n_big, seed=seed, noted=noted)
     impl = impl_rates(n_one=n_one, n_big=n_big)
     mmio = rates["queued_read_s"] / 2
     split = dp["split"]
@@ -433,6 +503,7 @@ def run(
         "cfg_over_socket_rtt": rates["cfg_read_s"] / rtt,
         "boot_to_online_s": online,
         "boot_to_online_in_socket_rtts": online / rtt,
+        "transport_reruns": noted,
     }
 
 
@@ -476,6 +547,10 @@ def report(r: dict[str, Any]) -> str:
             f"  boot to online (PBL, BHI, SBL, Sahara, AMSS) {r['boot_to_online_s']:9.3f} s"
             f"    ({r['boot_to_online_in_socket_rtts']:.0f} socket round trips)",
             *_dp_lines(r["datapath"]),
+            *(
+                f"  run again once (GB0, UML's transport race, docs/findings.md F7): {x}"
+                for x in r.get("transport_reruns", [])
+            ),
         ]
     )
 

@@ -21,7 +21,11 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["Splat", "find", "classify_line", "strip_time"]
+__all__ = ["UML_TRANSPORT", "Splat", "find", "classify_line", "is_uml_transport", "strip_time"]
+
+#: UML's virtual PCI transport (7.2 ``virtio_pcidev.c``, 6.12 ``virt-pci.c``): its own
+#: WARNINGs are the guest's transport, not the driver (docs/findings.md F7, F8)
+UML_TRANSPORT = ("arch/um/drivers/virtio_pcidev.c", "arch/um/drivers/virt-pci.c")
 
 _TIME = re.compile(r"^\s*\[\s*\d+\.\d+\]\s?")
 
@@ -81,6 +85,11 @@ class Splat:
     def quote(self) -> str:
         at = f" (in {self.where})" if self.where else ""
         return f"console line {self.line}: {self.text}{at}"
+
+
+def is_uml_transport(s: Splat) -> bool:
+    """Whether a splat is a WARNING of UML's virtual PCI transport (:data:`UML_TRANSPORT`)."""
+    return s.kind == "warning" and any(f in s.text for f in UML_TRANSPORT)
 
 
 def strip_time(line: str) -> str:

@@ -281,7 +281,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="MODULE:CLASS",
         help="the control client under test (a qaicmodel.spec.control.protocol.ControlHost; "
-        "default the driver's, manage.ControlClient); its CTRL-* verdicts are conform's",
+        "default the driver's, manage.ControlClient); its CTRL-* verdicts are conform's; "
+        "with --replay it overrides the one the reproducer records",
     )
     p.add_argument(
         "--control-fault",
@@ -392,10 +393,18 @@ def reproducer_mode(path: str) -> str | None:
     return "rules" if seen else None
 
 
-def replay_file(path: str, host: str | None = None, mode: str | None = None) -> dict[str, Any]:
+def replay_file(
+    path: str,
+    host: str | None = None,
+    mode: str | None = None,
+    control_host: str | None = None,
+    control_faults: list[str] | None = None,
+) -> dict[str, Any]:
     """``--replay``: a scenario file through :func:`replay` (all C4 checks).  ``host``
     None: the host the file records (:func:`reproducer_host`), else the default host.
-    ``mode`` None: the mode the file records (:func:`reproducer_mode`), else rules."""
+    ``mode`` None: the mode the file records (:func:`reproducer_mode`), else rules.
+    ``control_host``/``control_faults`` None (or no faults): the ones the file's note
+    records (``control_of_note``), else the driver's control client and none."""
     scen = load(path)
     recorded = reproducer_host(path)
     recorded_mode = reproducer_mode(path)
@@ -403,7 +412,11 @@ def replay_file(path: str, host: str | None = None, mode: str | None = None) -> 
     ref = host or recorded or DEFAULT_HOST
     raw = json.loads(Path(path).read_text())
     notes = [st.get("note") for st in raw.get("steps", []) if isinstance(st, dict)]
-    control = control_of_note(" ".join(n for n in notes if isinstance(n, str)))
+    rec_control, rec_faults = control_of_note(" ".join(n for n in notes if isinstance(n, str)))
+    control = (
+        control_host if control_host is not None else rec_control,
+        tuple(control_faults) if control_faults else rec_faults,
+    )
     host_cls = load_host(ref)
     ref_cls = load_host(SCENARIO_HOST)
     f = replay(
@@ -420,6 +433,13 @@ def replay_file(path: str, host: str | None = None, mode: str | None = None) -> 
         "file": path,
         "host": ref,
         "host_from": "--host" if host else "the reproducer" if recorded else "the default",
+        "control_host": control[0],
+        "control_host_from": "--control-host"
+        if control_host is not None
+        else "the reproducer"
+        if rec_control is not None
+        else "the default",
+        "control_faults": list(control[1]),
         "mode": use_mode,
         "mode_from": f"--{mode}" if mode else "the reproducer" if recorded_mode else "the default",
         "verdict": "conforms" if f is None else "FAILED",
@@ -494,7 +514,9 @@ def _replay_cli(args: argparse.Namespace) -> int:
     host = args.host or recorded or DEFAULT_HOST
     cls = load_host(host)
     watchdog.probe(cls, host, load(args.replay).device)
-    out = replay_file(args.replay, args.host, args.mode)
+    if args.control_host is not None or args.control_fault:
+        probe_control(args.control_host, args.control_fault, args.kernel_version)
+    out = replay_file(args.replay, args.host, args.mode, args.control_host, args.control_fault)
     mode = f"mode {out['mode']} (from {out['mode_from']})"
     if args.json:
         print(json.dumps(out, indent=2))
@@ -505,5 +527,7 @@ def _replay_cli(args: argparse.Namespace) -> int:
         print(f"{args.replay}: FAILED {story(f, _steps_of(args.replay))}")
         print(f"  host:   {host} (from {out['host_from']})")
         print(f"  mode:   {mode}")
+        if out["control_host"] is not None:
+            print(f"  control host: {out['control_host']} (from {out['control_host_from']})")
         print(f"  detail: {f['invariant']} at step {f['step']} ({f['op']}): {f['message']}")
     return 0 if out["failure"] is None else 1

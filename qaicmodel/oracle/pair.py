@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from qaicmodel.errors import FormatError, RemoteProtocolError
+from qaicmodel.errors import ArgumentError, FormatError, QaicModelError, RemoteProtocolError
 from qaicmodel.findings import Finding
 from qaicmodel.oracle import watchdog
 from qaicmodel.oracle.explore_control import CONTROL_FINDINGS, judge
@@ -226,6 +226,24 @@ class _Checked:
             setattr(self._host, name, value)
 
 
+def _unconstructible(host_cls: type, cfg: Any, policies: Any, e: Exception) -> ArgumentError:
+    """A host that the CLI's probe could construct but an episode's device could not
+    (issue #12 item 5): the same one-line error as the probe's (exit 2), naming the
+    device and policies the episode gave it."""
+    site = watchdog.crash_site(e, host_cls)
+    chosen = getattr(policies, "chosen", policies) or {}
+    pols = ",".join(f"{k}={v}" for k, v in sorted(dict(chosen).items())) or "defaults"
+    dev = (
+        f"num_dbc={cfg.num_dbc}, single_msi={cfg.single_msi}, "
+        f"sg_max_segment={cfg.sg_max_segment}, kernel={cfg.kernel}"
+    )
+    return ArgumentError(
+        f"host {host_cls.__module__}:{host_cls.__qualname__} cannot be constructed on an "
+        f"episode's device ({dev}; policies {pols}): {type(e).__name__}: {e}"
+        + (f" (at {site})" if site else "")
+    )
+
+
 class Pair:
     """The host under test and (optionally) the reference host, each on its own device."""
 
@@ -244,15 +262,20 @@ class Pair:
         same faults, fresh, and the reference control client)."""
         self.watch = _Watch()
         self.last_schedule: list[str] = []
-        self.prim = Runner(
-            cfg,
-            host_cls=host_cls,
-            policies=policies,
-            bus=self.watch.bus,
-            wrap_host=self.watch.wrap,
-            control_host=control_host,
-            control_faults=control_faults,
-        )
+        try:
+            self.prim = Runner(
+                cfg,
+                host_cls=host_cls,
+                policies=policies,
+                bus=self.watch.bus,
+                wrap_host=self.watch.wrap,
+                control_host=control_host,
+                control_faults=control_faults,
+            )
+        except QaicModelError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the host's constructor, on this device
+            raise _unconstructible(host_cls, cfg, policies, e) from None
         self.rules = RuleBook(self.prim)
         self.differential = differential
         self.ref = (
