@@ -4,6 +4,15 @@
 fault at a time: control faults change the QSM's replies on QAIC_CONTROL (the model's
 ``Injector``, :mod:`qaicmodel.spec.control.faults`), data-path and MHI faults act on a
 response, a register read, an MSI or the firmware's state.
+
+Rule FB1 (docs/findings.md F12): for ``nnc-orphan-deactivate`` the board follows the
+channel it named from the moment the message reached a host receive buffer (the MHI
+transfer on QAIC_CONTROL's channel 11; qaic_control.c ``resp_worker`` ->
+``decode_deactivate`` -> qaic_data.c ``release_dbc`` then frees the channel's FIFOs,
+linux-source-7.2): whether the QSM still held the channel then, for how many board steps
+it kept it and what ended that (the host request the QSM released it for, or a reset),
+and every DMA Bridge access the device made into the freed FIFO block (responses written,
+request elements read, DMA transfers overlapping it) -- writes the guest's KASAN cannot see.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import struct
 import time
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from qaicmodel.emu.board import QTIMER_TICKS_PER_STEP
 from qaicmodel.emu.datapath import DatapathBoard
@@ -30,11 +41,53 @@ __all__ = ["FaultBoard"]
 
 _RSP_TP = 0xC  # DBC register offsets (spec/dbc/regs.py)
 _RSP_HP = 0x8
+_TO_DEV, _FROM_DEV = 1, 2  # a request's DMA direction (aic100.rst "Request FIFO", pcie_dma_cmd)
 _TARGET = {1: "StatusToDev", 2: "ActivateToDev"}  # the control faults' trigger (F3)
 #: the faults whose trigger is the n-th data-path response of the episode
 _RESPONSE_TRIGGERED = frozenset(
     n for n, f in FAULTS.items() if f.layer != "nnc" or n == "nnc-orphan-deactivate"
 )
+
+
+@attrs.define
+class _Released:
+    """FB1: the channel the unsolicited deactivate named, as the device treats it after."""
+
+    dbc: int
+    msg: bytes  # the message, until it reaches a host buffer
+    req_q: int = 0
+    end: int = 0  # the FIFO block is [req_q, end): both rings, as the driver allocated them
+    delivered: int | None = None  # the board step it reached the host
+    t_delivered: float = 0.0
+    qsm_listed: bool = False  # the QSM still had the channel activated then
+    active_steps: int = 0  # board steps the channel stayed active after that
+    active_s: float = 0.0
+    ended_by: str | None = None
+    rsp_writes: int = 0  # response elements the device wrote into the freed ring
+    req_reads: int = 0  # request elements it read from the freed ring
+    dma_in: int = 0  # bytes of DMA transfers writing into the freed block
+    dma_out: int = 0  # bytes of DMA transfers reading from it
+    dbc_dma_in: int = 0  # bytes the channel's own transfers wrote to the host, anywhere
+
+    def overlaps(self, addr: int, n: int) -> bool:
+        return n > 0 and addr < self.end and self.req_q < addr + n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dbc": self.dbc,
+            "fifo": [self.req_q, self.end],
+            "delivered_step": self.delivered,
+            "qsm_listed": self.qsm_listed,
+            "active_steps": self.active_steps,
+            "active_s": round(self.active_s, 3),
+            "ended_by": self.ended_by,
+            "rsp_writes": self.rsp_writes,
+            "req_reads": self.req_reads,
+            "dma_in_bytes": self.dma_in,
+            "dma_out_bytes": self.dma_out,
+            "written_bytes": 4 * self.rsp_writes + self.dma_in,
+            "dbc_dma_in_bytes": self.dbc_dma_in,
+        }
 
 
 def _oversize(reply: bytes, extra: int) -> bytes:
@@ -93,6 +146,8 @@ class FaultBoard(DatapathBoard):
         self.phantom = 0  # RSP_HP writes that consumed a response the fault made up
         self.held_since: float | None = None
         self.held_wall = 0.0
+        self.released: _Released | None = None  # FB1
+        self._rx: list[str] = []  # the kinds of the host request the QSM is handling
 
     # -- episodes (F3) ---------------------------------------------------------------
     def arm(self, name: str) -> None:
@@ -123,6 +178,8 @@ class FaultBoard(DatapathBoard):
             out["lost_msis"] = self.lost_msis
         if self.held_wall:
             out["held_s"] = round(self.held_wall, 3)
+        if self.released is not None:
+            out["released"] = self.released.as_dict()
         self.active = None
         self.deadline = None
         self._clear()
@@ -148,10 +205,14 @@ class FaultBoard(DatapathBoard):
             return
         svc = self.services
         svc._control("h2d", ch, data)
-        replies = self.qsm.receive(data)
+        kinds = trans_names(data, "h2d")
+        self._rx = kinds
+        try:
+            replies = self.qsm.receive(data)
+        finally:
+            self._rx = []
         n = self.exchanges
         self.exchanges += 1
-        kinds = trans_names(data, "h2d")
         self.requests.append(",".join(kinds))
         nth = sum(1 for r in self.requests if kinds and r == ",".join(kinds))
         f = self.active
@@ -183,12 +244,52 @@ class FaultBoard(DatapathBoard):
         ).pack()
         self.services._control("d2h", 11, msg)
         self.mhi.send(11, msg)
+        self.released = _Released(dbc, msg)
         self.fired.append(f"unsolicited DEACTIVATE_FROM_DEV dbc {dbc}")
+
+    def _check_delivered(self) -> None:
+        """FB1: the unsolicited message has left the outbox: it is in a host buffer."""
+        r = self.released
+        if r is None or r.delivered is not None or r.msg in self.mhi.channels[11].outbox:
+            return
+        r.delivered, r.t_delivered = self.steps, time.monotonic()
+        ch = self.device.ch[r.dbc]
+        r.qsm_listed = r.dbc in self.qsm.act
+        if ch.active:
+            r.req_q, r.end = ch.req_q, max(ch.req_q + 64 * ch.nelem, ch.rsp_q + 4 * ch.nelem)
+        else:
+            r.ended_by = "inactive before the host had the message"
+
+    def _release_event(self, ev: tuple[Any, ...]) -> None:
+        """FB1: the device's accesses to the freed FIFOs, and the end of the channel."""
+        r = self.released
+        if r is None or r.delivered is None or r.ended_by is not None:
+            return
+        kind = ev[0]
+        if kind in ("deactivate", "reset") and ev[1] in (r.dbc, None):
+            r.active_s = time.monotonic() - r.t_delivered
+            if kind == "reset":
+                r.ended_by = "a device reset"
+            else:
+                r.ended_by = "the driver's " + ("/".join(self._rx) or "?")
+        elif kind == "response" and ev[1] == r.dbc:
+            r.rsp_writes += 1
+        elif kind == "consume" and ev[1] == r.dbc:
+            r.req_reads += 1
+        elif kind == "dma":
+            _k, dbc, _seq, direction, src, dst, _length, n = ev
+            if direction == _FROM_DEV and dbc == r.dbc:
+                r.dbc_dma_in += n
+            if direction == _FROM_DEV and r.overlaps(dst, n):
+                r.dma_in += n
+            elif direction == _TO_DEV and r.overlaps(src, n):
+                r.dma_out += n
 
     # -- data path --------------------------------------------------------------------------
     def _build(self, mem: Any) -> None:
         super()._build(mem)
         self.device.observers.append(self._fault_event)
+        self.device.observers.append(self._release_event)
 
     def _fault_event(self, ev: tuple[Any, ...]) -> None:
         f = self.active
@@ -309,6 +410,11 @@ class FaultBoard(DatapathBoard):
             return
         was = self._hold
         super().step(action)
+        r = self.released
+        if r is not None and r.delivered is not None and r.ended_by is None:
+            r.active_steps += 1
+        if action[:3] == ("mhi", "dl", 11):
+            self._check_delivered()
         if was == 1 and self._hold == 0 and self.held_since is not None:
             self.held_wall = time.monotonic() - self.held_since
             self.held_since = None

@@ -32,7 +32,9 @@ Rules:
   R6 a hang whose cause may be the guest's transport -- the whole guest stopped answering
      (the host's episode deadline) or UML's virt-pci warning (F7) came with it -- is
      measured once more in a fresh boot, and the second result is the row
-     (``retried``), like ``qaicmodel uml policies`` does for the same race.
+     (``retried``), like ``qaicmodel uml policies`` does for the same race;
+  R7 ``nnc-orphan-deactivate``: the detail ends with the device's view of the channel after
+     the host had the unsolicited deactivate (faultboard.py FB1; docs/findings.md F12).
 """
 
 from __future__ import annotations
@@ -50,7 +52,15 @@ from qaicmodel.emu import faults as F
 from qaicmodel.emu import splat as splatmod
 from qaicmodel.errors import ArgumentError, UmlError
 
-__all__ = ["GUEST_ARGS", "measure", "classify", "add_args", "run_cli", "reproducer"]
+__all__ = [
+    "GUEST_ARGS",
+    "measure",
+    "classify",
+    "released_note",
+    "add_args",
+    "run_cli",
+    "reproducer",
+]
 
 GUEST_ARGS = (
     "qaic.datapath_polling=1",
@@ -222,6 +232,28 @@ def classify(
     return "works", "every call succeeded" + after
 
 
+def released_note(dev: dict[str, Any] | None) -> str:
+    """R7: what the device did with the channel an unsolicited deactivate named, after the
+    message reached the host (faultboard.py FB1), as a detail suffix ('' for other faults)."""
+    r = (dev or {}).get("released")
+    if r is None:
+        return ""
+    d = r["dbc"]
+    if r["delivered_step"] is None:
+        return f"; the DEACTIVATE_FROM_DEV for dbc {d} never reached a host buffer"
+    if not r["qsm_listed"] and r["ended_by"] == "inactive before the host had the message":
+        return f"; dbc {d} was already inactive on the device when the host had the message"
+    end = f"until {r['ended_by']}" if r["ended_by"] else "to the end of the episode"
+    return (
+        f"; after the host had the deactivate the device kept dbc {d} active for "
+        f"{r['active_steps']} steps ({r['active_s']:g} s, {end}) and wrote "
+        f"{r['written_bytes']} bytes into its freed FIFOs ({r['rsp_writes']} responses, "
+        f"{r['dma_in_bytes']} DMA bytes; read {r['req_reads']} request elements, "
+        f"{r['dma_out_bytes']} DMA bytes; the channel's DMA wrote {r['dbc_dma_in_bytes']} "
+        "bytes to the host)"
+    )
+
+
 def reproducer(name: str, seed: int, kernel: str, kasan: bool) -> str:
     extra = ("" if kernel == "7.2" else f" --kernel {kernel}") + ("" if kasan else " --no-kasan")
     return f"qaicmodel uml faults --fault {name} --seed {seed}{extra}"
@@ -317,6 +349,7 @@ def measure(
             outcome, detail = classify(f, r, sink.device.get(name), sp, eps.get(name))
             if race:
                 detail += f" (and {len(race)} UML transport warning(s), docs/findings.md F7)"
+            detail += released_note(sink.device.get(name))
             row = {
                 "fault": name,
                 "layer": f.layer,
@@ -370,9 +403,11 @@ def measure(
 
 
 def _line(row: dict[str, Any]) -> str:
+    note = released_note(row.get("device")).removeprefix("; ")
     return (
         f"{row['fault']:<26} {row['outcome']:<10} {row['detail'][:110]}\n"
-        f"{'':<26} seed {row['seed']}, {row['when']}; reproduce: {row['reproduce']}"
+        + (f"{'':<26} device: {note}\n" if note else "")
+        + f"{'':<26} seed {row['seed']}, {row['when']}; reproduce: {row['reproduce']}"
     )
 
 

@@ -143,6 +143,16 @@ def test_fault_group_outcomes_are_the_recorded_ones(group: str, tmp_path: Path) 
         d = r["detail"]
         assert ("ETIMEDOUT",) == tuple({c[1] for c in r["calls"] if c[1] != "ok"}), r["calls"]
         assert "not usable after (ETIMEDOUT)" in d or d == "stuck task: post-check status", d
+        # F12, the device's view (faultboard.py FB1): the orphan reaches the host in the
+        # deactivate's receive buffer, after the workload waited for and closed every BO;
+        # the QSM keeps the channel (7.2's deactivate puts nothing on the wire for it) until
+        # the driver's terminate, and the idle channel writes nothing into the freed FIFOs
+        rel = r["device"]["released"]
+        assert rel["delivered_step"] is not None and rel["qsm_listed"], rel
+        assert rel["ended_by"] == "the driver's TerminateToDev", rel
+        assert rel["active_steps"] > 0 and rel["written_bytes"] == 0, rel
+        assert rel["req_reads"] == 0 and rel["dbc_dma_in_bytes"] == 0, rel
+        assert "wrote 0 bytes into its freed FIFOs" in d, d
     elif group == "data-path":
         assert "livelock" in rows["dbc-rsp-never-drains"]["detail"]  # F13
         assert rows["dbc-completion-error"]["detail"].startswith("every call succeeded")  # F14
