@@ -53,6 +53,7 @@ PURPOSE: dict[str, str] = {
     "test_check.py": "unit",
     "test_check_counters.py": "unit",
     "test_silent_policies.py": "unit",
+    "test_guest_dma.py": "unit",
     # Hypothesis properties, fuzzing
     "test_arith_rings.py": "properties",
     "test_control_decoders_fuzz.py": "properties",

@@ -13,6 +13,17 @@ linux-source-7.2): whether the QSM still held the channel then, for how many boa
 it kept it and what ended that (the host request the QSM released it for, or a reset),
 and every DMA Bridge access the device made into the freed FIFO block (responses written,
 request elements read, DMA transfers overlapping it) -- writes the guest's KASAN cannot see.
+
+Rule FB2 (faults.py F6): for the ``nnc-dma-*`` faults the board counts, per non-zero
+``dma_chunk_id``, the bytes the host's DMA_XFER_TO_DEV transactions named (the driver's
+``resources->xferred_dma_size``, qaic_control.c ``encode_addr_size_pairs``,
+linux-source-7.2) and the host's aborts (a lone DMA_XFER_TO_DEV of that chunk id with
+count 0: ``abort_dma_cont``).  ``nnc-dma-cont-after-done`` holds the QSM's answer to the
+last chunk and asks for a continuation at the whole size instead; an abort is answered
+with the next request, or after ``{t}`` requests with the held answer (its sequence
+number the abort's: replies are matched by it).  ``nnc-dma-cont-past-end`` answers the
+first chunk with a continuation past the end; the QSM keeps the transfer open until the
+host aborts it or the episode ends, which the record says.
 """
 
 from __future__ import annotations
@@ -32,9 +43,10 @@ from qaicmodel.emu.faults import FAULTS, DeviceFault, fault, trigger
 from qaicmodel.emu.mhi_dev import EE_AMSS
 from qaicmodel.emu.services import trans_names
 from qaicmodel.emu.tracing import DBC_BASE, DBC_STRIDE
-from qaicmodel.errors import UmlError
+from qaicmodel.errors import DecodeError, UmlError
 from qaicmodel.spec.control import faults as cfaults
 from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control import qsm_records as QR
 from qaicmodel.spec.control.crc import nnc_crc
 
 __all__ = ["FaultBoard"]
@@ -47,6 +59,7 @@ _TARGET = {1: "StatusToDev", 2: "ActivateToDev"}  # the control faults' trigger 
 _RESPONSE_TRIGGERED = frozenset(
     n for n, f in FAULTS.items() if f.layer != "nnc" or n == "nnc-orphan-deactivate"
 )
+_DMA_FAULTS = frozenset(n for n, f in FAULTS.items() if f.workload == "dma")  # FB2
 
 
 @attrs.define
@@ -148,6 +161,14 @@ class FaultBoard(DatapathBoard):
         self.held_wall = 0.0
         self.released: _Released | None = None  # FB1
         self._rx: list[str] = []  # the kinds of the host request the QSM is handling
+        # FB2
+        self.dma_sent: dict[int, int] = {}  # chunk id -> bytes the host's pairs named
+        self.dma_chunk = 0  # the transfer the fault acts on
+        self.dma_held: bytes | None = None  # the QSM's answer to the last chunk, held
+        self.dma_asks = 0  # continuations the fault asked for
+        self.dma_aborts = 0  # the host's aborts of dma_chunk
+        self.dma_open: tuple[int, int] | None = None  # (handle, chunk) the QSM keeps open
+        self.dma_closed_by: str | None = None  # the host request after which it was not
 
     # -- episodes (F3) ---------------------------------------------------------------
     def arm(self, name: str) -> None:
@@ -180,6 +201,16 @@ class FaultBoard(DatapathBoard):
             out["held_s"] = round(self.held_wall, 3)
         if self.released is not None:
             out["released"] = self.released.as_dict()
+        if f is not None and f.name in _DMA_FAULTS:
+            out["dma"] = {
+                "sent": {str(k): v for k, v in self.dma_sent.items()},
+                "chunk": self.dma_chunk,
+                "asks": self.dma_asks,
+                "aborts": self.dma_aborts,
+                "held_unsent": self.dma_held is not None,
+                "open_transfers": len(self.qsm.loads),
+                "closed_by": self.dma_closed_by,
+            }
         self.active = None
         self.deadline = None
         self._clear()
@@ -206,6 +237,13 @@ class FaultBoard(DatapathBoard):
         svc = self.services
         svc._control("h2d", ch, data)
         kinds = trans_names(data, "h2d")
+        if self.active.name in _DMA_FAULTS:
+            self.exchanges += 1
+            self.requests.append(",".join(kinds))
+            for r in self._dma_fault(data):
+                svc._control("d2h", ch + 1, r)
+                self.mhi.send(11, r)
+            return
         self._rx = kinds
         try:
             replies = self.qsm.receive(data)
@@ -236,6 +274,84 @@ class FaultBoard(DatapathBoard):
         for r in replies:
             svc._control("d2h", ch + 1, r)
             self.mhi.send(11, r)
+
+    # -- FB2: DMA continuations --------------------------------------------------------------
+    def _cont(self, m: nnc.Message, chunk: int, xferred: int) -> bytes:
+        return nnc.Message.build(
+            (nnc.DmaXferCont(chunk, 0, xferred),),
+            seq=m.seq,
+            handle=m.handle,
+            partition_id=m.partition_id,
+            crc=self.qsm.crc_required,
+        ).pack()
+
+    def _dma_fault(self, data: bytes) -> list[bytes]:
+        """FB2: the QSM's replies to one host message, as the armed DMA fault changes them."""
+        try:
+            m: nnc.Message | None = nnc.decode(data, "h2d")
+        except DecodeError:
+            m = None
+        dma = [t for t in (m.transactions if m else ()) if isinstance(t, nnc.DmaXfer)]
+        lone = m is not None and len(m.transactions) == 1 and len(dma) == 1
+        if lone and self.dma_chunk and dma[0].dma_chunk_id == self.dma_chunk:
+            if dma[0].count == 0 and not dma[0].pairs:
+                self.dma_aborts += 1
+                if self.dma_held is not None:
+                    assert m is not None
+                    if self.dma_asks < self.trigger_value:
+                        self.dma_asks += 1
+                        return [self._cont(m, self.dma_chunk, self.dma_sent[self.dma_chunk])]
+                    held = nnc.decode(self.dma_held, "d2h")
+                    self.dma_held = None
+                    again = attrs.evolve(held, seq=m.seq)
+                    return [(again.with_crc() if held.crc32 else again).pack()]
+        replies = list(self.qsm.receive(data))
+        if self.dma_open is not None and self.dma_open not in self.qsm.loads:
+            self.dma_open, self.dma_closed_by = None, "/".join(trans_names(data, "h2d"))
+        for t in dma:
+            if t.dma_chunk_id:
+                n = sum(size for _a, size in t.pairs)
+                self.dma_sent[t.dma_chunk_id] = self.dma_sent.get(t.dma_chunk_id, 0) + n
+        if m is None or not dma or not dma[0].dma_chunk_id or self.fired or self.dma_chunk:
+            return replies
+        t, name = dma[0], self.active.name if self.active else ""
+        if name == "nnc-dma-cont-past-end" and not lone:
+            size = self._load_size(m)
+            self.dma_chunk = t.dma_chunk_id
+            if (m.handle, t.dma_chunk_id) in self.qsm.loads:
+                self.dma_open = (m.handle, t.dma_chunk_id)
+            xferred = size + self.trigger_value
+            self.fired.append(
+                f"chunk {t.dma_chunk_id}'s first message answered with DMA_XFER_CONT "
+                f"xferred {xferred} (transfer size {size})"
+            )
+            return [self._cont(m, t.dma_chunk_id, xferred)]
+        if name == "nnc-dma-cont-after-done" and lone and t.pairs and replies:
+            if any(
+                isinstance(x, nnc.DmaXferCont) for x in nnc.decode(replies[0], "d2h").transactions
+            ):
+                return replies  # not the last chunk
+            self.dma_chunk, self.dma_held, self.dma_asks = t.dma_chunk_id, replies[0], 1
+            total = self.dma_sent[t.dma_chunk_id]
+            self.fired.append(
+                f"chunk {t.dma_chunk_id} complete ({total} bytes): DMA_XFER_CONT xferred "
+                f"{total} asked instead of the answer"
+            )
+            return [self._cont(m, t.dma_chunk_id, total)] + replies[1:]
+        return replies
+
+    @staticmethod
+    def _load_size(m: nnc.Message) -> int:
+        """The size the message's LOAD_ELF_REQ command announced (0 if none)."""
+        for t in m.transactions:
+            if isinstance(t, nnc.Passthrough):
+                try:
+                    cmd, a = QR.parse_command(t.data)
+                except DecodeError:
+                    continue
+                if cmd == QR.Cmd.LOAD_ELF_REQ and len(a) >= 4:
+                    return a[2] | a[3] << 32
+        return 0
 
     def _orphan_deactivate(self) -> None:
         dbc = next(iter(self.qsm.act), 0)

@@ -21,11 +21,16 @@ Rules:
      when the check after the workload failed (the driver is not usable any more);
   G4 the workload: MANAGE status, then the echo of qaicmodel.guest.client (activate,
      every data-path ioctl, two rounds, WAIT_BO timeout 3 s, close); it prints one
-     JSON line with every call's result (``ok`` or the errno name).
+     JSON line with every call's result (``ok`` or the errno name).  A fault whose
+     ``workload`` is ``dma`` (faults.py F6) runs :func:`dma_workload` instead: MANAGE
+     status, a load of a 16-page buffer (one message), its unload, a load of a
+     :data:`SPLIT_PAGES`-page scattered buffer (the driver splits it: client.py G5) and
+     its unload.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -40,6 +45,9 @@ PCI = "0000:00:00.0"
 DRV = "/sys/bus/pci/drivers/qaic"
 ACCEL = "/dev/accel/accel0"
 STUCK_EXIT = 3
+#: pages of the split load: one segment each, 4026 fit the first message (7.2
+#: encode_addr_size_pairs with the 32-byte LOAD_ELF passthrough before it), the rest the second
+SPLIT_PAGES = 4100
 
 
 def workload(timeout_ms: int = 3000) -> dict[str, Any]:
@@ -63,6 +71,44 @@ def workload(timeout_ms: int = 3000) -> dict[str, Any]:
         "echo_intact": res.get("echo_intact"),
         "partial_intact": res.get("partial_intact"),
     }
+
+
+def dma_workload() -> dict[str, Any]:
+    """G4, ``dma``: status, a one-message load, a split load; every call's result."""
+    from qaicmodel.guest import client, wait_online
+    from qaicmodel.guest import status as guest_status
+
+    out: dict[str, Any] = {"online": wait_online(ACCEL, 15.0), "error": None}
+    calls: list[list[str]] = []
+    out["calls"] = calls
+
+    def call(name: str, fn: Any, *a: Any) -> Any:
+        try:
+            r = fn(*a)
+        except OSError as e:
+            calls.append([name, client.errno_name(e)])
+            out["error"] = out["error"] or f"{client.errno_name(e)}: {e.strerror}"
+            return None
+        calls.append([name, "ok"])
+        return r
+
+    def status() -> dict[str, Any]:
+        st = guest_status(ACCEL)
+        if "major" not in st:
+            raise OSError(errno.EPROTO, "no status answer")
+        return st
+
+    call("status", status)
+    try:
+        with client.Client(ACCEL) as c:
+            for name, pages, scattered in (("load", 16, False), ("load-split", SPLIT_PAGES, True)):
+                with client.DmaBuffer(pages, scattered=scattered) as b:
+                    elf = call(name, c.load, b.addr, b.size, len(calls))
+                if elf is not None:
+                    call("unload", c.unload, elf)
+    except OSError as e:  # opening the node, or mapping a buffer (not the MANAGE)
+        calls.append(["setup", client.errno_name(e)])
+    return out
 
 
 class _Host:
@@ -115,7 +161,10 @@ def _sysfs(action: str, timeout: float) -> bool:
 
 
 def _episode(host: _Host, i: int, name: str, episode_s: float) -> dict[str, Any]:
+    from qaicmodel.emu.faults import fault
+
     r: dict[str, Any] = {"fault": name, "index": i}
+    kind = fault(name).workload
     t0 = time.monotonic()
     _kmsg(f"begin {name}")
     if host.ask(f"arm {i} {name}") is None:
@@ -124,7 +173,9 @@ def _episode(host: _Host, i: int, name: str, episode_s: float) -> dict[str, Any]
     if not _sysfs("bind", 30):
         r["stuck"] = "bind"
         return r
-    rc, out = _child([sys.executable, "-m", "qaicmodel.emu.faultguest", "--workload"], episode_s)
+    rc, out = _child(
+        [sys.executable, "-m", "qaicmodel.emu.faultguest", "--workload", kind], episode_s
+    )
     if rc is None:
         r["stuck"] = "workload"
         line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
@@ -151,7 +202,8 @@ def _episode(host: _Host, i: int, name: str, episode_s: float) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--workload"]:
-        print(json.dumps(workload()), flush=True)
+        res = dma_workload() if args[1:2] == ["dma"] else workload()
+        print(json.dumps(res), flush=True)
         return 0
     ctrl, names = Path(args[0]), args[1:]
     episode_s = float(os.environ.get("QAICMODEL_FAULT_EPISODE_S", "60"))

@@ -34,7 +34,10 @@ Rules:
      measured once more in a fresh boot, and the second result is the row
      (``retried``), like ``qaicmodel uml policies`` does for the same race;
   R7 ``nnc-orphan-deactivate``: the detail ends with the device's view of the channel after
-     the host had the unsolicited deactivate (faultboard.py FB1; docs/findings.md F12).
+     the host had the unsolicited deactivate (faultboard.py FB1; docs/findings.md F12);
+  R8 the ``nnc-dma-*`` faults: the detail ends with the device's view of the transfer
+     (faultboard.py FB2): the bytes each chunk id named, the continuations asked, the
+     host's aborts and whether the device's transfer was left open.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "measure",
     "classify",
     "released_note",
+    "dma_note",
     "add_args",
     "run_cli",
     "reproducer",
@@ -254,6 +258,25 @@ def released_note(dev: dict[str, Any] | None) -> str:
     )
 
 
+def dma_note(dev: dict[str, Any] | None) -> str:
+    """R8: the device's view of the DMA transfer (faultboard.py FB2), a detail suffix."""
+    d = (dev or {}).get("dma")
+    if d is None:
+        return ""
+    sent = ", ".join(f"chunk {k}: {v} bytes" for k, v in d["sent"].items()) or "no split transfer"
+    return (
+        f"; device: {sent}; {d['asks']} continuation(s) asked, {d['aborts']} abort(s) from "
+        f"the host for chunk {d['chunk']}"
+        + ("; the held answer never went out" if d["held_unsent"] else "")
+        + (
+            f"; the device kept the transfer open until the host's {d['closed_by']}"
+            if d.get("closed_by")
+            else ""
+        )
+        + f"; {d['open_transfers']} transfer(s) left open on the device"
+    )
+
+
 def reproducer(name: str, seed: int, kernel: str, kasan: bool) -> str:
     extra = ("" if kernel == "7.2" else f" --kernel {kernel}") + ("" if kasan else " --no-kasan")
     return f"qaicmodel uml faults --fault {name} --seed {seed}{extra}"
@@ -349,7 +372,7 @@ def measure(
             outcome, detail = classify(f, r, sink.device.get(name), sp, eps.get(name))
             if race:
                 detail += f" (and {len(race)} UML transport warning(s), docs/findings.md F7)"
-            detail += released_note(sink.device.get(name))
+            detail += released_note(sink.device.get(name)) + dma_note(sink.device.get(name))
             row = {
                 "fault": name,
                 "layer": f.layer,

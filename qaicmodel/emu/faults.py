@@ -34,7 +34,14 @@ Rules:
   F5 the harness's only clock: an episode that has not ended ``episode_s`` wall
      seconds after its arm ends the run (UmlError), because a wedged guest cannot
      say so itself; first the board asks the guest for SysRq ``w`` (blocked tasks)
-     over UML's mconsole and gives it 3 s to print them.
+     over UML's mconsole and gives it 3 s to print them;
+  F6 the ``nnc-dma-*`` faults act on a real DMA transfer, so their episode runs the
+     ``dma`` workload (faultguest.py G4: a one-message load and a load the driver splits
+     over two messages, qaicmodel/guest/client.py G5) instead of the echo; the board
+     tells a split transfer by its non-zero ``dma_chunk_id`` (qaic_control.c
+     ``encode_dma``, linux-source-7.2; aic100.rst "Neural Network Control (NNC)
+     Protocol": a host message is at most 64K, "but there is a continuation feature
+     where message N+1 can be marked as a continuation of message N").
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class DeviceFault:
     #: other outcomes measured in some runs (guest timing), with ``recorded`` the ones the
     #: tests accept; each is explained in docs/findings.md
     also: tuple[str, ...] = ()
+    workload: str = "echo"  # the guest's workload (F6): echo | dma
 
     def as_dict(self, seed: int | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -87,6 +95,7 @@ class DeviceFault:
             "recorded": self.recorded,
             "also": list(self.also),
             "control": self.control,
+            "workload": self.workload,
         }
         if seed is not None:
             t = trigger(self.name, seed)
@@ -222,6 +231,32 @@ FAULTS: dict[str, DeviceFault] = {
             f"{_CTRL} msg_xfer (wait_for_completion_interruptible_timeout)",
             (10000, 20000, 40000),
             "works",
+        ),
+        DeviceFault(
+            "nnc-dma-cont-after-done",
+            "nnc",
+            "after the last chunk of a DMA transfer the driver split over two messages, "
+            "the device asks for more: a lone DMA_XFER_CONT {the transfer's chunk id, "
+            "xferred = the whole size}, nothing left to send; it asks again after each of "
+            "the driver's aborts, {t} time(s) in all, then gives the held answer",
+            "the reply to the split load's last chunk; {t} continuation request(s)",
+            f"{_CTRL} qaic_manage (dma_xfer_continue), encode_message, encode_dma, "
+            "find_and_map_user_pages (remaining 0), qaic_manage_msg_xfer, abort_dma_cont",
+            (1, 2, 3),
+            "works",
+            workload="dma",
+        ),
+        DeviceFault(
+            "nnc-dma-cont-past-end",
+            "nnc",
+            "the first chunk of a DMA transfer the driver split is answered with a "
+            "DMA_XFER_CONT whose xferred size is {t} bytes past the transfer's end",
+            "the reply to the split load's first chunk; offset size + {t}",
+            f"{_CTRL} qaic_manage (the continuation's chunk id and xferred size against "
+            "resources), encode_dma",
+            (4096, 1 << 20, 1 << 32),
+            "errno",
+            workload="dma",
         ),
         # ---- data path --------------------------------------------------------------------
         DeviceFault(

@@ -14,7 +14,16 @@ Rules:
   G3 MMAP_BO gives an offset into the DRM file; :meth:`Client.mmap` maps the BO
      there (``MAP_SHARED``, read/write), so reads and writes go to the BO's pages;
   G4 activate / deactivate are MANAGE transactions (the model's ``manage`` module
-     builds and parses them); closing the fd makes the driver send the terminate.
+     builds and parses them); closing the fd makes the driver send the terminate;
+  G5 a DMA transfer (:meth:`Client.load`) is one MANAGE holding the model's LOAD_ELF_REQ
+     command (a passthrough, policy ``nnc-command-set``) and a
+     ``qaic_manage_trans_dma_xfer`` (:data:`DMA_XFER`, 32 bytes in 7.2's qaic_accel.h)
+     naming a user buffer (:class:`DmaBuffer`); qaic_control.c ``encode_dma`` pins its
+     pages and sends their DMA addresses, split over several messages (DMA_XFER_CONT
+     asked by the device) when they do not fit one 64 KiB wire message less 1 KiB
+     (``encode_addr_size_pairs``, 7.2); bad arguments raise ArgumentError before any
+     ioctl, a failing MANAGE raises OSError with the driver's errno and leaves nothing
+     mapped.
 """
 
 from __future__ import annotations
@@ -31,15 +40,128 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from qaicmodel.errors import ArgumentError, DecodeError
 from qaicmodel.spec.control import manage as mg
+from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control import qsm_records as QR
 from qaicmodel.spec.host import uapi as U
 
-__all__ = ["Client", "errno_name", "GEM_CLOSE", "echo", "main"]
+__all__ = [
+    "Client",
+    "DmaBuffer",
+    "DMA_XFER",
+    "MANAGE_MSG",
+    "dma_xfer_trans",
+    "errno_name",
+    "GEM_CLOSE",
+    "echo",
+    "main",
+]
 
 ACCEL = "/dev/accel/accel0"
 #: DRM_IOCTL_GEM_CLOSE: _IOW('d', 0x09, struct drm_gem_close {u32 handle, u32 pad})
 GEM_CLOSE = (1 << 30) | (8 << 16) | (ord("d") << 8) | 0x09
-_MSG = struct.Struct("<IIQ")  # struct qaic_manage_msg
+_MSG = struct.Struct("<IIQ")  # struct qaic_manage_msg {u32 len, u32 count, u64 data}: 16 bytes
+MANAGE_MSG = _MSG
+#: struct qaic_manage_trans_dma_xfer (7.2 include/uapi/drm/qaic_accel.h): hdr {u32 type,
+#: u32 len}, u32 tag, u32 pad, u64 addr, u64 size -- 32 bytes, no holes
+DMA_XFER = struct.Struct("<IIIIQQ")
+PAGE = mmap.PAGESIZE
+_MAP_FIXED = 0x10  # <asm-generic/mman-common.h>; the mmap module does not export it
+_U32, _U64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+def _uint(name: str, v: Any, top: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= top:
+        raise ArgumentError(f"{name} must be an int in 0..{top:#x}, not {v!r}")
+    return v
+
+
+def dma_xfer_trans(tag: int, addr: int, size: int, pad: int = 0) -> bytes:
+    """One ``qaic_manage_trans_dma_xfer`` (type DMA_XFER_FROM_USR, len 32) (G5)."""
+    return DMA_XFER.pack(
+        nnc.TransType.DMA_XFER_FROM_USR,
+        DMA_XFER.size,
+        _uint("tag", tag, _U32),
+        _uint("pad", pad, _U32),
+        _uint("addr", addr, _U64),
+        _uint("size", size, _U64),
+    )
+
+
+class DmaBuffer:
+    """A user buffer of ``pages`` pages for a DMA_XFER (G5), unmapped by :meth:`close`.
+
+    ``scattered=False``: private anonymous memory, every page written (the driver may
+    merge physically adjacent pages into one segment).  ``scattered=True``: one shared
+    page (a memfd) mapped at every page of the range, so no two neighbouring pages are
+    physically consecutive and qaic_control.c ``find_and_map_user_pages`` makes one
+    segment per page (``sg_alloc_table_from_pages`` merges consecutive page frames
+    only): more than about 4026 pages cannot fit one message and the driver splits the
+    transfer.  Every page holds :meth:`pattern`."""
+
+    def __init__(self, pages: int, *, scattered: bool = False) -> None:
+        _uint("pages", pages, 1 << 20)
+        if pages == 0:
+            raise ArgumentError("a DMA buffer needs at least one page")
+        self.pages, self.scattered = pages, scattered
+        self.size = pages * PAGE
+        self._fd = -1
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._mmap, self._munmap = libc.mmap, libc.munmap
+        self._mmap.restype = ctypes.c_void_p
+        self._mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        self._munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        rw = mmap.PROT_READ | mmap.PROT_WRITE
+        self.addr = self._map(0, self.size, rw, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+        try:
+            page = self.pattern()
+            if scattered:
+                self._fd = os.memfd_create("qaicmodel-dma")
+                os.ftruncate(self._fd, PAGE)
+                for i in range(pages):
+                    self._map(
+                        self.addr + i * PAGE, PAGE, rw, mmap.MAP_SHARED | _MAP_FIXED, self._fd
+                    )
+                ctypes.memmove(self.addr, page, PAGE)
+            else:
+                for i in range(pages):
+                    ctypes.memmove(self.addr + i * PAGE, page, PAGE)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def pattern() -> bytes:
+        return bytes((7 * i + 1) & 0xFF for i in range(PAGE))
+
+    def _map(self, at: int, n: int, prot: int, flags: int, fd: int) -> int:
+        got = self._mmap(at or None, n, prot, flags, fd, 0)
+        if got is None or got == _U64 or (at and got != at):
+            err = ctypes.get_errno()
+            raise OSError(err, f"mmap of {n} bytes: {os.strerror(err)}")
+        return int(got)
+
+    def close(self) -> None:
+        if self.addr:
+            self._munmap(self.addr, self.size)
+            self.addr = 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> DmaBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def errno_name(e: BaseException | None) -> str:
@@ -103,6 +225,37 @@ class Client:
 
     def deactivate(self, dbc_id: int) -> None:
         self.manage(mg.usr_deactivate(dbc_id))
+
+    # -- DMA transfers (G5) ------------------------------------------------------------
+    def load(self, addr: int, size: int, tag: int = 1) -> int:
+        """Load ``size`` bytes at user address ``addr`` into device DDR: one MANAGE of
+        PASSTHROUGH{LOAD_ELF_REQ tag, size} + DMA_XFER{tag, addr, size}; the image id.
+        A refused load (QSM status != 0) is ECANCELED, as on the model's hosts
+        (spec/control/plane.py ``load``); no LOAD_ELF_RESP in the answer is EPROTO."""
+        trans = dma_xfer_trans(tag, addr, size)
+        cmd = QR.command(QR.Cmd.LOAD_ELF_REQ, tag, 0, size & _U32, size >> 32)
+        return self._command_result(
+            self.manage(mg.usr_passthrough(cmd), trans), QR.Cmd.LOAD_ELF_RESP
+        )
+
+    def unload(self, elf_id: int) -> None:
+        cmd = QR.command(QR.Cmd.UNLOAD_ELF_REQ, _uint("elf_id", elf_id, _U32))
+        self._command_result(self.manage(mg.usr_passthrough(cmd)), QR.Cmd.UNLOAD_ELF_RESP)
+
+    @staticmethod
+    def _command_result(res: list[dict[str, Any]], want: int) -> int:
+        for t in res:
+            if t["type"] != nnc.TransType.PASSTHROUGH_FROM_DEV:
+                continue
+            try:
+                cmd, args = QR.parse_command(t["data"])
+            except DecodeError:
+                continue
+            if cmd == want and len(args) >= 2:
+                if args[0]:
+                    raise OSError(errno.ECANCELED, f"QSM status {nnc.status_s32(args[0])}")
+                return int(args[1])
+        raise OSError(errno.EPROTO, f"no command {int(want)} answer in {res!r}")
 
     # -- the data path -------------------------------------------------------------
     def create_bo(self, size: int, pad: int = 0) -> int:

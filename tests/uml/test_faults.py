@@ -1,5 +1,6 @@
 """Every device fault against the real driver on 7.2 + KASAN: the outcome is the recorded one
-(``qaicmodel uml faults``; marker ``uml``; docs/findings.md F10-F15).
+(``qaicmodel uml faults``; marker ``uml``; docs/findings.md F10-F15; the DMA continuation
+faults have no finding: the driver handles them cleanly).
 
 Needs the KASAN build (``qaicmodel uml build --kernel 7.2 --kasan``); a missing kernel
 fails, it never skips.  The faults run in groups that share one guest boot (each group
@@ -45,7 +46,13 @@ GROUPS: dict[str, list[str]] = {
         "nnc-count-too-big",
     ],
     "nnc-overflow": ["nnc-trans-past-4k", "nnc-probe-reply-oversize"],
-    "nnc-schedule": ["nnc-late-reply", "nnc-slow-reply", "nnc-cont-unasked"],
+    "nnc-schedule": [
+        "nnc-late-reply",
+        "nnc-slow-reply",
+        "nnc-cont-unasked",
+        "nnc-dma-cont-after-done",
+        "nnc-dma-cont-past-end",
+    ],
     "nnc-unsolicited": ["nnc-orphan-deactivate"],
     "data-path": ["dbc-completion-error", "dbc-rsp-never-drains"],
     "link-down": ["pci-link-down"],
@@ -102,6 +109,29 @@ def _check_rows(report: dict[str, Any], names: list[str]) -> None:
         assert r["reproduce"] == f"qaicmodel uml faults --fault {name} --seed {report['seed']}"
 
 
+def _check_dma(rows: dict[str, Any]) -> None:
+    """The DMA continuation faults (faults.py F6): the driver really split the load, and
+    what it did with the device's continuation requests."""
+    from qaicmodel.emu.faultguest import SPLIT_PAGES
+
+    after = rows["nnc-dma-cont-after-done"]
+    d = after["device"]["dma"]
+    # one split transfer of every page; each needless continuation got an abort
+    # (abort_dma_cont), and the answer given after the last abort completed the MANAGE
+    assert list(d["sent"].values()) == [SPLIT_PAGES * 4096], d
+    assert d["asks"] == d["aborts"] == F.trigger("nnc-dma-cont-after-done", 0), d
+    assert not d["held_unsent"], d
+    assert [c for c in after["calls"] if c[0] == "load-split"] == [["load-split", "ok"]]
+    past = rows["nnc-dma-cont-past-end"]
+    d = past["device"]["dma"]
+    assert past["detail"].startswith("EINVAL on load-split; device usable after"), past
+    # the first message went out (4026 one-page segments), no second one and no abort:
+    # the device kept the transfer open until the user's terminate
+    assert list(d["sent"].values()) == [4026 * 4096], d
+    assert (d["aborts"], d["closed_by"]) == (0, "TerminateToDev"), d
+    assert past["calls"][:3] == [["status", "ok"], ["load", "ok"], ["unload", "ok"]]
+
+
 #: like the other real-driver tests (tests/uml/conftest.py): one rerun, never more -- a
 #: loaded host can stall a guest (the retry of faultrun.py R6 covers most of it)
 @pytest.mark.flaky(reruns=1)
@@ -136,6 +166,7 @@ def test_fault_group_outcomes_are_the_recorded_ones(group: str, tmp_path: Path) 
         reqs = rows["nnc-cont-unasked"]["device"]["requests"]
         assert reqs.count("ActivateToDev") == 2, reqs
         assert rows["nnc-slow-reply"]["device"]["held_s"] > 0
+        _check_dma(rows)
     elif group == "nnc-unsolicited":
         # F12: every later MANAGE is one reply behind: the check after the workload fails too
         # (in some runs the check itself does not end in time: a hang, F12)

@@ -19,6 +19,7 @@ from qaicmodel.emu.splat import Splat
 from qaicmodel.errors import ArgumentError
 from qaicmodel.spec.control import faults as cfaults
 from qaicmodel.spec.control import nnc
+from qaicmodel.spec.control import qsm_records as qsm
 
 pytestmark = pytest.mark.uml
 
@@ -34,7 +35,9 @@ def test_table_rows_are_complete() -> None:
         assert f.layer in ("nnc", "dbc", "mhi", "ssr", "pci")
         if f.control is not None:
             assert f.control in cfaults.FAULTS, f"{name}: no model fault {f.control}"
+        assert f.workload in ("echo", "dma")
         d = f.as_dict(seed=3)
+        assert d["workload"] == f.workload
         assert d["trigger"] in f.choices and "{t}" not in d["when"] + d["what"]
 
 
@@ -53,6 +56,8 @@ def test_every_kind_the_issue_names_is_in_the_table() -> None:
         "soc-reset",
         "ssr-crash",
         "nnc-slow-reply",
+        "nnc-dma-cont-after-done",
+        "nnc-dma-cont-past-end",
     ):
         assert name in F.FAULTS
 
@@ -241,3 +246,105 @@ def test_disarm_powers_the_device_off_and_on() -> None:
     assert b.workloads == {} and not b.qsm.act
     assert all(not ch.active for ch in b.device.ch)
     assert b.mhi.want_ready and b.ee == "AMSS"
+
+
+def _split_load(b: FaultBoard, pages: int = 10, first: int = 6) -> list[nnc.Message]:
+    """Drive the board like 7.2's driver with a load split over two messages (chunk id 5),
+    then abort every continuation the device asks for after that (abort_dma_cont)."""
+    mem = b.device.host_mem
+    buf = mem.alloc(pages * 4096)
+    size = pages * 4096
+    seqs = iter(range(100))
+    pairs = tuple((buf + i * 4096, 4096) for i in range(pages))
+
+    def send(*trans: Any) -> nnc.Message:
+        m = nnc.Message.build(trans, seq=next(seqs), handle=1, crc=False).pack()
+        b._on_message(10, m)
+        return nnc.decode(_sent(b)[-1], "d2h")
+
+    cmd = qsm.command(qsm.Cmd.LOAD_ELF_REQ, 1, 0, size, 0)
+    got = [
+        send(
+            nnc.Passthrough(nnc.TransType.PASSTHROUGH_TO_DEV, cmd),
+            nnc.DmaXfer(tag=1, count=first, dma_chunk_id=5, pairs=pairs[:first]),
+        )
+    ]
+    cont = got[-1].transactions[0]
+    if isinstance(cont, nnc.DmaXferCont) and cont.xferred_size == first * 4096:
+        got.append(
+            send(nnc.DmaXfer(tag=1, count=pages - first, dma_chunk_id=5, pairs=pairs[first:]))
+        )
+    while isinstance(got[-1].transactions[0], nnc.DmaXferCont) and len(got) < 10:
+        got.append(send(nnc.DmaXfer(tag=0, count=0, dma_chunk_id=5, pairs=())))
+    return got
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_dma_cont_after_done_asks_t_times_then_answers(seed: int) -> None:
+    t = F.trigger("nnc-dma-cont-after-done", seed)
+    b = FaultBoard(seed=seed)
+    b.arm("nnc-dma-cont-after-done")
+    got = _split_load(b)
+    # first chunk: the QSM's own continuation; last chunk and each abort but the t-th:
+    # a needless continuation at the whole size; after the t-th abort the held answer,
+    # renumbered to the abort's sequence number
+    assert [type(m.transactions[0]).__name__ for m in got] == ["DmaXferCont"] * (1 + t) + [
+        "Passthrough"
+    ]
+    assert [m.transactions[0].xferred_size for m in got[1:-1]] == [40960] * t
+    assert [m.seq for m in got] == list(range(len(got)))
+    assert qsm.parse_command(got[-1].transactions[0].data)[0] == qsm.Cmd.LOAD_ELF_RESP
+    rec = b.disarm()["dma"]
+    assert (rec["asks"], rec["aborts"], rec["sent"], rec["held_unsent"]) == (
+        t,
+        t,
+        {"5": 40960},
+        False,
+    )
+
+
+def test_dma_cont_past_end_answers_the_first_chunk_past_the_size() -> None:
+    t = F.trigger("nnc-dma-cont-past-end", 0)
+    b = FaultBoard(seed=0)
+    b.arm("nnc-dma-cont-past-end")
+    got = _split_load(b)  # the helper aborts the continuation it does not recognise
+    first = got[0].transactions[0]
+    assert isinstance(first, nnc.DmaXferCont) and first.xferred_size == 40960 + t
+    rec = b.disarm()
+    assert rec["fired"] and rec["dma"]["sent"] == {"5": 6 * 4096}
+    assert rec["dma"]["aborts"] == 1 and rec["dma"]["closed_by"] == "DmaXfer"
+
+
+def test_dma_faults_leave_other_messages_alone() -> None:
+    """A one-message load (chunk id 0) and a status pass the DMA faults unchanged."""
+    for name in ("nnc-dma-cont-after-done", "nnc-dma-cont-past-end"):
+        b = FaultBoard(seed=0)
+        b.arm(name)
+        b._on_message(10, _status_request(0))
+        buf = b.device.host_mem.alloc(4096)
+        cmd = qsm.command(qsm.Cmd.LOAD_ELF_REQ, 1, 0, 4096, 0)
+        m = nnc.Message.build(
+            (
+                nnc.Passthrough(nnc.TransType.PASSTHROUGH_TO_DEV, cmd),
+                nnc.DmaXfer(tag=1, count=1, dma_chunk_id=0, pairs=((buf, 4096),)),
+            ),
+            seq=1,
+            crc=False,
+        ).pack()
+        b._on_message(10, m)
+        kinds = [type(nnc.decode(r, "d2h").transactions[0]).__name__ for r in _sent(b)]
+        assert kinds == ["StatusFromDev", "Passthrough"]
+        assert b.disarm()["fired"] == []
+
+
+def test_split_pages_need_exactly_two_messages_on_7_2() -> None:
+    """faultguest.py SPLIT_PAGES against 7.2 encode_addr_size_pairs: a 64 KiB wire message,
+    its 32-byte header, the 32-byte LOAD_ELF passthrough (first message only), the 24-byte
+    transaction header, 16 bytes a segment, 1 KiB kept free."""
+    from qaicmodel.emu.faultguest import SPLIT_PAGES
+
+    def fit(before: int) -> int:
+        return (65536 - 32 - before - 24 - 1024) // 16  # the segments that keep 1 KiB free
+
+    assert fit(32) == 4026 and fit(0) == 4028
+    assert fit(32) < SPLIT_PAGES <= fit(32) + fit(0)
