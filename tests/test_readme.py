@@ -20,14 +20,36 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _qaicmodel(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _qaicmodel(
+    *args: str, timeout: float = 300, cwd: pathlib.Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qaicmodel", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         timeout=timeout,
     )
+
+
+def _tracked_state() -> str:
+    """``git status`` of the checkout (what a test must leave as it found it)."""
+    p = subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--",
+            "hunt-witnesses",
+            "examples",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return p.stdout if p.returncode == 0 else ""
 
 
 def _block(after: str, lang: str) -> str:
@@ -87,14 +109,18 @@ def _examples() -> list[tuple[str, str]]:
     return out
 
 
-def test_every_example_command_runs_as_described() -> None:
+def test_every_example_command_runs_as_described(tmp_path: pathlib.Path) -> None:
     """Each line of README's "Examples": exit 0 unless the comment says ``exit N``; an
     ``exit 1: RULE at line N`` comment must be the verdict line; piping to a pager aside."""
     examples = _examples()
     assert len(examples) >= 5
+    before = _tracked_state()
+    work = tmp_path / "user"
+    work.mkdir()
+    (work / "examples").symlink_to(ROOT / "examples")
     for cmd, note in examples:
         argv = shlex.split(cmd.split("|", 1)[0])[1:]
-        p = _qaicmodel(*argv)
+        p = _qaicmodel(*argv, cwd=work)
         m = re.match(r"exit (\d+)(?:: (\S+) at line (\d+))?", note)
         want = int(m.group(1)) if m else 0
         assert p.returncode == want, (cmd, p.returncode, p.stderr[-2000:])
@@ -104,6 +130,10 @@ def test_every_example_command_runs_as_described() -> None:
                 cmd,
                 p.stdout,
             )
+    # run where a user would (examples/ beside them); what they write stays there, the
+    # checkout is untouched (the hunt example once rewrote hunt-witnesses/ in the repo)
+    assert _tracked_state() == before
+    assert list((work / "hunt-witnesses").glob("*.json")), "the hunt example wrote no witness"
 
 
 def test_decode_example_reports_the_rules_it_names() -> None:
