@@ -95,6 +95,7 @@ PURPOSE: dict[str, str] = {
     "test_conform_differential.py": "machines",
     "test_host_synthetic.py": "unit",
     "test_wait_deactivate.py": "unit",
+    "test_conform_speed.py": "unit",
 }
 
 _HERE = pathlib.Path(__file__).resolve().parent

@@ -60,6 +60,7 @@ class Explorer(StateMoves, ControlMoves):
         self.echo_len = 0
         self.last_wait: str | None = None
         self.stale: list[dict[str, Any]] = []  # channels deactivated, SSR'd or closed
+        self._moves: tuple[list[Any], float] | None = None  # next_move's table, once built
 
     # -- helpers
     def _name(self, prefix: str) -> str:
@@ -187,6 +188,19 @@ class Explorer(StateMoves, ControlMoves):
                 return nxt
             return (nxt() if callable(nxt) else nxt), 0
         r = self.rng
+        moves, total = self._moves or self._move_table()
+        x = r.random() * total
+        for w, fn in moves:
+            x -= w
+            if x <= 0:
+                return fn()
+        return moves[0][1]()
+
+    def _move_table(
+        self,
+    ) -> tuple[list[tuple[float, Callable[[], tuple[dict[str, Any], int]]]], float]:
+        """The weighted moves of :meth:`next_move` and their total weight: fixed for the
+        episode (the weights read only ``threads`` and ``cfg``), so built once."""
         moves: list[tuple[float, Callable[[], tuple[dict[str, Any], int]]]] = [
             (3, self._m_run_random),
             (1, self._m_run),
@@ -210,13 +224,8 @@ class Explorer(StateMoves, ControlMoves):
             (0.3, self._m_refill),
         ]
         moves += [(w, getattr(self, m)) for m, w in CONTROL_WEIGHTS.items()]
-        total = sum(w for w, _ in moves)
-        x = r.random() * total
-        for w, fn in moves:
-            x -= w
-            if x <= 0:
-                return fn()
-        return moves[0][1]()
+        self._moves = (moves, sum(w for w, _ in moves))
+        return self._moves
 
     def _m_run_random(self) -> tuple[dict[str, Any], int]:
         return {"op": "run"}, self.rng.randint(1, 30)

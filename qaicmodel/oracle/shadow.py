@@ -30,15 +30,19 @@ kept in the primary's state by what the primary did:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from qaicmodel import arith
+from qaicmodel.arith import U32
 from qaicmodel.scenario.format import Step
 from qaicmodel.scenario.runner import Runner
 from qaicmodel.spec.dbc import regs
-from qaicmodel.spec.host.records import HostChannel
+from qaicmodel.spec.dbc.wire import REQ_SIZE, RequestElem
+from qaicmodel.spec.host.records import HostChannel, SliceRec
 from qaicmodel.spec.host.reference import SpecHost
 
 __all__ = ["ShadowHost", "Shadow"]
@@ -72,6 +76,41 @@ class ShadowHost(SpecHost):
     def _writel(self, dbc: int, reg: int, val: int) -> None:
         if reg != regs.REQ_TP:  # the shadow's device never consumes requests
             super()._writel(dbc, reg, val)
+
+    def _write_full(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int) -> None:
+        """SpecHost._write_full's bytes, element by element, with the req_id (a request
+        element's first u16, wire._REQ_STRUCT) set in each packed element rather than in
+        a new record per element (speed only); any other host's copy runs as itself."""
+        enc = sl.enc
+        if not (
+            _spec_copy(type(self))
+            and type(req_id) is int
+            and 0 <= req_id < 1 << 16
+            and all(type(e) is RequestElem for e in enc)
+        ):
+            return super()._write_full(ch, sl, req_id, tail)
+        rid, mem = _U16.pack(req_id), self.device.host_mem
+        for i, elem in enumerate(enc):
+            slot = int(arith.ring_advance(tail, i, ch.nelem, U32))
+            mem.write(ch.req_q + slot * REQ_SIZE, rid + elem.pack()[2:])
+
+
+_U16 = struct.Struct("<H")
+
+
+#: ShadowHost class -> whether it copies slices as SpecHost does (:func:`_spec_copy`)
+_SPEC_COPY: dict[type, bool] = {}
+
+
+def _spec_copy(cls: type[ShadowHost]) -> bool:
+    """Whether ``cls`` (a ShadowHost) copies slices as SpecHost does: the next
+    ``_write_full`` and the ``_put`` it uses are SpecHost's own."""
+    known = _SPEC_COPY.get(cls)
+    if known is None:
+        mro = cls.__mro__
+        nxt = next(k for k in mro[mro.index(ShadowHost) + 1 :] if "_write_full" in vars(k))
+        known = _SPEC_COPY[cls] = nxt is SpecHost and cls._put is SpecHost._put
+    return known
 
 
 class _Still(Runner):
@@ -120,6 +159,8 @@ class Shadow:
     def _wake(self) -> None:
         """WAIT_BO threads whose twin on the host under test has woken wake here too,
         with the post-wake checks in the shadow's state now (S4)."""
+        if not self.r.waits:
+            return
         prim_waiters = getattr(self.prim.host, "waiters", {})
         for name, tid in self.r.waits.items():
             w = self.host.waiters.get(tid)
@@ -161,6 +202,8 @@ class Shadow:
 
     def _threads_done(self) -> None:
         """Threads of the host under test that finished without queueing (an errno)."""
+        if not self.deferred:
+            return
         host_threads = getattr(self.prim.host, "threads", {})
         for name in list(self.deferred):
             tid = self.prim.threads.get(name)
@@ -173,11 +216,15 @@ class Shadow:
 
     # -- one step -------------------------------------------------------------------
     def begin(self) -> None:
-        """Before a step: which BOs the shadow has queued (for S4)."""
+        """Before a step: which BOs the shadow has queued (for S4).  Only a deferred
+        EXECUTE_BO thread's call reads them (:meth:`_call`), and a step's calls are of
+        threads deferred before it began, so with none deferred there is nothing to note."""
         self.failed = None
-        self._queued_at_start = {
-            (u, hd) for u, c in self.host.users.items() for hd, bo in c.bos.items() if bo.queued
-        }
+        self._queued_at_start = (
+            {(u, hd) for u, c in self.host.users.items() for hd, bo in c.bos.items() if bo.queued}
+            if self.deferred
+            else set()
+        )
 
     def step(self, st: Step, res: Mapping[str, Any], room: Any = None) -> str | None:
         """Answer the step on the shadow; a sentence when the host's answer differs."""
@@ -232,6 +279,14 @@ def _differs(op: str, res: Mapping[str, Any], ref: Mapping[str, Any], what: str 
     return None
 
 
+#: reference host class -> its ShadowHost variant (:func:`_shadow_of`)
+_SHADOWS: dict[type, type] = {}
+
+
 def _shadow_of(ref_cls: type) -> type:
-    """A ShadowHost variant of another reference host class."""
-    return type(f"Shadow{ref_cls.__name__}", (ShadowHost, ref_cls), {})
+    """A ShadowHost variant of another reference host class (made once per class: a
+    fresh class per episode cost its construction and cold attribute caches)."""
+    cls = _SHADOWS.get(ref_cls)
+    if cls is None:
+        cls = _SHADOWS[ref_cls] = type(f"Shadow{ref_cls.__name__}", (ShadowHost, ref_cls), {})
+    return cls

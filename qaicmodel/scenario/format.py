@@ -45,6 +45,7 @@ from qaicmodel.scenario.values import (  # noqa: F401  (re-exported: format's pu
     _USER,
     FORMAT,
     MODEL_IO_LIMIT,
+    PLAIN_LIMITS,
     U8,
     U16,
     U32,
@@ -252,6 +253,11 @@ def parse_device(v: Any) -> DeviceConfig:
     )
 
 
+#: id of an op's field tuple -> (the tuple, the set of its field names), made once per op
+_FIELD_NAMES: dict[int, tuple[tuple[Any, ...], frozenset[str]]] = {}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 def _parse_step(
     i: int, v: Any, device: DeviceConfig, bound: set[str], users: dict[str, bool]
 ) -> Step:
@@ -260,7 +266,10 @@ def _parse_step(
     if not isinstance(op, str) or op not in OPS:
         raise FormatError(f"unknown op {op!r} (known: {', '.join(OPS)})", where=_where(i, "op"))
     fields, binds = OPS[op]
-    names = {f.name for f in fields}
+    known = _FIELD_NAMES.get(id(fields))
+    if known is None or known[0] is not fields:
+        known = _FIELD_NAMES[id(fields)] = (fields, frozenset(f.name for f in fields))
+    names = known[1]
     for k in d:
         if k not in names and k not in _COMMON:
             raise FormatError(
@@ -269,7 +278,12 @@ def _parse_step(
     args: dict[str, Any] = {}
     for f in fields:
         if f.name in d:
-            args[f.name] = f.parse(d[f.name], _where(i, f.name))
+            x = d[f.name]
+            lim = PLAIN_LIMITS.get(f.parse)
+            if lim is not None and type(x) is int and 0 <= x < lim:
+                args[f.name] = x  # what f.parse returns for it
+            else:
+                args[f.name] = f.parse(x, _where(i, f.name))
         elif f.default is _REQ:
             raise FormatError(f"{op} needs {f.name}", where=_where(i, f.name))
         else:
@@ -281,7 +295,7 @@ def _parse_step(
         if not binds:
             raise FormatError(f"{op} returns nothing to bind", where=_where(i, "as"))
         as_ = _text(d["as"], _where(i, "as"))
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", as_) or as_.lower().startswith("0x"):
+        if not _NAME.fullmatch(as_) or as_.lower().startswith("0x"):
             raise FormatError(f"{as_!r} is not a valid name", where=_where(i, "as"))
     _check_refs(i, args, bound)
     if "user" in args:
@@ -319,7 +333,10 @@ def _parse_step(
 
 
 def _check_refs(i: int, obj: Any, bound: set[str], path: str = "") -> None:
-    """P5: every name must be bound by an earlier step."""
+    """P5: every name must be bound by an earlier step.  (:func:`_refs_bound` first: the
+    walk that builds each field's path for the message runs only when a name is unbound.)"""
+    if not path and _refs_bound(obj, bound):
+        return
     if isinstance(obj, Ref):
         if obj.name not in bound:
             raise FormatError(
@@ -332,6 +349,27 @@ def _check_refs(i: int, obj: Any, bound: set[str], path: str = "") -> None:
     elif isinstance(obj, list):
         for k, x in enumerate(obj):
             _check_refs(i, x, bound, f"{path}[{k}]")
+
+
+def _refs_bound(obj: Any, bound: set[str]) -> bool:
+    """Whether every :class:`Ref` inside ``obj`` (dicts and lists) names a bound name."""
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if isinstance(o, Ref):
+            if o.name not in bound:
+                return False
+            continue
+        if isinstance(o, dict):
+            o = o.values()
+        elif not isinstance(o, list):
+            continue
+        for x in o:
+            if type(x) is int:  # most leaves: neither a name nor a container
+                continue
+            if isinstance(x, (dict, list, Ref)):
+                todo.append(x)
+    return True
 
 
 def parse(obj: Any) -> Scenario:

@@ -73,6 +73,9 @@ def _uint(bits: int) -> Callable[[Any, str], int]:
 
 
 U8, U16, U32, U64 = _uint(8), _uint(16), _uint(32), _uint(64)
+#: the plain unsigned parsers and their limits: a parser given a plain ``int`` in range
+#: returns it unchanged, so callers may take such a value as it is (parsing speed only)
+PLAIN_LIMITS: dict[Any, int] = {U8: 1 << 8, U16: 1 << 16, U32: 1 << 32, U64: 1 << 64}
 
 
 def _ref32(v: Any, where: str) -> int | Ref:
@@ -81,6 +84,8 @@ def _ref32(v: Any, where: str) -> int | Ref:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", v):
             raise FormatError(f"{v!r} is not a valid name", where=where)
         return Ref(v)
+    if type(v) is int and 0 <= v < 1 << 32:
+        return v  # what U32 returns for it
     return U32(v, where)
 
 
@@ -96,11 +101,13 @@ def _hex(v: Any, where: str) -> bytes:
         raise FormatError("expected a string of hex digits", where=where)
     text = v[2:] if v[:2].lower() == "0x" else v
     text = "".join(text.split())
-    if not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", text):
-        raise FormatError("expected an even number of hex digits", where=where)
-    if len(text) // 2 > MODEL_IO_LIMIT:
+    try:  # with no whitespace left, fromhex takes exactly pairs of hex digits
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise FormatError("expected an even number of hex digits", where=where) from None
+    if len(data) > MODEL_IO_LIMIT:
         raise FormatError(f"more than {MODEL_IO_LIMIT} bytes", where=where)
-    return bytes.fromhex(text)
+    return data
 
 
 def _bool(v: Any, where: str) -> bool:
@@ -165,15 +172,37 @@ def _struct(
         out: dict[str, Any] = {}
         for k, fn in fields.items():
             if k in d:
-                out[k] = fn(d[k], f"{where}.{k}")
+                x = d[k]
+                lim = PLAIN_LIMITS.get(fn)
+                if lim is not None and type(x) is int and 0 <= x < lim:
+                    out[k] = x  # what fn returns for it
+                else:
+                    out[k] = fn(x, f"{where}.{k}")
             elif k in required:
                 raise FormatError("missing", where=f"{where}.{k}")
             else:
-                out[k] = fn({}, f"{where}.{k}") if getattr(fn, "is_struct", False) else 0
+                out[k] = _zero(fn, f"{where}.{k}") if getattr(fn, "is_struct", False) else 0
         return out
 
     parse_s.is_struct = True  # type: ignore[attr-defined]
     return parse_s
+
+
+#: struct parser -> (what it makes of an absent, all-zero struct, whether that is flat)
+_ZEROS: dict[Any, tuple[dict[str, Any], bool]] = {}
+
+
+def _zero(fn: Callable[[Any, str], dict[str, Any]], where: str) -> dict[str, Any]:
+    """``fn({}, where)``, a fresh copy each time (the first call raises what it raises)."""
+    known = _ZEROS.get(fn)
+    if known is None:
+        z = fn({}, where)
+        known = _ZEROS[fn] = (z, not any(isinstance(v, dict) for v in z.values()))
+    return dict(known[0]) if known[1] else _copy(known[0])
+
+
+def _copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 # struct qaic_sem (qaic_accel.h; control-path.md §3.3): val u16, index u8, presync u8,

@@ -28,6 +28,7 @@ here: ``nnc.DmaXfer``, ``nnc.TransType``, ... stay importable from this module).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from typing import Any
@@ -469,6 +470,13 @@ def decode(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"NNC message must be bytes, not {type(data).__name__}", rule="NNC-TYPE")
+    return _decode(bytes(data), direction, check_crc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode(data: bytes, direction: str | None, check_crc: bool) -> Message:
+    """:func:`decode` of bytes (cached: a pure function of its arguments, and a Message
+    is frozen; a DecodeError is raised afresh each time)."""
     p = parse(data, direction)
     for viol in p.violations:
         if viol.rule == "NNC-CRC" and not check_crc:

@@ -148,6 +148,9 @@ def _uint(bits: int) -> Any:
     return check
 
 
+_U32 = _uint(32)
+
+
 def _sint(bits: int) -> Any:
     lo, hi = -(1 << (bits - 1)), 1 << (bits - 1)
 
@@ -162,7 +165,7 @@ def _sint(bits: int) -> Any:
 
 def _opt_len(inst: Any, attribute: Any, value: Any) -> None:
     if value is not None:
-        _uint(32)(inst, attribute, value)
+        _U32(inst, attribute, value)
 
 
 def _bytes(inst: Any, attribute: Any, value: Any) -> None:

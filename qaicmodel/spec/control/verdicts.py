@@ -26,6 +26,7 @@ from the consequence of a hostile device.  :class:`Tracker` yields each verdict 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from qaicmodel.findings import Finding
@@ -52,39 +53,48 @@ def _f(rule: str, message: str, faults: list[str], **where: Any) -> Finding:
     return Finding(rule, message, _SRC, where=where, state={"faults": faults})
 
 
-def check(plane: Any, *, wire_from: int = 0) -> list[Finding]:
+#: ``check``'s default ``seq_before``: find it by reading the log from its start
+_SCAN: Any = object()
+
+
+def check(plane: Any, *, wire_from: int = 0, seq_before: Any = _SCAN) -> list[Finding]:
     """Every verdict the plane's state and logs give now (``wire_from``: first nnc_log
-    entry to read)."""
+    entry to read).  ``seq_before``: the sequence number of the last message sent before
+    ``wire_from`` (None: there is none), when the caller knows it (:class:`Tracker`), so
+    the entries before ``wire_from`` need not be read again."""
     faults = sorted({name for name, _d in getattr(plane, "fault_log", [])})
     out: list[Finding] = []
     client, qsm = plane.client, plane.qsm
+    act, bridge = qsm.act, plane.device.ch
     for i, d in enumerate(client.dbc):
-        a = qsm.act.get(i)
-        if d.in_use and a is None and i not in qsm.ssr:
+        a = act.get(i)
+        held = d.in_use
+        if held and a is None and i not in qsm.ssr:
             out.append(_f("CTRL-HOST-ONLY", f"host holds dbc {i}; QSM has it idle", faults, dbc=i))
-        if a is not None and d.in_use and d.usr is not None and a.owner[1] != d.usr.handle:
-            out.append(
-                _f(
-                    "CTRL-OWNER",
-                    f"dbc {i}: host owner {d.usr.handle}, QSM owner {a.owner[1]}",
-                    faults,
-                    dbc=i,
+        if a is not None:
+            if held and d.usr is not None and a.owner[1] != d.usr.handle:
+                out.append(
+                    _f(
+                        "CTRL-OWNER",
+                        f"dbc {i}: host owner {d.usr.handle}, QSM owner {a.owner[1]}",
+                        faults,
+                        dbc=i,
+                    )
                 )
-            )
-        if a is not None and not d.in_use:
-            out.append(
-                _f(
-                    "CTRL-QSM-ONLY",
-                    f"dbc {i} active in the QSM, not held by the host",
-                    faults,
-                    dbc=i,
+            if not held:
+                out.append(
+                    _f(
+                        "CTRL-QSM-ONLY",
+                        f"dbc {i} active in the QSM, not held by the host",
+                        faults,
+                        dbc=i,
+                    )
                 )
-            )
-        if a is not None and not plane.device.ch[i].active:
-            out.append(
-                _f("CTRL-BRIDGE", f"dbc {i} active in QSM, idle on the bridge", faults, dbc=i)
-            )
-        if d.in_use and d.buf is None:
+            if not bridge[i].active:
+                out.append(
+                    _f("CTRL-BRIDGE", f"dbc {i} active in QSM, idle on the bridge", faults, dbc=i)
+                )
+        if held and d.buf is None:
             out.append(_f("CTRL-FIFO", f"dbc {i} held without a FIFO chunk", faults, dbc=i))
     bufs = [d.buf for d in client.dbc if d.buf is not None]
     if len(bufs) != len(set(bufs)):
@@ -94,7 +104,11 @@ def check(plane: Any, *, wire_from: int = 0) -> list[Finding]:
             _f("CTRL-FIFO-LEAK", f"FIFO chunk 0x{b:x} allocated and forgotten", faults, addr=b)
         )
     last: int | None = None
-    for k, (kind, msg) in enumerate(plane.nnc_log):
+    log, start = plane.nnc_log, 0
+    if seq_before is not _SCAN:
+        last, start = seq_before, wire_from
+    for k in range(start, len(log)):
+        kind, msg = log[k]
         if kind != "tx":
             continue
         if len(msg) >= 12:
@@ -104,12 +118,9 @@ def check(plane: Any, *, wire_from: int = 0) -> list[Finding]:
             last = seq
         if k < wire_from:
             continue
-        p = nnc.parse(msg, "h2d")
-        bad = [v for v in p.violations if not (v.rule == "NNC-CRC" and p.header.get("crc32") == 0)]
+        bad = _wire_breach(bytes(msg))
         if bad:
-            out.append(
-                _f("CTRL-WIRE", f"message {k}: {bad[0].rule}: {bad[0].message}", faults, entry=k)
-            )
+            out.append(_f("CTRL-WIRE", f"message {k}: {bad[0]}: {bad[1]}", faults, entry=k))
     for v in qsm.violations:
         out.append(_f("CTRL-QSM", f"{v.rule}: {v.message}", faults, qsm_rule=v.rule))
     for v in getattr(client, "violations", []):
@@ -125,18 +136,37 @@ def check(plane: Any, *, wire_from: int = 0) -> list[Finding]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _wire_breach(msg: bytes) -> tuple[str, str] | None:
+    """CTRL-WIRE: the first rule (id, message) a host->device message breaks, a zero CRC
+    aside (cached: nnc.parse is a pure function of the bytes)."""
+    p = nnc.parse(msg, "h2d")
+    bad = [v for v in p.violations if not (v.rule == "NNC-CRC" and p.header.get("crc32") == 0)]
+    return (bad[0].rule, bad[0].message) if bad else None
+
+
 class Tracker:
     """Yield each verdict of a plane once (``new()``), in the order they appear."""
 
     def __init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
         self._wire = 0
+        self._seq: int | None = None  # check's seq_before for entry self._wire
 
     def new(self, plane: Any) -> list[Finding]:
         if plane is None:
             return []
-        found = check(plane, wire_from=self._wire)
-        self._wire = len(plane.nnc_log)
+        log = plane.nnc_log
+        if len(log) < self._wire:  # a log started afresh: check reads it from its start
+            found = check(plane, wire_from=self._wire)
+            self._wire, self._seq = 0, None
+        else:
+            found = check(plane, wire_from=self._wire, seq_before=self._seq)
+        for k in range(self._wire, len(log)):  # the last sequence number, as check reads it
+            kind, msg = log[k]
+            if kind == "tx" and len(msg) >= 12:
+                self._seq = int.from_bytes(msg[8:12], "little")
+        self._wire = len(log)
         out = []
         for f in found:
             key = (f.rule, f.message)

@@ -521,6 +521,13 @@ class DevMemory:
             pos += n
 
     def read_u(self, addr: int, nbytes: int) -> int:
+        """The little-endian value at ``addr`` (a word inside one page, the doorbell and
+        semaphore case, is read in place: what :meth:`read` gives, without its copies)."""
+        if type(addr) is int and type(nbytes) is int and 0 <= addr and nbytes >= 0:
+            off = addr % PAGE
+            if off + nbytes <= PAGE and addr + nbytes <= self.LIMIT:
+                p = self._pages.get(addr // PAGE)
+                return 0 if p is None else int.from_bytes(p[off : off + nbytes], "little")
         return int.from_bytes(self.read(addr, nbytes), "little")
 
     def write_u(self, addr: int, nbytes: int, value: int) -> None:

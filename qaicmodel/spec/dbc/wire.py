@@ -12,6 +12,7 @@ Records keep every bit they were unpacked from, reserved ones included, so
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import Any
 
@@ -95,6 +96,13 @@ class DbLen(enum.IntEnum):
         return {0: 4, 1: 2, 2: 1, 3: 0}[int(self)]
 
 
+#: the members by value, for the decoded views below (SemOp(v), Dir(v), DbLen(v) without
+#: an enum call each time)
+_SEM_OPS = tuple(SemOp(v) for v in range(8))
+_DIRS = tuple(Dir(v) for v in range(4))
+_DB_LENS = tuple(DbLen(v) for v in range(4))
+
+
 class Violation(Finding):
     """One rule of the seed document an element breaks: a :class:`Finding` at ``field``."""
 
@@ -162,7 +170,7 @@ class SemCmd:
 
     @property
     def op(self) -> SemOp:
-        return SemOp((self.word >> 24) & 0x7)
+        return _SEM_OPS[(self.word >> 24) & 0x7]
 
     @property
     def presync(self) -> bool:
@@ -256,6 +264,8 @@ class RequestElem:
             raise DecodeError(
                 f"request element is {REQ_SIZE} bytes, got {len(data)}", rule="ELEM-LENGTH"
             )
+        if cls is RequestElem:
+            return _unpack_request(bytes(data))
         return cls(*_REQ_STRUCT.unpack(bytes(data)))
 
     # -- decoded views of pcie_dma_cmd
@@ -273,7 +283,7 @@ class RequestElem:
 
     @property
     def dir(self) -> Dir:
-        return Dir(self.pcie_dma_cmd & CMD_DIR_MASK)
+        return _DIRS[self.pcie_dma_cmd & CMD_DIR_MASK]
 
     # -- doorbell
     @property
@@ -282,15 +292,15 @@ class RequestElem:
 
     @property
     def db_len(self) -> DbLen:
-        return DbLen(self.doorbell_attr & DB_LEN_MASK)
+        return _DB_LENS[self.doorbell_attr & DB_LEN_MASK]
 
     @property
     def sems(self) -> tuple[SemCmd, SemCmd, SemCmd, SemCmd]:
         return (
-            SemCmd(self.sem_cmd0),
-            SemCmd(self.sem_cmd1),
-            SemCmd(self.sem_cmd2),
-            SemCmd(self.sem_cmd3),
+            _sem_cmd(self.sem_cmd0),
+            _sem_cmd(self.sem_cmd1),
+            _sem_cmd(self.sem_cmd2),
+            _sem_cmd(self.sem_cmd3),
         )
 
     def reserved_set(self) -> dict[str, int]:
@@ -312,7 +322,12 @@ class RequestElem:
         return out
 
     def violations(self) -> list[Violation]:
-        """Every rule of aic100.rst "Request FIFO" this element breaks."""
+        """Every rule of aic100.rst "Request FIFO" this element breaks.  (Found once per
+        element value: the record and its findings are frozen; the device checks every
+        element it consumes.)"""
+        return list(_violations(self))
+
+    def _violations(self) -> list[Violation]:
         out: list[Violation] = []
         if self.dir is Dir.ILLEGAL:
             out.append(Violation("REQ-DIR-ILLEGAL", "pcie_dma_cmd", "transfer type 3 is illegal"))
@@ -366,6 +381,25 @@ class RequestElem:
             "sems": [s.as_dict() for s in self.sems],
         }
         return d
+
+
+@functools.lru_cache(maxsize=4096)
+def _violations(e: RequestElem) -> tuple[Violation, ...]:
+    return tuple(e._violations())
+
+
+@functools.lru_cache(maxsize=1024)
+def _sem_cmd(word: int) -> SemCmd:
+    """``SemCmd(word)`` (shared: frozen, a pure function of the word)."""
+    return SemCmd(word)
+
+
+@functools.lru_cache(maxsize=8192)
+def _unpack_request(raw: bytes) -> RequestElem:
+    """The :class:`RequestElem` of 64 bytes (cached: a frozen record, a pure function of
+    the bytes; the device, conform's rule book and its completion check read the same
+    published slots)."""
+    return RequestElem(*_REQ_STRUCT.unpack(raw))
 
 
 @attrs.frozen

@@ -27,6 +27,8 @@ phases and the IRQ thread's control flow are shared with the fast host in
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from qaicmodel import arith
@@ -46,8 +48,10 @@ from qaicmodel.spec.host.validate import encode_db_len
 __all__ = ["SpecHost"]
 
 
+@functools.lru_cache(maxsize=4096)
 def _sem_word(s: uapi.Sem, flags: int | None = None) -> int:
-    """ENCODE_SEM (qaic_data.c) via arith.sem_encode."""
+    """ENCODE_SEM (qaic_data.c) via arith.sem_encode.  (Cached: a pure function of the
+    frozen, hashable Sem and the flags.)"""
     return int(
         arith.sem_encode(s.val, s.index, s.presync, s.cmd, s.flags if flags is None else flags, U32)
     )

@@ -37,6 +37,7 @@ and v6.18 "Synchronize access to DBC request queue head & tail pointer" patches.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from qaicmodel import arith
@@ -88,8 +89,10 @@ def check_create_bo(size: int, pad: int) -> int:
     return int(aligned)
 
 
+@functools.lru_cache(maxsize=4096)
 def check_sem(sem: uapi.Sem) -> bool:
-    """qaic_data.c invalid_sem, inverted: True when the semaphore is acceptable."""
+    """qaic_data.c invalid_sem, inverted: True when the semaphore is acceptable.
+    (Cached: a pure function of the frozen, hashable Sem.)"""
     return bool(arith.sem_valid(sem.val, sem.index, sem.presync, sem.cmd, sem.flags, sem.pad, U32))
 
 

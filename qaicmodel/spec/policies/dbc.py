@@ -856,4 +856,18 @@ class DbcChoice:
 
     @classmethod
     def of(cls, policies: Policies) -> DbcChoice:
-        return cls(**{f.name: policies[f.name.replace("_", "-")] for f in attrs.fields(cls)})
+        """(Kept per :class:`Policies` object, which is frozen: conform builds a device
+        per episode over a few rows of policies.)"""
+        hit = _CHOICES.get(id(policies))
+        if hit is not None and hit[0] is policies and cls is DbcChoice:
+            return hit[1]
+        choice = cls(**{f.name: policies[f.name.replace("_", "-")] for f in attrs.fields(cls)})
+        if type(policies) is Policies and cls is DbcChoice:
+            if len(_CHOICES) >= 256:
+                _CHOICES.clear()
+            _CHOICES[id(policies)] = (policies, choice)  # holds it: the id stays its own
+        return choice
+
+
+#: id(Policies) -> (that Policies, its DbcChoice)
+_CHOICES: dict[int, tuple[Policies, DbcChoice]] = {}
