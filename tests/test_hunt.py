@@ -193,7 +193,7 @@ def test_linux_sides_wait_for_every_executed_bo_before_the_guest_closes() -> Non
     """
     from qaicmodel.oracle.hunt.linux import linux_steps
 
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"op": "open", "user": "u0"},
         {"op": "activate", "user": "u0", "queue_size": 16, "as": "d0"},
         {"op": "create_bo", "user": "u0", "size": 4096, "as": "b3"},

@@ -155,7 +155,7 @@ class _Watch:
         REQ_TP, the ring's bytes); None when every ring is empty (nothing to guard)."""
         out = None
         for ch in self.dev.ch:
-            if ch.active and ch.req_hp != ch.req_tp:
+            if ch.req_hp != ch.req_tp and ch.active:
                 raw = self.dev.host_mem.read(ch.req_q, ch.nelem * REQ_SIZE)
                 if out is None:
                     out = []
@@ -196,24 +196,29 @@ class _Checked:
         attr = getattr(self._host, name)
         if name not in HOST_METHODS and name not in ("execute_begin", "execute_result"):
             return attr
-        watch = self._watch
+        snapshot, check = self._watch.snapshot, self._watch.check_snapshot
         if name in _ACTOR_CALLS:
 
             def call(*args: Any, **kw: Any) -> Any:
-                snap = watch.snapshot()
+                snap = snapshot()
+                if snap is None:  # no published slot before the call: nothing to guard
+                    return attr(*args, **kw)
                 try:
                     return attr(*args, **kw)
                 finally:
-                    watch.check_snapshot(snap)
+                    check(snap)
 
         else:
+            guard = watchdog.call
 
             def call(*args: Any, **kw: Any) -> Any:
-                snap = watch.snapshot()
+                snap = snapshot()
+                if snap is None:
+                    return guard(name, attr, args, kw)  # CONF-HANG
                 try:
-                    return watchdog.call(name, attr, args, kw)  # CONF-HANG
+                    return guard(name, attr, args, kw)
                 finally:
-                    watch.check_snapshot(snap)
+                    check(snap)
 
         self.__dict__[name] = call  # bound methods of the host stay the same objects
         return call

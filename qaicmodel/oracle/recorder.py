@@ -87,6 +87,13 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._dev, name)
 
+    # the device attributes a host reads most (per actor step: ``intc``), forwarded as
+    # properties: read from the device each time like ``__getattr__``, without its failed
+    # lookup first (speed only)
+    intc = property(lambda self: self._dev.intc)
+    ch = property(lambda self: self._dev.ch)
+    host_mem = property(lambda self: self._dev.host_mem)
+
     def _event(self, ev: tuple[Any, ...]) -> None:
         if ev[0] in ("activate", "deactivate"):
             self.last_rsp_tp.pop(ev[1], None)

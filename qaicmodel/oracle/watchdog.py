@@ -24,6 +24,7 @@ never does (docs/design.md: only drivers of an exploration may).
 
 from __future__ import annotations
 
+import _signal
 import signal
 import sys
 import threading
@@ -55,6 +56,11 @@ TIMEOUT = DEFAULT_TIMEOUT
 
 _state = {"depth": 0}
 _MAIN = threading.main_thread()  # signals are delivered (and handled) only here
+# speed only (W1-W2 unchanged): the C-level calls behind signal.getsignal (which also
+# tries an enum conversion that fails for a Python handler) and threading.current_thread
+_GETSIGNAL = _signal.getsignal
+_SETITIMER = signal.setitimer
+_GET_IDENT = threading.get_ident
 
 
 class HostHang(Exception):
@@ -112,19 +118,24 @@ def _short(v: Any) -> str:
 def call(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     """``fn(*args, **kw)`` under the watchdog (W1-W3); :class:`HostHang` when it hangs."""
     limit = TIMEOUT
-    if limit <= 0 or _state["depth"] > 0 or threading.current_thread() is not _MAIN:
+    state = _state
+    if limit <= 0 or state["depth"] > 0 or _GET_IDENT() != _MAIN.ident:
         return fn(*args, **kw)
-    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+    if _GETSIGNAL(_SIGALRM) is not _on_alarm:
         signal.signal(signal.SIGALRM, _on_alarm)
-    _state["depth"] = 1
-    signal.setitimer(signal.ITIMER_REAL, limit)
+    state["depth"] = 1
+    _SETITIMER(_ITIMER_REAL, limit)
     try:
         return fn(*args, **kw)
     except _Alarm as alarm:
         raise HostHang(describe_call(name, args, kw), limit, alarm) from None
     finally:
-        _state["depth"] = 0  # first: an alarm handled from here on raises nothing
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        state["depth"] = 0  # first: an alarm handled from here on raises nothing
+        _SETITIMER(_ITIMER_REAL, 0)
+
+
+_SIGALRM = int(signal.SIGALRM)
+_ITIMER_REAL = signal.ITIMER_REAL
 
 
 def _host_files(host: Any) -> list[set[str]]:

@@ -101,4 +101,7 @@ class Intc:
         return c
 
     def deliverable_vectors(self) -> list[int]:
+        """Vectors pending and not masked, in order (none pending: [] at once, speed only)."""
+        if True not in self._pending:
+            return []
         return [v for v in range(self.vectors) if self._pending[v] and not self._masked[v]]
