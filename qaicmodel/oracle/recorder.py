@@ -28,6 +28,7 @@ from qaicmodel.spec.policies import REGISTRY, Policies
 __all__ = ["DRIVER_ASSUMES", "Recorder", "machine_policy_rows", "request_overwrites"]
 
 PAGE = arith.PAGE_SIZE
+_RSP_TP = regs.RSP_TP
 
 #: Device-policy alternatives under which the *driver itself* does not conform (found
 #: by these machines; tests/test_cosim_machine.py shows each one).  Machines over
@@ -99,9 +100,10 @@ class Recorder:
             self.last_rsp_tp.pop(ev[1], None)
 
     def readl(self, dbc: int, reg: int) -> int:
-        v = int(self._dev.readl(dbc, reg))
+        dev = self._dev
+        v = int(dev.readl(dbc, reg))
         self.log.append(("readl", dbc, reg, v))
-        if reg == regs.RSP_TP and self._dev.ch[dbc].active:
+        if reg == _RSP_TP and dev.ch[dbc].active:
             self.last_rsp_tp[dbc] = v
         return v
 

@@ -55,6 +55,8 @@ DEFAULT_TIMEOUT = 5.0
 TIMEOUT = DEFAULT_TIMEOUT
 
 _state = {"depth": 0}
+#: the guard depth (read-only outside this module): > 0 inside a call :func:`call` guards
+STATE = _state
 _MAIN = threading.main_thread()  # signals are delivered (and handled) only here
 # speed only (W1-W2 unchanged): the C-level calls behind signal.getsignal (which also
 # tries an enum conversion that fails for a Python handler) and threading.current_thread

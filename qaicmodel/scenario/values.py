@@ -227,9 +227,16 @@ _ENTRY = _struct(
 _HDR_FIELDS = {"count": U32, "dbc_id": _ref32, "handle": _ref32, "dir": U32, "size": U64}
 
 
+# the struct parsers below are made once (a parser is a pure function of its fields)
+_HDR = _struct(_HDR_FIELDS, required=("dbc_id", "handle", "dir", "size"))
+_EXEC_ENTRY = _struct({"handle": _ref32, "dir": U32}, required=("handle",))
+_PEXEC_ENTRY = _struct({"handle": _ref32, "dir": U32, "resize": U64}, required=("handle",))
+_NSP_SEM = _struct({"index": U8, "cmd": U8, "val": U16}, required=("index", "cmd"))
+
+
 def _hdr(v: Any, where: str) -> dict[str, Any]:
     d = _obj(v, where)
-    out = _struct(_HDR_FIELDS, required=("dbc_id", "handle", "dir", "size"))(d, where)
+    out = _HDR(d, where)
     if "count" not in d:
         out["count"] = None
     return out
@@ -242,7 +249,7 @@ def _entries(v: Any, where: str) -> list[dict[str, Any]]:
 def _exec_item(v: Any, where: str) -> dict[str, Any]:
     """``execute`` handles: a handle, or (extension) {"handle", "dir"} as qaic_execute_entry."""
     if isinstance(v, dict):
-        d = _struct({"handle": _ref32, "dir": U32}, required=("handle",))(v, where)
+        d = _EXEC_ENTRY(v, where)
         if "dir" not in v:
             d["dir"] = None
         return d
@@ -257,7 +264,7 @@ def _pexec_list(v: Any, where: str) -> list[dict[str, Any]]:
     out = []
     for k, e in enumerate(_list(v, where)):
         w = f"{where}[{k}]"
-        d = _struct({"handle": _ref32, "dir": U32, "resize": U64}, required=("handle",))(e, w)
+        d = _PEXEC_ENTRY(e, w)
         if "dir" not in _obj(e, w):
             d["dir"] = None
         out.append(d)
@@ -273,7 +280,7 @@ def _ref_list(v: Any, where: str) -> list[int | Ref]:
 
 def _nsp_sem(v: Any, where: str) -> dict[str, Any]:
     """The workload side's semaphore operation: index 0..31, cmd 0..6, val 12 bits (Device.nsp_sem)."""
-    d = _struct({"index": U8, "cmd": U8, "val": U16}, required=("index", "cmd"))(v, where)
+    d = _NSP_SEM(v, where)
     if d["index"] > arith.SEM_INDEX_MASK:
         raise FormatError(f"semaphore index {d['index']} > 31", where=f"{where}.index")
     if d["cmd"] > arith.SEM_CMD_MAX:

@@ -62,7 +62,8 @@ def check(plane: Any, *, wire_from: int = 0, seq_before: Any = _SCAN) -> list[Fi
     entry to read).  ``seq_before``: the sequence number of the last message sent before
     ``wire_from`` (None: there is none), when the caller knows it (:class:`Tracker`), so
     the entries before ``wire_from`` need not be read again."""
-    faults = sorted({name for name, _d in getattr(plane, "fault_log", [])})
+    fired = getattr(plane, "fault_log", None)
+    faults = sorted({name for name, _d in fired}) if fired else []  # none fired: [] at once
     out: list[Finding] = []
     client, qsm = plane.client, plane.qsm
     act, bridge = qsm.act, plane.device.ch

@@ -279,13 +279,10 @@ class ExecPath:
         BO's completion has fired (the caller decides -ETIMEDOUT; timeout 0 means
         WAIT_DEFAULT_TIMEOUT_MS)."""
         self._client(user)
-        for name, v in (
-            ("dbc_id", dbc_id),
-            ("handle", handle),
-            ("timeout_ms", timeout_ms),
-            ("pad", pad),
-        ):
-            check_uint(name, v, 32)
+        check_uint("dbc_id", dbc_id, 32)
+        check_uint("handle", handle, 32)
+        check_uint("timeout_ms", timeout_ms, 32)
+        check_uint("pad", pad, 32)
         if pad:
             raise IoctlError("EINVAL", "wait: pad must be 0")
         self._online()
