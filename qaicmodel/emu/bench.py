@@ -191,33 +191,24 @@ def boot_to_online(
     """Median seconds from starting the guest to the QSM's first status answer."""
     times = []
     for i in range(repeat):
-        boot = rerun_on_transport_race(
-            lambda i=i: _boot_once(kernel, seed + i, timeout),  # type: ignore[misc]
+        online: list[float] = []  # [seconds to online] of the last attempt's boot, or []
+        res = rerun_on_transport_race(
+            lambda i=i, o=online: _boot_once(kernel, seed + i, timeout, o),  # type: ignore[misc]
             f"boot {i + 1}",
             [] if noted is None else noted,
         )
-        if boot.online_s is None:
+        if not online:
             raise UmlError(
-                f"the device never went online: {boot.failure() or 'no status answer'}"
-                f" (console {boot.console})"
+                f"the device never went online: {res.failure() or 'no status answer'}"
+                f" (console {res.console})"
             )
-        times.append(boot.online_s)
+        times.append(online[0])
     return statistics.median(times)
 
 
-class _Boot:
-    """One boot's runner result and seconds to online (None: never); GB0 reads the run's."""
-
-    def __init__(self, res: Any, online_s: float | None) -> None:
-        self.res, self.online_s, self.splats = res, online_s, res.splats
-        self.console = res.console
-
-    def failure(self) -> str | None:
-        return self.res.failure()
-
-
-def _boot_once(kernel: str, seed: int, timeout: float) -> _Boot:
-    """One boot of :func:`boot_to_online`, timed from start to the first status answer."""
+def _boot_once(kernel: str, seed: int, timeout: float, out: list[float]) -> Any:
+    """One boot of :func:`boot_to_online`, the runner's result; ``out`` becomes [the seconds
+    from its start to the first status answer], or [] when that never came."""
     from qaicmodel.emu import runner
 
     board = _board(seed)
@@ -248,7 +239,8 @@ def _boot_once(kernel: str, seed: int, timeout: float) -> _Boot:
             echo=sink,
             unbind=True,
         )
-    return _Boot(res, online[0] - t0 if online else None)
+    out[:] = [online[0] - t0] if online else []
+    return res
 
 
 class _Timed:

@@ -79,10 +79,6 @@ BOOT_S = 60.0  # the boot and the initial unbind
 EPISODE_SLACK = 60.0
 MARK = "qaicmodel-fault: "
 _ACCESS = re.compile(r"(Read|Write) of size \d+")
-#: the warnings of UML's virt-pci transport, arch/um/drivers/virtio_pcidev.c (the nested
-#: command of docs/findings.md F7, the full command queue of a posted config write seen in
-#: F8): the guest's transport, not the driver; noted in the detail, never the outcome
-UML_RACE = "virtio_pcidev"
 _BLOCKED = re.compile(r"task:(\S+)\s+state:D")
 
 
@@ -152,8 +148,12 @@ class _Sink:
 
 
 def _real(splats: list[Any]) -> tuple[list[Any], list[Any]]:
-    """R2: (the kernel's splats, UML transport warnings: docs/findings.md F7)."""
-    race = [x for x in splats if UML_RACE in x.quote()]
+    """R2: (the kernel's splats, UML transport warnings: docs/findings.md F7).
+
+    The warnings of UML's virt-pci transport (``splat.is_uml_transport``: the nested
+    command of F7, the full command queue of a posted config write seen in F8) are the
+    guest's transport, not the driver: noted in the detail, never the outcome."""
+    race = [x for x in splats if splatmod.is_uml_transport(x)]
     return [x for x in splats if x not in race], race
 
 

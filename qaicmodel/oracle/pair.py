@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from qaicmodel.errors import ArgumentError, FormatError, QaicModelError, RemoteProtocolError
+from qaicmodel.errors import FormatError, QaicModelError, RemoteProtocolError
 from qaicmodel.findings import Finding
 from qaicmodel.oracle import watchdog
 from qaicmodel.oracle.explore_control import CONTROL_FINDINGS, judge
@@ -244,21 +244,19 @@ class _Checked:
             setattr(self._host, name, value)
 
 
-def _unconstructible(host_cls: type, cfg: Any, policies: Any, e: Exception) -> ArgumentError:
+def _unconstructible(host_cls: type, cfg: Any, policies: Any, e: Exception) -> QaicModelError:
     """A host that the CLI's probe could construct but an episode's device could not
-    (issue #12 item 5): the same one-line error as the probe's (exit 2), naming the
-    device and policies the episode gave it."""
-    site = watchdog.crash_site(e, host_cls)
+    (issue #12 item 5): the probe's one-line error (exit 2), naming the device and
+    policies the episode gave it."""
     chosen = getattr(policies, "chosen", policies) or {}
     pols = ",".join(f"{k}={v}" for k, v in sorted(dict(chosen).items())) or "defaults"
     dev = (
         f"num_dbc={cfg.num_dbc}, single_msi={cfg.single_msi}, "
         f"sg_max_segment={cfg.sg_max_segment}, kernel={cfg.kernel}"
     )
-    return ArgumentError(
-        f"host {host_cls.__module__}:{host_cls.__qualname__} cannot be constructed on an "
-        f"episode's device ({dev}; policies {pols}): {type(e).__name__}: {e}"
-        + (f" (at {site})" if site else "")
+    ref = f"{host_cls.__module__}:{host_cls.__qualname__}"
+    return watchdog.unconstructible(
+        host_cls, ref, e, on=f" on an episode's device ({dev}; policies {pols})"
     )
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from qaicmodel.errors import QaicModelError
 from qaicmodel.spec.host.protocol import HOST_METHODS
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "HostCrash",
     "probe",
     "timeout",
+    "unconstructible",
 ]
 
 #: Seconds one host call may take before it is reported as CONF-HANG (``--host-timeout``).
@@ -181,7 +183,7 @@ def probe(cls: type, ref: str, cfg: Any = None) -> None:
     """Construct ``cls`` once on a fresh device (``cfg``, default :class:`DeviceConfig`),
     under the watchdog: a constructor that raises or hangs is an ArgumentError naming the
     reason and the host's file and line (exit 2 before the run, W5)."""
-    from qaicmodel.errors import ArgumentError, QaicModelError
+    from qaicmodel.errors import ArgumentError
     from qaicmodel.scenario.runner import Runner
 
     def build() -> Any:
@@ -194,11 +196,19 @@ def probe(cls: type, ref: str, cfg: Any = None) -> None:
     except QaicModelError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's constructor failed
-        site = crash_site(e, cls)
-        raise ArgumentError(
-            f"host {ref} cannot be constructed: {type(e).__name__}: {e}"
-            + (f" (at {site})" if site else "")
-        ) from None
+        raise unconstructible(cls, ref, e) from None
+
+
+def unconstructible(cls: type, ref: str, e: Exception, on: str = "") -> QaicModelError:
+    """W5's one-line error for a host constructor that raised ``e`` (``on``: the device
+    it was given, when not the probe's): an ArgumentError, exit 2."""
+    from qaicmodel.errors import ArgumentError
+
+    site = crash_site(e, cls)
+    return ArgumentError(
+        f"host {ref} cannot be constructed{on}: {type(e).__name__}: {e}"
+        + (f" (at {site})" if site else "")
+    )
 
 
 class HostCrash(Exception):
@@ -227,7 +237,7 @@ class _Guarded:
         cls = type(self)._cls
         try:
             host = call(f"{cls.__qualname__}(device, ...)", cls, (device,), kw)
-        except (HostHang, _qaic_error()):
+        except (HostHang, QaicModelError):
             raise
         except Exception as e:  # noqa: BLE001 - the user's constructor
             raise HostCrash(f"{cls.__qualname__}(device, ...)", e, crash_site(e, cls)) from e
@@ -242,7 +252,7 @@ class _Guarded:
         def guarded(*args: Any, **kw: Any) -> Any:
             try:
                 return call(name, attr, args, kw)
-            except (HostHang, _qaic_error()):
+            except (HostHang, QaicModelError):
                 raise
             except Exception as e:  # noqa: BLE001 - the host under test crashed
                 raise HostCrash(describe_call(name, args, kw), e, crash_site(e, host)) from e
@@ -251,12 +261,6 @@ class _Guarded:
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(object.__getattribute__(self, "_host"), name, value)
-
-
-def _qaic_error() -> type[BaseException]:
-    from qaicmodel.errors import QaicModelError
-
-    return QaicModelError
 
 
 def guard_host(cls: type) -> type:

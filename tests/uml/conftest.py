@@ -24,6 +24,7 @@ judge, J3).
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 from tracecheck import VERDICTS, judge
 
+from qaicmodel.emu.splat import UML_TRANSPORT
 from qaicmodel.emu.tracing import ENV as TRACE_ENV
 
 
@@ -52,7 +54,7 @@ RERUN_ONCE = {"test_guest_boot.py", "test_guest_datapath.py", "test_hunt_linux.p
 
 
 #: a failure naming these (pytest-rerunfailures ``only_rerun``) is UML's transport race
-UML_RACE = [r"arch/um/drivers/virtio_pcidev\.c", r"arch/um/drivers/virt-pci\.c"]
+UML_RACE = [re.escape(f) for f in UML_TRANSPORT]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
