@@ -223,3 +223,37 @@ def test_linux_sides_wait_for_every_executed_bo_before_the_guest_closes() -> Non
     closed = steps[:-1] + [{"op": "gem_close", "user": "u0", "handle": "b4"}]
     waited = [s["handle"] for s in linux_steps(closed)[len(closed) :] if s["op"] == "wait"]
     assert waited == ["b3"]
+
+
+def test_a_host_correct_first_witness_does_not_end_the_hunt_for_a_host_break(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """S5: under seed 1280181454 the first difference of head-index-meaning is an errno
+    the spec host handles correctly under both readings, but the host does depend on the
+    next-slot reading (F16); the hunt must go on looking and exit 1 (the clean-clone CI
+    run of 2026-12-02 exited 0 on this seed, against the README's example)."""
+    target = "head-index-meaning=last-consumed"
+    rc, rep = _hunt(
+        capsys,
+        *("--policy", target, "--seed", "1280181454", "--episodes", "6"),
+        *("--out", str(tmp_path)),
+    )
+    row = _row(rep, target)
+    assert row["status"] == "witness" and row["kind"] == "errno", row
+    assert all(c["correct"] is True for c in row["host_checks"])  # the first witness
+    brk = row["host_break"]
+    assert row["host_correct"] is False and rc == 1
+    assert rep["host_depends_on_a_reading"] == [target]
+    assert any(c["correct"] is False for c in brk["host_checks"])
+    assert brk["episode"] > row["episode"] and brk["steps"] <= brk["steps_before_shrink"]
+    path = Path(brk["witness"])
+    assert path.name == "hunt-head-index-meaning=last-consumed.host.json"
+    assert main(["hunt", "--replay", str(path)]) == 0
+    assert "holds" in capsys.readouterr().out
+    # the table says which witness shows what
+    args = ["hunt", "--policy", target, "--seed", "1280181454", "--episodes", "6"]
+    assert main([*args, "--out", str(tmp_path / "t")]) == 1
+    out = capsys.readouterr().out
+    assert "host correct on this witness under every alternative" in out
+    assert "later witness: host DEPENDS ON ONE READING" in out
+    assert "hunt-head-index-meaning=last-consumed.host.json" in out

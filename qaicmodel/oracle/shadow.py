@@ -26,22 +26,25 @@ kept in the primary's state by what the primary did:
   S5  compared: the result (``ok`` or the errno), the handle of CREATE_BO and the
       channel of an activate.  Byte contents and perf-stats figures are the host's
       timing, judged by the rules instead.
+  S6  what nothing reads is not made (speed only, no answer changes): the shadow's
+      device never fetches requests (S1, no REQ_TP write), so a shadow whose slice
+      encoding and copy are SpecHost's writes no request elements and keeps of each
+      encoded element only its length (what ``_partial`` reads).  (The shadow's own
+      control-plane verdicts are read: conform's V-rules compare with them.)
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from qaicmodel import arith
-from qaicmodel.arith import U32
 from qaicmodel.scenario.format import Step
 from qaicmodel.scenario.runner import Runner
 from qaicmodel.spec.dbc import regs
-from qaicmodel.spec.dbc.wire import REQ_SIZE, RequestElem
+from qaicmodel.spec.dbc.wire import RequestElem
+from qaicmodel.spec.host import uapi
 from qaicmodel.spec.host.records import HostChannel, SliceRec
 from qaicmodel.spec.host.reference import SpecHost
 
@@ -77,39 +80,53 @@ class ShadowHost(SpecHost):
         if reg != regs.REQ_TP:  # the shadow's device never consumes requests
             super()._writel(dbc, reg, val)
 
+    def _encode(
+        self, dir: int, ent: uapi.SliceEntry, segs: list[tuple[int, int]]
+    ) -> list[RequestElem]:
+        """S6: SpecHost's encoding reduced to the element lengths; any other host's
+        encoding runs as itself."""
+        if not _spec_copy(type(self)):
+            return super()._encode(dir, ent, segs)
+        return [_Len(length & 0xFFFFFFFF) for _addr, length in segs]  # type: ignore[misc]
+
     def _write_full(self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int) -> None:
-        """SpecHost._write_full's bytes, element by element, with the req_id (a request
-        element's first u16, wire._REQ_STRUCT) set in each packed element rather than in
-        a new record per element (speed only); any other host's copy runs as itself."""
-        enc = sl.enc
-        if not (
-            _spec_copy(type(self))
-            and type(req_id) is int
-            and 0 <= req_id < 1 << 16
-            and all(type(e) is RequestElem for e in enc)
-        ):
-            return super()._write_full(ch, sl, req_id, tail)
-        rid, mem = _U16.pack(req_id), self.device.host_mem
-        for i, elem in enumerate(enc):
-            slot = int(arith.ring_advance(tail, i, ch.nelem, U32))
-            mem.write(ch.req_q + slot * REQ_SIZE, rid + elem.pack()[2:])
+        """S6: no request elements (the shadow's device never fetches them)."""
+        if not _spec_copy(type(self)):
+            super()._write_full(ch, sl, req_id, tail)
+
+    def _write_partial(
+        self, ch: HostChannel, sl: SliceRec, req_id: int, tail: int, first_n: int, last_bytes: int
+    ) -> None:
+        """S6: as :meth:`_write_full`."""
+        if not _spec_copy(type(self)):
+            super()._write_partial(ch, sl, req_id, tail, first_n, last_bytes)
 
 
-_U16 = struct.Struct("<H")
+class _Len:
+    """S6: what the shadow keeps of an encoded request element."""
+
+    __slots__ = ("pcie_dma_len",)
+
+    def __init__(self, n: int) -> None:
+        self.pcie_dma_len = n
 
 
-#: ShadowHost class -> whether it copies slices as SpecHost does (:func:`_spec_copy`)
+#: ShadowHost class -> whether it encodes and copies slices as SpecHost does
 _SPEC_COPY: dict[type, bool] = {}
 
 
 def _spec_copy(cls: type[ShadowHost]) -> bool:
-    """Whether ``cls`` (a ShadowHost) copies slices as SpecHost does: the next
-    ``_write_full`` and the ``_put`` it uses are SpecHost's own."""
+    """Whether ``cls`` (a ShadowHost) encodes and copies slices as SpecHost does: the
+    next ``_encode``, ``_partial``, ``_write_full`` and ``_write_partial`` and the
+    ``_put`` they use are SpecHost's own."""
     known = _SPEC_COPY.get(cls)
     if known is None:
-        mro = cls.__mro__
-        nxt = next(k for k in mro[mro.index(ShadowHost) + 1 :] if "_write_full" in vars(k))
-        known = _SPEC_COPY[cls] = nxt is SpecHost and cls._put is SpecHost._put
+        mro = cls.__mro__[cls.__mro__.index(ShadowHost) + 1 :]
+        known = all(
+            next(k for k in mro if name in vars(k)) is SpecHost
+            for name in ("_encode", "_partial", "_write_full", "_write_partial", "_put")
+        )
+        _SPEC_COPY[cls] = known
     return known
 
 

@@ -194,8 +194,23 @@ def table(rep: dict[str, Any]) -> str:
                     for c in bad
                 )
             )
+            if not bad and "host_break" in r:
+                host = "host correct on this witness under every alternative"
+            elif not bad:
+                host = "host correct under every alternative (on every witness found)"
             lines.append(f"{'':<61}{host[:200]}")
             lines.append(f"{'':<61}{r['witness']} ({r['steps']} steps)")
+            hb = r.get("host_break")
+            if hb is not None:
+                fails = [c for c in hb["host_checks"] if c["correct"] is not True]
+                word = "DEPENDS ON ONE READING" if r["host_correct"] is False else "not checked"
+                text = f"later witness: host {word}: " + "; ".join(
+                    ",".join(f"{a}={b}" for a, b in c["policies"].items()) + f": {c['failure']}"
+                    for c in fails
+                )
+                lines.append(f"{'':<61}{hb['difference'][:200]}")
+                lines.append(f"{'':<61}{text[:200]}")
+                lines.append(f"{'':<61}{hb['witness']} ({hb['steps']} steps)")
     for s in rep["not_searched"]:
         lines.append(f"{s['policy']:<44} {'-':<9} {'':>6}  not searched: {s['why']}")
     for lx in rep.get("linux", []):

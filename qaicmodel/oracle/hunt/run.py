@@ -10,7 +10,11 @@ Rules:
   R2  ``--budget`` seconds are split evenly over the targets; ``--episodes N`` runs
       exactly N episodes per target instead (an exact replay of ``--seed``).
   R3  Each witness is written as ``OUT/hunt-<target>.json`` (witness.py W1, W2) and
-      checked against the host under test under every side (search.py S4).
+      checked against the host under test under every side (search.py S4).  When the
+      host is correct on it, the target's search goes on for a witness it is not
+      correct on (S5); one found is written as ``OUT/hunt-<target>.host.json`` and
+      reported as the row's ``host_break``, and the row's ``host_correct`` is then
+      False.  ``host_correct`` True means: correct on every witness found.
   R4  The report: one row per target -- found or not, the difference, the host's
       correctness under every side, seconds, episodes -- and the seed.
 """
@@ -24,6 +28,7 @@ from typing import Any
 from qaicmodel.errors import ArgumentError, PolicyError
 from qaicmodel.oracle.hunt.search import (
     Target,
+    host_breaks,
     host_checks,
     pair_targets,
     search,
@@ -123,6 +128,9 @@ class Hunt:
                 episodes=self.episodes,
             )
             row = self._row(t, w, eps, time.monotonic() - t1)
+            if row.get("host_correct") is True:
+                eps = self._host_break(t, idx, row, eps, t1 + share)
+                row.update(episodes=eps, seconds=round(time.monotonic() - t1, 2))
             self.rows.append(row)
             if self.progress is not None:
                 self.progress.write(
@@ -132,6 +140,46 @@ class Hunt:
                 self.progress.flush()
         self.elapsed = time.monotonic() - t0
         return self
+
+    def _host_break(
+        self, t: Target, idx: int, row: dict[str, Any], eps: int, deadline: float
+    ) -> int:
+        """R3/S5: go on for a witness the host is not correct on; episodes run in all."""
+        if self.episodes is None and time.monotonic() > deadline:
+            return eps
+        w, eps = search(
+            t,
+            idx,
+            seed=self.seed,
+            host_cls=self.host_cls,
+            kernel=self.kernel,
+            deadline=deadline,
+            episodes=self.episodes,
+            start=eps,
+            accept=host_breaks(t, self.host_cls, self.ref_cls),
+        )
+        if w is None:
+            return eps
+        a, b = w.sides.outcomes[0][w.step], w.sides.outcomes[w.side][w.step]
+        path = self.out_dir / file_name(t.label).replace(".json", ".host.json")
+        d = witness_doc(w, host=self.host_ref, seed=self.seed, command=row["command"])
+        write_witness(path, d)
+        self.witness_docs.append((path, d))
+        checks = host_checks(w, self.host_cls, self.ref_cls)
+        row["host_break"] = {
+            "kind": w.kind,
+            "difference": _describe(w.steps[w.step]["op"], w.step, a, b, t),
+            "steps": len(w.steps),
+            "steps_before_shrink": w.steps_before_shrink,
+            "shrink_replays": w.shrink_replays,
+            "episode": w.episode,
+            "witness": str(path),
+            "replay": f"qaicmodel hunt --replay {path}",
+            "host_checks": checks,
+        }
+        # S5 accepted it, so a side failed; None if a side could not be re-checked
+        row["host_correct"] = False if _verdict(checks) is not True else None
+        return eps
 
     def _row(self, t: Target, w: Any, eps: int, dt: float) -> dict[str, Any]:
         from qaicmodel.spec.policies import REGISTRY
@@ -165,6 +213,7 @@ class Hunt:
             episode=w.episode,
             witness=str(path),
             replay=f"qaicmodel hunt --replay {path}",
+            command=cmd,
             host_checks=checks,
             host_correct=_verdict(checks),
         )

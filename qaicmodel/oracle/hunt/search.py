@@ -23,6 +23,14 @@ Rules:
       responses, echo data, and -- when the host is not the reference host -- its
       results and device state against the reference host's), run on the witness with
       that side's schedules.
+  S5  A witness on which the host under test is correct under every side says nothing
+      about the host's other paths, so the target goes on: episodes continue (the same
+      seed sequence, from the next episode) for the rest of its share -- or up to
+      ``episodes`` in all -- until one shows a difference on which some side's host
+      check fails.  That one is shrunk keeping both the difference (S3) and the failing
+      check (when the shrunk steps no longer fail it, the unshrunk ones are the
+      witness: one check per candidate would cost a host check per replay), and
+      reported beside the first (run.py R3).
 """
 
 from __future__ import annotations
@@ -38,7 +46,15 @@ from qaicmodel.oracle.hunt.generate import HuntExplorer
 from qaicmodel.oracle.hunt.side import NotRunnable, Sides, kind_of, plain, run_all
 from qaicmodel.spec.dbc.config import DeviceConfig
 
-__all__ = ["Target", "Witness", "single_targets", "pair_targets", "search", "host_checks"]
+__all__ = [
+    "Target",
+    "Witness",
+    "single_targets",
+    "pair_targets",
+    "search",
+    "host_checks",
+    "host_breaks",
+]
 
 #: moves per episode
 EPISODE_MOVES = 40
@@ -183,6 +199,10 @@ def _ddmin(
     return items
 
 
+#: S5: does a candidate (cfg, steps, sides) show what the search looks for
+Accept = Callable[[DeviceConfig, list[dict[str, Any]], Sides], bool]
+
+
 def shrink(
     target: Target,
     cfg: DeviceConfig,
@@ -238,9 +258,13 @@ def search(
     kernel: str | None,
     deadline: float | None,
     episodes: int | None,
+    start: int = 0,
+    accept: Accept | None = None,
 ) -> tuple[Witness | None, int]:
-    """S2+S3 for one target: (witness or None, episodes run)."""
-    ep = 0
+    """S2+S3 for one target from episode ``start``: (witness or None, episodes run in
+    all).  ``accept`` (S5): only an episode that passes it counts; its shrunk steps must
+    pass it too, or the witness is the unshrunk episode."""
+    ep = start
     while True:
         if episodes is not None and ep >= episodes:
             return None, ep
@@ -252,10 +276,19 @@ def search(
         if found is None:
             continue
         cfg, steps, sides, (i, k) = found
+        if accept is not None and not accept(cfg, steps[: i + 1], sides):
+            continue
         kind = kind_of(sides.outcomes[0][i], sides.outcomes[k][i])
         small, sides2, (i2, k2), replays = shrink(
-            target, cfg, steps[: i + 1], kind, host_cls, None if episodes else SHRINK_SECONDS
+            target,
+            cfg,
+            steps[: i + 1],
+            kind,
+            host_cls,
+            None if episodes else SHRINK_SECONDS,
         )
+        if accept is not None and not accept(cfg, small, sides2):
+            small, sides2, (i2, k2) = steps[: i + 1], sides, (i, k)  # S5: unshrunk
         return (
             Witness(
                 target=target,
@@ -289,13 +322,35 @@ def side_steps(
 
 def host_checks(w: Witness, host_cls: type, ref_cls: type | None) -> list[dict[str, Any]]:
     """S4: per side, ``{"policies", "correct", "failure"}`` (``correct`` None: not checked)."""
+    return side_checks(w.target, w.cfg, w.steps, w.sides, host_cls, ref_cls)
+
+
+def host_breaks(target: Target, host_cls: type, ref_cls: type | None) -> Accept:
+    """S5: the test that some side's host check fails on a candidate."""
+
+    def accept(cfg: DeviceConfig, steps: list[dict[str, Any]], sides: Sides) -> bool:
+        checks = side_checks(target, cfg, steps, sides, host_cls, ref_cls)
+        return any(c["correct"] is False for c in checks)
+
+    return accept
+
+
+def side_checks(
+    target: Target,
+    cfg: DeviceConfig,
+    steps0: list[dict[str, Any]],
+    sides: Sides,
+    host_cls: type,
+    ref_cls: type | None,
+) -> list[dict[str, Any]]:
+    """S4 over any steps and the sides that ran them."""
     from qaicmodel.oracle.shrink import replay
 
     out: list[dict[str, Any]] = []
-    for k, choice in enumerate(w.target.choices):
-        steps = side_steps(w.steps, w.sides.schedules[k])
+    for k, choice in enumerate(target.choices):
+        steps = side_steps(steps0, sides.schedules[k])
         try:
-            f = replay(w.cfg, choice, steps, host_cls, ref_cls)
+            f = replay(cfg, choice, steps, host_cls, ref_cls)
         except Exception as e:  # noqa: BLE001 - conform's checks are another helper's code
             out.append(
                 {
