@@ -257,3 +257,59 @@ def test_a_host_correct_first_witness_does_not_end_the_hunt_for_a_host_break(
     assert "host correct on this witness under every alternative" in out
     assert "later witness: host DEPENDS ON ONE READING" in out
     assert "hunt-head-index-meaning=last-consumed.host.json" in out
+
+
+def test_echo_claims_end_once_the_episode_changes_a_semaphore() -> None:
+    """generate.py G6: after a G3 mutation, an nsp or a G4 pair, no read_bo carries
+    conform's expect_hex (the echo's ordering may have changed); before, they do."""
+    import random
+
+    from qaicmodel.oracle.hunt.generate import HuntExplorer
+    from qaicmodel.oracle.hunt.search import single_targets
+    from qaicmodel.oracle.hunt.side import NotRunnable, Sides, plain
+
+    target = single_targets(["sem-overflow"])[0]
+    kept = after = 0
+    for seed in range(30):
+        gen = HuntExplorer(random.Random(seed), threads=True)
+        sides = Sides(gen.cfg, target.choices, None)
+        steps: list[dict[str, Any]] = []
+        todo = gen.first_steps()
+        for _ in range(40):
+            d = todo.pop(0) if todo else gen.next_move()
+            if d["op"] == "read_bo":
+                if gen.sems_changed:
+                    assert "expect_hex" not in d, (seed, len(steps), d)
+                    after += 1
+                else:
+                    kept += "expect_hex" in d
+            steps.append(d)
+            try:
+                res = sides.step(len(steps) - 1, d, steps)
+            except NotRunnable:
+                break
+            gen.observe(plain(d), res[0])
+    assert kept > 0 and after > 0, (kept, after)
+
+
+def test_a_host_failing_under_every_side_is_no_host_break() -> None:
+    """search.py S5: the host must fail under one side and pass under another."""
+    from qaicmodel.oracle.hunt import search
+
+    target = search.single_targets(["sem-overflow"])[0]
+    verdicts: list[list[bool | None]] = []
+
+    def fake(_t: Any, _c: Any, _s: Any, _sd: Any, _h: Any, _r: Any) -> list[dict[str, Any]]:
+        return [{"correct": v} for v in verdicts[-1]]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(search, "side_checks", fake)
+    try:
+        accept = search.host_breaks(target, object, None)
+        out = []
+        for v in ([False, False], [True, True], [False, True], [None, False], [True, False]):
+            verdicts.append(list(v))
+            out.append(accept(None, [], None))  # type: ignore[arg-type]
+    finally:
+        mp.undo()
+    assert out == [False, False, True, False, True]

@@ -26,6 +26,13 @@ Rules:
       decides whether a BO completes.
   G5  Everything is drawn from one ``random.Random(seed)``: an episode is a function of
       its seed and of the results its steps returned on the first side.
+  G6  Once a G3 mutation, an ``nsp`` step or a G4 pair is in the episode, conform's echo
+      claim no longer holds: the semaphores that order an echo's output after its input
+      may have changed, so the output may legitimately hold other bytes.  Later
+      ``read_bo`` moves go out without conform's ``expect_hex`` (the claim its CONF-DATA
+      judges); what they read is still each side's host-visible outcome (side.py V2).
+      (Without G6, S5's search for a host failure found CONF-DATA "failures" under every
+      side of one witness: the output slice's presync let it run before the input.)
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class HuntExplorer:
         self.closed: set[str] = set()
         self.queue: list[dict[str, Any]] = []
         self.n = 0
+        #: G6: a semaphore was changed from conform's choice in this episode
+        self.sems_changed = False
 
     def first_steps(self) -> list[dict[str, Any]]:
         return [self._seeded(s, 0) for s in self.ex.first_steps()]
@@ -84,6 +93,14 @@ class HuntExplorer:
                 b["dbc"] = b["dir"] = None
 
     def next_move(self) -> dict[str, Any]:
+        d = self._next_move()
+        if d.get("op") == "nsp":
+            self.sems_changed = True
+        if self.sems_changed and d.get("op") == "read_bo" and "expect_hex" in d:
+            d = {k: v for k, v in d.items() if k != "expect_hex"}  # G6
+        return d
+
+    def _next_move(self) -> dict[str, Any]:
         if self.queue:
             return self.queue.pop(0)
         # never inside one of conform's macro moves (its queued steps assume theirs run next)
@@ -106,6 +123,7 @@ class HuntExplorer:
     def _mutate(self, d: dict[str, Any]) -> dict[str, Any]:
         """G3: one semaphore command of one entry, from the uapi's wider range."""
         r = self.rng
+        self.sems_changed = True
         entries = [dict(e) for e in d["entries"]]
         e = r.choice(entries)
         sem = {
@@ -120,6 +138,7 @@ class HuntExplorer:
     def _sem_pair(self, ch: dict[str, Any]) -> dict[str, Any]:
         """G4: producer and consumer slices on one semaphore, executed together."""
         r = self.rng
+        self.sems_changed = True
         user, idx = ch["user"], r.choice([2, 3])
         a, b = self._name(), self._name()
         prod = {
