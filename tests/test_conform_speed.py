@@ -544,3 +544,31 @@ def test_request_pack_is_the_bytes_it_was_unpacked_from() -> None:
         raw = bytes(rng.randrange(256) for _ in range(REQ_SIZE))
         e = RequestElem(*wire._REQ_STRUCT.unpack(raw))
         assert e.pack() == raw == wire._REQ_STRUCT.pack(*attrs.astuple(e))
+
+
+def test_pair_checks_count_every_check_of_every_step() -> None:
+    """pair.py counts its per-step check groups once per step; ``checks`` adds them up to
+    what one count per check and step gives."""
+    from qaicmodel.oracle import pair as pair_mod
+    from qaicmodel.oracle.rules import RULES as HOST_RULES
+    from qaicmodel.spec.dbc.config import DeviceConfig
+    from qaicmodel.spec.policies import Policies
+
+    doc = {
+        "format": FORMAT,
+        "device": {"num_dbc": 2},
+        "steps": [
+            {"op": "open", "user": "u0"},
+            {"op": "activate", "user": "u0", "queue_size": 8, "as": "d0"},
+            {"op": "create_bo", "user": "u0", "size": 4096, "as": "b"},
+        ],
+    }
+    scen = parse(doc)
+    p = pair_mod.Pair(DeviceConfig(num_dbc=2), Policies({}), SpecHost, SpecHost, False)
+    for st in scen.steps:
+        p.step(st)
+    got = p.checks
+    n = len(scen.steps)
+    for rule in ("CONF-CRASH", "CONF-HANG", *pair_mod._COSIM, *HOST_RULES, *pair_mod._CTRL):
+        assert got[rule] == n, rule
+    assert got["CONF-RESULT"] >= 1
