@@ -313,3 +313,27 @@ def test_a_host_failing_under_every_side_is_no_host_break() -> None:
     finally:
         mp.undo()
     assert out == [False, False, True, False, True]
+
+
+def test_a_driver_finding_is_the_drivers_not_the_host_being_incorrect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """search.py S4, as conform: CTRL-FAULT (a DRIVER_FINDINGS invariant) leaves the host
+    correct and is reported as ``driver_finding``; any other failure does not."""
+    from qaicmodel.oracle import shrink
+    from qaicmodel.oracle.hunt import search
+    from qaicmodel.oracle.hunt.side import Sides
+    from qaicmodel.oracle.pair import Failure
+    from qaicmodel.spec.dbc.config import DeviceConfig
+
+    target = search.single_targets(["sem-overflow"])[0]
+    answers = [
+        Failure("CTRL-FAULT", 3, "activate", "CTRL-QSM-ONLY under fault nnc-wrong-seq"),
+        Failure("CONF-LOST", 4, "wait", "BO 2 of user 0"),
+    ]
+    monkeypatch.setattr(shrink, "replay", lambda *a: answers.pop(0))
+    cfg = DeviceConfig()
+    checks = search.side_checks(target, cfg, [], Sides(cfg, target.choices, None), object, None)
+    assert [c["correct"] for c in checks] == [True, False]
+    assert "CTRL-FAULT" in checks[0]["driver_finding"] and checks[0]["failure"] is None
+    assert "driver_finding" not in checks[1] and "CONF-LOST" in checks[1]["failure"]

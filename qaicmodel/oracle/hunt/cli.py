@@ -184,32 +184,23 @@ def table(rep: dict[str, Any]) -> str:
         lines.append(f"{r['target']:<44} {res:<9} {r['seconds']:>5.1f}s  {r['difference']}{cat}")
         if r["status"] == "witness":
             bad = [c for c in r["host_checks"] if c["correct"] is not True]
-            word = "DEPENDS ON ONE READING" if r["host_correct"] is False else "not checked"
-            host = (
-                "host correct under every alternative"
-                if not bad
-                else f"host {word}: "
-                + "; ".join(
-                    ",".join(f"{a}={b}" for a, b in c["policies"].items()) + f": {c['failure']}"
-                    for c in bad
-                )
-            )
-            if not bad and "host_break" in r:
+            if bad:
+                host = _host_line("host", r["host_correct"], bad)
+            elif "host_break" in r:
                 host = "host correct on this witness under every alternative"
-            elif not bad:
+            else:
                 host = "host correct under every alternative (on every witness found)"
             lines.append(f"{'':<61}{host[:200]}")
+            lines += _driver_lines(r["host_checks"])
             lines.append(f"{'':<61}{r['witness']} ({r['steps']} steps)")
             hb = r.get("host_break")
             if hb is not None:
                 fails = [c for c in hb["host_checks"] if c["correct"] is not True]
-                word = "DEPENDS ON ONE READING" if r["host_correct"] is False else "not checked"
-                text = f"later witness: host {word}: " + "; ".join(
-                    ",".join(f"{a}={b}" for a, b in c["policies"].items()) + f": {c['failure']}"
-                    for c in fails
-                )
                 lines.append(f"{'':<61}{hb['difference'][:200]}")
-                lines.append(f"{'':<61}{text[:200]}")
+                lines.append(
+                    f"{'':<61}{_host_line('later witness: host', r['host_correct'], fails)[:200]}"
+                )
+                lines += _driver_lines(hb["host_checks"])
                 lines.append(f"{'':<61}{hb['witness']} ({hb['steps']} steps)")
     for s in rep["not_searched"]:
         lines.append(f"{s['policy']:<44} {'-':<9} {'':>6}  not searched: {s['why']}")
@@ -221,3 +212,21 @@ def table(rep: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"replay: qaicmodel hunt {rep['replay']}")
     return "\n".join(lines)
+
+
+def _sides(c: dict[str, Any]) -> str:
+    return ",".join(f"{a}={b}" for a, b in c["policies"].items())
+
+
+def _host_line(head: str, correct: bool | None, bad: list[dict[str, Any]]) -> str:
+    word = "DEPENDS ON ONE READING" if correct is False else "not checked"
+    return f"{head} {word}: " + "; ".join(f"{_sides(c)}: {c['failure']}" for c in bad)
+
+
+def _driver_lines(checks: list[dict[str, Any]]) -> list[str]:
+    """search.py S4: a driver finding is the driver's, not the host being incorrect."""
+    return [
+        f"{'':<61}{('driver finding, not the host: ' + _sides(c) + ': ' + c['driver_finding'])[:200]}"
+        for c in checks
+        if c.get("driver_finding")
+    ]

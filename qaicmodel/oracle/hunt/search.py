@@ -22,7 +22,10 @@ Rules:
       (:func:`qaicmodel.oracle.shrink.replay`: crashes, rules broken, stranded
       responses, echo data, and -- when the host is not the reference host -- its
       results and device state against the reference host's), run on the witness with
-      that side's schedules.
+      that side's schedules.  As in conform, an invariant the Linux driver itself
+      breaks (conform's DRIVER_FINDINGS: CTRL-FAULT, the driver's reaction to a
+      hostile device; CONF-NEVER-COMPLETES, F9) is the driver's finding, reported as
+      ``driver_finding``, not the host being incorrect.
   S5  A witness on which the host under test is correct under every side says nothing
       about the host's other paths, so the target goes on: episodes continue (the same
       seed sequence, from the next episode) for the rest of its share -- or up to
@@ -345,6 +348,7 @@ def side_checks(
     ref_cls: type | None,
 ) -> list[dict[str, Any]]:
     """S4 over any steps and the sides that ran them."""
+    from qaicmodel.oracle.conform import DRIVER_FINDINGS
     from qaicmodel.oracle.shrink import replay
 
     out: list[dict[str, Any]] = []
@@ -361,11 +365,13 @@ def side_checks(
                 }
             )
             continue
-        out.append(
-            {
-                "policies": dict(choice),
-                "correct": f is None,
-                "failure": None if f is None else str(f),
-            }
-        )
+        known = f is not None and f.invariant in DRIVER_FINDINGS
+        rec: dict[str, Any] = {
+            "policies": dict(choice),
+            "correct": f is None or known,
+            "failure": None if f is None or known else str(f),
+        }
+        if known:
+            rec["driver_finding"] = str(f)
+        out.append(rec)
     return out
