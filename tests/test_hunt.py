@@ -337,3 +337,15 @@ def test_a_driver_finding_is_the_drivers_not_the_host_being_incorrect(
     assert [c["correct"] for c in checks] == [True, False]
     assert "CTRL-FAULT" in checks[0]["driver_finding"] and checks[0]["failure"] is None
     assert "driver_finding" not in checks[1] and "CONF-LOST" in checks[1]["failure"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "hunt-witnesses").glob("*.json")),
+    ids=lambda p: p.name,
+)
+def test_the_witnesses_docs_hunt_md_cites_still_hold(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["hunt", "--replay", str(path)]) == 0
+    assert "holds" in capsys.readouterr().out
