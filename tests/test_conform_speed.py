@@ -551,20 +551,16 @@ def test_pair_checks_count_every_check_of_every_step() -> None:
     what one count per check and step gives."""
     from qaicmodel.oracle import pair as pair_mod
     from qaicmodel.oracle.rules import RULES as HOST_RULES
-    from qaicmodel.spec.dbc.config import DeviceConfig
     from qaicmodel.spec.policies import Policies
 
-    doc = {
-        "format": FORMAT,
-        "device": {"num_dbc": 2},
-        "steps": [
+    scen = parse(
+        _steps(
             {"op": "open", "user": "u0"},
             {"op": "activate", "user": "u0", "queue_size": 8, "as": "d0"},
             {"op": "create_bo", "user": "u0", "size": 4096, "as": "b"},
-        ],
-    }
-    scen = parse(doc)
-    p = pair_mod.Pair(DeviceConfig(num_dbc=2), Policies({}), SpecHost, SpecHost, False)
+        )
+    )
+    p = pair_mod.Pair(scen.device, Policies({}), SpecHost, SpecHost, False)
     for st in scen.steps:
         p.step(st)
     got = p.checks

@@ -68,7 +68,7 @@ class HuntExplorer:
         self.sems_changed = False
 
     def first_steps(self) -> list[dict[str, Any]]:
-        return [self._seeded(s, 0) for s in self.ex.first_steps()]
+        return [self._claims(self._seeded(s, 0)) for s in self.ex.first_steps()]
 
     def observe(self, step: dict[str, Any], res: dict[str, Any]) -> None:
         op, ok = step.get("op"), res.get("result") == "ok"
@@ -93,11 +93,14 @@ class HuntExplorer:
                 b["dbc"] = b["dir"] = None
 
     def next_move(self) -> dict[str, Any]:
-        d = self._next_move()
+        return self._claims(self._next_move())
+
+    def _claims(self, d: dict[str, Any]) -> dict[str, Any]:
+        """G6 on one move."""
         if d.get("op") == "nsp":
             self.sems_changed = True
         if self.sems_changed and d.get("op") == "read_bo" and "expect_hex" in d:
-            d = {k: v for k, v in d.items() if k != "expect_hex"}  # G6
+            d = {k: v for k, v in d.items() if k != "expect_hex"}
         return d
 
     def _next_move(self) -> dict[str, Any]:

@@ -147,6 +147,7 @@ class Hunt:
         """R3/S5: go on for a witness the host is not correct on; episodes run in all."""
         if self.episodes is None and time.monotonic() > deadline:
             return eps
+        accept = host_breaks(t, self.host_cls, self.ref_cls)
         w, eps = search(
             t,
             idx,
@@ -156,16 +157,18 @@ class Hunt:
             deadline=deadline,
             episodes=self.episodes,
             start=eps,
-            accept=host_breaks(t, self.host_cls, self.ref_cls),
+            accept=accept,
         )
         if w is None:
             return eps
+        # the witness is the last candidate S5 accepted: its checks are already made
+        assert accept.accepted is not None and accept.accepted[0] == w.steps
+        checks = accept.accepted[1]
         a, b = w.sides.outcomes[0][w.step], w.sides.outcomes[w.side][w.step]
-        path = self.out_dir / file_name(t.label).replace(".json", ".host.json")
+        path = (self.out_dir / file_name(t.label)).with_suffix(".host.json")
         d = witness_doc(w, host=self.host_ref, seed=self.seed, command=row["command"])
         write_witness(path, d)
         self.witness_docs.append((path, d))
-        checks = host_checks(w, self.host_cls, self.ref_cls)
         row["host_break"] = {
             "kind": w.kind,
             "difference": _describe(w.steps[w.step]["op"], w.step, a, b, t),
@@ -177,8 +180,7 @@ class Hunt:
             "replay": f"qaicmodel hunt --replay {path}",
             "host_checks": checks,
         }
-        # S5 accepted it, so a side failed; None if a side could not be re-checked
-        row["host_correct"] = False if _verdict(checks) is not True else None
+        row["host_correct"] = _verdict(checks)  # False: S5 accepted it, so a side failed
         return eps
 
     def _row(self, t: Target, w: Any, eps: int, dt: float) -> dict[str, Any]:

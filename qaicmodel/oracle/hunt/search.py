@@ -58,6 +58,7 @@ __all__ = [
     "search",
     "host_checks",
     "host_breaks",
+    "HostBreak",
 ]
 
 #: moves per episode
@@ -280,19 +281,15 @@ def search(
         if found is None:
             continue
         cfg, steps, sides, (i, k) = found
-        if accept is not None and not accept(cfg, steps[: i + 1], sides):
+        steps = steps[: i + 1]
+        if accept is not None and not accept(cfg, steps, sides):
             continue
         kind = kind_of(sides.outcomes[0][i], sides.outcomes[k][i])
         small, sides2, (i2, k2), replays = shrink(
-            target,
-            cfg,
-            steps[: i + 1],
-            kind,
-            host_cls,
-            None if episodes else SHRINK_SECONDS,
+            target, cfg, steps, kind, host_cls, None if episodes else SHRINK_SECONDS
         )
         if accept is not None and not accept(cfg, small, sides2):
-            small, sides2, (i2, k2) = steps[: i + 1], sides, (i, k)  # S5: unshrunk
+            small, sides2, (i2, k2) = steps, sides, (i, k)  # S5: unshrunk
         return (
             Witness(
                 target=target,
@@ -329,14 +326,27 @@ def host_checks(w: Witness, host_cls: type, ref_cls: type | None) -> list[dict[s
     return side_checks(w.target, w.cfg, w.steps, w.sides, host_cls, ref_cls)
 
 
-def host_breaks(target: Target, host_cls: type, ref_cls: type | None) -> Accept:
+class HostBreak:
+    """S5's test: the host check fails under some side and passes under another.
+    ``accepted`` keeps the steps and checks of the last candidate it accepted, so the
+    witness's checks need not be replayed again."""
+
+    def __init__(self, target: Target, host_cls: type, ref_cls: type | None) -> None:
+        self.target, self.host_cls, self.ref_cls = target, host_cls, ref_cls
+        self.accepted: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+
+    def __call__(self, cfg: DeviceConfig, steps: list[dict[str, Any]], sides: Sides) -> bool:
+        checks = side_checks(self.target, cfg, steps, sides, self.host_cls, self.ref_cls)
+        got = {c["correct"] for c in checks}
+        if False in got and True in got:
+            self.accepted = (steps, checks)
+            return True
+        return False
+
+
+def host_breaks(target: Target, host_cls: type, ref_cls: type | None) -> HostBreak:
     """S5: the test that the host check fails under some side and passes under another."""
-
-    def accept(cfg: DeviceConfig, steps: list[dict[str, Any]], sides: Sides) -> bool:
-        got = {c["correct"] for c in side_checks(target, cfg, steps, sides, host_cls, ref_cls)}
-        return False in got and True in got
-
-    return accept
+    return HostBreak(target, host_cls, ref_cls)
 
 
 def side_checks(
